@@ -1,0 +1,275 @@
+//! Maintenance: the integrity check of every invariant in docs/FORMAT.md, and compaction.
+
+use crate::content::{FileRow, Hash, hex};
+use crate::content::staging::{StagingOwner, StagingRow};
+use crate::error::Result;
+use crate::files::{BucketRow, MultipartRow, ObjectRow, PartRow, VersionLoc};
+use crate::storage::{Store, dec};
+use redb::{ReadableTable, ReadableTableMetadata};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// What [`Store::check`] found. Empty `problems` means every invariant holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// One line per violated invariant, naming the rows involved.
+    pub problems: Vec<String>,
+    /// Whether redb's own structural check passed (`None` when it could not run because other
+    /// handles were using the database).
+    pub engine_ok: Option<bool>,
+}
+
+impl CheckReport {
+    /// True when nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty() && self.engine_ok != Some(false)
+    }
+}
+
+impl Store {
+    /// Verifies every invariant of the format (one head per key, reference counts of files and
+    /// chunks, bucket sizes, links between tables, record revisions) on a consistent snapshot,
+    /// then runs the engine's own integrity check when no other transaction is open.
+    pub fn check(&self) -> Result<CheckReport> {
+        let mut report = CheckReport {
+            problems: self.check_tables()?,
+            engine_ok: None,
+        };
+        if let Some(mut db) = self.inner.db_exclusive() {
+            report.engine_ok = match db.check_integrity() {
+                Ok(ok) => Some(ok),
+                Err(redb::DatabaseError::TransactionInProgress) => None,
+                Err(e) => return Err(e.into()),
+            };
+        }
+        Ok(report)
+    }
+
+    /// Reclaims free space in the store file. Returns whether anything was compacted. Fails
+    /// with an engine error while other transactions are open.
+    pub fn compact(&self) -> Result<bool> {
+        match self.inner.db_exclusive() {
+            Some(mut db) => match db.compact() {
+                Ok(done) => Ok(done),
+                Err(redb::CompactionError::TransactionInProgress) => Ok(false),
+                Err(e) => Err(e.into()),
+            },
+            None => Ok(false),
+        }
+    }
+
+    fn check_tables(&self) -> Result<Vec<String>> {
+        let snap = self.snapshot()?;
+        let t = &snap.t;
+        let mut p = Vec::new();
+
+        // Buckets, objects, heads, versions.
+        let mut buckets: BTreeMap<u128, BucketRow> = BTreeMap::new();
+        for e in t.buckets.iter()? {
+            let (k, v) = e?;
+            buckets.insert(k.value(), dec(v.value(), "buckets")?);
+        }
+        let mut expected_size: HashMap<u128, u64> = HashMap::new();
+        let mut file_refs: HashMap<u128, u64> = HashMap::new();
+        let mut latest: BTreeMap<(u128, String), u64> = BTreeMap::new();
+        let mut version_ids: BTreeMap<u128, VersionLoc> = BTreeMap::new();
+        let mut files: BTreeMap<u128, FileRow> = BTreeMap::new();
+        for e in t.files.iter()? {
+            let (k, v) = e?;
+            files.insert(k.value(), dec(v.value(), "files")?);
+        }
+        for e in t.objects.iter()? {
+            let (k, v) = e?;
+            let (b, key, seq) = k.value();
+            let row: ObjectRow = dec(v.value(), "objects")?;
+            if !buckets.contains_key(&b) {
+                p.push(format!("version {:x} lies in missing bucket {b:x}", row.version_id));
+            }
+            latest.insert((b, key.to_string()), seq);
+            let loc = VersionLoc {
+                bucket: b,
+                key: key.to_string(),
+                seq,
+            };
+            if version_ids.insert(row.version_id, loc).is_some() {
+                p.push(format!("version id {:x} used twice", row.version_id));
+            }
+            if let Some(f) = row.file {
+                *file_refs.entry(f).or_default() += 1;
+                match files.get(&f) {
+                    Some(fr) => *expected_size.entry(b).or_default() += fr.size,
+                    None => p.push(format!("version {:x} points at missing file {f:x}", row.version_id)),
+                }
+            }
+        }
+        for e in t.heads.iter()? {
+            let (k, v) = e?;
+            let (b, key) = k.value();
+            match latest.remove(&(b, key.to_string())) {
+                Some(seq) if seq == v.value() => {}
+                Some(seq) => p.push(format!(
+                    "head of {key:?} in {b:x} is version {} but the newest is {seq}",
+                    v.value()
+                )),
+                None => p.push(format!("head of {key:?} in {b:x} has no versions")),
+            }
+        }
+        for ((b, key), _) in latest {
+            p.push(format!("{key:?} in {b:x} has versions but no head"));
+        }
+        let mut indexed = 0usize;
+        for e in t.versions.iter()? {
+            let (k, v) = e?;
+            indexed += 1;
+            let loc: VersionLoc = dec(v.value(), "versions")?;
+            if version_ids.get(&k.value()) != Some(&loc) {
+                p.push(format!("version index of {:x} is wrong", k.value()));
+            }
+        }
+        if indexed != version_ids.len() {
+            p.push(format!(
+                "{indexed} version index rows for {} versions",
+                version_ids.len()
+            ));
+        }
+        for e in t.object_tags.iter()? {
+            let (k, _) = e?;
+            if !version_ids.contains_key(&k.value().0) {
+                p.push(format!("tag {:?} of missing version {:x}", k.value().1, k.value().0));
+            }
+        }
+        for e in t.bucket_tags.iter()? {
+            let (k, _) = e?;
+            if !buckets.contains_key(&k.value().0) {
+                p.push(format!("tag {:?} of missing bucket {:x}", k.value().1, k.value().0));
+            }
+        }
+
+        // Multipart uploads, parts and staging.
+        let mut chunk_refs: HashMap<Hash, u64> = HashMap::new();
+        let mut part_staging: BTreeMap<u128, (u128, u32)> = BTreeMap::new();
+        let mut uploads: BTreeSet<u128> = BTreeSet::new();
+        for e in t.multipart.iter()? {
+            let (k, v) = e?;
+            let r: MultipartRow = dec(v.value(), "multipart")?;
+            uploads.insert(k.value());
+            *expected_size.entry(r.bucket).or_default() += r.size;
+            if !buckets.contains_key(&r.bucket) {
+                p.push(format!("upload {:x} lies in missing bucket", k.value()));
+            }
+        }
+        for e in t.parts.iter()? {
+            let (k, v) = e?;
+            let (u, n) = k.value();
+            let r: PartRow = dec(v.value(), "parts")?;
+            if !uploads.contains(&u) {
+                p.push(format!("part {n} of missing upload {u:x}"));
+            }
+            part_staging.insert(r.staging, (u, n));
+        }
+        let mut staging_ids = BTreeSet::new();
+        for e in t.staging.iter()? {
+            let (k, v) = e?;
+            let r: StagingRow = dec(v.value(), "staging")?;
+            staging_ids.insert(k.value());
+            match r.owner {
+                StagingOwner::Upload => {
+                    p.push(format!("staged upload {:x} was never adopted", k.value()))
+                }
+                StagingOwner::Part { upload, part } => {
+                    if part_staging.get(&k.value()) != Some(&(upload, part)) {
+                        p.push(format!("staging {:x} claims a part that does not own it", k.value()));
+                    }
+                }
+            }
+        }
+        for (s, (u, n)) in &part_staging {
+            if !staging_ids.contains(s) {
+                p.push(format!("part {n} of upload {u:x} has no staged content"));
+            }
+        }
+        for e in t.staged_chunks.iter()? {
+            let (k, v) = e?;
+            if !staging_ids.contains(&k.value().0) {
+                p.push(format!("staged chunk of missing staging {:x}", k.value().0));
+            }
+            *chunk_refs.entry(v.value()).or_default() += 1;
+        }
+
+        // Files and their chunks.
+        let mut by_hash: HashMap<Hash, u128> = HashMap::new();
+        for e in t.files_by_hash.iter()? {
+            let (k, v) = e?;
+            by_hash.insert(k.value(), v.value());
+            match files.get(&v.value()) {
+                Some(f) if f.blake3 == k.value() => {}
+                _ => p.push(format!("dedup index {} points at a wrong file", hex(&k.value()))),
+            }
+        }
+        let mut layout: HashMap<u128, u64> = HashMap::new();
+        for e in t.file_chunks.iter()? {
+            let (k, v) = e?;
+            let (f, off) = k.value();
+            let h = v.value();
+            *chunk_refs.entry(h).or_default() += 1;
+            let len = match t.chunks.get(&h)? {
+                Some(c) => c.value().len() as u64,
+                None => {
+                    p.push(format!("file {f:x} names missing chunk {}", hex(&h)));
+                    0
+                }
+            };
+            let next = layout.entry(f).or_default();
+            if *next != off {
+                p.push(format!("file {f:x}: chunk at {off}, expected one at {next}"));
+            }
+            *next = off + len;
+            if !files.contains_key(&f) {
+                p.push(format!("chunk list of missing file {f:x}"));
+            }
+        }
+        for (id, f) in &files {
+            let refs = file_refs.get(id).copied().unwrap_or(0);
+            if f.refcount != refs {
+                p.push(format!("file {id:x} counts {} references, has {refs}", f.refcount));
+            }
+            if refs == 0 {
+                p.push(format!("file {id:x} is referenced by nothing"));
+            }
+            if layout.get(id).copied().unwrap_or(0) != f.size {
+                p.push(format!("file {id:x}: chunks do not add up to its size {}", f.size));
+            }
+            if by_hash.get(&f.blake3) != Some(id) {
+                p.push(format!("file {id:x} is missing from the dedup index"));
+            }
+        }
+        let mut stored = 0usize;
+        for e in t.chunk_refs.iter()? {
+            let (k, v) = e?;
+            stored += 1;
+            let h = k.value();
+            let want = chunk_refs.remove(&h).unwrap_or(0);
+            if v.value() != want || want == 0 {
+                p.push(format!("chunk {} counts {} references, has {want}", hex(&h), v.value()));
+            }
+            if t.chunks.get(&h)?.is_none() {
+                p.push(format!("chunk {} has a count but no bytes", hex(&h)));
+            }
+        }
+        for h in chunk_refs.keys() {
+            p.push(format!("chunk {} is referenced but not counted", hex(h)));
+        }
+        if t.chunks.len()? as usize != stored {
+            p.push(format!("{} chunks stored, {stored} counted", t.chunks.len()?));
+        }
+
+        // Bucket sizes.
+        for (id, b) in &buckets {
+            let want = expected_size.get(id).copied().unwrap_or(0);
+            if b.size != want {
+                p.push(format!("bucket {id:x} size is {} but its content adds up to {want}", b.size));
+            }
+        }
+
+        Ok(p)
+    }
+}

@@ -1,0 +1,281 @@
+//! Content: how are a file's bytes stored, deduplicated, read back and verified?
+//!
+//! A file is a list of chunks, each addressed by its blake3 hash and stored once however many
+//! files contain it. Files are deduplicated whole by the blake3 of their content. Small content
+//! is written inside the caller's transaction; large content is *staged* in short transactions
+//! of its own and adopted by the transaction that creates the object version (see
+//! [`staging`]). Readers verify every chunk against its hash, so damaged bytes surface as a
+//! typed corruption error, never as wrong data.
+
+mod reader;
+pub(crate) mod staging;
+mod verify;
+pub(crate) mod write;
+
+pub use reader::FileReader;
+pub(crate) use staging::clear_abandoned_staging;
+pub use verify::FixityReport;
+pub(crate) use write::{StreamLimits, write_stream};
+
+use crate::error::{Error, Result};
+use crate::ids::{FileId, Timestamp};
+use crate::storage::{Snapshot, View, WTables, dec, enc, with_view};
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+pub(crate) type Hash = [u8; 32];
+
+/// The stored row of a file instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct FileRow {
+    pub size: u64,
+    pub blake3: Hash,
+    pub md5: Option<[u8; 16]>,
+    pub readable: bool,
+    pub writable: bool,
+    pub last_check: Option<bool>,
+    pub last_check_at: Option<Timestamp>,
+    pub chunk_size: u32,
+    /// Object versions and multipart uploads that point at this file.
+    pub refcount: u64,
+    pub storage_class: String,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+/// A file instance: the stored bytes that one or more object versions point to (Invenio's
+/// `FileInstance`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileInstance {
+    /// The file's id.
+    pub id: FileId,
+    /// Size in bytes.
+    pub size: u64,
+    /// `blake3:<64 hex digits>`, always present.
+    pub checksum: String,
+    /// `md5:<32 hex digits>`, present when the store computes md5.
+    pub md5: Option<String>,
+    /// Whether the bytes can be read (false while a multipart upload is open).
+    pub readable: bool,
+    /// Whether the bytes may still change (false once content is complete).
+    pub writable: bool,
+    /// Result of the last fixity check; `None` when never checked or inconclusive.
+    pub last_check: Option<bool>,
+    /// When the last fixity check ran.
+    pub last_check_at: Option<Timestamp>,
+    /// Storage class, inherited from the bucket the content was first uploaded to.
+    pub storage_class: String,
+    /// Payload bytes per chunk this file was written with.
+    pub chunk_size: u32,
+    /// How many object versions and multipart uploads share this file.
+    pub references: u64,
+    /// When the file was stored.
+    pub created: Timestamp,
+    /// When the row last changed.
+    pub updated: Timestamp,
+}
+
+impl FileInstance {
+    pub(crate) fn from_row(id: FileId, r: &FileRow) -> FileInstance {
+        FileInstance {
+            id,
+            size: r.size,
+            checksum: blake3_text(&r.blake3),
+            md5: r.md5.map(|m| format!("md5:{}", hex(&m))),
+            readable: r.readable,
+            writable: r.writable,
+            last_check: r.last_check,
+            last_check_at: r.last_check_at,
+            storage_class: r.storage_class.clone(),
+            chunk_size: r.chunk_size,
+            references: r.refcount,
+            created: r.created,
+            updated: r.updated,
+        }
+    }
+}
+
+pub(crate) fn blake3_text(h: &Hash) -> String {
+    format!("blake3:{}", hex(h))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(D[(b >> 4) as usize] as char);
+        s.push(D[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub(crate) fn get_file_row<V: View>(v: &V, id: FileId) -> Result<Option<FileRow>> {
+    match v.files().get(id.raw())? {
+        Some(g) => Ok(Some(dec(g.value(), "files")?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn put_file_row(t: &mut WTables<'_>, id: FileId, row: &FileRow) -> Result<()> {
+    t.files.insert(id.raw(), enc(row)?.as_slice())?;
+    Ok(())
+}
+
+/// Adds one reference (a version or an upload now points at the file).
+pub(crate) fn retain_file(t: &mut WTables<'_>, id: FileId, now: Timestamp) -> Result<FileRow> {
+    let mut row = get_file_row(t, id)?.ok_or(Error::FileNotFound { file: id })?;
+    row.refcount += 1;
+    row.updated = now;
+    put_file_row(t, id, &row)?;
+    Ok(row)
+}
+
+/// Drops one reference; the last one frees the file row, its chunk list and every chunk no
+/// other file uses, in the same transaction.
+pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
+    let mut row = get_file_row(t, id)?.ok_or(Error::FileNotFound { file: id })?;
+    if row.refcount > 1 {
+        row.refcount -= 1;
+        return put_file_row(t, id, &row);
+    }
+    t.files.remove(id.raw())?;
+    if t.files_by_hash.get(&row.blake3)?.map(|g| g.value()) == Some(id.raw()) {
+        t.files_by_hash.remove(&row.blake3)?;
+    }
+    let hashes: Vec<Hash> = {
+        let mut out = Vec::new();
+        for e in t.file_chunks.range((id.raw(), 0)..=(id.raw(), u64::MAX))? {
+            out.push(e?.1.value());
+        }
+        out
+    };
+    t.file_chunks
+        .retain_in((id.raw(), 0)..=(id.raw(), u64::MAX), |_, _| false)?;
+    for h in hashes {
+        release_chunk(t, &h)?;
+    }
+    Ok(())
+}
+
+/// Stores a chunk's bytes unless a chunk with that hash exists. References are counted apart.
+pub(crate) fn store_chunk(t: &mut WTables<'_>, hash: &Hash, bytes: &[u8]) -> Result<()> {
+    if t.chunk_refs.get(hash)?.is_none() {
+        t.chunks.insert(hash, bytes)?;
+        t.chunk_refs.insert(hash, 0)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn retain_chunk(t: &mut WTables<'_>, hash: &Hash) -> Result<()> {
+    let n = t.chunk_refs.get(hash)?.map(|g| g.value()).ok_or_else(|| {
+        Error::corrupt(format!("chunk {} has no reference count", hex(hash)))
+    })?;
+    t.chunk_refs.insert(hash, n + 1)?;
+    Ok(())
+}
+
+pub(crate) fn release_chunk(t: &mut WTables<'_>, hash: &Hash) -> Result<()> {
+    let n = t.chunk_refs.get(hash)?.map(|g| g.value()).unwrap_or(0);
+    if n <= 1 {
+        t.chunk_refs.remove(hash)?;
+        t.chunks.remove(hash)?;
+    } else {
+        t.chunk_refs.insert(hash, n - 1)?;
+    }
+    Ok(())
+}
+
+/// Looks up a file instance.
+pub(crate) fn file_instance<S: Snapshot + ?Sized>(s: &S, id: FileId) -> Result<Option<FileInstance>> {
+    let row = with_view!(s, |v| get_file_row(v, id))?;
+    Ok(row.map(|r| FileInstance::from_row(id, &r)))
+}
+
+/// Incremental checksums of one stream: blake3 always, md5 when asked.
+pub(crate) struct Digests {
+    blake3: blake3::Hasher,
+    md5: Option<md5::Md5>,
+}
+
+impl Digests {
+    pub(crate) fn new(with_md5: bool) -> Digests {
+        use md5::Digest;
+        Digests {
+            blake3: blake3::Hasher::new(),
+            md5: with_md5.then(md5::Md5::new),
+        }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        use md5::Digest;
+        self.blake3.update(bytes);
+        if let Some(m) = &mut self.md5 {
+            m.update(bytes);
+        }
+    }
+
+    pub(crate) fn finish(self) -> (Hash, Option<[u8; 16]>) {
+        use md5::Digest;
+        (
+            *self.blake3.finalize().as_bytes(),
+            self.md5.map(|m| m.finalize().into()),
+        )
+    }
+}
+
+/// Registers freshly written content as a file, or finds the identical file already stored.
+/// `chunks` are (offset, hash) pairs whose chunk bytes are already in `chunks` with their
+/// reference counts *not yet* raised for this file. Returns the file id; the caller then takes
+/// its own reference with [`retain_file`].
+pub(crate) fn register_file(
+    t: &mut WTables<'_>,
+    size: u64,
+    digest: (Hash, Option<[u8; 16]>),
+    chunk_size: u32,
+    chunks: &[(u64, Hash)],
+    storage_class: &str,
+    now: Timestamp,
+) -> Result<FileId> {
+    let (blake3, md5) = digest;
+    let existing = t.files_by_hash.get(&blake3)?.map(|g| FileId::from_raw(g.value()));
+    if let Some(existing) = existing {
+        if let Some(mut row) = get_file_row(t, existing)? {
+            if row.size == size {
+                if row.md5.is_none() && md5.is_some() {
+                    row.md5 = md5;
+                    put_file_row(t, existing, &row)?;
+                }
+                // Chunks stored only for this copy (none, unless blake3 collided) go again.
+                for (_, h) in chunks {
+                    if t.chunk_refs.get(h)?.map(|g| g.value()) == Some(0) {
+                        t.chunk_refs.remove(h)?;
+                        t.chunks.remove(h)?;
+                    }
+                }
+                return Ok(existing);
+            }
+        }
+    }
+    let id = FileId::new();
+    for (off, h) in chunks {
+        retain_chunk(t, h)?;
+        t.file_chunks.insert((id.raw(), *off), h)?;
+    }
+    let row = FileRow {
+        size,
+        blake3,
+        md5,
+        readable: true,
+        writable: false,
+        last_check: None,
+        last_check_at: None,
+        chunk_size,
+        refcount: 0,
+        storage_class: storage_class.to_string(),
+        created: now,
+        updated: now,
+    };
+    put_file_row(t, id, &row)?;
+    t.files_by_hash.insert(&blake3, id.raw())?;
+    Ok(id)
+}

@@ -1,0 +1,250 @@
+//! Staged uploads: large content is written in batches, each its own short transaction, so a
+//! multi-GiB upload never holds the single writer for its whole duration and never sits in
+//! memory. Each batch records its chunks under a staging id (`staging`, `staged_chunks`) with
+//! their references counted, so nothing is ever unaccounted for. The transaction that creates
+//! the object version *adopts* the staged chunks as a file; a multipart part *claims* them. A
+//! staging row that nobody adopted or claimed is discarded: by the upload itself on error or
+//! panic (its drop guard), or by the next open after a crash.
+
+use super::write::{ChunkSource, StreamLimits};
+use super::{Digests, FileRow, Hash, get_file_row, put_file_row, release_chunk};
+use crate::error::Result;
+use crate::ids::{FileId, Timestamp};
+use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+
+/// Who owns staged chunks: nobody yet (an upload in progress) or a committed multipart part.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum StagingOwner {
+    Upload,
+    Part { upload: u128, part: u32 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StagingRow {
+    pub started: Timestamp,
+    pub owner: StagingOwner,
+    pub size: u64,
+}
+
+/// Content that has been staged and awaits adoption. Dropping it without [`Self::committed`]
+/// discards the staged chunks.
+pub(crate) struct StagedContent {
+    pub id: u128,
+    pub size: u64,
+    pub digest: (Hash, Option<[u8; 16]>),
+    pub chunk_size: u32,
+    store: Store,
+    committed: bool,
+}
+
+impl StagedContent {
+    /// Marks the staged chunks as owned by a committed transaction (adopted or claimed).
+    pub(crate) fn committed(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for StagedContent {
+    fn drop(&mut self) {
+        if !self.committed {
+            let id = self.id;
+            // Best effort: if this fails too, the next open removes the rows.
+            let _ = self
+                .store
+                .write_with(Durability::Eventual, |tx| discard(&mut tx.t, id).map(|_| ()));
+        }
+    }
+}
+
+/// Streams `reader` into staged chunks. `prefix` holds bytes already read from the stream.
+pub(crate) fn stage(
+    store: &Store,
+    reader: &mut dyn Read,
+    limits: StreamLimits,
+) -> Result<StagedContent> {
+    let cfg = &store.inner.cfg;
+    let id = crate::ids::UploadId::new().raw();
+    let started = Timestamp::now();
+    store.write_with(Durability::Eventual, |tx| {
+        let row = StagingRow {
+            started,
+            owner: StagingOwner::Upload,
+            size: 0,
+        };
+        tx.t.staging.insert(id, enc(&row)?.as_slice())?;
+        Ok(())
+    })?;
+    let mut staged = StagedContent {
+        id,
+        size: 0,
+        digest: ([0; 32], None),
+        chunk_size: cfg.chunk_size as u32,
+        store: store.clone(),
+        committed: false,
+    };
+    let mut src = ChunkSource::new(reader, limits, cfg.chunk_size);
+    let mut digests = Digests::new(cfg.md5);
+    let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
+    let mut offset = 0u64;
+    let mut batch: Vec<(u64, Hash, Vec<u8>)> = Vec::with_capacity(per_batch);
+    loop {
+        let mut buf = Vec::with_capacity(cfg.chunk_size);
+        let more = src.next_chunk(&mut buf)?;
+        if !buf.is_empty() {
+            digests.update(&buf);
+            let h = *blake3::hash(&buf).as_bytes();
+            let len = buf.len() as u64;
+            batch.push((offset, h, buf));
+            offset += len;
+        }
+        if batch.len() >= per_batch || (!more && !batch.is_empty()) {
+            let b = std::mem::take(&mut batch);
+            store.write_with(Durability::Eventual, |tx| write_batch(&mut tx.t, id, &b))?;
+        }
+        if !more {
+            break;
+        }
+    }
+    staged.size = src.total;
+    staged.digest = digests.finish();
+    Ok(staged)
+}
+
+fn write_batch(t: &mut WTables<'_>, id: u128, batch: &[(u64, Hash, Vec<u8>)]) -> Result<()> {
+    for (off, h, bytes) in batch {
+        let refs = t.chunk_refs.get(h)?.map(|g| g.value());
+        match refs {
+            Some(n) => {
+                t.chunk_refs.insert(h, n + 1)?;
+            }
+            None => {
+                t.chunks.insert(h, bytes.as_slice())?;
+                t.chunk_refs.insert(h, 1)?;
+            }
+        }
+        t.staged_chunks.insert((id, *off), h)?;
+    }
+    Ok(())
+}
+
+/// The chunks staged under `id`, in offset order.
+pub(crate) fn staged_chunks<T: ReadableTable<(u128, u64), Hash>>(
+    table: &T,
+    id: u128,
+) -> Result<Vec<(u64, Hash)>> {
+    let mut out = Vec::new();
+    for e in table.range((id, 0)..=(id, u64::MAX))? {
+        let (k, v) = e?;
+        out.push((k.value().1, v.value()));
+    }
+    Ok(out)
+}
+
+/// Releases the chunks staged under `id` and removes its rows. Returns whether it existed.
+pub(crate) fn discard(t: &mut WTables<'_>, id: u128) -> Result<bool> {
+    let existed = t.staging.remove(id)?.is_some();
+    let chunks = staged_chunks(&t.staged_chunks, id)?;
+    t.staged_chunks
+        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    for (_, h) in chunks {
+        release_chunk(t, &h)?;
+    }
+    Ok(existed)
+}
+
+/// Turns staged content into a file inside the caller's transaction, or, if identical content
+/// is already stored, drops the staged copy and returns the existing file. The caller takes its
+/// reference with `retain_file`.
+pub(crate) fn adopt(tx: &mut WriteTx<'_>, staged: &StagedContent, class: &str) -> Result<FileId> {
+    let t = &mut tx.t;
+    let (blake3, md5) = staged.digest;
+    let existing = t.files_by_hash.get(&blake3)?.map(|g| FileId::from_raw(g.value()));
+    if let Some(existing) = existing {
+        if let Some(mut row) = get_file_row(t, existing)? {
+            if row.size == staged.size {
+                if row.md5.is_none() && md5.is_some() {
+                    row.md5 = md5;
+                    put_file_row(t, existing, &row)?;
+                }
+                discard(t, staged.id)?;
+                return Ok(existing);
+            }
+        }
+    }
+    let id = FileId::new();
+    for (off, h) in staged_chunks(&t.staged_chunks, staged.id)? {
+        t.file_chunks.insert((id.raw(), off), h)?;
+    }
+    t.staged_chunks
+        .retain_in((staged.id, 0)..=(staged.id, u64::MAX), |_, _| false)?;
+    t.staging.remove(staged.id)?;
+    let row = FileRow {
+        size: staged.size,
+        blake3,
+        md5,
+        readable: true,
+        writable: false,
+        last_check: None,
+        last_check_at: None,
+        chunk_size: staged.chunk_size,
+        refcount: 0,
+        storage_class: class.to_string(),
+        created: tx.now,
+        updated: tx.now,
+    };
+    put_file_row(t, id, &row)?;
+    t.files_by_hash.insert(&blake3, id.raw())?;
+    Ok(id)
+}
+
+/// Gives staged content to a multipart part.
+pub(crate) fn claim_for_part(
+    t: &mut WTables<'_>,
+    staged: &StagedContent,
+    upload: u128,
+    part: u32,
+) -> Result<()> {
+    let row = StagingRow {
+        started: Timestamp::now(),
+        owner: StagingOwner::Part { upload, part },
+        size: staged.size,
+    };
+    t.staging.insert(staged.id, enc(&row)?.as_slice())?;
+    Ok(())
+}
+
+/// Removes every staging row no committed part owns: uploads that a crash or an abandoned
+/// process left behind. Runs at every open. Returns how many were removed.
+pub fn clear_abandoned_staging(tx: &mut WriteTx<'_>) -> Result<usize> {
+    let mut abandoned = Vec::new();
+    for e in tx.t.staging.iter()? {
+        let (k, v) = e?;
+        let row: StagingRow = dec(v.value(), "staging")?;
+        let keep = match row.owner {
+            StagingOwner::Upload => false,
+            StagingOwner::Part { upload, part } => tx.t.parts.get((upload, part))?.is_some(),
+        };
+        if !keep {
+            abandoned.push(k.value());
+        }
+    }
+    // Staged chunks whose staging row never committed (the row and the batch are separate
+    // transactions) are orphans too.
+    let mut orphan_ids = Vec::new();
+    for e in tx.t.staged_chunks.iter()? {
+        let id = e?.0.value().0;
+        if orphan_ids.last() != Some(&id) && tx.t.staging.get(id)?.is_none() {
+            orphan_ids.push(id);
+        }
+    }
+    abandoned.extend(orphan_ids);
+    abandoned.sort_unstable();
+    abandoned.dedup();
+    for id in &abandoned {
+        discard(&mut tx.t, *id)?;
+    }
+    Ok(abandoned.len())
+}

@@ -1,0 +1,154 @@
+//! Turning a byte stream into chunks, with size limits enforced while reading.
+
+use super::{Digests, Hash, register_file, store_chunk};
+use crate::error::{Error, Result, SizeLimit};
+use crate::ids::{BucketId, FileId, Timestamp};
+use crate::storage::WTables;
+use std::io::{ErrorKind, Read};
+
+/// What a stream may contain: an exact declared size and/or a byte cap from the bucket.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StreamLimits {
+    pub declared: Option<u64>,
+    pub cap: Option<Cap>,
+}
+
+/// The smallest bucket limit that applies to an upload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cap {
+    pub bucket: BucketId,
+    pub kind: SizeLimit,
+    pub bytes: u64,
+}
+
+impl StreamLimits {
+    /// Checks the running total; called after every read so a stream is cut off at the first
+    /// byte over a limit rather than stored and then refused.
+    pub(crate) fn check_running(&self, total: u64) -> Result<()> {
+        if let Some(d) = self.declared {
+            if total > d {
+                return Err(Error::UnexpectedFileSize {
+                    expected: d,
+                    actual: total,
+                });
+            }
+        }
+        if let Some(c) = self.cap {
+            if total > c.bytes {
+                return Err(Error::FileSize {
+                    bucket: c.bucket,
+                    limit: c.kind,
+                    limit_bytes: c.bytes,
+                    attempted: total,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_end(&self, total: u64) -> Result<()> {
+        match self.declared {
+            Some(d) if total != d => Err(Error::UnexpectedFileSize {
+                expected: d,
+                actual: total,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Reads a stream in chunk-sized pieces, enforcing the limits as it goes.
+pub(crate) struct ChunkSource<'r> {
+    reader: &'r mut dyn Read,
+    limits: StreamLimits,
+    chunk_size: usize,
+    pub(crate) total: u64,
+    done: bool,
+}
+
+impl<'r> ChunkSource<'r> {
+    pub(crate) fn new(reader: &'r mut dyn Read, limits: StreamLimits, chunk_size: usize) -> Self {
+        ChunkSource {
+            reader,
+            limits,
+            chunk_size,
+            total: 0,
+            done: false,
+        }
+    }
+
+    /// Fills `buf` with the next chunk (up to `chunk_size` bytes). Returns false at the end of
+    /// the stream, after checking the declared size.
+    pub(crate) fn next_chunk(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+        buf.clear();
+        if self.done {
+            return Ok(false);
+        }
+        // Never read more than one byte past what the limits allow, so a huge stream over a
+        // small quota is refused after reading little of it.
+        let mut want = self.chunk_size as u64;
+        if let Some(d) = self.limits.declared {
+            want = want.min(d.saturating_sub(self.total) + 1);
+        }
+        if let Some(c) = self.limits.cap {
+            want = want.min(c.bytes.saturating_sub(self.total) + 1);
+        }
+        buf.resize(want as usize, 0);
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n.min(buf.len() - filled),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::UploadStream { source: e }),
+            }
+        }
+        buf.truncate(filled);
+        self.total += filled as u64;
+        self.limits.check_running(self.total)?;
+        if filled < want as usize {
+            self.done = true;
+            self.limits.check_end(self.total)?;
+        }
+        Ok(!buf.is_empty() || !self.done)
+    }
+}
+
+/// Writes a whole stream inside the current transaction and registers it as a file (or finds
+/// the identical file already stored). The caller takes its reference with `retain_file`.
+pub(crate) fn write_stream(
+    t: &mut WTables<'_>,
+    chunk_size: usize,
+    with_md5: bool,
+    reader: &mut dyn Read,
+    limits: StreamLimits,
+    storage_class: &str,
+    now: Timestamp,
+) -> Result<(FileId, u64)> {
+    let mut src = ChunkSource::new(reader, limits, chunk_size);
+    let mut digests = Digests::new(with_md5);
+    let mut chunks: Vec<(u64, Hash)> = Vec::new();
+    let mut buf = Vec::with_capacity(chunk_size);
+    let mut offset = 0u64;
+    while src.next_chunk(&mut buf)? {
+        if buf.is_empty() {
+            continue;
+        }
+        digests.update(&buf);
+        let h = *blake3::hash(&buf).as_bytes();
+        store_chunk(t, &h, &buf)?;
+        chunks.push((offset, h));
+        offset += buf.len() as u64;
+    }
+    let size = src.total;
+    let id = register_file(
+        t,
+        size,
+        digests.finish(),
+        chunk_size as u32,
+        &chunks,
+        storage_class,
+        now,
+    )?;
+    Ok((id, size))
+}

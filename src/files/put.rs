@@ -1,0 +1,183 @@
+//! Single-call conveniences of the files layer on [`Store`], including the staged put that
+//! keeps large uploads in bounded memory and off the writer.
+
+use super::object::{check_writable, limits_for};
+use super::{
+    Bucket, BucketOptions, FilesQuery, ListOptions, ObjectVersion, PutOptions, SyncChange,
+    validate_key,
+};
+use crate::content::staging::{adopt, stage};
+use crate::content::{FileInstance, FileReader};
+use crate::error::{Error, Result};
+use crate::ids::{BucketId, FileId, VersionId};
+use crate::storage::Store;
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read};
+
+impl Store {
+    /// Creates a bucket.
+    pub fn create_bucket(&self, opts: &BucketOptions) -> Result<Bucket> {
+        self.write(|tx| tx.create_bucket(opts))
+    }
+
+    /// A live bucket.
+    pub fn bucket(&self, id: BucketId) -> Result<Option<Bucket>> {
+        self.read(|r| r.bucket(id))
+    }
+
+    /// Every live bucket.
+    pub fn buckets(&self) -> Result<Vec<Bucket>> {
+        self.read(|r| r.buckets())
+    }
+
+    /// Locks or unlocks a bucket.
+    pub fn set_bucket_locked(&self, id: BucketId, locked: bool) -> Result<Bucket> {
+        self.write(|tx| tx.set_bucket_locked(id, locked))
+    }
+
+    /// Soft-deletes a bucket; false if missing or already deleted.
+    pub fn delete_bucket(&self, id: BucketId) -> Result<bool> {
+        self.write(|tx| tx.delete_bucket(id))
+    }
+
+    /// Hard-removes a bucket and frees its unshared content.
+    pub fn remove_bucket(&self, id: BucketId) -> Result<()> {
+        self.write(|tx| tx.remove_bucket(id))
+    }
+
+    /// Snapshots a bucket (see [`crate::WriteTx::snapshot_bucket`]).
+    pub fn snapshot_bucket(&self, id: BucketId, lock: bool) -> Result<Bucket> {
+        self.write(|tx| tx.snapshot_bucket(id, lock))
+    }
+
+    /// Syncs `dest` with `src` (see [`crate::WriteTx::sync_bucket`]).
+    pub fn sync_bucket(
+        &self,
+        src: BucketId,
+        dest: BucketId,
+        delete_extras: bool,
+    ) -> Result<Vec<SyncChange>> {
+        self.write(|tx| tx.sync_bucket(src, dest, delete_extras))
+    }
+
+    /// Stores `reader`'s content as the new head of `key`; the previous head is demoted.
+    ///
+    /// Content up to the staging batch size (16 MiB by default) is written in one transaction.
+    /// Larger content is staged in batches first, so memory stays bounded and other writers are
+    /// not held up; only the final, short transaction creates the version. A put that fails
+    /// (limit, size mismatch, checksum mismatch, reader error or panic) leaves nothing behind.
+    pub fn put_object(
+        &self,
+        bucket: BucketId,
+        key: &str,
+        reader: impl Read,
+        opts: &PutOptions,
+    ) -> Result<ObjectVersion> {
+        validate_key(key, self.inner.cfg.max_key_len)?;
+        // Refuse early what the final transaction would refuse anyway.
+        let limits = self.read(|r| {
+            let b = r
+                .bucket_with_deleted(bucket)?
+                .ok_or(Error::BucketNotFound { bucket })?;
+            check_writable(&b)?;
+            limits_for(&b, opts.size)
+        })?;
+        let batch = self.inner.cfg.staging_batch_bytes as u64;
+        let mut reader = reader;
+        let mut head = Vec::new();
+        (&mut reader)
+            .take(batch + 1)
+            .read_to_end(&mut head)
+            .map_err(|source| Error::UploadStream { source })?;
+        if head.len() as u64 <= batch {
+            return self.write(|tx| tx.put_object(bucket, key, Cursor::new(head), opts));
+        }
+        let mut chained = Cursor::new(head).chain(reader);
+        let staged = stage(self, &mut chained, limits)?;
+        let out = self.write(|tx| {
+            let row = tx.writable_bucket(bucket)?;
+            tx.upload_limits(bucket, &row, None)?
+                .check_running(staged.size)?;
+            let file = adopt(tx, &staged, &row.storage_class)?;
+            tx.verify_declared(file, opts)?;
+            tx.append_version(bucket, key, Some(file), opts.mimetype.clone())
+        })?;
+        staged.committed();
+        Ok(out)
+    }
+
+    /// The live head of `key`.
+    pub fn object(&self, bucket: BucketId, key: &str) -> Result<Option<ObjectVersion>> {
+        self.read(|r| r.object(bucket, key))
+    }
+
+    /// Exactly that version.
+    pub fn version(&self, id: VersionId) -> Result<Option<ObjectVersion>> {
+        self.read(|r| r.version(id))
+    }
+
+    /// Heads of a bucket in key order (see [`ListOptions`]).
+    pub fn list_objects(&self, bucket: BucketId, opts: &ListOptions) -> Result<Vec<ObjectVersion>> {
+        self.read(|r| r.list_objects(bucket, opts))
+    }
+
+    /// Every version of a key, newest first.
+    pub fn object_versions(&self, bucket: BucketId, key: &str) -> Result<Vec<ObjectVersion>> {
+        self.read(|r| r.object_versions(bucket, key))
+    }
+
+    /// Soft-deletes a key (a delete marker); `None` if it had no live head.
+    pub fn delete_object(&self, bucket: BucketId, key: &str) -> Result<Option<ObjectVersion>> {
+        self.write(|tx| tx.delete_object(bucket, key))
+    }
+
+    /// Hard-removes one version; the newest remaining one becomes head.
+    pub fn remove_version(&self, version: VersionId) -> Result<()> {
+        self.write(|tx| tx.remove_version(version))
+    }
+
+    /// Restores an old version as the new head.
+    pub fn restore_version(&self, version: VersionId) -> Result<ObjectVersion> {
+        self.write(|tx| tx.restore_version(version))
+    }
+
+    /// Copies a version to another bucket/key, sharing its file.
+    pub fn copy_version(
+        &self,
+        version: VersionId,
+        dest: BucketId,
+        dest_key: &str,
+    ) -> Result<ObjectVersion> {
+        self.write(|tx| tx.copy_version(version, dest, dest_key))
+    }
+
+    /// Sets a tag of a version.
+    pub fn set_object_tag(&self, version: VersionId, key: &str, value: &str) -> Result<()> {
+        self.write(|tx| tx.set_object_tag(version, key, value))
+    }
+
+    /// The tags of a version.
+    pub fn object_tags(&self, version: VersionId) -> Result<BTreeMap<String, String>> {
+        self.read(|r| r.object_tags(version))
+    }
+
+    /// A file instance.
+    pub fn file(&self, id: FileId) -> Result<Option<FileInstance>> {
+        self.read(|r| r.file(id))
+    }
+
+    /// Opens the live head of `key` for reading (on its own snapshot).
+    pub fn open_object(&self, bucket: BucketId, key: &str) -> Result<FileReader> {
+        self.snapshot()?.open_object(bucket, key)
+    }
+
+    /// Opens exactly that version for reading.
+    pub fn open_version(&self, version: VersionId) -> Result<FileReader> {
+        self.snapshot()?.open_version(version)
+    }
+
+    /// Opens a file for reading.
+    pub fn open_file(&self, id: FileId) -> Result<FileReader> {
+        self.snapshot()?.open_file(id)
+    }
+}

@@ -1,0 +1,371 @@
+//! Queries of the files layer, shared by read snapshots and write transactions.
+
+use super::rows::*;
+use super::{Bucket, ListOptions, Location, MultipartUpload, ObjectVersion, Part, guess_mimetype};
+use crate::content::{FileInstance, FileReader, file_instance, get_file_row};
+use crate::error::{Error, Result};
+use crate::ids::{BucketId, FileId, UploadId, VersionId};
+use crate::storage::{ReadTx, Snapshot, View, dec, with_view};
+use redb::ReadableTable;
+use std::collections::BTreeMap;
+
+pub(crate) fn to_bucket(id: u128, r: BucketRow) -> Bucket {
+    Bucket {
+        id: BucketId::from_raw(id),
+        location: r.location,
+        storage_class: r.storage_class,
+        size: r.size,
+        quota_size: r.quota_size,
+        max_file_size: r.max_file_size,
+        locked: r.locked,
+        deleted: r.deleted,
+        created: r.created,
+        updated: r.updated,
+    }
+}
+
+pub(crate) fn to_version<V: View>(
+    v: &V,
+    bucket: u128,
+    key: &str,
+    seq: u64,
+    row: &ObjectRow,
+    head: Option<u64>,
+) -> Result<ObjectVersion> {
+    let (size, checksum) = match row.file {
+        Some(f) => {
+            let fr = get_file_row(v, FileId::from_raw(f))?.ok_or_else(|| {
+                Error::corrupt(format!("version points at missing file {}", FileId::from_raw(f)))
+            })?;
+            (Some(fr.size), Some(crate::content::blake3_text(&fr.blake3)))
+        }
+        None => (None, None),
+    };
+    Ok(ObjectVersion {
+        bucket: BucketId::from_raw(bucket),
+        key: key.to_string(),
+        version_id: VersionId::from_raw(row.version_id),
+        file_id: row.file.map(FileId::from_raw),
+        size,
+        checksum,
+        mimetype: row.mimetype.clone().unwrap_or_else(|| guess_mimetype(key)),
+        is_head: head == Some(seq),
+        created: row.created,
+        updated: row.updated,
+    })
+}
+
+pub(crate) fn head_version<V: View>(v: &V, bucket: u128, key: &str) -> Result<Option<ObjectVersion>> {
+    let Some(seq) = head_seq(v, bucket, key)? else {
+        return Ok(None);
+    };
+    let row = object_row(v, bucket, key, seq)?
+        .ok_or_else(|| Error::corrupt(format!("head of {key:?} points at a missing version")))?;
+    Ok(Some(to_version(v, bucket, key, seq, &row, Some(seq))?))
+}
+
+pub(crate) fn version_by_id<V: View>(v: &V, id: VersionId) -> Result<Option<ObjectVersion>> {
+    let Some(loc) = version_loc(v, id.raw())? else {
+        return Ok(None);
+    };
+    let row = object_row(v, loc.bucket, &loc.key, loc.seq)?
+        .ok_or_else(|| Error::corrupt(format!("version {id} has no row")))?;
+    let head = head_seq(v, loc.bucket, &loc.key)?;
+    Ok(Some(to_version(v, loc.bucket, &loc.key, loc.seq, &row, head)?))
+}
+
+/// All versions of one key, newest first.
+pub(crate) fn versions_of<V: View>(v: &V, bucket: u128, key: &str) -> Result<Vec<ObjectVersion>> {
+    let head = head_seq(v, bucket, key)?;
+    let mut out = Vec::new();
+    for e in v.objects().range((bucket, key, 0)..=(bucket, key, u64::MAX))?.rev() {
+        let (k, val) = e?;
+        let seq = k.value().2;
+        let row: ObjectRow = dec(val.value(), "objects")?;
+        out.push(to_version(v, bucket, key, seq, &row, head)?);
+    }
+    Ok(out)
+}
+
+fn list_heads<V: View>(v: &V, bucket: u128, opts: &ListOptions) -> Result<Vec<ObjectVersion>> {
+    let prefix = opts.prefix.as_deref().unwrap_or("");
+    let start: &str = match opts.start_after.as_deref() {
+        Some(s) if s >= prefix => s,
+        _ => prefix,
+    };
+    let mut out = Vec::new();
+    let limit = opts.limit.unwrap_or(usize::MAX);
+    if limit == 0 {
+        return Ok(out);
+    }
+    for e in v.heads().range((bucket, start)..)? {
+        let (k, seq) = e?;
+        let (b, key) = k.value();
+        if b != bucket || !key.starts_with(prefix) {
+            break;
+        }
+        if opts.start_after.as_deref() == Some(key) {
+            continue;
+        }
+        let seq = seq.value();
+        let row = object_row(v, bucket, key, seq)?
+            .ok_or_else(|| Error::corrupt(format!("head of {key:?} points at a missing version")))?;
+        if row.file.is_none() && !opts.with_deleted {
+            continue;
+        }
+        out.push(to_version(v, bucket, key, seq, &row, Some(seq))?);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn bucket_versions<V: View>(v: &V, bucket: u128, with_markers: bool) -> Result<Vec<ObjectVersion>> {
+    let mut out = Vec::new();
+    let mut key_versions: Vec<ObjectVersion> = Vec::new();
+    let mut current_key: Option<String> = None;
+    let flush = |kv: &mut Vec<ObjectVersion>, out: &mut Vec<ObjectVersion>| {
+        kv.reverse();
+        out.append(kv);
+    };
+    for e in v.objects().range((bucket, "", 0)..)? {
+        let (k, val) = e?;
+        let (b, key, seq) = k.value();
+        if b != bucket {
+            break;
+        }
+        if current_key.as_deref() != Some(key) {
+            flush(&mut key_versions, &mut out);
+            current_key = Some(key.to_string());
+        }
+        let row: ObjectRow = dec(val.value(), "objects")?;
+        if row.file.is_none() && !with_markers {
+            continue;
+        }
+        let head = head_seq(v, bucket, key)?;
+        key_versions.push(to_version(v, bucket, key, seq, &row, head)?);
+    }
+    flush(&mut key_versions, &mut out);
+    Ok(out)
+}
+
+fn to_multipart(id: u128, r: MultipartRow) -> MultipartUpload {
+    MultipartUpload::from_row(UploadId::from_raw(id), r)
+}
+
+/// Queries of the files layer. Implemented for [`ReadTx`] and [`WriteTx`](crate::WriteTx);
+/// bring it into scope with `use recfiles::prelude::*`.
+pub trait FilesQuery: Snapshot {
+    /// The location with that name.
+    fn location(&self, name: &str) -> Result<Option<Location>> {
+        with_view!(self, |v| {
+            match v.locations().get(name)? {
+                Some(g) => {
+                    let r: LocationRow = dec(g.value(), "locations")?;
+                    Ok(Some(Location {
+                        name: name.to_string(),
+                        uri: r.uri,
+                        default: r.default,
+                        created: r.created,
+                        updated: r.updated,
+                    }))
+                }
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Every location, by name.
+    fn locations(&self) -> Result<Vec<Location>> {
+        with_view!(self, |v| {
+            let mut out = Vec::new();
+            for e in v.locations().iter()? {
+                let (k, val) = e?;
+                let r: LocationRow = dec(val.value(), "locations")?;
+                out.push(Location {
+                    name: k.value().to_string(),
+                    uri: r.uri,
+                    default: r.default,
+                    created: r.created,
+                    updated: r.updated,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The single default location (`None` if there is none or more than one).
+    fn default_location(&self) -> Result<Option<Location>> {
+        let defaults: Vec<Location> = self.locations()?.into_iter().filter(|l| l.default).collect();
+        Ok(if defaults.len() == 1 {
+            defaults.into_iter().next()
+        } else {
+            None
+        })
+    }
+
+    /// A live (not soft-deleted) bucket.
+    fn bucket(&self, id: BucketId) -> Result<Option<Bucket>> {
+        Ok(self.bucket_with_deleted(id)?.filter(|b| !b.deleted))
+    }
+
+    /// A bucket, soft-deleted or not.
+    fn bucket_with_deleted(&self, id: BucketId) -> Result<Option<Bucket>> {
+        with_view!(self, |v| Ok(bucket_row(v, id.raw())?.map(|r| to_bucket(id.raw(), r))))
+    }
+
+    /// Every live bucket, oldest first.
+    fn buckets(&self) -> Result<Vec<Bucket>> {
+        with_view!(self, |v| {
+            let mut out = Vec::new();
+            for e in v.buckets().iter()? {
+                let (k, val) = e?;
+                let r: BucketRow = dec(val.value(), "buckets")?;
+                if !r.deleted {
+                    out.push(to_bucket(k.value(), r));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The bucket's tags.
+    fn bucket_tags(&self, id: BucketId) -> Result<BTreeMap<String, String>> {
+        with_view!(self, |v| {
+            let mut out = BTreeMap::new();
+            for e in v.bucket_tags().range((id.raw(), "")..)? {
+                let (k, val) = e?;
+                let (b, key) = k.value();
+                if b != id.raw() {
+                    break;
+                }
+                out.insert(key.to_string(), val.value().to_string());
+            }
+            Ok(out)
+        })
+    }
+
+    /// The live head of `key` (`None` if missing or deleted), as Invenio's `ObjectVersion.get`.
+    fn object(&self, bucket: BucketId, key: &str) -> Result<Option<ObjectVersion>> {
+        Ok(self.head(bucket, key)?.filter(|o| !o.is_delete_marker()))
+    }
+
+    /// The head of `key`, delete marker or not.
+    fn head(&self, bucket: BucketId, key: &str) -> Result<Option<ObjectVersion>> {
+        with_view!(self, |v| head_version(v, bucket.raw(), key))
+    }
+
+    /// Exactly that version, head or not, delete marker or not.
+    fn version(&self, id: VersionId) -> Result<Option<ObjectVersion>> {
+        with_view!(self, |v| version_by_id(v, id))
+    }
+
+    /// The heads of a bucket in key order, filtered and paginated by `opts`.
+    fn list_objects(&self, bucket: BucketId, opts: &ListOptions) -> Result<Vec<ObjectVersion>> {
+        with_view!(self, |v| list_heads(v, bucket.raw(), opts))
+    }
+
+    /// Every version of `key`, newest first, delete markers included.
+    fn object_versions(&self, bucket: BucketId, key: &str) -> Result<Vec<ObjectVersion>> {
+        with_view!(self, |v| versions_of(v, bucket.raw(), key))
+    }
+
+    /// Every version in a bucket: key ascending, then newest first. Delete markers only when
+    /// `with_markers`.
+    fn bucket_versions(&self, bucket: BucketId, with_markers: bool) -> Result<Vec<ObjectVersion>> {
+        with_view!(self, |v| bucket_versions(v, bucket.raw(), with_markers))
+    }
+
+    /// The tags of one version.
+    fn object_tags(&self, version: VersionId) -> Result<BTreeMap<String, String>> {
+        with_view!(self, |v| {
+            let mut out = BTreeMap::new();
+            for e in v.object_tags().range((version.raw(), "")..)? {
+                let (k, val) = e?;
+                let (id, key) = k.value();
+                if id != version.raw() {
+                    break;
+                }
+                out.insert(key.to_string(), val.value().to_string());
+            }
+            Ok(out)
+        })
+    }
+
+    /// A file instance.
+    fn file(&self, id: FileId) -> Result<Option<FileInstance>> {
+        file_instance(self, id)
+    }
+
+    /// An open multipart upload.
+    fn multipart(&self, id: UploadId) -> Result<Option<MultipartUpload>> {
+        with_view!(self, |v| Ok(multipart_row(v, id.raw())?.map(|r| to_multipart(id.raw(), r))))
+    }
+
+    /// The open multipart uploads of a bucket, oldest first.
+    fn multipart_uploads(&self, bucket: BucketId) -> Result<Vec<MultipartUpload>> {
+        with_view!(self, |v| {
+            let mut out = Vec::new();
+            for e in v.multipart().iter()? {
+                let (k, val) = e?;
+                let r: MultipartRow = dec(val.value(), "multipart")?;
+                if r.bucket == bucket.raw() {
+                    out.push(to_multipart(k.value(), r));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The parts received so far for an upload, by part number.
+    fn parts(&self, upload: UploadId) -> Result<Vec<Part>> {
+        with_view!(self, |v| {
+            let mp = multipart_row(v, upload.raw())?
+                .ok_or(Error::MultipartNotFound { upload })?;
+            let mut out = Vec::new();
+            for e in v.parts().range((upload.raw(), 0)..=(upload.raw(), u32::MAX))? {
+                let (k, val) = e?;
+                let r: PartRow = dec(val.value(), "parts")?;
+                out.push(Part::from_row(k.value().1, mp.part_size, &r));
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl<T: Snapshot> FilesQuery for T {}
+
+impl ReadTx {
+    /// Opens a file's content for reading, on this snapshot.
+    pub fn open_file(&self, id: FileId) -> Result<FileReader> {
+        let row = get_file_row(&self.t, id)?.ok_or(Error::FileNotFound { file: id })?;
+        if !row.readable {
+            return Err(Error::FileUnreadable { file: id });
+        }
+        FileReader::new(self.txn(), id, row.size)
+    }
+
+    /// Opens the content of the live head of `key`.
+    pub fn open_object(&self, bucket: BucketId, key: &str) -> Result<FileReader> {
+        let obj = self.object(bucket, key)?.ok_or_else(|| Error::ObjectNotFound {
+            bucket,
+            key: crate::error::shorten(key),
+        })?;
+        match obj.file_id {
+            Some(f) => self.open_file(f),
+            None => Err(Error::VersionNotFound {
+                version: obj.version_id,
+            }),
+        }
+    }
+
+    /// Opens the content of exactly that version (a delete marker is "not found").
+    pub fn open_version(&self, version: VersionId) -> Result<FileReader> {
+        let obj = self.version(version)?.ok_or(Error::VersionNotFound { version })?;
+        match obj.file_id {
+            Some(f) => self.open_file(f),
+            None => Err(Error::VersionNotFound { version }),
+        }
+    }
+}

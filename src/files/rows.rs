@@ -1,0 +1,104 @@
+//! Stored rows of the files layer (bincode-encoded; see docs/FORMAT.md).
+
+use crate::error::Result;
+use crate::ids::Timestamp;
+use crate::storage::{View, dec};
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LocationRow {
+    pub uri: String,
+    pub default: bool,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BucketRow {
+    pub location: String,
+    pub storage_class: String,
+    pub size: u64,
+    pub quota_size: Option<u64>,
+    pub max_file_size: Option<u64>,
+    pub locked: bool,
+    pub deleted: bool,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ObjectRow {
+    pub version_id: u128,
+    pub file: Option<u128>,
+    pub mimetype: Option<String>,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+/// Where a version's row lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct VersionLoc {
+    pub bucket: u128,
+    pub key: String,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MultipartRow {
+    pub bucket: u128,
+    pub key: String,
+    pub size: u64,
+    pub part_size: u64,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PartRow {
+    pub staging: u128,
+    pub size: u64,
+    pub blake3: [u8; 32],
+    pub md5: Option<[u8; 16]>,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+pub(crate) fn bucket_row<V: View>(v: &V, id: u128) -> Result<Option<BucketRow>> {
+    match v.buckets().get(id)? {
+        Some(g) => Ok(Some(dec(g.value(), "buckets")?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn version_loc<V: View>(v: &V, id: u128) -> Result<Option<VersionLoc>> {
+    match v.versions().get(id)? {
+        Some(g) => Ok(Some(dec(g.value(), "versions")?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn object_row<V: View>(v: &V, bucket: u128, key: &str, seq: u64) -> Result<Option<ObjectRow>> {
+    match v.objects().get((bucket, key, seq))? {
+        Some(g) => Ok(Some(dec(g.value(), "objects")?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn head_seq<V: View>(v: &V, bucket: u128, key: &str) -> Result<Option<u64>> {
+    Ok(v.heads().get((bucket, key))?.map(|g| g.value()))
+}
+
+pub(crate) fn multipart_row<V: View>(v: &V, id: u128) -> Result<Option<MultipartRow>> {
+    match v.multipart().get(id)? {
+        Some(g) => Ok(Some(dec(g.value(), "multipart")?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn part_row<V: View>(v: &V, upload: u128, part: u32) -> Result<Option<PartRow>> {
+    match v.parts().get((upload, part))? {
+        Some(g) => Ok(Some(dec(g.value(), "parts")?)),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,168 @@
+//! Identifiers and timestamps shared by every layer.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh, time-ordered (UUID v7) id.
+            pub fn new() -> Self {
+                $name(Uuid::now_v7())
+            }
+            /// The id as a UUID.
+            pub fn uuid(&self) -> Uuid {
+                self.0
+            }
+            #[allow(dead_code)]
+            pub(crate) fn raw(&self) -> u128 {
+                self.0.as_u128()
+            }
+            #[allow(dead_code)]
+            pub(crate) fn from_raw(v: u128) -> Self {
+                $name(Uuid::from_u128(v))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.hyphenated())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map($name)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(u: Uuid) -> Self {
+                $name(u)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a bucket.
+    BucketId
+);
+id_type!(
+    /// Identifies one object version (Invenio's `ObjectVersion.version_id`, a UUID).
+    VersionId
+);
+id_type!(
+    /// Identifies a file instance (the stored bytes, shared by versions).
+    FileId
+);
+id_type!(
+    /// Identifies a record.
+    RecordId
+);
+id_type!(
+    /// Identifies a multipart upload session.
+    UploadId
+);
+
+/// A UTC instant with microsecond precision, stored as microseconds since the Unix epoch.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    }
+
+    /// Microseconds since 1970-01-01T00:00:00Z.
+    pub fn as_micros(&self) -> i64 {
+        self.0
+    }
+
+    /// This instant moved back by `d` (saturating).
+    pub fn minus(&self, d: std::time::Duration) -> Self {
+        let us = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_sub(us))
+    }
+
+    /// ISO 8601 / RFC 3339 text with the UTC offset, as Invenio serializes datetimes:
+    /// `2019-05-16T13:07:21.595398+00:00`.
+    pub fn to_rfc3339(&self) -> String {
+        let secs = self.0.div_euclid(1_000_000);
+        let micros = self.0.rem_euclid(1_000_000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+00:00",
+            sod / 3600,
+            (sod % 3600) / 60,
+            sod % 60
+        )
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// Days since the epoch to a proleptic Gregorian (year, month, day); the well-known
+/// era-based conversion, valid for every i64 day count we can produce from microseconds.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000000+00:00");
+        assert_eq!(
+            Timestamp(1_558_012_041_595_398).to_rfc3339(),
+            "2019-05-16T13:07:21.595398+00:00"
+        );
+        assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999999+00:00");
+    }
+}

@@ -1,0 +1,226 @@
+//! Pluggable byte storage under the redb file: the real file, memory, and a fault-injecting
+//! wrapper that tests use to prove a failed write, read or sync loses nothing committed.
+
+use redb::StorageBackend;
+use std::fmt::Debug;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Where the store file's bytes live. The contract is redb's: reads past the end fail, new
+/// space from `set_len` reads as zeros, and `sync_data` makes every completed write durable.
+pub trait Backend: Debug + Send + Sync + 'static {
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Fills `out` from `offset`.
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()>;
+    /// Grows (zero-filled) or shrinks the storage.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes completed writes durable.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Writes `data` at `offset`.
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+}
+
+/// A store file on disk.
+#[derive(Debug)]
+pub struct FileBackend(redb::backends::FileBackend);
+
+impl FileBackend {
+    /// Opens (creating if missing) the file at `path` for reading and writing.
+    pub fn open(path: impl AsRef<std::path::Path>) -> io::Result<FileBackend> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        redb::backends::FileBackend::new(file)
+            .map(FileBackend)
+            .map_err(io::Error::other)
+    }
+}
+
+impl Backend for FileBackend {
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write(offset, data)
+    }
+}
+
+/// A store held in memory (tests, scratch work). It is lost when the store is dropped.
+#[derive(Debug, Default)]
+pub struct MemoryBackend(redb::backends::InMemoryBackend);
+
+impl MemoryBackend {
+    /// An empty memory backend.
+    pub fn new() -> MemoryBackend {
+        MemoryBackend(redb::backends::InMemoryBackend::new())
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write(offset, data)
+    }
+}
+
+/// Which operations a [`FaultPlan`] may fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// `read`
+    Read,
+    /// `write` and `set_len`
+    Write,
+    /// `sync_data`
+    Sync,
+}
+
+/// Shared control of a [`FaultyBackend`]: once armed, the n-th matching operation fails, and so
+/// does every operation after it (a disk that has gone bad stays bad until the store is
+/// reopened on a fresh backend).
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan(Arc<FaultState>);
+
+#[derive(Debug, Default)]
+struct FaultState {
+    armed: AtomicBool,
+    kind: AtomicU64,
+    countdown: AtomicU64,
+    tripped: AtomicBool,
+    seen: AtomicU64,
+}
+
+impl FaultPlan {
+    /// A disarmed plan.
+    pub fn new() -> FaultPlan {
+        FaultPlan::default()
+    }
+
+    /// Fails the operation of `kind` that comes after `after` successful ones of that kind.
+    pub fn arm(&self, kind: FaultKind, after: u64) {
+        let s = &self.0;
+        s.kind.store(kind as u64, Ordering::SeqCst);
+        s.countdown.store(after, Ordering::SeqCst);
+        s.tripped.store(false, Ordering::SeqCst);
+        s.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops injecting faults.
+    pub fn disarm(&self) {
+        self.0.armed.store(false, Ordering::SeqCst);
+        self.0.tripped.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a fault has been injected since the plan was last armed.
+    pub fn tripped(&self) -> bool {
+        self.0.tripped.load(Ordering::SeqCst)
+    }
+
+    /// How many operations of each kind have passed through the backend in total.
+    pub fn operations(&self) -> u64 {
+        self.0.seen.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, kind: FaultKind) -> io::Result<()> {
+        let s = &self.0;
+        s.seen.fetch_add(1, Ordering::Relaxed);
+        if !s.armed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if s.tripped.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fault (disk already failed)"));
+        }
+        if s.kind.load(Ordering::SeqCst) != kind as u64 {
+            return Ok(());
+        }
+        let left = s.countdown.load(Ordering::SeqCst);
+        if left == 0 {
+            s.tripped.store(true, Ordering::SeqCst);
+            return Err(io::Error::other(format!("injected {kind:?} fault")));
+        }
+        s.countdown.store(left - 1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A backend wrapper that fails operations as its [`FaultPlan`] says.
+#[derive(Debug)]
+pub struct FaultyBackend<B: Backend> {
+    inner: B,
+    plan: FaultPlan,
+}
+
+impl<B: Backend> FaultyBackend<B> {
+    /// Wraps `inner`; `plan` controls the faults.
+    pub fn new(inner: B, plan: FaultPlan) -> Self {
+        FaultyBackend { inner, plan }
+    }
+}
+
+impl<B: Backend> Backend for FaultyBackend<B> {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.plan.check(FaultKind::Read)?;
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.plan.check(FaultKind::Write)?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.plan.check(FaultKind::Sync)?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.plan.check(FaultKind::Write)?;
+        self.inner.write(offset, data)
+    }
+}
+
+/// Presents a [`Backend`] to redb.
+#[derive(Debug)]
+pub(crate) struct Adapter(pub(crate) Box<dyn Backend>);
+
+impl StorageBackend for Adapter {
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write(offset, data)
+    }
+}

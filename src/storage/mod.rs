@@ -1,0 +1,126 @@
+//! Storage: where do bytes and rows live?
+//!
+//! Owns the redb file: the table definitions, the key and value encodings, the format version
+//! and the transaction wrappers every higher layer works through. Nothing above this module
+//! names a redb type, so the engine can change without touching the public API.
+
+mod backend;
+mod codec;
+mod open;
+mod tables;
+
+pub use backend::{Backend, FaultKind, FaultPlan, FaultyBackend, FileBackend, MemoryBackend};
+pub(crate) use codec::{dec, enc};
+pub(crate) use open::Inner;
+pub use open::{Durability, MultipartLimits, Store, StoreBuilder};
+pub(crate) use tables::{RTables, View, WTables, defs};
+
+use crate::error::Result;
+use crate::ids::Timestamp;
+
+/// The newest on-disk format this build writes and reads (see docs/FORMAT.md).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The immutable settings of an open store, fixed by its builder.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub chunk_size: usize,
+    pub md5: bool,
+    pub durability: Durability,
+    pub max_key_len: usize,
+    pub staging_batch_bytes: usize,
+    pub multipart: MultipartLimits,
+}
+
+/// A write transaction: every change made through it commits together or not at all.
+///
+/// Obtained from [`Store::write`]; the closure's `Ok` commits, its `Err` (or a panic) rolls
+/// everything back.
+pub struct WriteTx<'t> {
+    pub(crate) t: WTables<'t>,
+    pub(crate) cfg: &'t Config,
+    pub(crate) now: Timestamp,
+}
+
+/// A consistent read snapshot: it sees the store as of the moment it began, whatever commits
+/// happen afterwards.
+pub struct ReadTx {
+    pub(crate) t: RTables,
+    pub(crate) cfg: Config,
+    // Keeps the snapshot alive for as long as the tables are used.
+    _txn: redb::ReadTransaction,
+}
+
+impl ReadTx {
+    pub(crate) fn txn(&self) -> &redb::ReadTransaction {
+        &self._txn
+    }
+
+    pub(crate) fn begin(inner: &Inner) -> Result<ReadTx> {
+        let txn = inner.begin_read()?;
+        let t = RTables::open(&txn)?;
+        Ok(ReadTx {
+            t,
+            cfg: inner.cfg.clone(),
+            _txn: txn,
+        })
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ReadTx {}
+    impl Sealed for super::WriteTx<'_> {}
+}
+
+/// Which concrete table set a snapshot holds (private plumbing of [`Snapshot`]).
+pub(crate) enum ViewRef<'a> {
+    Read(&'a RTables),
+    Write(&'a WTables<'a>),
+}
+
+/// Read access shared by [`ReadTx`] and [`WriteTx`]: every query of the higher layers is written
+/// once against this trait, so it works both on a snapshot and inside a write transaction (where
+/// it sees that transaction's own uncommitted changes). Sealed: only recfiles implements it.
+pub trait Snapshot: sealed::Sealed {
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn view(&self) -> ViewRef<'_>;
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn config(&self) -> &Config;
+}
+
+impl Snapshot for ReadTx {
+    #[allow(private_interfaces)]
+    fn view(&self) -> ViewRef<'_> {
+        ViewRef::Read(&self.t)
+    }
+    #[allow(private_interfaces)]
+    fn config(&self) -> &Config {
+        &self.cfg
+    }
+}
+
+impl Snapshot for WriteTx<'_> {
+    #[allow(private_interfaces)]
+    fn view(&self) -> ViewRef<'_> {
+        ViewRef::Write(&self.t)
+    }
+    #[allow(private_interfaces)]
+    fn config(&self) -> &Config {
+        self.cfg
+    }
+}
+
+/// Runs `$body` with `$v` bound to whichever concrete table set a [`Snapshot`] holds, so query
+/// code is written once, generically over [`View`], and monomorphised for both.
+macro_rules! with_view {
+    ($snap:expr, |$v:ident| $body:expr) => {{
+        match $crate::storage::Snapshot::view($snap) {
+            $crate::storage::ViewRef::Read($v) => $body,
+            $crate::storage::ViewRef::Write($v) => $body,
+        }
+    }};
+}
+pub(crate) use with_view;

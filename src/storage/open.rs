@@ -1,0 +1,339 @@
+//! Creating and opening a store, the builder and its defaults, and the transaction entry points.
+
+use super::backend::{Adapter, Backend};
+use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec, enc};
+use crate::error::{Error, Result};
+use crate::ids::Timestamp;
+use redb::ReadableDatabase;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How final commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is fsynced before it returns (the default).
+    #[default]
+    Immediate,
+    /// Commits are visible at once but only made durable by a later `Immediate` commit or a
+    /// clean close; a crash may lose them (never half of one). For bulk loads and tests.
+    Eventual,
+}
+
+/// Bounds of the multipart upload protocol (Invenio's `FILES_REST_MULTIPART_*` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MultipartLimits {
+    /// Smallest part size; the total size must be strictly larger. Default 5 MiB.
+    pub min_part_size: u64,
+    /// Largest part size. Default 5 GiB.
+    pub max_part_size: u64,
+    /// Most parts one upload may have. Default 10,000.
+    pub max_parts: u64,
+    /// Age after which an uncompleted upload may be expired. Default 4 days.
+    pub expires: std::time::Duration,
+}
+
+impl Default for MultipartLimits {
+    fn default() -> Self {
+        MultipartLimits {
+            min_part_size: 5 * 1024 * 1024,
+            max_part_size: 5 * 1024 * 1024 * 1024,
+            max_parts: 10_000,
+            expires: std::time::Duration::from_secs(4 * 24 * 3600),
+        }
+    }
+}
+
+/// Configures and opens a [`Store`].
+///
+/// Defaults: a 64 MiB engine cache (redb's own default of 1 GiB is too much for a desktop
+/// app), chunks of 1 MiB − 64 bytes (1,048,512 B; a power of two would waste half of every
+/// page because the chunk key shares the page), blake3 checksums only, durable commits, object
+/// keys up to 1024 bytes, staged uploads in batches of 16 MiB.
+#[derive(Debug, Clone)]
+pub struct StoreBuilder {
+    cache_size: usize,
+    cfg: Config,
+}
+
+impl Default for StoreBuilder {
+    fn default() -> Self {
+        StoreBuilder {
+            cache_size: 64 * 1024 * 1024,
+            cfg: Config {
+                chunk_size: 1024 * 1024 - 64,
+                md5: false,
+                durability: Durability::Immediate,
+                max_key_len: 1024,
+                staging_batch_bytes: 16 * 1024 * 1024,
+                multipart: MultipartLimits::default(),
+            },
+        }
+    }
+}
+
+impl StoreBuilder {
+    /// A builder with the defaults above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes of page cache the engine may keep in memory.
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// Payload bytes per content chunk (1 KiB to 64 MiB). Keep it a little under a power of
+    /// two; see DESIGN.md.
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.cfg.chunk_size = bytes;
+        self
+    }
+
+    /// Also compute an `md5:<hex>` checksum for every file (Invenio's format, HTTP ETags).
+    pub fn md5(mut self, on: bool) -> Self {
+        self.cfg.md5 = on;
+        self
+    }
+
+    /// Durability of final commits.
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.cfg.durability = d;
+        self
+    }
+
+    /// Longest accepted object key, in bytes.
+    pub fn max_key_len(mut self, bytes: usize) -> Self {
+        self.cfg.max_key_len = bytes;
+        self
+    }
+
+    /// Content bytes written per staging transaction of a large upload.
+    pub fn staging_batch(mut self, bytes: usize) -> Self {
+        self.cfg.staging_batch_bytes = bytes;
+        self
+    }
+
+    /// Bounds of multipart uploads.
+    pub fn multipart_limits(mut self, limits: MultipartLimits) -> Self {
+        self.cfg.multipart = limits;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let c = &self.cfg;
+        if !(1024..=64 * 1024 * 1024).contains(&c.chunk_size) {
+            return Err(Error::InvalidConfig {
+                option: "chunk_size",
+                value: c.chunk_size.to_string(),
+                reason: "must be between 1 KiB and 64 MiB",
+            });
+        }
+        if c.staging_batch_bytes < c.chunk_size {
+            return Err(Error::InvalidConfig {
+                option: "staging_batch",
+                value: c.staging_batch_bytes.to_string(),
+                reason: "must hold at least one chunk",
+            });
+        }
+        if c.max_key_len == 0 {
+            return Err(Error::InvalidConfig {
+                option: "max_key_len",
+                value: "0".into(),
+                reason: "must be at least 1",
+            });
+        }
+        let m = &c.multipart;
+        if m.min_part_size == 0 || m.min_part_size > m.max_part_size || m.max_parts == 0 {
+            return Err(Error::InvalidConfig {
+                option: "multipart_limits",
+                value: format!("{m:?}"),
+                reason: "need 0 < min_part_size <= max_part_size and max_parts > 0",
+            });
+        }
+        Ok(())
+    }
+
+    fn redb_builder(&self) -> redb::Builder {
+        let mut b = redb::Database::builder();
+        b.set_cache_size(self.cache_size);
+        b
+    }
+
+    /// Opens the store file at `path`, creating it if it does not exist.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
+        self.validate()?;
+        let db = self
+            .redb_builder()
+            .create(path.as_ref())
+            .map_err(open_error)?;
+        Store::start(db, self.cfg)
+    }
+
+    /// Opens a store kept in memory only.
+    pub fn in_memory(self) -> Result<Store> {
+        self.open_backend(super::MemoryBackend::new())
+    }
+
+    /// Opens (or initialises) a store on a backend of your own, e.g. a [`super::FaultyBackend`].
+    pub fn open_backend(self, backend: impl Backend) -> Result<Store> {
+        self.validate()?;
+        let db = self
+            .redb_builder()
+            .create_with_backend(Adapter(Box::new(backend)))
+            .map_err(open_error)?;
+        Store::start(db, self.cfg)
+    }
+}
+
+fn open_error(e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
+            Error::NotAStore { detail }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => Error::Io(io),
+        other => Error::from(other),
+    }
+}
+
+pub(crate) struct Inner {
+    // The lock is only ever held briefly to begin a transaction (shared) or for maintenance
+    // that needs the database to itself (exclusive, never waited for).
+    db: parking_lot::RwLock<redb::Database>,
+    pub(crate) cfg: Config,
+}
+
+impl Inner {
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        Ok(self.db.read().begin_write()?)
+    }
+
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        Ok(self.db.read().begin_read()?)
+    }
+
+    /// The database to itself, if no other thread is starting a transaction right now.
+    pub(crate) fn db_exclusive(&self) -> Option<parking_lot::RwLockWriteGuard<'_, redb::Database>> {
+        self.db.try_write()
+    }
+}
+
+/// An open recfiles store: one redb file holding records, buckets, object versions and file
+/// content. Cheap to clone; clones share the same open file and may be used from many threads.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("config", &self.inner.cfg).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file at `path` with the default settings.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        StoreBuilder::new().open(path)
+    }
+
+    /// A store kept in memory, with the default settings.
+    pub fn in_memory() -> Result<Store> {
+        StoreBuilder::new().in_memory()
+    }
+
+    /// A builder to choose cache size, chunk size, checksums and durability.
+    pub fn builder() -> StoreBuilder {
+        StoreBuilder::new()
+    }
+
+    fn start(db: redb::Database, cfg: Config) -> Result<Store> {
+        let store = Store {
+            inner: Arc::new(Inner {
+                db: parking_lot::RwLock::new(db),
+                cfg,
+            }),
+        };
+        store.init_or_check_format()?;
+        // Whatever a dead process left half-uploaded is removed before anyone can see it.
+        store.write(|tx| crate::content::clear_abandoned_staging(tx).map(|_| ()))?;
+        Ok(store)
+    }
+
+    fn init_or_check_format(&self) -> Result<()> {
+        let read = self.inner.begin_read()?;
+        let has_tables = read.list_tables()?.next().is_some();
+        let stored = match read.open_table(super::defs::meta) {
+            Ok(meta) => match meta.get("format_version")? {
+                Some(v) => Some(dec::<u32>(v.value(), "meta.format_version")?),
+                None => None,
+            },
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        drop(read);
+        match stored {
+            Some(found) if found > FORMAT_VERSION => Err(Error::FormatTooNew {
+                found,
+                supported: FORMAT_VERSION,
+            }),
+            Some(_) => Ok(()),
+            None if has_tables => Err(Error::NotAStore {
+                detail: "redb file without a recfiles meta table".into(),
+            }),
+            None => self.initialise(),
+        }
+    }
+
+    fn initialise(&self) -> Result<()> {
+        let chunk_size = self.inner.cfg.chunk_size as u64;
+        self.write(|tx| {
+            let now = tx.now;
+            tx.t.meta
+                .insert("format_version", enc(&FORMAT_VERSION)?.as_slice())?;
+            tx.t.meta
+                .insert("chunk_size", enc(&chunk_size)?.as_slice())?;
+            tx.t.meta.insert("created", enc(&now)?.as_slice())?;
+            crate::files::create_default_location(tx)
+        })
+    }
+
+    /// Runs `f` inside one write transaction. Everything it changes commits together when it
+    /// returns `Ok`; an `Err` or a panic rolls all of it back. Only one write transaction runs at
+    /// a time; others wait.
+    pub fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+        self.write_with(self.inner.cfg.durability, f)
+    }
+
+    pub(crate) fn write_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut txn = self.inner.begin_write()?;
+        txn.set_durability(match durability {
+            Durability::Immediate => redb::Durability::Immediate,
+            Durability::Eventual => redb::Durability::None,
+        })?;
+        let out = {
+            let mut tx = WriteTx {
+                t: WTables::open(&txn)?,
+                cfg: &self.inner.cfg,
+                now: Timestamp::now(),
+            };
+            f(&mut tx)?
+        };
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` on a consistent snapshot of the store.
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTx) -> Result<T>) -> Result<T> {
+        f(&ReadTx::begin(&self.inner)?)
+    }
+
+    /// A read snapshot that the caller keeps (for example to hold a file reader open).
+    pub fn snapshot(&self) -> Result<ReadTx> {
+        ReadTx::begin(&self.inner)
+    }
+}

@@ -1,0 +1,122 @@
+//! The table layout of the store file. docs/FORMAT.md describes each table; keep them in step.
+
+use crate::error::Result;
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+/// 32-byte blake3 digest, the address of a chunk and the dedup key of a file.
+pub(crate) type Hash = [u8; 32];
+
+macro_rules! tables {
+    ($( $(#[$doc:meta])* $field:ident : $k:ty => $v:ty ;)*) => {
+        /// The table definitions, one per table, named as in docs/FORMAT.md.
+        #[allow(non_upper_case_globals)]
+        pub(crate) mod defs {
+            use super::*;
+            $( $(#[$doc])* pub(crate) const $field: TableDefinition<'static, $k, $v> =
+                TableDefinition::new(stringify!($field)); )*
+        }
+
+        /// Every table, opened for writing inside one write transaction.
+        #[allow(dead_code)]
+        pub(crate) struct WTables<'t> {
+            $( pub(crate) $field: Table<'t, $k, $v>, )*
+        }
+
+        /// Every table, opened on one read snapshot.
+        #[allow(dead_code)]
+        pub(crate) struct RTables {
+            $( pub(crate) $field: ReadOnlyTable<$k, $v>, )*
+        }
+
+        impl<'t> WTables<'t> {
+            pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self> {
+                Ok(WTables { $( $field: txn.open_table(defs::$field)?, )* })
+            }
+        }
+
+        impl RTables {
+            pub(crate) fn open(txn: &ReadTransaction) -> Result<Self> {
+                Ok(RTables { $( $field: txn.open_table(defs::$field)?, )* })
+            }
+        }
+
+        /// Read access to every table, implemented by both table sets so queries are written
+        /// once.
+        #[allow(non_camel_case_types, dead_code)]
+        pub(crate) trait View {
+            $(
+                type $field: ReadableTable<$k, $v>;
+                fn $field(&self) -> &Self::$field;
+            )*
+        }
+
+        impl View for RTables {
+            $(
+                type $field = ReadOnlyTable<$k, $v>;
+                fn $field(&self) -> &Self::$field { &self.$field }
+            )*
+        }
+
+        impl<'t> View for WTables<'t> {
+            $(
+                type $field = Table<'t, $k, $v>;
+                fn $field(&self) -> &Self::$field { &self.$field }
+            )*
+        }
+
+        /// The names of every table, for the integrity check.
+        #[allow(dead_code)]
+        pub(crate) const ALL_TABLES: &[&str] = &[$( stringify!($field), )*];
+    };
+}
+
+tables! {
+    /// Store-wide settings: `format_version`, `chunk_size`, `created`.
+    meta: &'static str => &'static [u8];
+    /// Location name → bincode `LocationRow`.
+    locations: &'static str => &'static [u8];
+    /// Bucket id → bincode `BucketRow`.
+    buckets: u128 => &'static [u8];
+    /// (bucket id, tag key) → tag value.
+    bucket_tags: (u128, &'static str) => &'static str;
+    /// (bucket id, object key, version sequence) → bincode `ObjectRow`.
+    objects: (u128, &'static str, u64) => &'static [u8];
+    /// (bucket id, object key) → version sequence of the head.
+    heads: (u128, &'static str) => u64;
+    /// Version id → bincode `VersionLoc` (where the version's row lives).
+    versions: u128 => &'static [u8];
+    /// (version id, tag key) → tag value.
+    object_tags: (u128, &'static str) => &'static str;
+    /// File id → bincode `FileRow`.
+    files: u128 => &'static [u8];
+    /// blake3 of a whole file's content → file id (whole-file dedup).
+    files_by_hash: Hash => u128;
+    /// (file id, byte offset of the chunk in the file) → chunk hash.
+    file_chunks: (u128, u64) => Hash;
+    /// Chunk hash → chunk bytes.
+    chunks: Hash => &'static [u8];
+    /// Chunk hash → number of `file_chunks`, `staged_chunks` and part rows naming it.
+    chunk_refs: Hash => u64;
+    /// Staging id → bincode `StagingRow` (an upload in progress, or the content of a part).
+    staging: u128 => &'static [u8];
+    /// (staging id, byte offset) → chunk hash: chunks written by a staged upload.
+    staged_chunks: (u128, u64) => Hash;
+    /// Upload id → bincode `MultipartRow`.
+    multipart: u128 => &'static [u8];
+    /// (upload id, part number) → bincode `PartRow`.
+    parts: (u128, u32) => &'static [u8];
+    /// Record id → bincode `RecordRow` (current state).
+    records: u128 => &'static [u8];
+    /// (record id, revision id) → bincode `RevisionRow`.
+    record_revisions: (u128, u64) => &'static [u8];
+    /// (pid_type, pid_value) → bincode `PidRow`.
+    pids: (&'static str, &'static str) => &'static [u8];
+    /// pid_type → the last value minted for it.
+    pid_counters: &'static str => u64;
+    /// Record id → bucket id (Invenio's `RecordsBuckets`).
+    record_buckets: u128 => u128;
+    /// Bucket id → record id (reverse link).
+    bucket_records: u128 => u128;
+    /// Schema URL → JSON Schema document (JSON text).
+    schemas: &'static str => &'static [u8];
+}
