@@ -1,0 +1,837 @@
+//! Ingestion benchmark (issue 4): recfiles against the raw filesystem and SQLite, on the same
+//! generated data, in one temporary directory, in one process run.
+//!
+//! ```text
+//! cargo bench --bench ingest                     # full size: 1 GiB large file
+//! cargo bench --bench ingest -- --quick          # small sizes, CI smoke test
+//! cargo bench --bench ingest -- --size-mib 256 --json figures.json
+//! ```
+//!
+//! Timings are never asserted: the machine is shared and noisy. Each figure is printed beside
+//! its baselines, measured side by side in the same run, with the ratio and the target.
+//!
+//! Peak RSS of the large put is measured in a child process: the bench re-executes itself with
+//! `--child-large-put`, the child opens the store, puts the large file (streamed from the
+//! generator, never held in memory) and reports its `VmHWM` from `/proc/self/status`. A fresh
+//! process has nothing else in its high-water mark, which `clear_refs` (resetting the mark of a
+//! process that already touched other data) cannot promise on every kernel. The child's put is
+//! also the timed put of workload a, so the store it leaves behind serves workloads d and e.
+
+use recfiles::prelude::*;
+use recfiles::FileReader;
+use rusqlite::{Connection, params};
+use serde_json::{Map, Value, json};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1024 * 1024;
+/// recfiles' default chunk payload; the SQLite baseline stores blobs of the same size.
+const CHUNK: usize = 1024 * 1024 - 64;
+const SMALL: usize = 1024;
+const RANGE: usize = 64 * 1024;
+const BATCH: usize = 1_000;
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+struct Opts {
+    quick: bool,
+    size: u64,
+    json: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    small_records: usize,
+    batched_records: usize,
+    record_files: usize,
+    ranges: usize,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut quick = false;
+    let mut size_mib: Option<u64> = None;
+    let mut json = None;
+    let mut dir = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let mut value = || {
+            i += 1;
+            args.get(i).cloned().ok_or(format!("{a} needs a value"))
+        };
+        match a {
+            "--quick" => quick = true,
+            "--size-mib" => {
+                let v = value()?;
+                size_mib = Some(v.parse().map_err(|_| format!("--size-mib: not a number: {v}"))?)
+            }
+            "--json" => json = Some(PathBuf::from(value()?)),
+            "--dir" => dir = Some(PathBuf::from(value()?)),
+            // cargo bench passes --bench; a harness = false target ignores what it does not know.
+            _ => {}
+        }
+        i += 1;
+    }
+    let size_mib = size_mib.unwrap_or(if quick { 32 } else { 1024 });
+    if size_mib < 1 {
+        return Err("--size-mib must be at least 1".into());
+    }
+    Ok(Opts {
+        quick,
+        size: size_mib * MIB,
+        json,
+        dir,
+        small_records: if quick { 300 } else { 10_000 },
+        batched_records: if quick { 2_000 } else { 10_000 },
+        record_files: if quick { 300 } else { 1_000 },
+        ranges: 1_000,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generated data: a deterministic, non-repeating stream that costs about a memcpy to produce, so
+// the generator weighs the same (and little) in every system measured. Bytes come from a
+// random 256 KiB pool; the first 8 bytes of every 4 KiB block are replaced by the block number,
+// so no two chunks (of any size over 4 KiB) and no two small files are ever equal.
+
+const POOL: usize = 256 * 1024;
+const BLOCK: u64 = 4096;
+
+struct Pool(Vec<u8>);
+
+impl Pool {
+    fn new() -> Pool {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut v = Vec::with_capacity(POOL);
+        while v.len() < POOL {
+            // splitmix64
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            v.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        Pool(v)
+    }
+
+    /// Fills `out` with the stream's bytes from `pos` on.
+    fn fill(&self, pos: u64, out: &mut [u8]) {
+        let mut done = 0;
+        while done < out.len() {
+            let p = (pos + done as u64) as usize % POOL;
+            let n = (POOL - p).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&self.0[p..p + n]);
+            done += n;
+        }
+        let end = pos + out.len() as u64;
+        let mut block = pos / BLOCK;
+        while block * BLOCK < end {
+            let stamp = (block ^ 0xA5A5_5A5A_0F0F_F0F0).to_le_bytes();
+            let start = block * BLOCK;
+            for (k, b) in stamp.iter().enumerate() {
+                let at = start + k as u64;
+                if at >= pos && at < end {
+                    out[(at - pos) as usize] = *b;
+                }
+            }
+            block += 1;
+        }
+    }
+
+    /// The content of small file number `i` (distinct for every `i`).
+    fn small(&self, i: u64) -> Vec<u8> {
+        let mut v = vec![0; SMALL];
+        self.fill(i * BLOCK, &mut v);
+        v
+    }
+}
+
+/// The large file as a `Read` stream.
+struct Gen<'p> {
+    pool: &'p Pool,
+    pos: u64,
+    size: u64,
+}
+
+impl Read for Gen<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (self.size - self.pos).min(buf.len() as u64) as usize;
+        self.pool.fill(self.pos, &mut buf[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn record_json(i: u64) -> String {
+    json!({"title": format!("Record {i}"), "creators": [{"name": "Bench, Mark"}], "n": i})
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn mib_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / secs(d)
+}
+
+/// Flushes everything dirty so one workload's writeback is never billed to the next.
+fn sync_all() {
+    let _ = Command::new("sync").status();
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Peak and current resident set of this process, in KiB.
+fn vm_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn store_at(path: &Path) -> Store {
+    Store::open(path).expect("open store")
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+// ---------------------------------------------------------------------------------------------
+// a. one large file, put durably
+
+fn fs_large_put(pool: &Pool, path: &Path, size: u64) -> Res<Duration> {
+    sync_all();
+    let t = Instant::now();
+    let mut f = File::create(path)?;
+    let mut buf = vec![0u8; MIB as usize];
+    let mut pos = 0;
+    while pos < size {
+        let n = (size - pos).min(MIB) as usize;
+        pool.fill(pos, &mut buf[..n]);
+        f.write_all(&buf[..n])?;
+        pos += n as u64;
+    }
+    f.sync_all()?;
+    Ok(t.elapsed())
+}
+
+fn sqlite_open(path: &Path) -> Res<Connection> {
+    let c = Connection::open(path)?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS blobs (file_id INTEGER, idx INTEGER, data BLOB NOT NULL,
+                                           PRIMARY KEY (file_id, idx));
+         CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY, json TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS files (record_id INTEGER NOT NULL, key TEXT NOT NULL,
+                                           data BLOB NOT NULL, PRIMARY KEY (record_id, key));",
+    )?;
+    Ok(c)
+}
+
+fn sqlite_large_put(pool: &Pool, path: &Path, size: u64) -> Res<Duration> {
+    let mut c = sqlite_open(path)?;
+    sync_all();
+    let t = Instant::now();
+    let tx = c.transaction()?;
+    {
+        let mut st = tx.prepare("INSERT INTO blobs (file_id, idx, data) VALUES (1, ?, ?)")?;
+        let mut buf = vec![0u8; CHUNK];
+        let (mut pos, mut idx) = (0u64, 0i64);
+        while pos < size {
+            let n = (size - pos).min(CHUNK as u64) as usize;
+            pool.fill(pos, &mut buf[..n]);
+            st.execute(params![idx, &buf[..n]])?;
+            pos += n as u64;
+            idx += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(t.elapsed())
+}
+
+/// The child's side of the large put: open, put, report time and peak RSS as one JSON line.
+fn child_large_put(store_path: &Path, size: u64) -> Res<()> {
+    let pool = Pool::new();
+    let before_kib = vm_kib("VmHWM:").unwrap_or(0);
+    let store = store_at(store_path);
+    let bucket = store.create_bucket(&BucketOptions::default())?;
+    sync_all();
+    let t = Instant::now();
+    let v = store.put_object(
+        bucket.id,
+        "large.bin",
+        Gen { pool: &pool, pos: 0, size },
+        &PutOptions::default(),
+    )?;
+    let d = t.elapsed();
+    assert_eq!(v.size, Some(size));
+    let out = json!({
+        "secs": secs(d),
+        "hwm_kib": vm_kib("VmHWM:").unwrap_or(0),
+        "hwm_before_kib": before_kib,
+        "bucket": bucket.id.to_string(),
+    });
+    println!("{out}");
+    Ok(())
+}
+
+struct ChildPut {
+    time: Duration,
+    peak_rss_mib: f64,
+    start_rss_mib: f64,
+    bucket: String,
+}
+
+fn recfiles_large_put(store_path: &Path, size: u64) -> Res<ChildPut> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg("--child-large-put")
+        .arg(store_path)
+        .arg(size.to_string())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "child large put failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let line = String::from_utf8(out.stdout)?;
+    let v: Value = serde_json::from_str(line.trim())?;
+    let num = |k: &str| v[k].as_f64().ok_or(format!("child output lacks {k}: {line}"));
+    Ok(ChildPut {
+        time: Duration::from_secs_f64(num("secs")?),
+        peak_rss_mib: num("hwm_kib")? / 1024.0,
+        start_rss_mib: num("hwm_before_kib")? / 1024.0,
+        bucket: v["bucket"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// b. many small records
+
+// TEMPORARY: the records layer is not on main yet. A "record" is emulated as one bucket with one
+// 1 KiB object, created in one transaction; switch to real records when they land.
+fn recfiles_small_records(
+    store: &Store,
+    pool: &Pool,
+    n: usize,
+    batch: usize,
+    base: u64,
+) -> Res<Duration> {
+    sync_all();
+    let t = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let end = (i + batch).min(n);
+        store.write(|tx| {
+            for k in i..end {
+                let b = tx.create_bucket(&BucketOptions::default())?;
+                let data = pool.small(base + k as u64);
+                tx.put_object(b.id, "data.bin", &data[..], &PutOptions::default())?;
+            }
+            Ok(())
+        })?;
+        i = end;
+    }
+    Ok(t.elapsed())
+}
+
+fn fs_small_durable(dir: &Path, pool: &Pool, n: usize) -> Res<Duration> {
+    std::fs::create_dir_all(dir)?;
+    sync_all();
+    let t = Instant::now();
+    for i in 0..n {
+        let mut f = File::create(dir.join(format!("{i}.bin")))?;
+        f.write_all(&pool.small(i as u64))?;
+        f.sync_all()?;
+    }
+    Ok(t.elapsed())
+}
+
+fn sqlite_small_records(c: &mut Connection, pool: &Pool, n: usize, batch: usize, base: i64) -> Res<Duration> {
+    sync_all();
+    let t = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let end = (i + batch).min(n);
+        let tx = c.transaction()?;
+        {
+            let mut rec = tx.prepare_cached("INSERT INTO records (id, json) VALUES (?, ?)")?;
+            let mut file =
+                tx.prepare_cached("INSERT INTO files (record_id, key, data) VALUES (?, 'data.bin', ?)")?;
+            for k in i..end {
+                let id = base + k as i64;
+                rec.execute(params![id, record_json(id as u64)])?;
+                file.execute(params![id, pool.small(id as u64)])?;
+            }
+        }
+        tx.commit()?;
+        i = end;
+    }
+    Ok(t.elapsed())
+}
+
+// ---------------------------------------------------------------------------------------------
+// c. one record with many small files
+
+// TEMPORARY: a plain bucket stands for the record's files view, and list_objects for dumps().
+fn recfiles_record_files(store: &Store, pool: &Pool, n: usize) -> Res<(Duration, Duration)> {
+    let bucket = store.create_bucket(&BucketOptions::default())?;
+    sync_all();
+    let t = Instant::now();
+    for i in 0..n {
+        let data = pool.small(2_000_000 + i as u64);
+        store.put_object(bucket.id, &format!("file-{i:05}.bin"), &data[..], &PutOptions::default())?;
+    }
+    let add = t.elapsed();
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        let listed = store.list_objects(bucket.id, &ListOptions::default())?;
+        let dumps: Vec<Value> = listed
+            .iter()
+            .map(|o| {
+                json!({"key": o.key, "bucket": o.bucket.to_string(), "version_id": o.version_id.to_string(),
+                       "file_id": o.file_id.map(|f| f.to_string()), "size": o.size,
+                       "checksum": o.checksum, "mimetype": o.mimetype})
+            })
+            .collect();
+        times.push(secs(t.elapsed()));
+        assert_eq!(dumps.len(), n);
+    }
+    Ok((add, Duration::from_secs_f64(median(times))))
+}
+
+// ---------------------------------------------------------------------------------------------
+// d. reads
+
+/// Reads to the end through a 1 MiB buffer; returns the byte count and, when asked, the
+/// blake3 of the content (for the untimed warm-up pass that checks both sides agree).
+fn read_all(r: &mut impl Read, digest: bool) -> Res<(u64, Option<blake3::Hash>)> {
+    let mut buf = vec![0u8; MIB as usize];
+    let mut total = 0u64;
+    let mut h = digest.then(blake3::Hasher::new);
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(h) = h.as_mut() {
+            h.update(&buf[..n]);
+        }
+        std::hint::black_box(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, h.map(|h| h.finalize())))
+}
+
+fn offsets(size: u64, n: usize) -> Vec<u64> {
+    let span = size.saturating_sub(RANGE as u64).max(1);
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % span
+        })
+        .collect()
+}
+
+fn recfiles_random(r: &mut FileReader, offs: &[u64]) -> Res<Duration> {
+    let t = Instant::now();
+    for &o in offs {
+        let got = r.read_range(o, RANGE)?;
+        std::hint::black_box(&got);
+    }
+    Ok(t.elapsed())
+}
+
+fn fs_random(f: &File, offs: &[u64]) -> Res<Duration> {
+    let t = Instant::now();
+    let mut buf = vec![0u8; RANGE];
+    for &o in offs {
+        f.read_exact_at(&mut buf, o)?;
+        std::hint::black_box(&buf);
+    }
+    Ok(t.elapsed())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    ours: f64,
+    fs: Option<f64>,
+    sqlite: Option<f64>,
+    target: String,
+    met: Option<bool>,
+    higher_is_better: bool,
+}
+
+fn ratio(ours: f64, base: Option<f64>, higher: bool) -> String {
+    match base {
+        Some(b) if b > 0.0 && ours > 0.0 => {
+            format!("{:.2}x", if higher { ours / b } else { b / ours })
+        }
+        _ => "-".into(),
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n| figure | unit | recfiles | fs | sqlite | vs fs | vs sqlite | target | met |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.unit,
+            fmt_num(r.ours),
+            r.fs.map(fmt_num).unwrap_or_else(|| "-".into()),
+            r.sqlite.map(fmt_num).unwrap_or_else(|| "-".into()),
+            ratio(r.ours, r.fs, r.higher_is_better),
+            ratio(r.ours, r.sqlite, r.higher_is_better),
+            r.target,
+            match r.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            }
+        );
+    }
+    println!("\n(ratios: >1x means recfiles is better; for times, baseline time / recfiles time)");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn run(o: &Opts) -> Res<()> {
+    let tmp = match &o.dir {
+        Some(d) => tempfile::Builder::new().prefix("recfiles-bench-").tempdir_in(d)?,
+        None => tempfile::Builder::new().prefix("recfiles-bench-").tempdir()?,
+    };
+    let dir = tmp.path();
+    let pool = Pool::new();
+    let size = o.size;
+    eprintln!(
+        "recfiles ingest bench: large file {} MiB, {} small records, {} batched, {} record files, in {}",
+        size / MIB,
+        o.small_records,
+        o.batched_records,
+        o.record_files,
+        dir.display()
+    );
+    let mut fig = Map::new();
+    let mut put = |k: &str, v: f64| {
+        fig.insert(k.to_string(), json!(v));
+    };
+
+    // a + f: one large file. Baselines first, then recfiles in a child process.
+    let fs_path = dir.join("large.bin");
+    let fs_w = fs_large_put(&pool, &fs_path, size)?;
+    eprintln!("a  fs write+fsync       {:>9.1} MiB/s", mib_s(size, fs_w));
+    let sq_w = sqlite_large_put(&pool, &dir.join("large.sqlite"), size)?;
+    eprintln!("a  sqlite put           {:>9.1} MiB/s", mib_s(size, sq_w));
+    let store_path = dir.join("large.redb");
+    let child = recfiles_large_put(&store_path, size)?;
+    eprintln!(
+        "a  recfiles put         {:>9.1} MiB/s   (child peak RSS {:.1} MiB, {:.1} MiB at start)",
+        mib_s(size, child.time),
+        child.peak_rss_mib,
+        child.start_rss_mib
+    );
+    put("large_put_mib_s", mib_s(size, child.time));
+    put("fs_write_fsync_mib_s", mib_s(size, fs_w));
+    put("sqlite_put_mib_s", mib_s(size, sq_w));
+    put("large_put_peak_rss_mib", child.peak_rss_mib);
+
+    // d: reads of the large file, warm cache on both sides (one untimed pass first).
+    let store = store_at(&store_path);
+    let bucket: BucketId = child.bucket.parse().map_err(|_| "child bucket id")?;
+    let fs_file = File::open(&fs_path)?;
+    let warm_fs = read_all(&mut &fs_file, true)?;
+    let warm_rf = read_all(&mut store.open_object(bucket, "large.bin")?, true)?;
+    assert_eq!(warm_fs, warm_rf, "recfiles read back other bytes than fs");
+    assert_eq!(warm_fs.0, size);
+    let t = Instant::now();
+    read_all(&mut File::open(&fs_path)?, false)?;
+    let fs_seq = t.elapsed();
+    let t = Instant::now();
+    read_all(&mut store.open_object(bucket, "large.bin")?, false)?;
+    let rf_seq = t.elapsed();
+    eprintln!("d  seq read  fs {:>9.1} MiB/s   recfiles {:>9.1} MiB/s", mib_s(size, fs_seq), mib_s(size, rf_seq));
+    let offs = offsets(size, o.ranges);
+    let mut reader = store.open_object(bucket, "large.bin")?;
+    {
+        let mut buf = vec![0u8; RANGE];
+        fs_file.read_exact_at(&mut buf, offs[0])?;
+        assert_eq!(reader.read_range(offs[0], RANGE)?, buf, "range read differs from fs");
+    }
+    // Alternate the two a few times and keep each side's median: the machine is noisy.
+    let (mut fs_r, mut rf_r) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        fs_r.push(secs(fs_random(&fs_file, &offs)?));
+        rf_r.push(secs(recfiles_random(&mut reader, &offs)?));
+    }
+    drop(reader);
+    let fs_rps = o.ranges as f64 / median(fs_r);
+    let rf_rps = o.ranges as f64 / median(rf_r);
+    eprintln!("d  64 KiB ranges  fs {fs_rps:>9.0}/s   recfiles {rf_rps:>9.0}/s");
+    put("seq_read_mib_s", mib_s(size, rf_seq));
+    put("fs_seq_read_mib_s", mib_s(size, fs_seq));
+    put("random_range_reads_per_s", rf_rps);
+    put("fs_random_range_reads_per_s", fs_rps);
+
+    // e: dedup. The identical content again, under another key.
+    let before = std::fs::metadata(&store_path)?.len();
+    sync_all();
+    let t = Instant::now();
+    let v = store.put_object(
+        bucket,
+        "large-copy.bin",
+        Gen { pool: &pool, pos: 0, size },
+        &PutOptions::default(),
+    )?;
+    let dedup = t.elapsed();
+    let after = std::fs::metadata(&store_path)?.len();
+    assert_eq!(v.size, Some(size));
+    let growth = after as i64 - before as i64;
+    eprintln!(
+        "e  dedup put {:>9.1} MiB/s ({:.1}x the first put), store grew {} bytes of {}",
+        mib_s(size, dedup),
+        secs(child.time) / secs(dedup),
+        growth,
+        before
+    );
+    put("dedup_second_put_mib_s", mib_s(size, dedup));
+    put("dedup_growth_bytes", growth as f64);
+    drop(store);
+
+    // b: many small records, durable one by one, then batched.
+    let n = o.small_records;
+    let fs_sd = fs_small_durable(&dir.join("small-fs"), &pool, n)?;
+    let mut sq = sqlite_open(&dir.join("small.sqlite"))?;
+    let sq_sd = sqlite_small_records(&mut sq, &pool, n, 1, 0)?;
+    let rf_store = store_at(&dir.join("small.redb"));
+    let rf_sd = recfiles_small_records(&rf_store, &pool, n, 1, 0)?;
+    let per_s = |n: usize, d: Duration| n as f64 / secs(d);
+    eprintln!(
+        "b  durable   fs {:>8.0}/s  sqlite {:>8.0}/s  recfiles {:>8.0}/s",
+        per_s(n, fs_sd),
+        per_s(n, sq_sd),
+        per_s(n, rf_sd)
+    );
+    let nb = o.batched_records;
+    let sq_b = sqlite_small_records(&mut sq, &pool, nb, BATCH, 1_000_000)?;
+    let rf_b = recfiles_small_records(&rf_store, &pool, nb, BATCH, 1_000_000)?;
+    eprintln!(
+        "b  batched   sqlite {:>8.0}/s  recfiles {:>8.0}/s",
+        per_s(nb, sq_b),
+        per_s(nb, rf_b)
+    );
+    drop(rf_store);
+    drop(sq);
+    put("small_durable_records_per_s", per_s(n, rf_sd));
+    put("fs_small_durable_per_s", per_s(n, fs_sd));
+    put("sqlite_small_durable_per_s", per_s(n, sq_sd));
+    put("small_batched_records_per_s", per_s(nb, rf_b));
+    put("sqlite_small_batched_per_s", per_s(nb, sq_b));
+
+    // c: one record, many small files, then dumps().
+    let rec_store = store_at(&dir.join("record.redb"));
+    let (add, dumps) = recfiles_record_files(&rec_store, &pool, o.record_files)?;
+    drop(rec_store);
+    eprintln!(
+        "c  {} files added in {:.3} s, dumps {:.3} ms",
+        o.record_files,
+        secs(add),
+        secs(dumps) * 1e3
+    );
+    put("add_1000_files_s", secs(add));
+    put("dumps_1000_ms", secs(dumps) * 1e3);
+
+    // Report.
+    let f = |k: &str| fig[k].as_f64().unwrap_or(f64::NAN);
+    let full = !o.quick && size == 1024 * MIB;
+    let met = |ok: bool| if full { Some(ok) } else { None };
+    let rows = vec![
+        Row {
+            name: "a. large put (durable)",
+            unit: "MiB/s",
+            ours: f("large_put_mib_s"),
+            fs: Some(f("fs_write_fsync_mib_s")),
+            sqlite: Some(f("sqlite_put_mib_s")),
+            target: ">= 0.8x fs, > sqlite".into(),
+            met: met(f("large_put_mib_s") >= 0.8 * f("fs_write_fsync_mib_s")
+                && f("large_put_mib_s") > f("sqlite_put_mib_s")),
+            higher_is_better: true,
+        },
+        Row {
+            name: "b. small records, durable each",
+            unit: "records/s",
+            ours: f("small_durable_records_per_s"),
+            fs: Some(f("fs_small_durable_per_s")),
+            sqlite: Some(f("sqlite_small_durable_per_s")),
+            target: ">= 2000/s, > sqlite".into(),
+            met: met(f("small_durable_records_per_s") >= 2000.0
+                && f("small_durable_records_per_s") > f("sqlite_small_durable_per_s")),
+            higher_is_better: true,
+        },
+        Row {
+            name: "b. small records, 1000 per tx",
+            unit: "records/s",
+            ours: f("small_batched_records_per_s"),
+            fs: None,
+            sqlite: Some(f("sqlite_small_batched_per_s")),
+            target: ">= 50000/s, > sqlite".into(),
+            met: met(f("small_batched_records_per_s") >= 50_000.0
+                && f("small_batched_records_per_s") > f("sqlite_small_batched_per_s")),
+            higher_is_better: true,
+        },
+        Row {
+            name: "c. add 1000 files to one record",
+            unit: "s",
+            ours: f("add_1000_files_s"),
+            fs: None,
+            sqlite: None,
+            target: "< 1 s".into(),
+            met: met(f("add_1000_files_s") < 1.0),
+            higher_is_better: false,
+        },
+        Row {
+            name: "c. dumps() of 1000 files",
+            unit: "ms",
+            ours: f("dumps_1000_ms"),
+            fs: None,
+            sqlite: None,
+            target: "< 1 ms".into(),
+            met: met(f("dumps_1000_ms") < 1.0),
+            higher_is_better: false,
+        },
+        Row {
+            name: "d. sequential read (warm)",
+            unit: "MiB/s",
+            ours: f("seq_read_mib_s"),
+            fs: Some(f("fs_seq_read_mib_s")),
+            sqlite: None,
+            target: ">= 0.5x fs".into(),
+            met: met(f("seq_read_mib_s") >= 0.5 * f("fs_seq_read_mib_s")),
+            higher_is_better: true,
+        },
+        Row {
+            name: "d. random 64 KiB ranges (warm)",
+            unit: "reads/s",
+            ours: f("random_range_reads_per_s"),
+            fs: Some(f("fs_random_range_reads_per_s")),
+            sqlite: None,
+            target: ">= 0.5x fs".into(),
+            met: met(f("random_range_reads_per_s") >= 0.5 * f("fs_random_range_reads_per_s")),
+            higher_is_better: true,
+        },
+        Row {
+            name: "e. dedup: second identical put",
+            unit: "MiB/s",
+            ours: f("dedup_second_put_mib_s"),
+            fs: None,
+            sqlite: None,
+            target: format!(
+                ">= 3x first put (is {:.1}x)",
+                f("dedup_second_put_mib_s") / f("large_put_mib_s")
+            ),
+            met: met(f("dedup_second_put_mib_s") >= 3.0 * f("large_put_mib_s")),
+            higher_is_better: true,
+        },
+        Row {
+            name: "e. dedup: store file growth",
+            unit: "bytes",
+            ours: f("dedup_growth_bytes"),
+            fs: None,
+            sqlite: None,
+            target: format!("< 1% ({:.3}%)", 100.0 * f("dedup_growth_bytes") / size as f64),
+            met: met(f("dedup_growth_bytes") < 0.01 * size as f64),
+            higher_is_better: false,
+        },
+        Row {
+            name: "f. peak RSS of the large put",
+            unit: "MiB",
+            ours: f("large_put_peak_rss_mib"),
+            fs: None,
+            sqlite: None,
+            target: "< 128 MiB".into(),
+            met: met(f("large_put_peak_rss_mib") < 128.0),
+            higher_is_better: false,
+        },
+    ];
+    println!(
+        "\nrecfiles ingest: large file {} MiB{}; b: {} durable + {} batched records (emulated: bucket + 1 object \
+         each, records layer not yet merged); c: {} files (emulated: one bucket, list_objects as dumps)",
+        size / MIB,
+        if o.quick { " (--quick)" } else { "" },
+        n,
+        nb,
+        o.record_files
+    );
+    print_table(&rows);
+    if !full {
+        println!("(targets are judged only on a full-size run)");
+    }
+    if let Some(path) = &o.json {
+        std::fs::write(path, serde_json::to_string_pretty(&Value::Object(fig))? + "\n")?;
+        eprintln!("figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child-large-put") {
+        let (Some(path), Some(size)) = (args.get(2), args.get(3).and_then(|s| s.parse().ok()))
+        else {
+            eprintln!("usage: ingest --child-large-put STORE_PATH SIZE_BYTES");
+            std::process::exit(2);
+        };
+        if let Err(e) = child_large_put(Path::new(path), size) {
+            eprintln!("child large put: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ingest: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&opts) {
+        eprintln!("ingest bench failed: {e}");
+        std::process::exit(1);
+    }
+}
