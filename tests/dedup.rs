@@ -16,10 +16,15 @@ fn identical_content_shares_one_file() {
     let data = bytes(7, 50_000);
     let v1 = put(&store, b.id, "a", &data);
     let v2 = put(&store, b.id, "b", &data);
-    let big = store.put_object(b.id, "c", &data[..], &PutOptions::default()).unwrap();
+    let big = store
+        .put_object(b.id, "c", &data[..], &PutOptions::default())
+        .unwrap();
     assert_eq!(v1.file_id, v2.file_id);
     assert_eq!(v1.file_id, big.file_id);
-    assert_eq!(store.file(v1.file_id.unwrap()).unwrap().unwrap().references, 3);
+    assert_eq!(
+        store.file(v1.file_id.unwrap()).unwrap().unwrap().references,
+        3
+    );
     // Every copy counts in the bucket even though the bytes are stored once.
     assert_eq!(store.bucket(b.id).unwrap().unwrap().size, 150_000);
     assert_consistent(&store);
@@ -44,7 +49,11 @@ fn content_is_freed_when_its_last_reference_goes() {
 fn a_second_put_of_the_same_large_content_barely_grows_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.redb");
-    let store = Store::builder().chunk_size(64 * 1024 - 64).staging_batch(1 << 20).open(&path).unwrap();
+    let store = Store::builder()
+        .chunk_size(64 * 1024 - 64)
+        .staging_batch(1 << 20)
+        .open(&path)
+        .unwrap();
     let b = bucket(&store);
     let data = bytes(9, 8 << 20);
     put(&store, b.id, "first", &data);

@@ -2,8 +2,8 @@
 
 mod common;
 use common::*;
-use recfiles::prelude::*;
 use recfiles::Error;
+use recfiles::prelude::*;
 
 #[test]
 fn deleting_a_key_makes_a_delete_marker_its_head() {
@@ -34,7 +34,13 @@ fn a_delete_marker_fetched_by_version_id_is_not_found_for_content() {
     let b = bucket(&store);
     put(&store, b.id, "k", b"data");
     let marker = store.delete_object(b.id, "k").unwrap().unwrap();
-    assert!(store.version(marker.version_id).unwrap().unwrap().is_delete_marker());
+    assert!(
+        store
+            .version(marker.version_id)
+            .unwrap()
+            .unwrap()
+            .is_delete_marker()
+    );
     assert!(matches!(
         store.open_version(marker.version_id),
         Err(Error::VersionNotFound { version }) if version == marker.version_id
@@ -49,9 +55,18 @@ fn listings_skip_delete_markers_unless_asked() {
     put(&store, b.id, "b", b"2");
     store.delete_object(b.id, "a").unwrap();
     let live = store.list_objects(b.id, &ListOptions::default()).unwrap();
-    assert_eq!(live.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert_eq!(
+        live.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
     let all = store
-        .list_objects(b.id, &ListOptions { with_deleted: true, ..ListOptions::default() })
+        .list_objects(
+            b.id,
+            &ListOptions {
+                with_deleted: true,
+                ..ListOptions::default()
+            },
+        )
         .unwrap();
     assert_eq!(all.len(), 2);
     assert!(all[0].is_delete_marker());
@@ -64,7 +79,10 @@ fn removing_a_head_delete_marker_undeletes_the_key() {
     let v = put(&store, b.id, "k", b"data");
     let marker = store.delete_object(b.id, "k").unwrap().unwrap();
     store.remove_version(marker.version_id).unwrap();
-    assert_eq!(store.object(b.id, "k").unwrap().unwrap().version_id, v.version_id);
+    assert_eq!(
+        store.object(b.id, "k").unwrap().unwrap().version_id,
+        v.version_id
+    );
     assert_consistent(&store);
 }
 
@@ -76,8 +94,12 @@ fn a_delete_marker_cannot_be_copied_or_restored() {
     let marker = store.delete_object(b.id, "k").unwrap().unwrap();
     put(&store, b.id, "k", b"again");
     let reason = "Cannot copy a delete marker.";
-    assert!(matches!(store.restore_version(marker.version_id), Err(Error::InvalidOperation { reason: r }) if r == reason));
-    assert!(matches!(store.copy_version(marker.version_id, b.id, "x"), Err(Error::InvalidOperation { reason: r }) if r == reason));
+    assert!(
+        matches!(store.restore_version(marker.version_id), Err(Error::InvalidOperation { reason: r }) if r == reason)
+    );
+    assert!(
+        matches!(store.copy_version(marker.version_id, b.id, "x"), Err(Error::InvalidOperation { reason: r }) if r == reason)
+    );
 }
 
 #[test]

@@ -14,15 +14,51 @@ const MAX_BUCKETS: usize = 5;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put { b: usize, k: usize, seed: u64, len: usize },
-    Delete { b: usize, k: usize },
-    Remove { b: usize, k: usize, which: usize },
-    Restore { b: usize, k: usize, which: usize },
-    Copy { b: usize, k: usize, db: usize, dk: usize },
-    Tag { b: usize, k: usize, tag: usize, value: u8 },
-    Lock { b: usize, locked: bool },
-    Snapshot { b: usize, lock: bool },
-    Sync { src: usize, dst: usize, delete_extras: bool },
+    Put {
+        b: usize,
+        k: usize,
+        seed: u64,
+        len: usize,
+    },
+    Delete {
+        b: usize,
+        k: usize,
+    },
+    Remove {
+        b: usize,
+        k: usize,
+        which: usize,
+    },
+    Restore {
+        b: usize,
+        k: usize,
+        which: usize,
+    },
+    Copy {
+        b: usize,
+        k: usize,
+        db: usize,
+        dk: usize,
+    },
+    Tag {
+        b: usize,
+        k: usize,
+        tag: usize,
+        value: u8,
+    },
+    Lock {
+        b: usize,
+        locked: bool,
+    },
+    Snapshot {
+        b: usize,
+        lock: bool,
+    },
+    Sync {
+        src: usize,
+        dst: usize,
+        delete_extras: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -88,7 +124,11 @@ impl MBucket {
 fn kind(r: &Result<(), Error>) -> String {
     match r {
         Ok(()) => "ok".into(),
-        Err(e) => format!("{e:?}").split([' ', '{', '(']).next().unwrap_or("").to_string(),
+        Err(e) => format!("{e:?}")
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or("")
+            .to_string(),
     }
 }
 
@@ -101,9 +141,17 @@ fn run(ops: Vec<Op>) {
     let mut model: Vec<MBucket> = Vec::new();
     for q in [None, Some(30_000u64)] {
         let b = store
-            .create_bucket(&BucketOptions { quota_size: q, ..BucketOptions::default() })
+            .create_bucket(&BucketOptions {
+                quota_size: q,
+                ..BucketOptions::default()
+            })
             .unwrap();
-        model.push(MBucket { id: b.id, quota: q, locked: false, keys: BTreeMap::new() });
+        model.push(MBucket {
+            id: b.id,
+            quota: q,
+            locked: false,
+            keys: BTreeMap::new(),
+        });
     }
     for op in ops {
         let n = model.len();
@@ -111,21 +159,46 @@ fn run(ops: Vec<Op>) {
             Op::Put { b, k, seed, len } => {
                 let m = &mut model[b % n];
                 let data = bytes(seed, len);
-                let exp = if m.locked { "BucketLocked".into() } else { expect(m.fits(len as u64), "FileSize") };
+                let exp = if m.locked {
+                    "BucketLocked".into()
+                } else {
+                    expect(m.fits(len as u64), "FileSize")
+                };
                 let r = store.put_object(m.id, KEYS[k], &data[..], &PutOptions::default());
                 if let Ok(v) = &r {
-                    m.push(KEYS[k], MVersion { id: v.version_id, content: Some(data), tags: BTreeMap::new() });
+                    m.push(
+                        KEYS[k],
+                        MVersion {
+                            id: v.version_id,
+                            content: Some(data),
+                            tags: BTreeMap::new(),
+                        },
+                    );
                 }
                 (r.map(|_| ()), exp)
             }
             Op::Delete { b, k } => {
                 let m = &mut model[b % n];
-                let exp = if m.locked { "BucketLocked".to_string() } else { "ok".into() };
+                let exp = if m.locked {
+                    "BucketLocked".to_string()
+                } else {
+                    "ok".into()
+                };
                 let r = store.delete_object(m.id, KEYS[k]);
                 match &r {
                     Ok(Some(marker)) => {
-                        assert!(m.live_head(KEYS[k]).is_some(), "store deleted a key the model has no live head for");
-                        m.push(KEYS[k], MVersion { id: marker.version_id, content: None, tags: BTreeMap::new() });
+                        assert!(
+                            m.live_head(KEYS[k]).is_some(),
+                            "store deleted a key the model has no live head for"
+                        );
+                        m.push(
+                            KEYS[k],
+                            MVersion {
+                                id: marker.version_id,
+                                content: None,
+                                tags: BTreeMap::new(),
+                            },
+                        );
                     }
                     Ok(None) => assert!(m.live_head(KEYS[k]).is_none(), "store found no live head"),
                     Err(_) => {}
@@ -134,10 +207,16 @@ fn run(ops: Vec<Op>) {
             }
             Op::Remove { b, k, which } => {
                 let m = &mut model[b % n];
-                let Some(versions) = m.keys.get(KEYS[k]).filter(|v| !v.is_empty()) else { continue };
+                let Some(versions) = m.keys.get(KEYS[k]).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
                 let idx = versions.len() - 1 - which % versions.len();
                 let id = versions[idx].id;
-                let exp = if m.locked { "BucketLocked".to_string() } else { "ok".into() };
+                let exp = if m.locked {
+                    "BucketLocked".to_string()
+                } else {
+                    "ok".into()
+                };
                 let r = store.remove_version(id);
                 if r.is_ok() {
                     let vs = m.keys.get_mut(KEYS[k]).unwrap();
@@ -150,7 +229,9 @@ fn run(ops: Vec<Op>) {
             }
             Op::Restore { b, k, which } => {
                 let m = &mut model[b % n];
-                let Some(versions) = m.keys.get(KEYS[k]).filter(|v| !v.is_empty()) else { continue };
+                let Some(versions) = m.keys.get(KEYS[k]).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
                 let idx = versions.len() - 1 - which % versions.len();
                 let v = versions[idx].clone();
                 let is_head = idx == versions.len() - 1;
@@ -159,28 +240,51 @@ fn run(ops: Vec<Op>) {
                 } else if m.locked {
                     "BucketLocked".into()
                 } else {
-                    expect(m.fits(v.content.as_ref().map_or(0, |c| c.len() as u64)), "FileSize")
+                    expect(
+                        m.fits(v.content.as_ref().map_or(0, |c| c.len() as u64)),
+                        "FileSize",
+                    )
                 };
                 let r = store.restore_version(v.id);
                 if let Ok(new) = &r {
-                    m.push(KEYS[k], MVersion { id: new.version_id, ..v });
+                    m.push(
+                        KEYS[k],
+                        MVersion {
+                            id: new.version_id,
+                            ..v
+                        },
+                    );
                 }
                 (r.map(|_| ()), exp)
             }
             Op::Copy { b, k, db, dk } => {
-                let Some(src) = model[b % n].live_head(KEYS[k]).cloned() else { continue };
+                let Some(src) = model[b % n].live_head(KEYS[k]).cloned() else {
+                    continue;
+                };
                 let d = &mut model[db % n];
                 let len = src.content.as_ref().map_or(0, |c| c.len() as u64);
-                let exp = if d.locked { "BucketLocked".into() } else { expect(d.fits(len), "FileSize") };
+                let exp = if d.locked {
+                    "BucketLocked".into()
+                } else {
+                    expect(d.fits(len), "FileSize")
+                };
                 let r = store.copy_version(src.id, d.id, KEYS[dk]);
                 if let Ok(new) = &r {
-                    d.push(KEYS[dk], MVersion { id: new.version_id, ..src });
+                    d.push(
+                        KEYS[dk],
+                        MVersion {
+                            id: new.version_id,
+                            ..src
+                        },
+                    );
                 }
                 (r.map(|_| ()), exp)
             }
             Op::Tag { b, k, tag, value } => {
                 let m = &mut model[b % n];
-                let Some(head) = m.keys.get_mut(KEYS[k]).and_then(|v| v.last_mut()) else { continue };
+                let Some(head) = m.keys.get_mut(KEYS[k]).and_then(|v| v.last_mut()) else {
+                    continue;
+                };
                 let (key, val) = (format!("tag{tag}"), format!("v{value}"));
                 let r = store.set_object_tag(head.id, &key, &val);
                 if r.is_ok() {
@@ -203,18 +307,40 @@ fn run(ops: Vec<Op>) {
                 let src = model[b % n].clone();
                 let r = store.snapshot_bucket(src.id, lock);
                 if let Ok(nb) = &r {
-                    let mut m = MBucket { id: nb.id, quota: src.quota, locked: lock || src.locked, keys: BTreeMap::new() };
+                    let mut m = MBucket {
+                        id: nb.id,
+                        quota: src.quota,
+                        locked: lock || src.locked,
+                        keys: BTreeMap::new(),
+                    };
                     for obj in store.list_objects(nb.id, &ListOptions::default()).unwrap() {
-                        let v = src.live_head(&obj.key).expect("snapshot copied a key the model lacks").clone();
-                        m.push(&obj.key, MVersion { id: obj.version_id, ..v });
+                        let v = src
+                            .live_head(&obj.key)
+                            .expect("snapshot copied a key the model lacks")
+                            .clone();
+                        m.push(
+                            &obj.key,
+                            MVersion {
+                                id: obj.version_id,
+                                ..v
+                            },
+                        );
                     }
-                    let live = src.keys.keys().filter(|k| src.live_head(k).is_some()).count();
+                    let live = src
+                        .keys
+                        .keys()
+                        .filter(|k| src.live_head(k).is_some())
+                        .count();
                     assert_eq!(m.keys.len(), live, "snapshot copies every live head");
                     model.push(m);
                 }
                 (r.map(|_| ()), "ok".into())
             }
-            Op::Sync { src, dst, delete_extras } => {
+            Op::Sync {
+                src,
+                dst,
+                delete_extras,
+            } => {
                 let (s, d) = (src % n, dst % n);
                 let source = model[s].clone();
                 let mut expected_changes = Vec::new();
@@ -224,7 +350,9 @@ fn run(ops: Vec<Op>) {
                     let sv = versions.last().unwrap();
                     let dv = model[d].head(key).cloned();
                     match (&sv.content, &dv) {
-                        (None, Some(dv)) if dv.content.is_some() => expected_changes.push(format!("del {key}")),
+                        (None, Some(dv)) if dv.content.is_some() => {
+                            expected_changes.push(format!("del {key}"))
+                        }
                         (None, _) => {}
                         // Identical content is recognised by file identity, which dedup makes
                         // equivalent to byte equality.
@@ -243,7 +371,11 @@ fn run(ops: Vec<Op>) {
                         }
                     }
                 }
-                let exp = if model[d].locked { "BucketLocked".to_string() } else { expect(fits, "FileSize") };
+                let exp = if model[d].locked {
+                    "BucketLocked".to_string()
+                } else {
+                    expect(fits, "FileSize")
+                };
                 let r = store.sync_bucket(model[s].id, model[d].id, delete_extras);
                 if let Ok(changes) = &r {
                     let got: Vec<String> = changes
@@ -258,11 +390,25 @@ fn run(ops: Vec<Op>) {
                         match c {
                             SyncChange::Added(v) => {
                                 let sv = source.head(&v.key).unwrap().clone();
-                                model[d].push(&v.key, MVersion { id: v.version_id, ..sv });
+                                model[d].push(
+                                    &v.key,
+                                    MVersion {
+                                        id: v.version_id,
+                                        ..sv
+                                    },
+                                );
                             }
                             SyncChange::Deleted(k) => {
-                                let marker = store.read(|r| r.head(model[d].id, k)).unwrap().unwrap();
-                                model[d].push(k, MVersion { id: marker.version_id, content: None, tags: BTreeMap::new() });
+                                let marker =
+                                    store.read(|r| r.head(model[d].id, k)).unwrap().unwrap();
+                                model[d].push(
+                                    k,
+                                    MVersion {
+                                        id: marker.version_id,
+                                        content: None,
+                                        tags: BTreeMap::new(),
+                                    },
+                                );
                             }
                         }
                     }
@@ -284,7 +430,13 @@ fn compare(store: &Store, model: &[MBucket], op: &Op) {
                 let b = r.bucket(m.id)?.expect("bucket exists");
                 assert_eq!(b.size, m.size(), "size of bucket after {op:?}");
                 assert_eq!(b.locked, m.locked);
-                let all = r.list_objects(m.id, &ListOptions { with_deleted: true, ..ListOptions::default() })?;
+                let all = r.list_objects(
+                    m.id,
+                    &ListOptions {
+                        with_deleted: true,
+                        ..ListOptions::default()
+                    },
+                )?;
                 let keys: Vec<&str> = all.iter().map(|o| o.key.as_str()).collect();
                 let model_keys: Vec<&str> = m.keys.keys().map(String::as_str).collect();
                 assert_eq!(keys, model_keys, "keys after {op:?}");
@@ -296,7 +448,10 @@ fn compare(store: &Store, model: &[MBucket], op: &Op) {
                         assert_eq!(g.version_id, w.id);
                         assert_eq!(g.is_head, i == 0);
                         assert_eq!(g.size, w.content.as_ref().map(|c| c.len() as u64));
-                        let want_sum = w.content.as_ref().map(|c| format!("blake3:{}", blake3::hash(c).to_hex()));
+                        let want_sum = w
+                            .content
+                            .as_ref()
+                            .map(|c| format!("blake3:{}", blake3::hash(c).to_hex()));
                         assert_eq!(g.checksum, want_sum);
                         assert_eq!(r.object_tags(g.version_id)?, w.tags);
                     }

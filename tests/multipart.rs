@@ -26,14 +26,21 @@ fn parts_uploaded_in_any_order_complete_into_one_object() {
     let data = bytes(1, 2500);
     let mp = store.init_multipart(b.id, "big", 2500, 1000).unwrap();
     assert_eq!(mp.last_part_number(), 2);
-    assert_eq!(store.bucket(b.id).unwrap().unwrap().size, 2500, "init reserves the size");
+    assert_eq!(
+        store.bucket(b.id).unwrap().unwrap().size,
+        2500,
+        "init reserves the size"
+    );
     for n in [2u32, 0, 1] {
         let (s, e) = (n as usize * 1000, ((n as usize + 1) * 1000).min(2500));
         let part = store.upload_part(mp.id, n, &data[s..e]).unwrap();
         assert_eq!((part.start_byte, part.end_byte), (s as u64, e as u64));
     }
     let parts = store.read(|r| r.parts(mp.id)).unwrap();
-    assert_eq!(parts.iter().map(|p| p.part_number).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(
+        parts.iter().map(|p| p.part_number).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
     let v = store.complete_multipart(mp.id).unwrap();
     assert!(v.is_head);
     assert_eq!(read_all(&store, b.id, "big"), data);
@@ -91,10 +98,20 @@ fn parts_of_the_wrong_size_or_number_are_refused() {
     let mp = store.init_multipart(b.id, "k", 50, 20).unwrap();
     assert!(matches!(
         store.upload_part(mp.id, 0, &[0u8; 19][..]),
-        Err(Error::MultipartPartSize { part: 0, expected: 20, actual: 19 })
+        Err(Error::MultipartPartSize {
+            part: 0,
+            expected: 20,
+            actual: 19
+        })
     ));
-    assert!(matches!(store.upload_part(mp.id, 2, &[0u8; 20][..]), Err(Error::MultipartPartSize { expected: 10, .. })));
-    assert!(matches!(store.upload_part(mp.id, 3, &[0u8; 10][..]), Err(Error::MultipartInvalidPartNumber { part: 3, last: 2 })));
+    assert!(matches!(
+        store.upload_part(mp.id, 2, &[0u8; 20][..]),
+        Err(Error::MultipartPartSize { expected: 10, .. })
+    ));
+    assert!(matches!(
+        store.upload_part(mp.id, 3, &[0u8; 10][..]),
+        Err(Error::MultipartInvalidPartNumber { part: 3, last: 2 })
+    ));
     assert!(store.read(|r| r.parts(mp.id)).unwrap().is_empty());
     assert_consistent(&store);
 }
@@ -102,28 +119,62 @@ fn parts_of_the_wrong_size_or_number_are_refused() {
 #[test]
 fn init_checks_part_size_total_size_quota_and_lock() {
     let store = mp_store();
-    let b = store.create_bucket(&BucketOptions { quota_size: Some(100), ..BucketOptions::default() }).unwrap();
-    assert!(matches!(store.init_multipart(b.id, "k", 50, 9), Err(Error::MultipartInvalidPartSize { .. })));
-    assert!(matches!(store.init_multipart(b.id, "k", 10, 10), Err(Error::MultipartInvalidSize { .. })));
-    assert!(matches!(store.init_multipart(b.id, "k", 50, 2), Err(Error::MultipartInvalidPartSize { .. })));
-    assert!(matches!(store.init_multipart(b.id, "k", 30 * 20 + 1, 30), Err(Error::MultipartInvalidSize { .. })));
-    assert!(matches!(store.init_multipart(b.id, "k", 101, 20), Err(Error::FileSize { .. })));
+    let b = store
+        .create_bucket(&BucketOptions {
+            quota_size: Some(100),
+            ..BucketOptions::default()
+        })
+        .unwrap();
+    assert!(matches!(
+        store.init_multipart(b.id, "k", 50, 9),
+        Err(Error::MultipartInvalidPartSize { .. })
+    ));
+    assert!(matches!(
+        store.init_multipart(b.id, "k", 10, 10),
+        Err(Error::MultipartInvalidSize { .. })
+    ));
+    assert!(matches!(
+        store.init_multipart(b.id, "k", 50, 2),
+        Err(Error::MultipartInvalidPartSize { .. })
+    ));
+    assert!(matches!(
+        store.init_multipart(b.id, "k", 30 * 20 + 1, 30),
+        Err(Error::MultipartInvalidSize { .. })
+    ));
+    assert!(matches!(
+        store.init_multipart(b.id, "k", 101, 20),
+        Err(Error::FileSize { .. })
+    ));
     store.set_bucket_locked(b.id, true).unwrap();
-    assert!(matches!(store.init_multipart(b.id, "k", 50, 20), Err(Error::BucketLocked { .. })));
+    assert!(matches!(
+        store.init_multipart(b.id, "k", 50, 20),
+        Err(Error::BucketLocked { .. })
+    ));
     assert_eq!(store.bucket(b.id).unwrap().unwrap().size, 0);
 }
 
 #[test]
 fn the_reservation_counts_against_the_quota_until_abort() {
     let store = mp_store();
-    let b = store.create_bucket(&BucketOptions { quota_size: Some(100), ..BucketOptions::default() }).unwrap();
+    let b = store
+        .create_bucket(&BucketOptions {
+            quota_size: Some(100),
+            ..BucketOptions::default()
+        })
+        .unwrap();
     let mp = store.init_multipart(b.id, "k", 80, 20).unwrap();
-    assert!(matches!(store.put_object(b.id, "x", &[0u8; 30][..], &PutOptions::default()), Err(Error::FileSize { .. })));
+    assert!(matches!(
+        store.put_object(b.id, "x", &[0u8; 30][..], &PutOptions::default()),
+        Err(Error::FileSize { .. })
+    ));
     store.upload_part(mp.id, 0, &[1u8; 20][..]).unwrap();
     store.abort_multipart(mp.id).unwrap();
     assert_eq!(store.bucket(b.id).unwrap().unwrap().size, 0);
     put(&store, b.id, "x", &[0u8; 30]);
-    assert!(matches!(store.upload_part(mp.id, 1, &[1u8; 20][..]), Err(Error::MultipartNotFound { .. })));
+    assert!(matches!(
+        store.upload_part(mp.id, 1, &[1u8; 20][..]),
+        Err(Error::MultipartNotFound { .. })
+    ));
     assert_consistent(&store);
 }
 
@@ -135,7 +186,10 @@ fn a_failed_completion_can_be_retried() {
     store.upload_part(mp.id, 0, &[1u8; 20][..]).unwrap();
     store.upload_part(mp.id, 1, &[2u8; 10][..]).unwrap();
     store.set_bucket_locked(b.id, true).unwrap();
-    assert!(matches!(store.complete_multipart(mp.id), Err(Error::BucketLocked { .. })));
+    assert!(matches!(
+        store.complete_multipart(mp.id),
+        Err(Error::BucketLocked { .. })
+    ));
     assert_consistent(&store);
     store.set_bucket_locked(b.id, false).unwrap();
     store.complete_multipart(mp.id).unwrap();
@@ -149,8 +203,14 @@ fn abandoned_uploads_expire() {
     let b = bucket(&store);
     let old = store.init_multipart(b.id, "old", 30, 20).unwrap();
     store.upload_part(old.id, 0, &[1u8; 20][..]).unwrap();
-    assert_eq!(store.expire_multipart().unwrap(), 0, "an hour has not passed");
-    let expired = store.write(|tx| tx.expire_multipart(std::time::Duration::ZERO)).unwrap();
+    assert_eq!(
+        store.expire_multipart().unwrap(),
+        0,
+        "an hour has not passed"
+    );
+    let expired = store
+        .write(|tx| tx.expire_multipart(std::time::Duration::ZERO))
+        .unwrap();
     assert_eq!(expired, 1);
     assert!(store.read(|r| r.multipart(old.id)).unwrap().is_none());
     assert_eq!(store.bucket(b.id).unwrap().unwrap().size, 0);
@@ -165,7 +225,12 @@ fn uploads_are_listed_per_bucket() {
     store.init_multipart(b.id, "a", 30, 20).unwrap();
     store.init_multipart(b.id, "b", 30, 20).unwrap();
     store.init_multipart(other.id, "c", 30, 20).unwrap();
-    let keys: Vec<_> = store.read(|r| r.multipart_uploads(b.id)).unwrap().into_iter().map(|u| u.key).collect();
+    let keys: Vec<_> = store
+        .read(|r| r.multipart_uploads(b.id))
+        .unwrap()
+        .into_iter()
+        .map(|u| u.key)
+        .collect();
     assert_eq!(keys, ["a", "b"]);
 }
 

@@ -34,7 +34,9 @@ fn a_store_from_a_newer_format_is_refused() {
         let tx = db.begin_write().unwrap();
         {
             let mut meta = tx.open_table(META).unwrap();
-            let newer = bincode::serde::encode_to_vec(FORMAT_VERSION + 1, bincode::config::standard()).unwrap();
+            let newer =
+                bincode::serde::encode_to_vec(FORMAT_VERSION + 1, bincode::config::standard())
+                    .unwrap();
             meta.insert("format_version", newer.as_slice()).unwrap();
         }
         tx.commit().unwrap();
@@ -54,7 +56,10 @@ fn a_foreign_redb_file_is_refused() {
     {
         let db = redb::Database::create(&path).unwrap();
         let tx = db.begin_write().unwrap();
-        tx.open_table(TableDefinition::<u64, u64>::new("something_else")).unwrap().insert(1, 2).unwrap();
+        tx.open_table(TableDefinition::<u64, u64>::new("something_else"))
+            .unwrap()
+            .insert(1, 2)
+            .unwrap();
         tx.commit().unwrap();
     }
     assert!(matches!(Store::open(&path), Err(Error::NotAStore { .. })));
@@ -66,18 +71,40 @@ fn a_file_that_is_not_a_database_is_refused() {
     let path = dir.path().join("junk.redb");
     std::fs::write(&path, vec![0x5Au8; 64 * 1024]).unwrap();
     let err = Store::open(&path).unwrap_err();
-    assert!(matches!(err, Error::NotAStore { .. } | Error::Engine(_)), "{err:?}");
-    assert_eq!(std::fs::read(&path).unwrap(), vec![0x5Au8; 64 * 1024], "the file is left alone");
+    assert!(
+        matches!(err, Error::NotAStore { .. } | Error::Engine(_)),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![0x5Au8; 64 * 1024],
+        "the file is left alone"
+    );
 }
 
 #[test]
 fn builder_options_out_of_range_are_refused() {
-    assert!(matches!(Store::builder().chunk_size(10).in_memory(), Err(Error::InvalidConfig { option: "chunk_size", .. })));
     assert!(matches!(
-        Store::builder().chunk_size(1 << 20).staging_batch(1024).in_memory(),
-        Err(Error::InvalidConfig { option: "staging_batch", .. })
+        Store::builder().chunk_size(10).in_memory(),
+        Err(Error::InvalidConfig {
+            option: "chunk_size",
+            ..
+        })
     ));
-    assert!(matches!(Store::builder().max_key_len(0).in_memory(), Err(Error::InvalidConfig { .. })));
+    assert!(matches!(
+        Store::builder()
+            .chunk_size(1 << 20)
+            .staging_batch(1024)
+            .in_memory(),
+        Err(Error::InvalidConfig {
+            option: "staging_batch",
+            ..
+        })
+    ));
+    assert!(matches!(
+        Store::builder().max_key_len(0).in_memory(),
+        Err(Error::InvalidConfig { .. })
+    ));
 }
 
 #[test]
@@ -99,7 +126,13 @@ fn a_store_is_shared_across_threads() {
     for h in handles {
         h.join().unwrap();
     }
-    assert_eq!(store.list_objects(b.id, &ListOptions::default()).unwrap().len(), 100);
+    assert_eq!(
+        store
+            .list_objects(b.id, &ListOptions::default())
+            .unwrap()
+            .len(),
+        100
+    );
     assert_consistent(&store);
 }
 
@@ -122,7 +155,9 @@ fn a_failing_write_closure_rolls_everything_back() {
     let result: recfiles::Result<()> = store.write(|tx| {
         tx.put_object(b.id, "a", &bytes(1, 20_000)[..], &PutOptions::default())?;
         tx.create_bucket(&BucketOptions::default())?;
-        Err(Error::InvalidOperation { reason: "caller changed its mind" })
+        Err(Error::InvalidOperation {
+            reason: "caller changed its mind",
+        })
     });
     assert!(result.is_err());
     assert!(store.object(b.id, "a").unwrap().is_none());

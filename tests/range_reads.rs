@@ -11,10 +11,22 @@ fn any_range_reads_back_exactly() {
     let data = bytes(3, 4096 * 5 + 123);
     put(&store, b.id, "f", &data);
     let mut r = store.open_object(b.id, "f").unwrap();
-    for (off, len) in [(0, 10), (4090, 20), (4096, 4096), (8000, 9000), (20_000, 10_000), (20_603, 5), (30_000, 10)] {
+    for (off, len) in [
+        (0, 10),
+        (4090, 20),
+        (4096, 4096),
+        (8000, 9000),
+        (20_000, 10_000),
+        (20_603, 5),
+        (30_000, 10),
+    ] {
         let got = r.read_range(off, len).unwrap();
         let end = (off as usize + len).min(data.len());
-        let want = if (off as usize) < data.len() { &data[off as usize..end] } else { &[][..] };
+        let want = if (off as usize) < data.len() {
+            &data[off as usize..end]
+        } else {
+            &[][..]
+        };
         assert_eq!(got, want, "range {off}+{len}");
     }
 }

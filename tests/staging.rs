@@ -56,7 +56,12 @@ fn an_upload_abandoned_by_a_dead_process_is_cleared_on_reopen() {
     if let Ok(path) = std::env::var("RECFILES_TEST_STAGING_CHILD") {
         let store = builder().open(&path).unwrap();
         let b = store.buckets().unwrap()[0].id;
-        let reader = DiesMidway { given: 0, die_at: 200_000, store: store.clone(), bucket: b };
+        let reader = DiesMidway {
+            given: 0,
+            die_at: 200_000,
+            store: store.clone(),
+            bucket: b,
+        };
         let _ = store.put_object(b, "dying", reader, &PutOptions::default());
         unreachable!("the reader ends the process");
     }
@@ -68,13 +73,20 @@ fn an_upload_abandoned_by_a_dead_process_is_cleared_on_reopen() {
         put(&store, b.id, "kept", &bytes(1, 50_000));
     }
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "an_upload_abandoned_by_a_dead_process_is_cleared_on_reopen", "--nocapture"])
+        .args([
+            "--exact",
+            "an_upload_abandoned_by_a_dead_process_is_cleared_on_reopen",
+            "--nocapture",
+        ])
         .env("RECFILES_TEST_STAGING_CHILD", &path)
         .status()
         .unwrap();
     assert!(status.success());
     let (rows, staged, _) = raw_counts(&path);
-    assert!(rows == 1 && staged > 0, "the child left staged chunks: {rows} rows, {staged} chunks");
+    assert!(
+        rows == 1 && staged > 0,
+        "the child left staged chunks: {rows} rows, {staged} chunks"
+    );
     {
         let store = builder().open(&path).unwrap();
         assert_consistent(&store);
@@ -85,7 +97,11 @@ fn an_upload_abandoned_by_a_dead_process_is_cleared_on_reopen() {
     }
     let (rows, staged, chunks) = raw_counts(&path);
     assert_eq!((rows, staged), (0, 0));
-    assert_eq!(chunks, 50_000u64.div_ceil(4096) + 1, "only the kept files' chunks remain");
+    assert_eq!(
+        chunks,
+        50_000u64.div_ceil(4096) + 1,
+        "only the kept files' chunks remain"
+    );
 }
 
 #[test]
@@ -162,8 +178,15 @@ fn other_writers_proceed_while_a_large_upload_streams() {
         put(&s, b.id, "small", b"committed while the big one streams");
         to_reader.send(()).unwrap();
     });
-    let big = Handshake { sent: 0, signalled: false, go: to_writer, done: reader_go };
-    store.put_object(b.id, "big", big, &PutOptions::default()).unwrap();
+    let big = Handshake {
+        sent: 0,
+        signalled: false,
+        go: to_writer,
+        done: reader_go,
+    };
+    store
+        .put_object(b.id, "big", big, &PutOptions::default())
+        .unwrap();
     writer.join().unwrap();
     assert!(store.object(b.id, "small").unwrap().is_some());
     assert_eq!(read_all(&store, b.id, "big").len(), 200_000);

@@ -35,7 +35,10 @@ fn verify_finds_a_corrupted_chunk_and_reads_refuse_the_damaged_range() {
         (b.id, d, i)
     };
     let mut raw = std::fs::read(&path).unwrap();
-    let at = raw.windows(64).position(|w| w == &marker[..64]).expect("chunk bytes in the file");
+    let at = raw
+        .windows(64)
+        .position(|w| w == &marker[..64])
+        .expect("chunk bytes in the file");
     raw[at + 100] ^= 0xFF;
     std::fs::write(&path, &raw).unwrap();
 
@@ -43,10 +46,30 @@ fn verify_finds_a_corrupted_chunk_and_reads_refuse_the_damaged_range() {
     let report = store.verify_all().unwrap();
     assert_eq!(report.damaged, vec![damaged.file_id.unwrap()]);
     assert!(!store.verify_file(damaged.file_id.unwrap()).unwrap());
-    assert_eq!(store.file(damaged.file_id.unwrap()).unwrap().unwrap().last_check, Some(false));
+    assert_eq!(
+        store
+            .file(damaged.file_id.unwrap())
+            .unwrap()
+            .unwrap()
+            .last_check,
+        Some(false)
+    );
     let mut r = store.open_object(bucket_id, "damaged").unwrap();
-    assert_eq!(r.read_range(0, 8192).unwrap(), bytes(3, 8192), "undamaged chunks still read");
-    assert!(matches!(r.read_range(8192, 10), Err(Error::Corruption { file: Some(f), .. }) if f == damaged.file_id.unwrap()));
+    assert_eq!(
+        r.read_range(0, 8192).unwrap(),
+        bytes(3, 8192),
+        "undamaged chunks still read"
+    );
+    assert!(
+        matches!(r.read_range(8192, 10), Err(Error::Corruption { file: Some(f), .. }) if f == damaged.file_id.unwrap())
+    );
     assert_eq!(read_all(&store, bucket_id, "intact"), bytes(4, 10_000));
-    assert!(store.read(|r| r.file(intact.file_id.unwrap())).unwrap().unwrap().last_check == Some(true));
+    assert!(
+        store
+            .read(|r| r.file(intact.file_id.unwrap()))
+            .unwrap()
+            .unwrap()
+            .last_check
+            == Some(true)
+    );
 }

@@ -13,7 +13,10 @@ fn a_new_put_becomes_head_and_demotes_the_previous_head() {
     let v2 = put(&store, b.id, "k", b"two");
     assert!(v2.is_head);
     assert!(!store.version(v1.version_id).unwrap().unwrap().is_head);
-    assert_eq!(store.object(b.id, "k").unwrap().unwrap().version_id, v2.version_id);
+    assert_eq!(
+        store.object(b.id, "k").unwrap().unwrap().version_id,
+        v2.version_id
+    );
     assert_eq!(read_all(&store, b.id, "k"), b"two");
     assert_consistent(&store);
 }
@@ -33,7 +36,9 @@ fn an_exact_version_reads_its_own_content() {
 fn versions_of_a_key_are_listed_newest_first() {
     let store = small_store();
     let b = bucket(&store);
-    let ids: Vec<_> = (0..4).map(|i| put(&store, b.id, "k", &[i]).version_id).collect();
+    let ids: Vec<_> = (0..4)
+        .map(|i| put(&store, b.id, "k", &[i]).version_id)
+        .collect();
     let listed: Vec<_> = store
         .object_versions(b.id, "k")
         .unwrap()
@@ -69,9 +74,15 @@ fn removing_the_head_makes_the_newest_remaining_version_head() {
     let v2 = put(&store, b.id, "k", b"two");
     let v3 = put(&store, b.id, "k", b"three");
     store.remove_version(v3.version_id).unwrap();
-    assert_eq!(store.object(b.id, "k").unwrap().unwrap().version_id, v2.version_id);
+    assert_eq!(
+        store.object(b.id, "k").unwrap().unwrap().version_id,
+        v2.version_id
+    );
     store.remove_version(v1.version_id).unwrap();
-    assert_eq!(store.object(b.id, "k").unwrap().unwrap().version_id, v2.version_id);
+    assert_eq!(
+        store.object(b.id, "k").unwrap().unwrap().version_id,
+        v2.version_id
+    );
     store.remove_version(v2.version_id).unwrap();
     assert!(store.object(b.id, "k").unwrap().is_none());
     assert!(store.object_versions(b.id, "k").unwrap().is_empty());
@@ -102,7 +113,9 @@ fn restoring_the_head_is_refused() {
     let v = put(&store, b.id, "k", b"one");
     assert!(matches!(
         store.restore_version(v.version_id),
-        Err(Error::InvalidOperation { reason: "Cannot restore latest version." })
+        Err(Error::InvalidOperation {
+            reason: "Cannot restore latest version."
+        })
     ));
 }
 
@@ -118,7 +131,10 @@ fn copying_shares_the_file_copies_tags_and_counts_in_the_destination() {
     assert_eq!(c.bucket, dst.id);
     assert_eq!(store.object_tags(c.version_id).unwrap()["t"], "1");
     assert_eq!(store.bucket(dst.id).unwrap().unwrap().size, 7);
-    assert_eq!(store.file(v.file_id.unwrap()).unwrap().unwrap().references, 2);
+    assert_eq!(
+        store.file(v.file_id.unwrap()).unwrap().unwrap().references,
+        2
+    );
     assert_consistent(&store);
 }
 
@@ -138,10 +154,21 @@ fn tags_outside_the_limits_are_refused() {
     let b = bucket(&store);
     let v = put(&store, b.id, "k", b"one");
     let long = "x".repeat(256);
-    assert!(matches!(store.set_object_tag(v.version_id, "", "v"), Err(Error::InvalidTag { .. })));
-    assert!(matches!(store.set_object_tag(v.version_id, &long, "v"), Err(Error::InvalidTag { .. })));
-    assert!(matches!(store.set_object_tag(v.version_id, "k", &long), Err(Error::InvalidTag { .. })));
-    store.set_object_tag(v.version_id, &"x".repeat(255), &"y".repeat(255)).unwrap();
+    assert!(matches!(
+        store.set_object_tag(v.version_id, "", "v"),
+        Err(Error::InvalidTag { .. })
+    ));
+    assert!(matches!(
+        store.set_object_tag(v.version_id, &long, "v"),
+        Err(Error::InvalidTag { .. })
+    ));
+    assert!(matches!(
+        store.set_object_tag(v.version_id, "k", &long),
+        Err(Error::InvalidTag { .. })
+    ));
+    store
+        .set_object_tag(v.version_id, &"x".repeat(255), &"y".repeat(255))
+        .unwrap();
     assert_eq!(store.object_tags(v.version_id).unwrap().len(), 1);
 }
 
@@ -149,14 +176,25 @@ fn tags_outside_the_limits_are_refused() {
 fn mimetype_is_guessed_from_the_key_unless_given() {
     let store = small_store();
     let b = bucket(&store);
-    assert_eq!(put(&store, b.id, "doc.pdf", b"%PDF").mimetype, "application/pdf");
-    assert_eq!(put(&store, b.id, "README", b"hi").mimetype, "application/octet-stream");
-    assert_eq!(put(&store, b.id, "x.csv.gz", b"gz").mimetype, "application/gzip");
+    assert_eq!(
+        put(&store, b.id, "doc.pdf", b"%PDF").mimetype,
+        "application/pdf"
+    );
+    assert_eq!(
+        put(&store, b.id, "README", b"hi").mimetype,
+        "application/octet-stream"
+    );
+    assert_eq!(
+        put(&store, b.id, "x.csv.gz", b"gz").mimetype,
+        "application/gzip"
+    );
     let opts = PutOptions {
         mimetype: Some("text/markdown".into()),
         ..PutOptions::default()
     };
-    let v = store.put_object(b.id, "notes", &b"# hi"[..], &opts).unwrap();
+    let v = store
+        .put_object(b.id, "notes", &b"# hi"[..], &opts)
+        .unwrap();
     assert_eq!(v.mimetype, "text/markdown");
 }
 
@@ -164,14 +202,22 @@ fn mimetype_is_guessed_from_the_key_unless_given() {
 fn invalid_keys_are_refused_with_the_reason() {
     let store = Store::builder().max_key_len(8).in_memory().unwrap();
     let b = bucket(&store);
-    let cases = [("", KeyProblem::Empty), ("a\0b", KeyProblem::ContainsNul), ("123456789", KeyProblem::TooLong { max: 8 })];
+    let cases = [
+        ("", KeyProblem::Empty),
+        ("a\0b", KeyProblem::ContainsNul),
+        ("123456789", KeyProblem::TooLong { max: 8 }),
+    ];
     for (key, want) in cases {
         match store.put_object(b.id, key, &b"x"[..], &PutOptions::default()) {
             Err(Error::InvalidKey { problem, .. }) => assert_eq!(problem, want),
             other => panic!("key {key:?}: {other:?}"),
         }
     }
-    assert!(store.put_object(b.id, "12345678", &b"x"[..], &PutOptions::default()).is_ok());
+    assert!(
+        store
+            .put_object(b.id, "12345678", &b"x"[..], &PutOptions::default())
+            .is_ok()
+    );
     assert_eq!(store.bucket(b.id).unwrap().unwrap().size, 1);
 }
 
@@ -187,7 +233,8 @@ fn a_version_without_content_accepts_content_once() {
         .unwrap();
     assert_eq!(filled.size, Some(4));
     assert_eq!(read_all(&store, b.id, "k"), b"late");
-    let again = store.write(|tx| tx.set_version_content(v.version_id, &b"x"[..], &PutOptions::default()));
+    let again =
+        store.write(|tx| tx.set_version_content(v.version_id, &b"x"[..], &PutOptions::default()));
     assert!(matches!(again, Err(Error::FileAlreadySet { version }) if version == v.version_id));
     assert_consistent(&store);
 }
@@ -199,14 +246,25 @@ fn listing_filters_by_prefix_and_pages_without_a_cap() {
     store
         .write(|tx| {
             for i in 0..1500 {
-                tx.put_object(b.id, &format!("data/{i:05}"), &b"x"[..], &PutOptions::default())?;
+                tx.put_object(
+                    b.id,
+                    &format!("data/{i:05}"),
+                    &b"x"[..],
+                    &PutOptions::default(),
+                )?;
             }
             tx.put_object(b.id, "other", &b"x"[..], &PutOptions::default())?;
             Ok(())
         })
         .unwrap();
     let all = store
-        .list_objects(b.id, &ListOptions { prefix: Some("data/".into()), ..ListOptions::default() })
+        .list_objects(
+            b.id,
+            &ListOptions {
+                prefix: Some("data/".into()),
+                ..ListOptions::default()
+            },
+        )
         .unwrap();
     assert_eq!(all.len(), 1500);
     let mut seen = Vec::new();
