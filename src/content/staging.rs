@@ -52,18 +52,20 @@ impl Drop for StagedContent {
         if !self.committed {
             let id = self.id;
             // Best effort: if this fails too, the next open removes the rows.
-            let _ = self
-                .store
-                .write_with(Durability::Eventual, |tx| discard(&mut tx.t, id).map(|_| ()));
+            let _ = self.store.write_with(Durability::Eventual, |tx| {
+                discard(&mut tx.t, id).map(|_| ())
+            });
         }
     }
 }
 
-/// Streams `reader` into staged chunks. `prefix` holds bytes already read from the stream.
+/// Streams `reader` into staged chunks, computing md5 too when `with_md5` (the store's setting,
+/// or a caller who declared an md5 to verify).
 pub(crate) fn stage(
     store: &Store,
     reader: &mut dyn Read,
     limits: StreamLimits,
+    with_md5: bool,
 ) -> Result<StagedContent> {
     let cfg = &store.inner.cfg;
     let id = crate::ids::UploadId::new().raw();
@@ -86,7 +88,7 @@ pub(crate) fn stage(
         committed: false,
     };
     let mut src = ChunkSource::new(reader, limits, cfg.chunk_size);
-    let mut digests = Digests::new(cfg.md5);
+    let mut digests = Digests::new(with_md5);
     let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
     let mut offset = 0u64;
     let mut batch: Vec<(u64, Hash, Vec<u8>)> = Vec::with_capacity(per_batch);
@@ -161,7 +163,10 @@ pub(crate) fn discard(t: &mut WTables<'_>, id: u128) -> Result<bool> {
 pub(crate) fn adopt(tx: &mut WriteTx<'_>, staged: &StagedContent, class: &str) -> Result<FileId> {
     let t = &mut tx.t;
     let (blake3, md5) = staged.digest;
-    let existing = t.files_by_hash.get(&blake3)?.map(|g| FileId::from_raw(g.value()));
+    let existing = t
+        .files_by_hash
+        .get(&blake3)?
+        .map(|g| FileId::from_raw(g.value()));
     if let Some(existing) = existing {
         if let Some(mut row) = get_file_row(t, existing)? {
             if row.size == staged.size {
