@@ -59,11 +59,13 @@ impl Drop for StagedContent {
     }
 }
 
-/// Streams `reader` into staged chunks. `prefix` holds bytes already read from the stream.
+/// Streams `reader` into staged chunks, computing md5 too when `with_md5` (the store's setting,
+/// or a caller who declared an md5 to verify).
 pub(crate) fn stage(
     store: &Store,
     reader: &mut dyn Read,
     limits: StreamLimits,
+    with_md5: bool,
 ) -> Result<StagedContent> {
     let cfg = &store.inner.cfg;
     let id = crate::ids::UploadId::new().raw();
@@ -86,7 +88,7 @@ pub(crate) fn stage(
         committed: false,
     };
     let mut src = ChunkSource::new(reader, limits, cfg.chunk_size);
-    let mut digests = Digests::new(cfg.md5);
+    let mut digests = Digests::new(with_md5);
     let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
     let mut offset = 0u64;
     let mut batch: Vec<(u64, Hash, Vec<u8>)> = Vec::with_capacity(per_batch);

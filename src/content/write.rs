@@ -88,10 +88,10 @@ impl<'r> ChunkSource<'r> {
         // small quota is refused after reading little of it.
         let mut want = self.chunk_size as u64;
         if let Some(d) = self.limits.declared {
-            want = want.min(d.saturating_sub(self.total) + 1);
+            want = want.min(d.saturating_sub(self.total).saturating_add(1));
         }
         if let Some(c) = self.limits.cap {
-            want = want.min(c.bytes.saturating_sub(self.total) + 1);
+            want = want.min(c.bytes.saturating_sub(self.total).saturating_add(1));
         }
         buf.resize(want as usize, 0);
         let mut filled = 0;

@@ -217,7 +217,7 @@ impl Store {
             declared: Some(expected),
             cap: None,
         };
-        let staged = stage(self, &mut reader, limits).map_err(|e| match e {
+        let staged = stage(self, &mut reader, limits, self.inner.cfg.md5).map_err(|e| match e {
             Error::UnexpectedFileSize { actual, .. } => Error::MultipartPartSize {
                 part: n,
                 expected,

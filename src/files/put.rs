@@ -93,7 +93,8 @@ impl Store {
             return self.write(|tx| tx.put_object(bucket, key, Cursor::new(head), opts));
         }
         let mut chained = Cursor::new(head).chain(reader);
-        let staged = stage(self, &mut chained, limits)?;
+        let with_md5 = self.inner.cfg.md5 || opts.md5.is_some();
+        let staged = stage(self, &mut chained, limits, with_md5)?;
         let out = self.write(|tx| {
             let row = tx.writable_bucket(bucket)?;
             tx.upload_limits(bucket, &row, None)?

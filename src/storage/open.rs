@@ -324,16 +324,30 @@ impl Store {
             Durability::Immediate => redb::Durability::Immediate,
             Durability::Eventual => redb::Durability::None,
         })?;
-        let out = {
+        let outcome = {
             let mut tx = WriteTx {
                 t: WTables::open(&txn)?,
                 cfg: &self.inner.cfg,
                 now: Timestamp::now(),
             };
-            f(&mut tx)?
+            // redb skips the abort of a transaction dropped while unwinding and marks the file
+            // for repair (its pages leak until the next open). A panic in `f` (a caller's reader,
+            // say) is therefore caught here, the transaction aborted cleanly, and the panic
+            // resumed.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)))
         };
-        txn.commit()?;
-        Ok(out)
+        match outcome {
+            Ok(Ok(out)) => {
+                txn.commit()?;
+                Ok(out)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                // The panic is what the caller must see; a failing abort has nothing to add.
+                let _ = txn.abort();
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     /// Runs `f` on a consistent snapshot of the store.
