@@ -60,8 +60,8 @@ pub use check::CheckReport;
 pub use content::{FileInstance, FileReader, FixityReport};
 pub use error::{EngineError, Error, KeyProblem, Result, SizeLimit};
 pub use files::{
-    Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion,
-    Part, PutOptions, SyncChange,
+    Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion, Part,
+    PutOptions, SyncChange,
 };
 pub use ids::{BucketId, FileId, RecordId, Timestamp, UploadId, VersionId};
 pub use storage::{

@@ -7,7 +7,7 @@
 //! panic (its drop guard), or by the next open after a crash.
 
 use super::write::{ChunkSource, StreamLimits};
-use super::{Digests, FileRow, Hash, get_file_row, put_file_row, release_chunk};
+use super::{Digests, FileRow, Hash, find_duplicate, put_file_row, release_chunk};
 use crate::error::Result;
 use crate::ids::{FileId, Timestamp};
 use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
@@ -53,18 +53,20 @@ impl Drop for StagedContent {
         if !self.committed {
             let id = self.id;
             // Best effort: if this fails too, the next open removes the rows.
-            let _ = self
-                .store
-                .write_with(Durability::Eventual, |tx| discard(&mut tx.t, id).map(|_| ()));
+            let _ = self.store.write_with(Durability::Eventual, |tx| {
+                discard(&mut tx.t, id).map(|_| ())
+            });
         }
     }
 }
 
-/// Streams `reader` into staged chunks. `prefix` holds bytes already read from the stream.
+/// Streams `reader` into staged chunks, computing md5 too when `with_md5` (the store's setting,
+/// or a caller who declared an md5 to verify).
 pub(crate) fn stage(
     store: &Store,
     reader: &mut dyn Read,
     limits: StreamLimits,
+    with_md5: bool,
 ) -> Result<StagedContent> {
     let cfg = &store.inner.cfg;
     let id = crate::ids::UploadId::new().raw();
@@ -88,7 +90,6 @@ pub(crate) fn stage(
     };
     let mut src = ChunkSource::new(reader, limits, cfg.chunk_size);
     let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
-    let with_md5 = cfg.md5;
     // The whole-file digest (blake3, and md5 when on) runs on a second thread, beside chunk
     // hashing and writing: it was a quarter of a large put's instructions. The bounded channel
     // keeps at most a few chunks in flight, shared with the batch rather than copied.
@@ -182,18 +183,9 @@ pub(crate) fn discard(t: &mut WTables<'_>, id: u128) -> Result<bool> {
 pub(crate) fn adopt(tx: &mut WriteTx<'_>, staged: &StagedContent, class: &str) -> Result<FileId> {
     let t = &mut tx.t;
     let (blake3, md5) = staged.digest;
-    let existing = t.files_by_hash.get(&blake3)?.map(|g| FileId::from_raw(g.value()));
-    if let Some(existing) = existing {
-        if let Some(mut row) = get_file_row(t, existing)? {
-            if row.size == staged.size {
-                if row.md5.is_none() && md5.is_some() {
-                    row.md5 = md5;
-                    put_file_row(t, existing, &row)?;
-                }
-                discard(t, staged.id)?;
-                return Ok(existing);
-            }
-        }
+    if let Some(existing) = find_duplicate(t, &blake3, staged.size, md5)? {
+        discard(t, staged.id)?;
+        return Ok(existing);
     }
     let id = FileId::new();
     for (off, h) in staged_chunks(&t.staged_chunks, staged.id)? {

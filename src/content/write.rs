@@ -25,23 +25,23 @@ impl StreamLimits {
     /// Checks the running total; called after every read so a stream is cut off at the first
     /// byte over a limit rather than stored and then refused.
     pub(crate) fn check_running(&self, total: u64) -> Result<()> {
-        if let Some(d) = self.declared {
-            if total > d {
-                return Err(Error::UnexpectedFileSize {
-                    expected: d,
-                    actual: total,
-                });
-            }
+        if let Some(d) = self.declared
+            && total > d
+        {
+            return Err(Error::UnexpectedFileSize {
+                expected: d,
+                actual: total,
+            });
         }
-        if let Some(c) = self.cap {
-            if total > c.bytes {
-                return Err(Error::FileSize {
-                    bucket: c.bucket,
-                    limit: c.kind,
-                    limit_bytes: c.bytes,
-                    attempted: total,
-                });
-            }
+        if let Some(c) = self.cap
+            && total > c.bytes
+        {
+            return Err(Error::FileSize {
+                bucket: c.bucket,
+                limit: c.kind,
+                limit_bytes: c.bytes,
+                attempted: total,
+            });
         }
         Ok(())
     }
@@ -88,10 +88,10 @@ impl<'r> ChunkSource<'r> {
         // small quota is refused after reading little of it.
         let mut want = self.chunk_size as u64;
         if let Some(d) = self.limits.declared {
-            want = want.min(d.saturating_sub(self.total) + 1);
+            want = want.min(d.saturating_sub(self.total).saturating_add(1));
         }
         if let Some(c) = self.limits.cap {
-            want = want.min(c.bytes.saturating_sub(self.total) + 1);
+            want = want.min(c.bytes.saturating_sub(self.total).saturating_add(1));
         }
         // read_to_end only initialises what the reader fills: resizing to a whole chunk first
         // would zero 1 MiB for every 1 KiB file (it dominated small puts).

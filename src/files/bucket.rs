@@ -82,10 +82,14 @@ impl WriteTx<'_> {
         let location = match &opts.location {
             Some(name) => self
                 .location(name)?
-                .ok_or_else(|| Error::LocationNotFound { name: shorten(name) })?,
-            None => self.default_location()?.ok_or_else(|| Error::LocationNotFound {
-                name: "(default)".into(),
-            })?,
+                .ok_or_else(|| Error::LocationNotFound {
+                    name: shorten(name),
+                })?,
+            None => self
+                .default_location()?
+                .ok_or_else(|| Error::LocationNotFound {
+                    name: "(default)".into(),
+                })?,
         };
         let class = opts.storage_class.clone().unwrap_or_else(|| "S".into());
         if !STORAGE_CLASSES.iter().any(|(c, _)| *c == class) {

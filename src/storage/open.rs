@@ -191,6 +191,13 @@ fn open_error(e: redb::DatabaseError) -> Error {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
             Error::NotAStore { detail }
         }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Error::NotAStore {
+                detail: io.to_string(),
+            }
+        }
         redb::DatabaseError::Storage(redb::StorageError::Io(io)) => Error::Io(io),
         other => Error::from(other),
     }
@@ -227,7 +234,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("config", &self.inner.cfg).finish()
+        f.debug_struct("Store")
+            .field("config", &self.inner.cfg)
+            .finish()
     }
 }
 
@@ -315,16 +324,30 @@ impl Store {
             Durability::Immediate => redb::Durability::Immediate,
             Durability::Eventual => redb::Durability::None,
         })?;
-        let out = {
+        let outcome = {
             let mut tx = WriteTx {
                 t: WTables::open(&txn)?,
                 cfg: &self.inner.cfg,
                 now: Timestamp::now(),
             };
-            f(&mut tx)?
+            // redb skips the abort of a transaction dropped while unwinding and marks the file
+            // for repair (its pages leak until the next open). A panic in `f` (a caller's reader,
+            // say) is therefore caught here, the transaction aborted cleanly, and the panic
+            // resumed.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)))
         };
-        txn.commit()?;
-        Ok(out)
+        match outcome {
+            Ok(Ok(out)) => {
+                txn.commit()?;
+                Ok(out)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                // The panic is what the caller must see; a failing abort has nothing to add.
+                let _ = txn.abort();
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     /// Runs `f` on a consistent snapshot of the store.

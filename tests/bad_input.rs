@@ -1,0 +1,609 @@
+//! Bad input at the API: every class of malformed or hostile input ends in a typed error, stores
+//! nothing, leaves bucket sizes unchanged and the store consistent.
+
+mod common;
+
+use common::{assert_check, content, file_count, fingerprint};
+use recfiles::prelude::*;
+use recfiles::{Error, KeyProblem, MultipartLimits, SizeLimit};
+use std::io::{self, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+const CHUNK: usize = 1024;
+const BATCH: usize = 4096;
+/// Below the staging batch: written in one transaction.
+const SMALL: usize = 1000;
+/// Above the staging batch: staged in several transactions first.
+const STAGED: usize = 3 * BATCH + 17;
+
+fn store() -> Store {
+    Store::builder()
+        .chunk_size(CHUNK)
+        .staging_batch(BATCH)
+        .max_key_len(64)
+        .multipart_limits(MultipartLimits {
+            min_part_size: 1024,
+            max_part_size: 1 << 20,
+            max_parts: 100,
+            ..MultipartLimits::default()
+        })
+        .in_memory()
+        .unwrap()
+}
+
+/// Runs `f`, which must fail, and proves it changed nothing observable.
+fn refused<T: std::fmt::Debug>(
+    store: &Store,
+    buckets: &[BucketId],
+    f: impl FnOnce() -> recfiles::Result<T>,
+) -> Error {
+    let before = fingerprint(store, buckets).unwrap();
+    let files = file_count(store);
+    let err = f().expect_err("the call must be refused");
+    assert_eq!(
+        fingerprint(store, buckets).unwrap(),
+        before,
+        "a refused call changed the store ({err})"
+    );
+    assert_eq!(
+        file_count(store),
+        files,
+        "a refused call stored a file ({err})"
+    );
+    assert_check(store);
+    err
+}
+
+/// Yields `ok_bytes` of content, then fails.
+struct FailingReader {
+    left: usize,
+}
+
+impl Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "client went away",
+            ));
+        }
+        let n = buf.len().min(self.left).min(700);
+        buf[..n].fill(0x5a);
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// Yields `ok_bytes` of content, then panics.
+struct PanickingReader {
+    left: usize,
+}
+
+impl Read for PanickingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            panic!("reader panicked mid-stream");
+        }
+        let n = buf.len().min(self.left).min(700);
+        buf[..n].fill(0xa5);
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn invalid_keys_are_refused_with_the_problem_named() {
+    let s = store();
+    let b = s.create_bucket(&BucketOptions::default()).unwrap().id;
+    let v = s
+        .put_object(b, "ok", &b"x"[..], &PutOptions::default())
+        .unwrap();
+    let long = "k".repeat(65);
+    let cases: [(&str, KeyProblem); 4] = [
+        ("", KeyProblem::Empty),
+        ("a\0b", KeyProblem::ContainsNul),
+        ("\0", KeyProblem::ContainsNul),
+        (&long, KeyProblem::TooLong { max: 64 }),
+    ];
+    for (key, problem) in cases {
+        for size in [SMALL, STAGED] {
+            let data = content(1, size);
+            let e = refused(&s, &[b], || {
+                s.put_object(b, key, &data[..], &PutOptions::default())
+            });
+            assert!(
+                matches!(e, Error::InvalidKey { problem: p, .. } if p == problem),
+                "{key:?}: {e}"
+            );
+        }
+        let e = refused(&s, &[b], || s.copy_version(v.version_id, b, key));
+        assert!(
+            matches!(e, Error::InvalidKey { problem: p, .. } if p == problem),
+            "{e}"
+        );
+        let e = refused(&s, &[b], || s.write(|tx| tx.create_version(b, key)));
+        assert!(
+            matches!(e, Error::InvalidKey { problem: p, .. } if p == problem),
+            "{e}"
+        );
+        let e = refused(&s, &[b], || s.init_multipart(b, key, 5000, 1024));
+        assert!(
+            matches!(e, Error::InvalidKey { problem: p, .. } if p == problem),
+            "{e}"
+        );
+    }
+    // A key of exactly the limit is fine; the limit counts bytes, not characters.
+    s.put_object(b, &"k".repeat(64), &b"x"[..], &PutOptions::default())
+        .unwrap();
+    let e = refused(&s, &[b], || {
+        s.put_object(b, &"é".repeat(33), &b"x"[..], &PutOptions::default())
+    });
+    assert!(matches!(
+        e,
+        Error::InvalidKey {
+            problem: KeyProblem::TooLong { max: 64 },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn odd_but_valid_unicode_keys_are_distinct_and_round_trip() {
+    let s = store();
+    let b = s.create_bucket(&BucketOptions::default()).unwrap().id;
+    let keys = [
+        "é",
+        "e\u{301}", // the same text decomposed: a different key
+        "\u{202E}txt.exe",
+        "🦀/🦀.txt",
+        "\u{FEFF}bom",
+        " ",
+        "\n",
+        "a/../b",
+        "\u{10FFFF}",
+        "日本語.pdf",
+        "\u{7f}\u{1}",
+        "/",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        let size = if i % 2 == 0 { SMALL } else { STAGED };
+        s.put_object(b, key, &content(i as u64, size)[..], &PutOptions::default())
+            .unwrap_or_else(|e| panic!("{key:?}: {e}"));
+    }
+    let listed = s.list_objects(b, &ListOptions::default()).unwrap();
+    assert_eq!(listed.len(), keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let size = if i % 2 == 0 { SMALL } else { STAGED };
+        let mut back = Vec::new();
+        s.open_object(b, key)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, content(i as u64, size), "{key:?}");
+    }
+    assert_check(&s);
+}
+
+#[test]
+fn declared_sizes_that_lie_are_refused() {
+    let s = store();
+    let b = s.create_bucket(&BucketOptions::default()).unwrap().id;
+    s.put_object(b, "keep", &content(9, SMALL)[..], &PutOptions::default())
+        .unwrap();
+    for size in [0, 1, SMALL, BATCH, BATCH + 1, STAGED] {
+        let data = content(size as u64, size);
+        let n = size as u64;
+        let mut lies = vec![n + 1, n + 1000, u64::MAX];
+        if n > 0 {
+            lies.extend([n - 1, 0]);
+        }
+        for declared in lies {
+            let opts = PutOptions {
+                size: Some(declared),
+                ..PutOptions::default()
+            };
+            let e = refused(&s, &[b], || s.put_object(b, "k", &data[..], &opts));
+            assert!(
+                matches!(e, Error::UnexpectedFileSize { expected, .. } if expected == declared),
+                "size {size} declared {declared}: {e}"
+            );
+            let e = refused(&s, &[b], || {
+                s.write(|tx| tx.put_object(b, "k", &data[..], &opts))
+            });
+            assert!(matches!(e, Error::UnexpectedFileSize { .. }), "{e}");
+        }
+        let honest = PutOptions {
+            size: Some(n),
+            ..PutOptions::default()
+        };
+        s.put_object(b, "k", &data[..], &honest).unwrap();
+    }
+    assert_check(&s);
+}
+
+#[test]
+fn readers_failing_mid_stream_store_nothing() {
+    let s = store();
+    let b = s.create_bucket(&BucketOptions::default()).unwrap().id;
+    s.put_object(b, "keep", &content(9, STAGED)[..], &PutOptions::default())
+        .unwrap();
+    let mp = s.init_multipart(b, "mp", 5000, 2048).unwrap();
+    for fail_after in [0, 1, 700, BATCH, BATCH + 1, STAGED] {
+        let e = refused(&s, &[b], || {
+            s.put_object(
+                b,
+                "k",
+                FailingReader { left: fail_after },
+                &PutOptions::default(),
+            )
+        });
+        assert!(matches!(e, Error::UploadStream { .. }), "{fail_after}: {e}");
+        let e = refused(&s, &[b], || {
+            s.write(|tx| {
+                tx.put_object(
+                    b,
+                    "k",
+                    FailingReader { left: fail_after },
+                    &PutOptions::default(),
+                )
+            })
+        });
+        assert!(matches!(e, Error::UploadStream { .. }), "{e}");
+        if fail_after < 2048 {
+            let e = refused(&s, &[b], || {
+                s.upload_part(mp.id, 0, FailingReader { left: fail_after })
+            });
+            assert!(matches!(e, Error::UploadStream { .. }), "{e}");
+        }
+    }
+    s.put_object(b, "k", &content(3, STAGED)[..], &PutOptions::default())
+        .unwrap();
+    assert_check(&s);
+}
+
+#[test]
+fn readers_panicking_mid_stream_store_nothing_and_the_store_keeps_working() {
+    let s = store();
+    let b = s.create_bucket(&BucketOptions::default()).unwrap().id;
+    s.put_object(b, "keep", &content(9, STAGED)[..], &PutOptions::default())
+        .unwrap();
+    let mp = s.init_multipart(b, "mp", 5000, 2048).unwrap();
+    let before = fingerprint(&s, &[b]).unwrap();
+    let files = file_count(&s);
+    for panic_after in [0, 1, 700, BATCH, BATCH + 1, STAGED] {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            s.put_object(
+                b,
+                "k",
+                PanickingReader { left: panic_after },
+                &PutOptions::default(),
+            )
+        }));
+        assert!(r.is_err(), "the panic propagates");
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            s.write(|tx| {
+                tx.put_object(
+                    b,
+                    "k",
+                    PanickingReader { left: panic_after },
+                    &PutOptions::default(),
+                )
+            })
+        }));
+        assert!(r.is_err());
+        if panic_after < 2048 {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                s.upload_part(mp.id, 0, PanickingReader { left: panic_after })
+            }));
+            assert!(r.is_err());
+        }
+        assert_eq!(
+            fingerprint(&s, &[b]).unwrap(),
+            before,
+            "panic after {panic_after} left traces"
+        );
+        assert_eq!(file_count(&s), files);
+        assert_check(&s);
+    }
+    let data = content(4, STAGED);
+    s.put_object(b, "k", &data[..], &PutOptions::default())
+        .unwrap();
+    s.upload_part(mp.id, 0, &content(5, 2048)[..]).unwrap();
+    let mut back = Vec::new();
+    s.open_object(b, "k")
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, data);
+    assert_check(&s);
+}
+
+#[test]
+fn quotas_and_file_size_limits_hold_at_the_exact_boundary() {
+    let s = store();
+    for (quota, max_file) in [(Some(STAGED as u64), None), (None, Some(STAGED as u64))] {
+        let limit = if quota.is_some() {
+            SizeLimit::Quota
+        } else {
+            SizeLimit::MaxFileSize
+        };
+        let b = s
+            .create_bucket(&BucketOptions {
+                quota_size: quota,
+                max_file_size: max_file,
+                ..BucketOptions::default()
+            })
+            .unwrap()
+            .id;
+        // One byte over, streamed and declared, small path and staged path.
+        let over = content(1, STAGED + 1);
+        let e = refused(&s, &[b], || {
+            s.put_object(b, "k", &over[..], &PutOptions::default())
+        });
+        assert!(
+            matches!(e, Error::FileSize { limit: l, limit_bytes, .. } if l == limit && limit_bytes == STAGED as u64),
+            "{e}"
+        );
+        let declared = PutOptions {
+            size: Some(STAGED as u64 + 1),
+            ..PutOptions::default()
+        };
+        let e = refused(&s, &[b], || s.put_object(b, "k", &over[..], &declared));
+        assert!(
+            matches!(e, Error::FileSize { attempted, .. } if attempted == STAGED as u64 + 1),
+            "{e}"
+        );
+        // Exactly the limit is accepted.
+        s.put_object(b, "k", &content(2, STAGED)[..], &PutOptions::default())
+            .unwrap();
+        assert_eq!(s.bucket(b).unwrap().unwrap().size, STAGED as u64);
+        if quota.is_some() {
+            // The quota is now used up: one more byte is refused, however it arrives.
+            let e = refused(&s, &[b], || {
+                s.put_object(b, "one", &b"x"[..], &PutOptions::default())
+            });
+            assert!(
+                matches!(
+                    e,
+                    Error::FileSize {
+                        limit: SizeLimit::Quota,
+                        limit_bytes: 0,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            let v = s.object(b, "k").unwrap().unwrap();
+            let e = refused(&s, &[b], || s.copy_version(v.version_id, b, "copy"));
+            assert!(matches!(e, Error::FileSize { .. }), "{e}");
+            let e = refused(&s, &[b], || s.init_multipart(b, "mp", 2049, 1024));
+            assert!(matches!(e, Error::FileSize { .. }), "{e}");
+            // An empty file still fits.
+            s.put_object(b, "empty", &b""[..], &PutOptions::default())
+                .unwrap();
+        } else {
+            s.put_object(b, "k2", &content(3, STAGED)[..], &PutOptions::default())
+                .unwrap();
+        }
+    }
+    // Limits at the very top of the range do not overflow.
+    let b = s
+        .create_bucket(&BucketOptions {
+            quota_size: Some(u64::MAX),
+            max_file_size: Some(u64::MAX),
+            ..BucketOptions::default()
+        })
+        .unwrap()
+        .id;
+    for size in [SMALL, STAGED] {
+        s.put_object(b, "k", &content(5, size)[..], &PutOptions::default())
+            .unwrap();
+    }
+    // A multipart reservation counts against the quota at the boundary too.
+    let b = s
+        .create_bucket(&BucketOptions {
+            quota_size: Some(5000),
+            ..BucketOptions::default()
+        })
+        .unwrap()
+        .id;
+    let e = refused(&s, &[b], || s.init_multipart(b, "mp", 5001, 1024));
+    assert!(
+        matches!(
+            e,
+            Error::FileSize {
+                limit: SizeLimit::Quota,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    s.init_multipart(b, "mp", 5000, 1024).unwrap();
+    let e = refused(&s, &[b], || {
+        s.put_object(b, "x", &b"x"[..], &PutOptions::default())
+    });
+    assert!(matches!(e, Error::FileSize { .. }), "{e}");
+    assert_check(&s);
+}
+
+#[test]
+fn deleted_and_locked_buckets_refuse_modifications() {
+    let s = store();
+    let other = s.create_bucket(&BucketOptions::default()).unwrap().id;
+    let src = s
+        .put_object(other, "src", &content(7, SMALL)[..], &PutOptions::default())
+        .unwrap();
+    for deleted in [false, true] {
+        let b = s.create_bucket(&BucketOptions::default()).unwrap().id;
+        let v1 = s
+            .put_object(b, "a", &content(1, SMALL)[..], &PutOptions::default())
+            .unwrap();
+        s.put_object(b, "a", &content(2, SMALL)[..], &PutOptions::default())
+            .unwrap();
+        let mp = s.init_multipart(b, "mp", 3000, 1024).unwrap();
+        for n in 0..3 {
+            s.upload_part(
+                mp.id,
+                n,
+                &content(10 + u64::from(n), mp.expected_part_size(n) as usize)[..],
+            )
+            .unwrap();
+        }
+        if deleted {
+            assert!(s.delete_bucket(b).unwrap());
+        } else {
+            s.set_bucket_locked(b, true).unwrap();
+        }
+        let is_refusal = |e: &Error| {
+            if deleted {
+                matches!(e, Error::BucketDeleted { bucket } if *bucket == b)
+            } else {
+                matches!(e, Error::BucketLocked { bucket } if *bucket == b)
+            }
+        };
+        let ids = [b, other];
+        let checks: Vec<(&str, Error)> = vec![
+            (
+                "put small",
+                refused(&s, &ids, || {
+                    s.put_object(b, "n", &content(3, SMALL)[..], &PutOptions::default())
+                }),
+            ),
+            (
+                "put staged",
+                refused(&s, &ids, || {
+                    s.put_object(b, "n", &content(3, STAGED)[..], &PutOptions::default())
+                }),
+            ),
+            (
+                "put in tx",
+                refused(&s, &ids, || {
+                    s.write(|tx| tx.put_object(b, "n", &b"x"[..], &PutOptions::default()))
+                }),
+            ),
+            ("delete", refused(&s, &ids, || s.delete_object(b, "a"))),
+            (
+                "remove",
+                refused(&s, &ids, || s.remove_version(v1.version_id)),
+            ),
+            (
+                "restore",
+                refused(&s, &ids, || s.restore_version(v1.version_id)),
+            ),
+            (
+                "copy in",
+                refused(&s, &ids, || s.copy_version(src.version_id, b, "c")),
+            ),
+            (
+                "create version",
+                refused(&s, &ids, || s.write(|tx| tx.create_version(b, "n"))),
+            ),
+            (
+                "init multipart",
+                refused(&s, &ids, || s.init_multipart(b, "m2", 3000, 1024)),
+            ),
+            (
+                "upload part",
+                refused(&s, &ids, || s.upload_part(mp.id, 0, &content(10, 1024)[..])),
+            ),
+            (
+                "complete multipart",
+                refused(&s, &ids, || s.complete_multipart(mp.id)),
+            ),
+            (
+                "abort multipart",
+                refused(&s, &ids, || s.abort_multipart(mp.id)),
+            ),
+            (
+                "sync into",
+                refused(&s, &ids, || s.sync_bucket(other, b, true)),
+            ),
+        ];
+        for (what, e) in checks {
+            assert!(
+                is_refusal(&e),
+                "{what} on a {} bucket: {e}",
+                if deleted { "deleted" } else { "locked" }
+            );
+        }
+        if !deleted {
+            let e = refused(&s, &ids, || s.remove_bucket(b));
+            assert!(is_refusal(&e), "{e}");
+        }
+    }
+    let missing = BucketId::new();
+    let e = refused(&s, &[other], || {
+        s.put_object(missing, "k", &b"x"[..], &PutOptions::default())
+    });
+    assert!(
+        matches!(e, Error::BucketNotFound { bucket } if bucket == missing),
+        "{e}"
+    );
+    assert_check(&s);
+}
+
+#[test]
+fn checksum_mismatches_store_nothing() {
+    for store_md5 in [false, true] {
+        let s = Store::builder()
+            .chunk_size(CHUNK)
+            .staging_batch(BATCH)
+            .md5(store_md5)
+            .in_memory()
+            .unwrap();
+        let b = s.create_bucket(&BucketOptions::default()).unwrap().id;
+        for size in [0, SMALL, STAGED] {
+            let data = content(size as u64 + 1, size);
+            let md5 = recfiles_md5(&s, &data);
+            let wrong = PutOptions {
+                md5: Some("md5:00000000000000000000000000000000".into()),
+                ..PutOptions::default()
+            };
+            let malformed = PutOptions {
+                md5: Some("md5:not hex at all\0".into()),
+                ..PutOptions::default()
+            };
+            let wrong_b3 = PutOptions {
+                blake3: Some(format!("blake3:{}", "0".repeat(64))),
+                ..PutOptions::default()
+            };
+            for opts in [&wrong, &malformed, &wrong_b3] {
+                let e = refused(&s, &[b], || s.put_object(b, "k", &data[..], opts));
+                assert!(
+                    matches!(e, Error::ChecksumMismatch { .. }),
+                    "size {size}: {e}"
+                );
+                let e = refused(&s, &[b], || {
+                    s.write(|tx| tx.put_object(b, "k", &data[..], opts))
+                });
+                assert!(
+                    matches!(e, Error::ChecksumMismatch { .. }),
+                    "size {size}: {e}"
+                );
+            }
+            // The right checksum, in both accepted spellings, is accepted on every path.
+            for spelling in [format!("md5:{md5}"), md5.to_uppercase()] {
+                let right = PutOptions {
+                    md5: Some(spelling),
+                    ..PutOptions::default()
+                };
+                s.put_object(b, "k", &data[..], &right)
+                    .unwrap_or_else(|e| panic!("size {size}, store md5 {store_md5}: {e}"));
+                s.write(|tx| tx.put_object(b, "k", &data[..], &right))
+                    .unwrap();
+            }
+        }
+        assert_check(&s);
+    }
+}
+
+/// The md5 of `data` as the store computes it (through a scratch store with md5 on).
+fn recfiles_md5(_s: &Store, data: &[u8]) -> String {
+    let scratch = Store::builder().md5(true).in_memory().unwrap();
+    let b = scratch.create_bucket(&BucketOptions::default()).unwrap().id;
+    let v = scratch
+        .put_object(b, "k", data, &PutOptions::default())
+        .unwrap();
+    let f = scratch.file(v.file_id.unwrap()).unwrap().unwrap();
+    f.md5.unwrap().trim_start_matches("md5:").to_string()
+}
