@@ -17,8 +17,8 @@
 //! process that already touched other data) cannot promise on every kernel. The child's put is
 //! also the timed put of workload a, so the store it leaves behind serves workloads d and e.
 
-use recfiles::prelude::*;
 use recfiles::FileReader;
+use recfiles::prelude::*;
 use rusqlite::{Connection, params};
 use serde_json::{Map, Value, json};
 use std::fs::File;
@@ -66,7 +66,10 @@ fn parse_args() -> Result<Opts, String> {
             "--quick" => quick = true,
             "--size-mib" => {
                 let v = value()?;
-                size_mib = Some(v.parse().map_err(|_| format!("--size-mib: not a number: {v}"))?)
+                size_mib = Some(
+                    v.parse()
+                        .map_err(|_| format!("--size-mib: not a number: {v}"))?,
+                )
             }
             "--json" => json = Some(PathBuf::from(value()?)),
             "--dir" => dir = Some(PathBuf::from(value()?)),
@@ -274,7 +277,11 @@ fn child_large_put(store_path: &Path, size: u64) -> Res<()> {
     let v = store.put_object(
         bucket.id,
         "large.bin",
-        Gen { pool: &pool, pos: 0, size },
+        Gen {
+            pool: &pool,
+            pos: 0,
+            size,
+        },
         &PutOptions::default(),
     )?;
     let d = t.elapsed();
@@ -311,7 +318,10 @@ fn recfiles_large_put(store_path: &Path, size: u64) -> Res<ChildPut> {
     }
     let line = String::from_utf8(out.stdout)?;
     let v: Value = serde_json::from_str(line.trim())?;
-    let num = |k: &str| v[k].as_f64().ok_or(format!("child output lacks {k}: {line}"));
+    let num = |k: &str| {
+        v[k].as_f64()
+            .ok_or(format!("child output lacks {k}: {line}"))
+    };
     Ok(ChildPut {
         time: Duration::from_secs_f64(num("secs")?),
         peak_rss_mib: num("hwm_kib")? / 1024.0,
@@ -362,7 +372,13 @@ fn fs_small_durable(dir: &Path, pool: &Pool, n: usize) -> Res<Duration> {
     Ok(t.elapsed())
 }
 
-fn sqlite_small_records(c: &mut Connection, pool: &Pool, n: usize, batch: usize, base: i64) -> Res<Duration> {
+fn sqlite_small_records(
+    c: &mut Connection,
+    pool: &Pool,
+    n: usize,
+    batch: usize,
+    base: i64,
+) -> Res<Duration> {
     sync_all();
     let t = Instant::now();
     let mut i = 0;
@@ -371,8 +387,9 @@ fn sqlite_small_records(c: &mut Connection, pool: &Pool, n: usize, batch: usize,
         let tx = c.transaction()?;
         {
             let mut rec = tx.prepare_cached("INSERT INTO records (id, json) VALUES (?, ?)")?;
-            let mut file =
-                tx.prepare_cached("INSERT INTO files (record_id, key, data) VALUES (?, 'data.bin', ?)")?;
+            let mut file = tx.prepare_cached(
+                "INSERT INTO files (record_id, key, data) VALUES (?, 'data.bin', ?)",
+            )?;
             for k in i..end {
                 let id = base + k as i64;
                 rec.execute(params![id, record_json(id as u64)])?;
@@ -395,7 +412,12 @@ fn recfiles_record_files(store: &Store, pool: &Pool, n: usize) -> Res<(Duration,
     let t = Instant::now();
     for i in 0..n {
         let data = pool.small(2_000_000 + i as u64);
-        store.put_object(bucket.id, &format!("file-{i:05}.bin"), &data[..], &PutOptions::default())?;
+        store.put_object(
+            bucket.id,
+            &format!("file-{i:05}.bin"),
+            &data[..],
+            &PutOptions::default(),
+        )?;
     }
     let add = t.elapsed();
     let mut times = Vec::new();
@@ -505,9 +527,7 @@ fn fmt_num(v: f64) -> String {
 }
 
 fn print_table(rows: &[Row]) {
-    println!(
-        "\n| figure | unit | recfiles | fs | sqlite | vs fs | vs sqlite | target | met |"
-    );
+    println!("\n| figure | unit | recfiles | fs | sqlite | vs fs | vs sqlite | target | met |");
     println!("|---|---|---:|---:|---:|---:|---:|---|---|");
     for r in rows {
         println!(
@@ -534,8 +554,12 @@ fn print_table(rows: &[Row]) {
 
 fn run(o: &Opts) -> Res<()> {
     let tmp = match &o.dir {
-        Some(d) => tempfile::Builder::new().prefix("recfiles-bench-").tempdir_in(d)?,
-        None => tempfile::Builder::new().prefix("recfiles-bench-").tempdir()?,
+        Some(d) => tempfile::Builder::new()
+            .prefix("recfiles-bench-")
+            .tempdir_in(d)?,
+        None => tempfile::Builder::new()
+            .prefix("recfiles-bench-")
+            .tempdir()?,
     };
     let dir = tmp.path();
     let pool = Pool::new();
@@ -586,13 +610,21 @@ fn run(o: &Opts) -> Res<()> {
     let t = Instant::now();
     read_all(&mut store.open_object(bucket, "large.bin")?, false)?;
     let rf_seq = t.elapsed();
-    eprintln!("d  seq read  fs {:>9.1} MiB/s   recfiles {:>9.1} MiB/s", mib_s(size, fs_seq), mib_s(size, rf_seq));
+    eprintln!(
+        "d  seq read  fs {:>9.1} MiB/s   recfiles {:>9.1} MiB/s",
+        mib_s(size, fs_seq),
+        mib_s(size, rf_seq)
+    );
     let offs = offsets(size, o.ranges);
     let mut reader = store.open_object(bucket, "large.bin")?;
     {
         let mut buf = vec![0u8; RANGE];
         fs_file.read_exact_at(&mut buf, offs[0])?;
-        assert_eq!(reader.read_range(offs[0], RANGE)?, buf, "range read differs from fs");
+        assert_eq!(
+            reader.read_range(offs[0], RANGE)?,
+            buf,
+            "range read differs from fs"
+        );
     }
     // Alternate the two a few times and keep each side's median: the machine is noisy.
     let (mut fs_r, mut rf_r) = (Vec::new(), Vec::new());
@@ -616,7 +648,11 @@ fn run(o: &Opts) -> Res<()> {
     let v = store.put_object(
         bucket,
         "large-copy.bin",
-        Gen { pool: &pool, pos: 0, size },
+        Gen {
+            pool: &pool,
+            pos: 0,
+            size,
+        },
         &PutOptions::default(),
     )?;
     let dedup = t.elapsed();
@@ -774,7 +810,10 @@ fn run(o: &Opts) -> Res<()> {
             ours: f("dedup_growth_bytes"),
             fs: None,
             sqlite: None,
-            target: format!("< 1% ({:.3}%)", 100.0 * f("dedup_growth_bytes") / size as f64),
+            target: format!(
+                "< 1% ({:.3}%)",
+                100.0 * f("dedup_growth_bytes") / size as f64
+            ),
             met: met(f("dedup_growth_bytes") < 0.01 * size as f64),
             higher_is_better: false,
         },
@@ -803,7 +842,10 @@ fn run(o: &Opts) -> Res<()> {
         println!("(targets are judged only on a full-size run)");
     }
     if let Some(path) = &o.json {
-        std::fs::write(path, serde_json::to_string_pretty(&Value::Object(fig))? + "\n")?;
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&Value::Object(fig))? + "\n",
+        )?;
         eprintln!("figures written to {}", path.display());
     }
     Ok(())
