@@ -54,16 +54,22 @@ pub mod content;
 mod error;
 pub mod files;
 mod ids;
+pub mod records;
+pub mod records_files;
 mod storage;
 
 pub use check::CheckReport;
 pub use content::{FileInstance, FileReader, FixityReport};
-pub use error::{EngineError, Error, KeyProblem, Result, SizeLimit};
+pub use error::{EngineError, Error, KeyProblem, Result, SchemaViolation, SizeLimit};
 pub use files::{
     Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion,
     Part, PutOptions, SyncChange,
 };
 pub use ids::{BucketId, FileId, RecordId, Timestamp, UploadId, VersionId};
+pub use records::{
+    BUCKET_FIELD, FILES_FIELD, Pid, PidStatus, RECID, Record, RecordOptions, RecordRevision,
+    RecordsQuery,
+};
 pub use storage::{
     Backend, Durability, FORMAT_VERSION, FaultKind, FaultPlan, FaultyBackend, FileBackend,
     MemoryBackend, MultipartLimits, ReadTx, Snapshot, Store, StoreBuilder, WriteTx,
