@@ -70,6 +70,7 @@ pub use records::{
     BUCKET_FIELD, FILES_FIELD, Pid, PidStatus, RECID, Record, RecordOptions, RecordRevision,
     RecordsQuery,
 };
+pub use records_files::{FileList, FileObject, RecordFiles, RecordFilesQuery};
 pub use storage::{
     Backend, Durability, FORMAT_VERSION, FaultKind, FaultPlan, FaultyBackend, FileBackend,
     MemoryBackend, MultipartLimits, ReadTx, Snapshot, Store, StoreBuilder, WriteTx,
@@ -78,7 +79,8 @@ pub use storage::{
 /// Everything a typical user needs, including the query traits.
 pub mod prelude {
     pub use crate::{
-        BucketId, BucketOptions, FilesQuery, ListOptions, PutOptions, Store, StoreBuilder,
+        BucketId, BucketOptions, FileObject, FilesQuery, ListOptions, Pid, PidStatus, PutOptions,
+        Record, RecordFilesQuery, RecordId, RecordOptions, RecordsQuery, Store, StoreBuilder,
         VersionId,
     };
 }
