@@ -70,7 +70,9 @@ pub use records::{
     BUCKET_FIELD, FILES_FIELD, Pid, PidStatus, RECID, Record, RecordOptions, RecordRevision,
     RecordsQuery,
 };
-pub use records_files::{FileList, FileObject, RecordFiles, RecordFilesQuery};
+pub use records_files::{
+    DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery,
+};
 pub use storage::{
     Backend, Durability, FORMAT_VERSION, FaultKind, FaultPlan, FaultyBackend, FileBackend,
     MemoryBackend, MultipartLimits, ReadTx, Snapshot, Store, StoreBuilder, WriteTx,

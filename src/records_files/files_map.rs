@@ -39,8 +39,10 @@ impl FilesMap {
         self.entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// Sets the entry of `key`, keeping its place or appending it.
-    pub(crate) fn set(&mut self, key: &str, entry: Map<String, Value>) {
+    /// Sets the entry of `key` (its `key` field made to match), keeping its place or
+    /// appending it.
+    pub(crate) fn set(&mut self, key: &str, mut entry: Map<String, Value>) {
+        entry.insert("key".into(), Value::String(key.to_string()));
         match self.get_mut(key) {
             Some(e) => *e = entry,
             None => self.entries.push((key.to_string(), entry)),
