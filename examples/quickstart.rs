@@ -18,7 +18,9 @@ fn files_of(store: &Store, record: &Record) -> Res<FileList> {
 
 fn main() -> Res<()> {
     // A store file in a temporary directory (the seed's in-memory database and temp location).
-    let dir = tempfile::Builder::new().prefix("recfiles-quickstart").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("recfiles-quickstart")
+        .tempdir()?;
     let store = Store::open(dir.path().join("quickstart.recfiles"))?;
 
     // record = Record.create({}): a record gets a bucket by default.
@@ -31,7 +33,9 @@ fn main() -> Res<()> {
     println!("{}", store.files_of(&record_nobucket)?.is_none());
 
     // record.files['hello.txt'] = BytesIO(b'Hello, World')
-    store.update_files(&mut record, |files| files.put("hello.txt", &b"Hello, World"[..]))?;
+    store.update_files(&mut record, |files| {
+        files.put("hello.txt", &b"Hello, World"[..])
+    })?;
 
     // len(record.files); 'hello.txt' in record.files
     let files = files_of(&store, &record)?;
@@ -43,12 +47,19 @@ fn main() -> Res<()> {
     println!("{}", fileobj.key());
 
     // fileobj['filetype'] = 'txt'; print(record.files['hello.txt']['filetype'])
-    store.update_files(&mut record, |files| files.set_metadata("hello.txt", "filetype", "txt"))?;
+    store.update_files(&mut record, |files| {
+        files.set_metadata("hello.txt", "filetype", "txt")
+    })?;
     let filetype = files_of(&store, &record)?.get("hello.txt")?.get("filetype");
-    println!("{}", filetype.as_ref().and_then(|v| v.as_str()).unwrap_or("?"));
+    println!(
+        "{}",
+        filetype.as_ref().and_then(|v| v.as_str()).unwrap_or("?")
+    );
 
     // fileobj['key'] = 'test' raises KeyError: 'key'
-    match store.update_files(&mut record, |files| files.set_metadata("hello.txt", "key", "test")) {
+    match store.update_files(&mut record, |files| {
+        files.set_metadata("hello.txt", "key", "test")
+    }) {
         Err(Error::ReservedKey { key }) => println!("KeyError: '{key}'"),
         Err(other) => return Err(other.into()),
         Ok(()) => return Err("a reserved key was accepted".into()),
@@ -74,7 +85,12 @@ fn main() -> Res<()> {
     println!("{}", fileobj.key());
 
     // record_file_factory(None, record, 'invalid') is None
-    println!("{}", store.record_file_factory(None, &record, "invalid")?.is_none());
+    println!(
+        "{}",
+        store
+            .record_file_factory(None, &record, "invalid")?
+            .is_none()
+    );
 
     drop(store);
     dir.close()?;

@@ -1,7 +1,7 @@
 //! Maintenance: the integrity check of every invariant in docs/FORMAT.md, and compaction.
 
-use crate::content::{FileRow, Hash, hex};
 use crate::content::staging::{StagingOwner, StagingRow};
+use crate::content::{FileRow, Hash, hex};
 use crate::error::Result;
 use crate::files::{BucketRow, MultipartRow, ObjectRow, PartRow, VersionLoc};
 use crate::storage::{Store, dec};
@@ -82,7 +82,10 @@ impl Store {
             let (b, key, seq) = k.value();
             let row: ObjectRow = dec(v.value(), "objects")?;
             if !buckets.contains_key(&b) {
-                p.push(format!("version {:x} lies in missing bucket {b:x}", row.version_id));
+                p.push(format!(
+                    "version {:x} lies in missing bucket {b:x}",
+                    row.version_id
+                ));
             }
             latest.insert((b, key.to_string()), seq);
             let loc = VersionLoc {
@@ -97,7 +100,10 @@ impl Store {
                 *file_refs.entry(f).or_default() += 1;
                 match files.get(&f) {
                     Some(fr) => *expected_size.entry(b).or_default() += fr.size,
-                    None => p.push(format!("version {:x} points at missing file {f:x}", row.version_id)),
+                    None => p.push(format!(
+                        "version {:x} points at missing file {f:x}",
+                        row.version_id
+                    )),
                 }
             }
         }
@@ -134,13 +140,21 @@ impl Store {
         for e in t.object_tags.iter()? {
             let (k, _) = e?;
             if !version_ids.contains_key(&k.value().0) {
-                p.push(format!("tag {:?} of missing version {:x}", k.value().1, k.value().0));
+                p.push(format!(
+                    "tag {:?} of missing version {:x}",
+                    k.value().1,
+                    k.value().0
+                ));
             }
         }
         for e in t.bucket_tags.iter()? {
             let (k, _) = e?;
             if !buckets.contains_key(&k.value().0) {
-                p.push(format!("tag {:?} of missing bucket {:x}", k.value().1, k.value().0));
+                p.push(format!(
+                    "tag {:?} of missing bucket {:x}",
+                    k.value().1,
+                    k.value().0
+                ));
             }
         }
 
@@ -177,7 +191,10 @@ impl Store {
                 }
                 StagingOwner::Part { upload, part } => {
                     if part_staging.get(&k.value()) != Some(&(upload, part)) {
-                        p.push(format!("staging {:x} claims a part that does not own it", k.value()));
+                        p.push(format!(
+                            "staging {:x} claims a part that does not own it",
+                            k.value()
+                        ));
                     }
                 }
             }
@@ -202,7 +219,10 @@ impl Store {
             by_hash.insert(k.value(), v.value());
             match files.get(&v.value()) {
                 Some(f) if f.blake3 == k.value() => {}
-                _ => p.push(format!("dedup index {} points at a wrong file", hex(&k.value()))),
+                _ => p.push(format!(
+                    "dedup index {} points at a wrong file",
+                    hex(&k.value())
+                )),
             }
         }
         let mut layout: HashMap<u128, u64> = HashMap::new();
@@ -220,7 +240,9 @@ impl Store {
             };
             let next = layout.entry(f).or_default();
             if *next != off {
-                p.push(format!("file {f:x}: chunk at {off}, expected one at {next}"));
+                p.push(format!(
+                    "file {f:x}: chunk at {off}, expected one at {next}"
+                ));
             }
             *next = off + len;
             if !files.contains_key(&f) {
@@ -230,13 +252,19 @@ impl Store {
         for (id, f) in &files {
             let refs = file_refs.get(id).copied().unwrap_or(0);
             if f.refcount != refs {
-                p.push(format!("file {id:x} counts {} references, has {refs}", f.refcount));
+                p.push(format!(
+                    "file {id:x} counts {} references, has {refs}",
+                    f.refcount
+                ));
             }
             if refs == 0 {
                 p.push(format!("file {id:x} is referenced by nothing"));
             }
             if layout.get(id).copied().unwrap_or(0) != f.size {
-                p.push(format!("file {id:x}: chunks do not add up to its size {}", f.size));
+                p.push(format!(
+                    "file {id:x}: chunks do not add up to its size {}",
+                    f.size
+                ));
             }
             if by_hash.get(&f.blake3) != Some(id) {
                 p.push(format!("file {id:x} is missing from the dedup index"));
@@ -249,7 +277,11 @@ impl Store {
             let h = k.value();
             let want = chunk_refs.remove(&h).unwrap_or(0);
             if v.value() != want || want == 0 {
-                p.push(format!("chunk {} counts {} references, has {want}", hex(&h), v.value()));
+                p.push(format!(
+                    "chunk {} counts {} references, has {want}",
+                    hex(&h),
+                    v.value()
+                ));
             }
             if t.chunks.get(&h)?.is_none() {
                 p.push(format!("chunk {} has a count but no bytes", hex(&h)));
@@ -259,14 +291,20 @@ impl Store {
             p.push(format!("chunk {} is referenced but not counted", hex(h)));
         }
         if t.chunks.len()? as usize != stored {
-            p.push(format!("{} chunks stored, {stored} counted", t.chunks.len()?));
+            p.push(format!(
+                "{} chunks stored, {stored} counted",
+                t.chunks.len()?
+            ));
         }
 
         // Bucket sizes.
         for (id, b) in &buckets {
             let want = expected_size.get(id).copied().unwrap_or(0);
             if b.size != want {
-                p.push(format!("bucket {id:x} size is {} but its content adds up to {want}", b.size));
+                p.push(format!(
+                    "bucket {id:x} size is {} but its content adds up to {want}",
+                    b.size
+                ));
             }
         }
 

@@ -58,7 +58,10 @@ fn create_with_a_taken_id_is_record_exists() {
     let err = store
         .create_record_with(json!({}), &RecordOptions::without_bucket().with_id(r.id()))
         .unwrap_err();
-    assert!(matches!(err, Error::RecordExists { record } if record == r.id()), "{err}");
+    assert!(
+        matches!(err, Error::RecordExists { record } if record == r.id()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -82,7 +85,10 @@ fn create_with_a_body_that_is_not_an_object_is_refused() {
         (json!(3), "number"),
     ] {
         let err = store.create_record(body).unwrap_err();
-        assert!(matches!(err, Error::NotAnObject { found } if found == kind), "{err}");
+        assert!(
+            matches!(err, Error::NotAnObject { found } if found == kind),
+            "{err}"
+        );
     }
     assert!(store.buckets().unwrap().is_empty());
     assert_consistent(&store);
@@ -94,7 +100,12 @@ fn create_with_a_body_that_is_not_an_object_is_refused() {
 fn get_of_a_missing_record_is_none() {
     let store = store();
     assert!(store.record(RecordId::new()).unwrap().is_none());
-    assert!(store.record_with_deleted(RecordId::new()).unwrap().is_none());
+    assert!(
+        store
+            .record_with_deleted(RecordId::new())
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -187,7 +198,14 @@ fn commit_with_a_stale_revision_is_a_conflict() {
     mine.body_mut().insert("title".into(), json!("C"));
     let err = store.commit_record(&mut mine).unwrap_err();
     assert!(
-        matches!(err, Error::RevisionConflict { expected: 0, found: 1, .. }),
+        matches!(
+            err,
+            Error::RevisionConflict {
+                expected: 0,
+                found: 1,
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(mine.revision_id(), 0);
@@ -201,7 +219,10 @@ fn commit_of_a_soft_deleted_record_is_record_deleted() {
     let mut r = plain(&store, json!({}));
     store.delete_record(&mut r).unwrap();
     let err = store.commit_record(&mut r).unwrap_err();
-    assert!(matches!(err, Error::RecordDeleted { record } if record == r.id()), "{err}");
+    assert!(
+        matches!(err, Error::RecordDeleted { record } if record == r.id()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -377,7 +398,10 @@ fn revert_to_a_missing_revision_is_revision_not_found() {
     let store = store();
     let r = plain(&store, json!({}));
     let err = store.revert_record(r.id(), 5).unwrap_err();
-    assert!(matches!(err, Error::RevisionNotFound { revision: 5, .. }), "{err}");
+    assert!(
+        matches!(err, Error::RevisionNotFound { revision: 5, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -423,7 +447,10 @@ fn with_schema() -> Store {
 #[test]
 fn body_matching_its_schema_is_accepted() {
     let store = with_schema();
-    let r = plain(&store, json!({"$schema": SCHEMA_URL, "title": "ok", "year": 2020}));
+    let r = plain(
+        &store,
+        json!({"$schema": SCHEMA_URL, "title": "ok", "year": 2020}),
+    );
     assert_eq!(r.revision_id(), 0);
 }
 
@@ -459,14 +486,19 @@ fn schema_violations_are_listed_each_with_its_json_pointer() {
     let mut pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
     pointers.sort();
     assert_eq!(pointers, ["/title", "/year"]);
-    assert!(store.buckets().unwrap().is_empty(), "no bucket is left behind");
+    assert!(
+        store.buckets().unwrap().is_empty(),
+        "no bucket is left behind"
+    );
     assert_consistent(&store);
 }
 
 #[test]
 fn missing_required_field_is_reported_at_the_root() {
     let store = with_schema();
-    let err = store.create_record(json!({"$schema": SCHEMA_URL})).unwrap_err();
+    let err = store
+        .create_record(json!({"$schema": SCHEMA_URL}))
+        .unwrap_err();
     let Error::SchemaValidation { errors, .. } = err else {
         panic!("expected a validation error, got {err}");
     };
@@ -498,7 +530,9 @@ fn null_schema_is_not_validated() {
 #[test]
 fn schema_that_is_not_a_string_is_schema_not_found() {
     let store = store();
-    let err = store.create_record(json!({"$schema": {"type": "object"}})).unwrap_err();
+    let err = store
+        .create_record(json!({"$schema": {"type": "object"}}))
+        .unwrap_err();
     assert!(matches!(err, Error::SchemaNotFound { .. }), "{err}");
 }
 
@@ -509,7 +543,12 @@ fn schema_that_does_not_compile_is_refused_at_registration() {
         .register_schema("https://example.org/bad.json", &json!({"type": 12}))
         .unwrap_err();
     assert!(matches!(err, Error::InvalidSchema { .. }), "{err}");
-    assert!(store.read(|r| r.schema("https://example.org/bad.json")).unwrap().is_none());
+    assert!(
+        store
+            .read(|r| r.schema("https://example.org/bad.json"))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -527,7 +566,10 @@ fn schema_may_refer_to_another_registered_schema() {
             &json!({"properties": {"title": {"$ref": "https://example.org/defs.json#/definitions/title"}}}),
         )
         .unwrap();
-    plain(&store, json!({"$schema": "https://example.org/main.json", "title": "ok"}));
+    plain(
+        &store,
+        json!({"$schema": "https://example.org/main.json", "title": "ok"}),
+    );
     let err = store
         .create_record(json!({"$schema": "https://example.org/main.json", "title": "x"}))
         .unwrap_err();
@@ -619,9 +661,15 @@ fn deleted_pid_does_not_resolve() {
     let pid = store.delete_pid("recid", "1").unwrap();
     assert_eq!(pid.status, PidStatus::Deleted);
     let err = store.resolve_pid("recid", "1").unwrap_err();
-    assert!(matches!(err, Error::PidDeleted { record, .. } if record == r.id()), "{err}");
+    assert!(
+        matches!(err, Error::PidDeleted { record, .. } if record == r.id()),
+        "{err}"
+    );
     let err = store.create_pid("recid", "1", r.id()).unwrap_err();
-    assert!(matches!(err, Error::PidExists { .. }), "a deleted value stays taken: {err}");
+    assert!(
+        matches!(err, Error::PidExists { .. }),
+        "a deleted value stays taken: {err}"
+    );
 }
 
 #[test]
@@ -663,6 +711,9 @@ fn record_lists_its_pids() {
         .collect();
     assert_eq!(
         names,
-        [("doi".to_string(), "10.1/x".to_string()), ("recid".into(), "1".into())]
+        [
+            ("doi".to_string(), "10.1/x".to_string()),
+            ("recid".into(), "1".into())
+        ]
     );
 }

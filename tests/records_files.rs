@@ -19,14 +19,22 @@ fn files(store: &Store, record: &Record) -> FileList {
 }
 
 fn keys(store: &Store, record: &Record) -> Vec<String> {
-    files(store, record).keys().into_iter().map(String::from).collect()
+    files(store, record)
+        .keys()
+        .into_iter()
+        .map(String::from)
+        .collect()
 }
 
 fn files_field_keys(record: &Record) -> Vec<String> {
     record
         .get(FILES_FIELD)
         .and_then(Value::as_array)
-        .map(|a| a.iter().map(|e| e["key"].as_str().unwrap().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|e| e["key"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -77,7 +85,10 @@ fn create_record_without_bucket_has_no_files_view() {
     assert!(store.files_of(&r).unwrap().is_none());
     assert!(store.buckets().unwrap().is_empty());
     let err = store.update_files(&mut r, |f| f.len()).unwrap_err();
-    assert!(matches!(err, Error::NoBucket { record } if record == r.id()), "{err}");
+    assert!(
+        matches!(err, Error::NoBucket { record } if record == r.id()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -160,10 +171,16 @@ fn len_counts_live_heads_in_the_bucket() {
     let store = store();
     let r = record_with(&store, &["a", "b"]);
     let bucket = r.bucket_id().unwrap();
-    store.put_object(bucket, "c", &b"c"[..], &PutOptions::default()).unwrap();
+    store
+        .put_object(bucket, "c", &b"c"[..], &PutOptions::default())
+        .unwrap();
     store.delete_object(bucket, "a").unwrap();
     assert_eq!(files(&store, &r).len(), 2);
-    assert_eq!(files_field_keys(&r).len(), 2, "_files is not what len counts");
+    assert_eq!(
+        files_field_keys(&r).len(),
+        2,
+        "_files is not what len counts"
+    );
 }
 
 #[test]
@@ -182,7 +199,10 @@ fn get_of_a_missing_key_is_object_not_found() {
     let store = store();
     let mut r = record_with(&store, &["a"]);
     let err = files(&store, &r).get("nope").unwrap_err();
-    assert!(matches!(&err, Error::ObjectNotFound { key, .. } if key == "nope"), "{err}");
+    assert!(
+        matches!(&err, Error::ObjectNotFound { key, .. } if key == "nope"),
+        "{err}"
+    );
     let err = store.update_files(&mut r, |f| f.get("nope")).unwrap_err();
     assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
 }
@@ -193,7 +213,9 @@ fn iteration_follows_files_order_then_the_rest_by_key() {
     let r = record_with(&store, &["z", "m"]);
     let bucket = r.bucket_id().unwrap();
     for k in ["b", "a"] {
-        store.put_object(bucket, k, k.as_bytes(), &PutOptions::default()).unwrap();
+        store
+            .put_object(bucket, k, k.as_bytes(), &PutOptions::default())
+            .unwrap();
     }
     assert_eq!(keys(&store, &r), ["z", "m", "a", "b"]);
 }
@@ -204,7 +226,9 @@ fn objects_added_out_of_band_join_files_field_at_the_next_flush() {
     let mut r = record_with(&store, &["a"]);
     set(&store, &mut r, "a", "x", json!(1));
     let bucket = r.bucket_id().unwrap();
-    store.put_object(bucket, "b", &b"b"[..], &PutOptions::default()).unwrap();
+    store
+        .put_object(bucket, "b", &b"b"[..], &PutOptions::default())
+        .unwrap();
     assert!(files(&store, &r).contains("b"));
     assert_eq!(files_field_keys(&r), ["a"]);
     store.update_files(&mut r, |f| f.flush()).unwrap();
@@ -231,7 +255,9 @@ fn delete_of_a_missing_key_is_object_not_found_and_changes_nothing() {
     let store = store();
     let mut r = record_with(&store, &["a"]);
     let before = r.clone();
-    let err = store.update_files(&mut r, |f| f.delete("nope")).unwrap_err();
+    let err = store
+        .update_files(&mut r, |f| f.delete("nope"))
+        .unwrap_err();
     assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
     assert_eq!(r, before);
     assert_eq!(store.record(r.id()).unwrap().unwrap(), before);
@@ -249,7 +275,14 @@ fn rename_moves_metadata_and_shares_the_content() {
     assert_eq!(new.get("filetype"), Some(json!("txt")));
     assert_eq!(keys(&store, &r), ["b", "c"], "the new key goes last");
     assert_eq!(files_field_keys(&r), ["b", "c"]);
-    assert_eq!(store.file(new.file_id().unwrap()).unwrap().unwrap().references, 2);
+    assert_eq!(
+        store
+            .file(new.file_id().unwrap())
+            .unwrap()
+            .unwrap()
+            .references,
+        2
+    );
     assert_consistent(&store);
 }
 
@@ -257,8 +290,13 @@ fn rename_moves_metadata_and_shares_the_content() {
 fn rename_to_an_existing_key_is_refused() {
     let store = store();
     let mut r = record_with(&store, &["a", "b"]);
-    let err = store.update_files(&mut r, |f| f.rename("a", "b")).unwrap_err();
-    assert!(matches!(&err, Error::RecordFile { key, .. } if key == "b"), "{err}");
+    let err = store
+        .update_files(&mut r, |f| f.rename("a", "b"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RecordFile { key, .. } if key == "b"),
+        "{err}"
+    );
     assert_eq!(keys(&store, &r), ["a", "b"]);
 }
 
@@ -266,7 +304,9 @@ fn rename_to_an_existing_key_is_refused() {
 fn rename_to_the_same_key_is_refused() {
     let store = store();
     let mut r = record_with(&store, &["a"]);
-    let err = store.update_files(&mut r, |f| f.rename("a", "a")).unwrap_err();
+    let err = store
+        .update_files(&mut r, |f| f.rename("a", "a"))
+        .unwrap_err();
     assert!(matches!(err, Error::RecordFile { .. }), "{err}");
 }
 
@@ -274,7 +314,9 @@ fn rename_to_the_same_key_is_refused() {
 fn rename_of_a_missing_key_is_object_not_found() {
     let store = store();
     let mut r = record_with(&store, &["a"]);
-    let err = store.update_files(&mut r, |f| f.rename("x", "y")).unwrap_err();
+    let err = store
+        .update_files(&mut r, |f| f.rename("x", "y"))
+        .unwrap_err();
     assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
 }
 
@@ -282,7 +324,9 @@ fn rename_of_a_missing_key_is_object_not_found() {
 fn sort_by_keys_puts_them_first_in_that_order() {
     let store = store();
     let mut r = record_with(&store, &["a", "b", "c"]);
-    store.update_files(&mut r, |f| f.sort_by(&["c", "a"])).unwrap();
+    store
+        .update_files(&mut r, |f| f.sort_by(&["c", "a"]))
+        .unwrap();
     assert_eq!(keys(&store, &r), ["c", "a", "b"]);
     assert_eq!(files_field_keys(&r), ["c", "a", "b"]);
 }
@@ -291,8 +335,15 @@ fn sort_by_keys_puts_them_first_in_that_order() {
 fn sort_by_accepts_file_ids() {
     let store = store();
     let mut r = record_with(&store, &["a", "b"]);
-    let b_file = files(&store, &r).get("b").unwrap().file_id().unwrap().to_string();
-    store.update_files(&mut r, |f| f.sort_by(&[&b_file])).unwrap();
+    let b_file = files(&store, &r)
+        .get("b")
+        .unwrap()
+        .file_id()
+        .unwrap()
+        .to_string();
+    store
+        .update_files(&mut r, |f| f.sort_by(&[&b_file]))
+        .unwrap();
     assert_eq!(keys(&store, &r), ["b", "a"]);
 }
 
@@ -313,8 +364,13 @@ fn sort_by_keeps_metadata_of_unlisted_files() {
 fn sort_by_an_unknown_id_is_object_not_found() {
     let store = store();
     let mut r = record_with(&store, &["a"]);
-    let err = store.update_files(&mut r, |f| f.sort_by(&["nope"])).unwrap_err();
-    assert!(matches!(&err, Error::ObjectNotFound { key, .. } if key == "nope"), "{err}");
+    let err = store
+        .update_files(&mut r, |f| f.sort_by(&["nope"]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ObjectNotFound { key, .. } if key == "nope"),
+        "{err}"
+    );
 }
 
 // ---- FileObject and metadata ------------------------------------------------------------------
@@ -330,7 +386,15 @@ fn dumps_have_exactly_the_object_keys_plus_the_metadata() {
     keys.sort();
     assert_eq!(
         keys,
-        ["bucket", "checksum", "file_id", "filetype", "key", "size", "version_id"]
+        [
+            "bucket",
+            "checksum",
+            "file_id",
+            "filetype",
+            "key",
+            "size",
+            "version_id"
+        ]
     );
     let fo = files(&store, &r).get("hello.txt").unwrap().clone();
     assert_eq!(dump[0]["bucket"], json!(fo.bucket().to_string()));
@@ -347,7 +411,10 @@ fn files_field_holds_the_dumps() {
     let mut r = record_with(&store, &["a"]);
     set(&store, &mut r, "a", "x", json!(true));
     let dump = files(&store, &r).dumps();
-    assert_eq!(r.get(FILES_FIELD), Some(&json!([Value::Object(dump[0].clone())])));
+    assert_eq!(
+        r.get(FILES_FIELD),
+        Some(&json!([Value::Object(dump[0].clone())]))
+    );
 }
 
 #[test]
@@ -365,11 +432,22 @@ fn metadata_set_on_a_file_is_read_back() {
 fn reserved_keys_cannot_be_set_but_can_be_read() {
     let store = store();
     let mut r = record_with(&store, &["hello.txt"]);
-    for name in ["bucket", "bucket_id", "key", "version_id", "file_id", "file", "is_head"] {
+    for name in [
+        "bucket",
+        "bucket_id",
+        "key",
+        "version_id",
+        "file_id",
+        "file",
+        "is_head",
+    ] {
         let err = store
             .update_files(&mut r, |f| f.set_metadata("hello.txt", name, "x"))
             .unwrap_err();
-        assert!(matches!(&err, Error::ReservedKey { key } if key == name), "{err}");
+        assert!(
+            matches!(&err, Error::ReservedKey { key } if key == name),
+            "{err}"
+        );
         assert!(err.to_string().contains(name));
         let value = files(&store, &r).get("hello.txt").unwrap().get(name);
         assert!(value.is_some(), "{name} reads the object's attribute");
@@ -383,8 +461,20 @@ fn reserved_keys_cannot_be_set_but_can_be_read() {
 #[test]
 fn every_object_version_attribute_is_reserved() {
     for name in [
-        "key", "version_id", "bucket_id", "bucket", "file_id", "file", "is_head", "mimetype",
-        "created", "updated", "deleted", "basename", "tags", "_mimetype",
+        "key",
+        "version_id",
+        "bucket_id",
+        "bucket",
+        "file_id",
+        "file",
+        "is_head",
+        "mimetype",
+        "created",
+        "updated",
+        "deleted",
+        "basename",
+        "tags",
+        "_mimetype",
     ] {
         assert!(FileObject::is_reserved(name), "{name}");
         assert!(RESERVED_KEYS.contains(&name));
@@ -404,7 +494,10 @@ fn checksum_and_size_are_not_reserved() {
         })
         .unwrap();
     // The dump overwrites them with the file's real values.
-    assert_eq!(files(&store, &r).get("a").unwrap().get("size"), Some(json!(1)));
+    assert_eq!(
+        files(&store, &r).get("a").unwrap().get("size"),
+        Some(json!(1))
+    );
 }
 
 #[test]
@@ -412,12 +505,20 @@ fn file_object_reads_the_attribute_before_the_metadata() {
     let store = store();
     let mut r = record_with(&store, &["a"]);
     // A body edited by hand can put a reserved name into _files; the attribute still wins.
-    let entry = r.body_mut().get_mut(FILES_FIELD).unwrap().as_array_mut().unwrap()[0]
+    let entry = r
+        .body_mut()
+        .get_mut(FILES_FIELD)
+        .unwrap()
+        .as_array_mut()
+        .unwrap()[0]
         .as_object_mut()
         .unwrap();
     entry.insert("is_head".into(), json!("fake"));
     store.commit_record(&mut r).unwrap();
-    assert_eq!(files(&store, &r).get("a").unwrap().get("is_head"), Some(json!(true)));
+    assert_eq!(
+        files(&store, &r).get("a").unwrap().get("is_head"),
+        Some(json!(true))
+    );
 }
 
 #[test]
@@ -435,7 +536,9 @@ fn metadata_can_be_removed() {
     let store = store();
     let mut r = record_with(&store, &["a"]);
     set(&store, &mut r, "a", "x", json!(1));
-    let old = store.update_files(&mut r, |f| f.remove_metadata("a", "x")).unwrap();
+    let old = store
+        .update_files(&mut r, |f| f.remove_metadata("a", "x"))
+        .unwrap();
     assert_eq!(old, Some(json!(1)));
     assert_eq!(files(&store, &r).get("a").unwrap().get("x"), None);
 }
@@ -446,10 +549,16 @@ fn metadata_can_be_removed() {
 fn writes_to_a_locked_bucket_are_bucket_locked() {
     let store = store();
     let mut r = record_with(&store, &["a"]);
-    store.set_bucket_locked(r.bucket_id().unwrap(), true).unwrap();
-    let put = store.update_files(&mut r, |f| f.put("b", &b"b"[..])).unwrap_err();
+    store
+        .set_bucket_locked(r.bucket_id().unwrap(), true)
+        .unwrap();
+    let put = store
+        .update_files(&mut r, |f| f.put("b", &b"b"[..]))
+        .unwrap_err();
     let del = store.update_files(&mut r, |f| f.delete("a")).unwrap_err();
-    let ren = store.update_files(&mut r, |f| f.rename("a", "c")).unwrap_err();
+    let ren = store
+        .update_files(&mut r, |f| f.rename("a", "c"))
+        .unwrap_err();
     for err in [put, del, ren] {
         assert!(matches!(err, Error::BucketLocked { .. }), "{err}");
     }
@@ -461,7 +570,9 @@ fn writes_to_a_deleted_bucket_are_bucket_deleted() {
     let store = store();
     let mut r = record_with(&store, &["a"]);
     store.delete_bucket(r.bucket_id().unwrap()).unwrap();
-    let err = store.update_files(&mut r, |f| f.put("b", &b"b"[..])).unwrap_err();
+    let err = store
+        .update_files(&mut r, |f| f.put("b", &b"b"[..]))
+        .unwrap_err();
     assert!(matches!(err, Error::BucketDeleted { .. }), "{err}");
 }
 
@@ -471,7 +582,9 @@ fn update_files_with_a_stale_record_conflicts_and_stores_nothing() {
     let mut r = record_with(&store, &["a"]);
     let mut stale = r.clone();
     put(&store, &mut r, "b", b"b");
-    let err = store.update_files(&mut stale, |f| f.put("c", &b"c"[..])).unwrap_err();
+    let err = store
+        .update_files(&mut stale, |f| f.put("c", &b"c"[..]))
+        .unwrap_err();
     assert!(matches!(err, Error::RevisionConflict { .. }), "{err}");
     assert!(!files(&store, &r).contains("c"));
     assert_consistent(&store);
@@ -483,7 +596,10 @@ fn update_files_with_a_stale_record_conflicts_and_stores_nothing() {
 fn record_file_factory_returns_the_file() {
     let store = store();
     let r = record_with(&store, &["hello.txt"]);
-    let fo = store.record_file_factory(None, &r, "hello.txt").unwrap().unwrap();
+    let fo = store
+        .record_file_factory(None, &r, "hello.txt")
+        .unwrap()
+        .unwrap();
     assert_eq!(fo.key(), "hello.txt");
 }
 
@@ -491,7 +607,12 @@ fn record_file_factory_returns_the_file() {
 fn record_file_factory_is_none_for_a_missing_file() {
     let store = store();
     let r = record_with(&store, &["hello.txt"]);
-    assert!(store.record_file_factory(None, &r, "invalid").unwrap().is_none());
+    assert!(
+        store
+            .record_file_factory(None, &r, "invalid")
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -516,9 +637,19 @@ fn record_file_factory_is_none_for_a_deleted_or_removed_record() {
     let mut r = record_with(&store, &["a"]);
     let kept = r.clone();
     store.delete_record(&mut r).unwrap();
-    assert!(store.record_file_factory(None, &kept, "a").unwrap().is_none());
+    assert!(
+        store
+            .record_file_factory(None, &kept, "a")
+            .unwrap()
+            .is_none()
+    );
     store.remove_record(r.id()).unwrap();
-    assert!(store.record_file_factory(None, &kept, "a").unwrap().is_none());
+    assert!(
+        store
+            .record_file_factory(None, &kept, "a")
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -541,7 +672,10 @@ fn soft_deleting_a_record_soft_deletes_its_bucket() {
     let mut r = record_with(&store, &["a"]);
     let bucket = r.bucket_id().unwrap();
     store.delete_record(&mut r).unwrap();
-    let b = store.read(|tx| tx.bucket_with_deleted(bucket)).unwrap().unwrap();
+    let b = store
+        .read(|tx| tx.bucket_with_deleted(bucket))
+        .unwrap()
+        .unwrap();
     assert!(b.deleted);
     assert!(store.files_of(&r).unwrap().is_none());
     let err = store.update_files(&mut r, |f| f.len()).unwrap_err();
@@ -577,7 +711,12 @@ fn hard_deleting_a_record_removes_its_bucket_and_frees_its_content() {
     let bucket = r.bucket_id().unwrap();
     let file = files(&store, &r).get("a").unwrap().file_id().unwrap();
     store.remove_record(r.id()).unwrap();
-    assert!(store.read(|tx| tx.bucket_with_deleted(bucket)).unwrap().is_none());
+    assert!(
+        store
+            .read(|tx| tx.bucket_with_deleted(bucket))
+            .unwrap()
+            .is_none()
+    );
     assert!(store.file(file).unwrap().is_none());
     assert!(store.record_bucket(r.id()).unwrap().is_none());
     assert_consistent(&store);
@@ -590,7 +729,12 @@ fn hard_deleting_a_record_unlocks_and_removes_a_locked_bucket() {
     let bucket = r.bucket_id().unwrap();
     store.set_bucket_locked(bucket, true).unwrap();
     store.remove_record(r.id()).unwrap();
-    assert!(store.read(|tx| tx.bucket_with_deleted(bucket)).unwrap().is_none());
+    assert!(
+        store
+            .read(|tx| tx.bucket_with_deleted(bucket))
+            .unwrap()
+            .is_none()
+    );
     assert_consistent(&store);
 }
 
@@ -669,7 +813,10 @@ fn a_put_over_quota_leaves_no_record_no_bucket_and_no_content() {
 fn a_schema_error_after_files_leaves_nothing() {
     let store = store();
     store
-        .register_schema("https://example.org/s.json", &json!({"required": ["title"]}))
+        .register_schema(
+            "https://example.org/s.json",
+            &json!({"required": ["title"]}),
+        )
         .unwrap();
     let id = RecordId::new();
     let err = store

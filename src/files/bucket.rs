@@ -84,14 +84,22 @@ impl WriteTx<'_> {
 
     /// Creates a bucket with a caller-chosen id (a record names its bucket in its body before
     /// the bucket exists, so the body can be validated before anything is written).
-    pub(crate) fn create_bucket_with_id(&mut self, id: BucketId, opts: &BucketOptions) -> Result<Bucket> {
+    pub(crate) fn create_bucket_with_id(
+        &mut self,
+        id: BucketId,
+        opts: &BucketOptions,
+    ) -> Result<Bucket> {
         let location = match &opts.location {
             Some(name) => self
                 .location(name)?
-                .ok_or_else(|| Error::LocationNotFound { name: shorten(name) })?,
-            None => self.default_location()?.ok_or_else(|| Error::LocationNotFound {
-                name: "(default)".into(),
-            })?,
+                .ok_or_else(|| Error::LocationNotFound {
+                    name: shorten(name),
+                })?,
+            None => self
+                .default_location()?
+                .ok_or_else(|| Error::LocationNotFound {
+                    name: "(default)".into(),
+                })?,
         };
         let class = opts.storage_class.clone().unwrap_or_else(|| "S".into());
         if !STORAGE_CLASSES.iter().any(|(c, _)| *c == class) {

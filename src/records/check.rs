@@ -21,7 +21,9 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
     for e in t.record_revisions.iter()? {
         let (k, v) = e?;
         let (id, rev) = k.value();
-        revs.entry(id).or_default().push((rev, dec(v.value(), "record_revisions")?));
+        revs.entry(id)
+            .or_default()
+            .push((rev, dec(v.value(), "record_revisions")?));
     }
     for (id, row) in &records {
         let list = revs.remove(id).unwrap_or_default();
@@ -35,7 +37,9 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
         }
         if let Some((_, last)) = list.last() {
             if last.json != row.json {
-                p.push(format!("record {id:x}: current body differs from its last revision"));
+                p.push(format!(
+                    "record {id:x}: current body differs from its last revision"
+                ));
             }
         }
     }
@@ -51,7 +55,11 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
             p.push(format!("bucket link of missing record {:x}", k.value()));
         }
         if t.buckets.get(v.value())?.is_none() {
-            p.push(format!("record {:x} links missing bucket {:x}", k.value(), v.value()));
+            p.push(format!(
+                "record {:x} links missing bucket {:x}",
+                k.value(),
+                v.value()
+            ));
         }
     }
     let mut backward = 0usize;
@@ -79,7 +87,10 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
         let (pt, pv) = k.value();
         let row: PidRow = dec(v.value(), "pids")?;
         if !records.contains_key(&row.record) {
-            p.push(format!("pid {pt}:{pv} names missing record {:x}", row.record));
+            p.push(format!(
+                "pid {pt}:{pv} names missing record {:x}",
+                row.record
+            ));
         }
         pids.insert((row.record, pt.to_string(), pv.to_string()));
     }

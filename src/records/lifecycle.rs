@@ -122,8 +122,10 @@ impl WriteTx<'_> {
     /// Invenio the old body is not validated again.
     pub fn revert_record(&mut self, id: RecordId, revision: u64) -> Result<Record> {
         let row = record_row(&self.t, id)?.ok_or(Error::RecordNotFound { record: id })?;
-        let old = revision_row(&self.t, id, revision)?
-            .ok_or(Error::RevisionNotFound { record: id, revision })?;
+        let old = revision_row(&self.t, id, revision)?.ok_or(Error::RevisionNotFound {
+            record: id,
+            revision,
+        })?;
         let rev = row.revision + 1;
         let live = old.json.is_some();
         self.write_revision(id, rev, row.created, old.json)?;
@@ -153,7 +155,9 @@ impl WriteTx<'_> {
             self.remove_bucket(bucket)?;
         }
         let raw = id.raw();
-        self.t.record_revisions.retain_in((raw, 0)..=(raw, u64::MAX), |_, _| false)?;
+        self.t
+            .record_revisions
+            .retain_in((raw, 0)..=(raw, u64::MAX), |_, _| false)?;
         let mut pids = Vec::new();
         for e in self.t.record_pids.range((raw, "", "")..)? {
             let (k, _) = e?;
@@ -173,7 +177,8 @@ impl WriteTx<'_> {
 
     /// The stored row of `record`, checking that `record` is not stale.
     fn current_row(&self, record: &Record) -> Result<RecordRow> {
-        let row = record_row(&self.t, record.id)?.ok_or(Error::RecordNotFound { record: record.id })?;
+        let row =
+            record_row(&self.t, record.id)?.ok_or(Error::RecordNotFound { record: record.id })?;
         if row.revision != record.revision_id {
             return Err(Error::RevisionConflict {
                 record: record.id,
@@ -205,13 +210,19 @@ impl WriteTx<'_> {
             created,
             updated: self.now,
         };
-        self.t.records.insert(id.raw(), crate::storage::enc(&row)?.as_slice())?;
+        self.t
+            .records
+            .insert(id.raw(), crate::storage::enc(&row)?.as_slice())?;
         Ok(())
     }
 
     /// The bucket linked to a record, if any.
     pub(crate) fn linked_bucket(&self, id: RecordId) -> Result<Option<BucketId>> {
-        Ok(self.t.record_buckets.get(id.raw())?.map(|g| BucketId::from_raw(g.value())))
+        Ok(self
+            .t
+            .record_buckets
+            .get(id.raw())?
+            .map(|g| BucketId::from_raw(g.value())))
     }
 
     fn restore_linked_bucket(&mut self, id: RecordId) -> Result<()> {

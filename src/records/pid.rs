@@ -127,8 +127,9 @@ pub(crate) fn resolve<V: View>(v: &V, pid_type: &str, pid_value: &str) -> Result
             });
         }
     }
-    let rec = record_row(v, record)?
-        .ok_or_else(|| Error::corrupt(format!("pid {pid_type}:{pid_value} names missing record")))?;
+    let rec = record_row(v, record)?.ok_or_else(|| {
+        Error::corrupt(format!("pid {pid_type}:{pid_value} names missing record"))
+    })?;
     if rec.json.is_none() {
         return Err(Error::RecordDeleted { record });
     }
@@ -155,15 +156,24 @@ impl WriteTx<'_> {
             created: self.now,
             updated: self.now,
         };
-        self.t.pids.insert((pid_type, pid_value), enc(&row)?.as_slice())?;
-        self.t.record_pids.insert((record.raw(), pid_type, pid_value), ())?;
+        self.t
+            .pids
+            .insert((pid_type, pid_value), enc(&row)?.as_slice())?;
+        self.t
+            .record_pids
+            .insert((record.raw(), pid_type, pid_value), ())?;
         Ok(to_pid(pid_type, pid_value, row))
     }
 
     /// Mints the next `recid` (1, 2, 3, …) for a record. A value is never minted twice, even
     /// after its PID or record is deleted; values taken by hand are skipped.
     pub fn mint_recid(&mut self, record: RecordId) -> Result<Pid> {
-        let mut next = self.t.pid_counters.get(RECID)?.map(|g| g.value()).unwrap_or(0);
+        let mut next = self
+            .t
+            .pid_counters
+            .get(RECID)?
+            .map(|g| g.value())
+            .unwrap_or(0);
         loop {
             next = next.checked_add(1).ok_or(Error::InvalidOperation {
                 reason: "The recid counter is exhausted.",
@@ -208,12 +218,19 @@ impl WriteTx<'_> {
         )
     }
 
-    fn set_pid_status(&mut self, pid_type: &str, pid_value: &str, status: PidStatus) -> Result<Pid> {
+    fn set_pid_status(
+        &mut self,
+        pid_type: &str,
+        pid_value: &str,
+        status: PidStatus,
+    ) -> Result<Pid> {
         let mut row =
             pid_row(&self.t, pid_type, pid_value)?.ok_or_else(|| not_found(pid_type, pid_value))?;
         row.status = status;
         row.updated = self.now;
-        self.t.pids.insert((pid_type, pid_value), enc(&row)?.as_slice())?;
+        self.t
+            .pids
+            .insert((pid_type, pid_value), enc(&row)?.as_slice())?;
         Ok(to_pid(pid_type, pid_value, row))
     }
 }

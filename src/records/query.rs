@@ -12,7 +12,10 @@ use serde_json::Value;
 fn revisions<V: View>(v: &V, id: RecordId) -> Result<Vec<RecordRevision>> {
     let row = record_row(v, id)?.ok_or(Error::RecordNotFound { record: id })?;
     let mut out = Vec::new();
-    for e in v.record_revisions().range((id.raw(), 0)..=(id.raw(), u64::MAX))? {
+    for e in v
+        .record_revisions()
+        .range((id.raw(), 0)..=(id.raw(), u64::MAX))?
+    {
         let (k, val) = e?;
         let r: RevisionRow = dec(val.value(), "record_revisions")?;
         out.push(RecordRevision {
@@ -100,13 +103,17 @@ pub trait RecordsQuery: Snapshot {
 
     /// The URLs of every registered schema, sorted.
     fn schema_urls(&self) -> Result<Vec<String>> {
-        with_view!(self, |v| Ok(all_schemas(v)?.into_iter().map(|(u, _)| u).collect()))
+        with_view!(self, |v| Ok(all_schemas(v)?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect()))
     }
 
     /// A persistent identifier, whatever its status.
     fn pid(&self, pid_type: &str, pid_value: &str) -> Result<Option<Pid>> {
-        with_view!(self, |v| Ok(pid_row(v, pid_type, pid_value)?
-            .map(|r| to_pid(pid_type, pid_value, r))))
+        with_view!(self, |v| Ok(
+            pid_row(v, pid_type, pid_value)?.map(|r| to_pid(pid_type, pid_value, r))
+        ))
     }
 
     /// The persistent identifiers of a record, by type and value.

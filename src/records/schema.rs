@@ -97,7 +97,11 @@ pub(crate) fn validate_body<S: Snapshot + ?Sized>(s: &S, body: &Map<String, Valu
     };
     let (schema, others) = with_view!(s, |v| {
         let schema = schema_doc(v, url)?;
-        let others = if schema.is_some() { all_schemas(v)? } else { Vec::new() };
+        let others = if schema.is_some() {
+            all_schemas(v)?
+        } else {
+            Vec::new()
+        };
         Ok::<_, Error>((schema, others))
     })?;
     let schema = schema.ok_or_else(|| Error::SchemaNotFound {

@@ -71,15 +71,28 @@ impl FileObject {
         data.insert("bucket".into(), Value::String(object.bucket.to_string()));
         data.insert(
             "checksum".into(),
-            object.checksum.clone().map(Value::String).unwrap_or(Value::Null),
+            object
+                .checksum
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null),
         );
         data.insert(
             "file_id".into(),
-            object.file_id.map(|f| Value::String(f.to_string())).unwrap_or(Value::Null),
+            object
+                .file_id
+                .map(|f| Value::String(f.to_string()))
+                .unwrap_or(Value::Null),
         );
         data.insert("key".into(), Value::String(object.key.clone()));
-        data.insert("size".into(), object.size.map(Value::from).unwrap_or(Value::Null));
-        data.insert("version_id".into(), Value::String(object.version_id.to_string()));
+        data.insert(
+            "size".into(),
+            object.size.map(Value::from).unwrap_or(Value::Null),
+        );
+        data.insert(
+            "version_id".into(),
+            Value::String(object.version_id.to_string()),
+        );
         FileObject { object, data }
     }
 

@@ -36,7 +36,10 @@ impl FilesMap {
     }
 
     pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Map<String, Value>> {
-        self.entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// Sets the entry of `key` (its `key` field made to match), keeping its place or

@@ -46,7 +46,9 @@ pub(crate) fn file_objects<S: Snapshot>(
 }
 
 pub(crate) fn linked_bucket<V: View>(v: &V, id: RecordId) -> Result<Option<BucketId>> {
-    Ok(v.record_buckets().get(id.raw())?.map(|g| BucketId::from_raw(g.value())))
+    Ok(v.record_buckets()
+        .get(id.raw())?
+        .map(|g| BucketId::from_raw(g.value())))
 }
 
 /// A record's files as of one snapshot (a read-only files view): live heads of its bucket in
@@ -165,7 +167,11 @@ pub trait RecordFilesQuery: Snapshot + Sized {
     }
 
     /// The live heads of `bucket`: those in `keys` first in that order, then the rest by key.
-    fn sorted_files_from_bucket(&self, bucket: BucketId, keys: &[&str]) -> Result<Vec<ObjectVersion>> {
+    fn sorted_files_from_bucket(
+        &self,
+        bucket: BucketId,
+        keys: &[&str],
+    ) -> Result<Vec<ObjectVersion>> {
         sorted_heads(self, bucket, keys)
     }
 }

@@ -96,7 +96,10 @@ impl RecordFiles<'_, '_> {
 
     /// The file with that key (`ObjectNotFound` otherwise).
     pub fn get(&self, key: &str) -> Result<FileObject> {
-        let obj = self.tx.object(self.bucket, key)?.ok_or_else(|| self.not_found(key))?;
+        let obj = self
+            .tx
+            .object(self.bucket, key)?
+            .ok_or_else(|| self.not_found(key))?;
         let entry = self.map().get(key).cloned().unwrap_or_default();
         Ok(FileObject::new(obj, entry))
     }
@@ -132,7 +135,9 @@ impl RecordFiles<'_, '_> {
             .iter()
             .filter_map(|k| map.get(k).cloned().map(Value::Object))
             .collect();
-        self.record.body_mut().insert(FILES_FIELD.into(), Value::Array(entries));
+        self.record
+            .body_mut()
+            .insert(FILES_FIELD.into(), Value::Array(entries));
         self.flush()
     }
 
@@ -143,7 +148,12 @@ impl RecordFiles<'_, '_> {
     }
 
     /// [`put`](Self::put) with a declared size, MIME type or checksums.
-    pub fn put_with(&mut self, key: &str, reader: impl Read, opts: &PutOptions) -> Result<FileObject> {
+    pub fn put_with(
+        &mut self,
+        key: &str,
+        reader: impl Read,
+        opts: &PutOptions,
+    ) -> Result<FileObject> {
         self.tx.put_object(self.bucket, key, reader, opts)?;
         let mut map = self.map();
         if map.get(key).is_none() {
@@ -173,7 +183,10 @@ impl RecordFiles<'_, '_> {
     /// bucket's lock.
     pub fn rename(&mut self, old: &str, new: &str) -> Result<FileObject> {
         self.tx.writable_bucket(self.bucket)?;
-        let obj = self.tx.object(self.bucket, old)?.ok_or_else(|| self.not_found(old))?;
+        let obj = self
+            .tx
+            .object(self.bucket, old)?
+            .ok_or_else(|| self.not_found(old))?;
         let refuse = |reason| Error::RecordFile {
             record: self.record.id(),
             key: shorten(new),
@@ -214,7 +227,11 @@ impl RecordFiles<'_, '_> {
                 new.set(key, old.get(key).cloned().unwrap_or_default());
             }
         }
-        let mut rest: Vec<&str> = files.iter().map(|f| f.key()).filter(|k| new.get(k).is_none()).collect();
+        let mut rest: Vec<&str> = files
+            .iter()
+            .map(|f| f.key())
+            .filter(|k| new.get(k).is_none())
+            .collect();
         rest.sort_unstable();
         for key in rest {
             new.set(key, old.get(key).cloned().unwrap_or_default());

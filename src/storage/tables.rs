@@ -1,7 +1,9 @@
 //! The table layout of the store file. docs/FORMAT.md describes each table; keep them in step.
 
 use crate::error::Result;
-use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{
+    ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
 
 /// 32-byte blake3 digest, the address of a chunk and the dedup key of a file.
 pub(crate) type Hash = [u8; 32];
