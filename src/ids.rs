@@ -158,11 +158,17 @@ mod tests {
 
     #[test]
     fn rfc3339_formats_known_instants() {
-        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000000+00:00");
+        assert_eq!(
+            Timestamp(0).to_rfc3339(),
+            "1970-01-01T00:00:00.000000+00:00"
+        );
         assert_eq!(
             Timestamp(1_558_012_041_595_398).to_rfc3339(),
             "2019-05-16T13:07:21.595398+00:00"
         );
-        assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999999+00:00");
+        assert_eq!(
+            Timestamp(-1).to_rfc3339(),
+            "1969-12-31T23:59:59.999999+00:00"
+        );
     }
 }

@@ -167,9 +167,11 @@ pub(crate) fn store_chunk(t: &mut WTables<'_>, hash: &Hash, bytes: &[u8]) -> Res
 }
 
 pub(crate) fn retain_chunk(t: &mut WTables<'_>, hash: &Hash) -> Result<()> {
-    let n = t.chunk_refs.get(hash)?.map(|g| g.value()).ok_or_else(|| {
-        Error::corrupt(format!("chunk {} has no reference count", hex(hash)))
-    })?;
+    let n = t
+        .chunk_refs
+        .get(hash)?
+        .map(|g| g.value())
+        .ok_or_else(|| Error::corrupt(format!("chunk {} has no reference count", hex(hash))))?;
     t.chunk_refs.insert(hash, n + 1)?;
     Ok(())
 }
@@ -186,7 +188,10 @@ pub(crate) fn release_chunk(t: &mut WTables<'_>, hash: &Hash) -> Result<()> {
 }
 
 /// Looks up a file instance.
-pub(crate) fn file_instance<S: Snapshot + ?Sized>(s: &S, id: FileId) -> Result<Option<FileInstance>> {
+pub(crate) fn file_instance<S: Snapshot + ?Sized>(
+    s: &S,
+    id: FileId,
+) -> Result<Option<FileInstance>> {
     let row = with_view!(s, |v| get_file_row(v, id))?;
     Ok(row.map(|r| FileInstance::from_row(id, &r)))
 }
@@ -237,7 +242,10 @@ pub(crate) fn register_file(
     now: Timestamp,
 ) -> Result<FileId> {
     let (blake3, md5) = digest;
-    let existing = t.files_by_hash.get(&blake3)?.map(|g| FileId::from_raw(g.value()));
+    let existing = t
+        .files_by_hash
+        .get(&blake3)?
+        .map(|g| FileId::from_raw(g.value()));
     if let Some(existing) = existing {
         if let Some(mut row) = get_file_row(t, existing)? {
             if row.size == size {

@@ -52,9 +52,9 @@ impl Drop for StagedContent {
         if !self.committed {
             let id = self.id;
             // Best effort: if this fails too, the next open removes the rows.
-            let _ = self
-                .store
-                .write_with(Durability::Eventual, |tx| discard(&mut tx.t, id).map(|_| ()));
+            let _ = self.store.write_with(Durability::Eventual, |tx| {
+                discard(&mut tx.t, id).map(|_| ())
+            });
         }
     }
 }
@@ -161,7 +161,10 @@ pub(crate) fn discard(t: &mut WTables<'_>, id: u128) -> Result<bool> {
 pub(crate) fn adopt(tx: &mut WriteTx<'_>, staged: &StagedContent, class: &str) -> Result<FileId> {
     let t = &mut tx.t;
     let (blake3, md5) = staged.digest;
-    let existing = t.files_by_hash.get(&blake3)?.map(|g| FileId::from_raw(g.value()));
+    let existing = t
+        .files_by_hash
+        .get(&blake3)?
+        .map(|g| FileId::from_raw(g.value()));
     if let Some(existing) = existing {
         if let Some(mut row) = get_file_row(t, existing)? {
             if row.size == staged.size {

@@ -21,7 +21,10 @@ pub struct FixityReport {
 fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
     let mut digests = Digests::new(row.md5.is_some());
     let mut expected_offset = 0u64;
-    for e in v.file_chunks().range((id.raw(), 0)..=(id.raw(), u64::MAX))? {
+    for e in v
+        .file_chunks()
+        .range((id.raw(), 0)..=(id.raw(), u64::MAX))?
+    {
         let (k, h) = e?;
         let (off, hash) = (k.value().1, h.value());
         if off != expected_offset {

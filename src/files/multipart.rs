@@ -140,19 +140,23 @@ impl WriteTx<'_> {
 
     /// Aborts an upload: its parts are freed and its reservation released.
     pub fn abort_multipart(&mut self, upload: UploadId) -> Result<()> {
-        let mp = multipart_row(&self.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
+        let mp =
+            multipart_row(&self.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
         self.writable_bucket(BucketId::from_raw(mp.bucket))?;
         self.drop_multipart(upload)
     }
 
     /// Removes an upload whatever its bucket's state (used by abort, expiry and bucket removal).
     pub(crate) fn drop_multipart(&mut self, upload: UploadId) -> Result<()> {
-        let mp = multipart_row(&self.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
+        let mp =
+            multipart_row(&self.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
         for (_, p) in self.part_rows(upload)? {
             discard(&mut self.t, p.staging)?;
         }
         let u = upload.raw();
-        self.t.parts.retain_in((u, 0)..=(u, u32::MAX), |_, _| false)?;
+        self.t
+            .parts
+            .retain_in((u, 0)..=(u, u32::MAX), |_, _| false)?;
         self.t.multipart.remove(u)?;
         self.add_bucket_size(BucketId::from_raw(mp.bucket), -i128::from(mp.size))
     }
@@ -222,7 +226,8 @@ impl Store {
             other => other,
         })?;
         let part = self.write(|tx| {
-            let mp = multipart_row(&tx.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
+            let mp =
+                multipart_row(&tx.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
             tx.writable_bucket(BucketId::from_raw(mp.bucket))?;
             let now = tx.now;
             let created = match part_row(&tx.t, upload.raw(), n)? {
@@ -241,7 +246,8 @@ impl Store {
                 created,
                 updated: now,
             };
-            tx.t.parts.insert((upload.raw(), n), enc(&row)?.as_slice())?;
+            tx.t.parts
+                .insert((upload.raw(), n), enc(&row)?.as_slice())?;
             Ok(Part::from_row(n, mp.part_size, &row))
         })?;
         staged.committed();
@@ -254,7 +260,8 @@ impl Store {
     pub fn complete_multipart(&self, upload: UploadId) -> Result<ObjectVersion> {
         // Hash the assembled content on a snapshot, outside the writer.
         let snap = self.snapshot()?;
-        let mp = multipart_row(&snap.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
+        let mp =
+            multipart_row(&snap.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
         let last = last_part(mp.size, mp.part_size);
         let mut missing = Vec::new();
         let mut parts: Vec<(u32, PartRow)> = Vec::new();
@@ -303,11 +310,10 @@ impl Store {
                     }
                 }
             }
-            let existing = tx
-                .t
-                .files_by_hash
-                .get(&blake3)?
-                .map(|g| FileId::from_raw(g.value()));
+            let existing =
+                tx.t.files_by_hash
+                    .get(&blake3)?
+                    .map(|g| FileId::from_raw(g.value()));
             let existing = match existing {
                 Some(f) => crate::content::get_file_row(&tx.t, f)?
                     .filter(|r| r.size == mp.size)
@@ -328,10 +334,8 @@ impl Store {
                     }
                     // The file's rows now hold the references the staged rows held.
                     for (_, p) in &parts {
-                        tx.t.staged_chunks.retain_in(
-                            (p.staging, 0)..=(p.staging, u64::MAX),
-                            |_, _| false,
-                        )?;
+                        tx.t.staged_chunks
+                            .retain_in((p.staging, 0)..=(p.staging, u64::MAX), |_, _| false)?;
                         tx.t.staging.remove(p.staging)?;
                     }
                     let fr = FileRow {

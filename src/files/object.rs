@@ -83,7 +83,10 @@ impl WriteTx<'_> {
         row: &BucketRow,
         declared: Option<u64>,
     ) -> Result<StreamLimits> {
-        limits_for(&super::query::to_bucket(bucket.raw(), row.clone()), declared)
+        limits_for(
+            &super::query::to_bucket(bucket.raw(), row.clone()),
+            declared,
+        )
     }
 
     /// Checks caller-declared checksums against a stored file.
@@ -113,9 +116,8 @@ impl WriteTx<'_> {
     pub(crate) fn add_bucket_size(&mut self, bucket: BucketId, delta: i128) -> Result<()> {
         let mut row = self.any_bucket(bucket)?;
         let size = i128::from(row.size) + delta;
-        row.size = u64::try_from(size).map_err(|_| {
-            Error::corrupt(format!("bucket {bucket} size would become {size}"))
-        })?;
+        row.size = u64::try_from(size)
+            .map_err(|_| Error::corrupt(format!("bucket {bucket} size would become {size}")))?;
         row.updated = self.now;
         self.put_bucket_row(bucket.raw(), &row)
     }
@@ -130,7 +132,12 @@ impl WriteTx<'_> {
         mimetype: Option<String>,
     ) -> Result<ObjectVersion> {
         let b = bucket.raw();
-        let seq = match self.t.objects.range((b, key, 0)..=(b, key, u64::MAX))?.next_back() {
+        let seq = match self
+            .t
+            .objects
+            .range((b, key, 0)..=(b, key, u64::MAX))?
+            .next_back()
+        {
             Some(e) => e?.0.value().2 + 1,
             None => 0,
         };
@@ -142,7 +149,9 @@ impl WriteTx<'_> {
             created: self.now,
             updated: self.now,
         };
-        self.t.objects.insert((b, key, seq), enc(&row)?.as_slice())?;
+        self.t
+            .objects
+            .insert((b, key, seq), enc(&row)?.as_slice())?;
         let loc = VersionLoc {
             bucket: b,
             key: key.to_string(),
@@ -249,9 +258,10 @@ impl WriteTx<'_> {
     ) -> Result<ObjectVersion> {
         obj.file = Some(file.raw());
         obj.updated = self.now;
-        self.t
-            .objects
-            .insert((loc.bucket, loc.key.as_str(), loc.seq), enc(&obj)?.as_slice())?;
+        self.t.objects.insert(
+            (loc.bucket, loc.key.as_str(), loc.seq),
+            enc(&obj)?.as_slice(),
+        )?;
         let fr = retain_file(&mut self.t, file, self.now)?;
         self.add_bucket_size(BucketId::from_raw(loc.bucket), i128::from(fr.size))?;
         self.version(version)?
@@ -276,12 +286,18 @@ impl WriteTx<'_> {
         let bucket = BucketId::from_raw(loc.bucket);
         self.writable_bucket(bucket)?;
         let (b, key) = (loc.bucket, loc.key.as_str());
-        let obj = object_row(&self.t, b, key, loc.seq)?.ok_or(Error::VersionNotFound { version })?;
+        let obj =
+            object_row(&self.t, b, key, loc.seq)?.ok_or(Error::VersionNotFound { version })?;
         self.t.objects.remove((b, key, loc.seq))?;
         self.t.versions.remove(version.raw())?;
         self.clear_object_tags(version.raw())?;
         if head_seq(&self.t, b, key)? == Some(loc.seq) {
-            let newest = match self.t.objects.range((b, key, 0)..=(b, key, u64::MAX))?.next_back() {
+            let newest = match self
+                .t
+                .objects
+                .range((b, key, 0)..=(b, key, u64::MAX))?
+                .next_back()
+            {
                 Some(e) => Some(e?.0.value().2),
                 None => None,
             };
@@ -351,13 +367,17 @@ impl WriteTx<'_> {
             limits.check_running(obj.size.unwrap_or(0))?;
         }
         let explicit = {
-            let loc = version_loc(&self.t, obj.version_id.raw())?
-                .ok_or(Error::VersionNotFound { version: obj.version_id })?;
+            let loc =
+                version_loc(&self.t, obj.version_id.raw())?.ok_or(Error::VersionNotFound {
+                    version: obj.version_id,
+                })?;
             object_row(&self.t, loc.bucket, &loc.key, loc.seq)?.and_then(|r| r.mimetype)
         };
         let new = self.append_version(dest, key, obj.file_id, explicit)?;
         for (k, v) in self.object_tags(obj.version_id)? {
-            self.t.object_tags.insert((new.version_id.raw(), k.as_str()), v.as_str())?;
+            self.t
+                .object_tags
+                .insert((new.version_id.raw(), k.as_str()), v.as_str())?;
         }
         Ok(new)
     }

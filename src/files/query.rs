@@ -35,7 +35,10 @@ pub(crate) fn to_version<V: View>(
     let (size, checksum) = match row.file {
         Some(f) => {
             let fr = get_file_row(v, FileId::from_raw(f))?.ok_or_else(|| {
-                Error::corrupt(format!("version points at missing file {}", FileId::from_raw(f)))
+                Error::corrupt(format!(
+                    "version points at missing file {}",
+                    FileId::from_raw(f)
+                ))
             })?;
             (Some(fr.size), Some(crate::content::blake3_text(&fr.blake3)))
         }
@@ -55,7 +58,11 @@ pub(crate) fn to_version<V: View>(
     })
 }
 
-pub(crate) fn head_version<V: View>(v: &V, bucket: u128, key: &str) -> Result<Option<ObjectVersion>> {
+pub(crate) fn head_version<V: View>(
+    v: &V,
+    bucket: u128,
+    key: &str,
+) -> Result<Option<ObjectVersion>> {
     let Some(seq) = head_seq(v, bucket, key)? else {
         return Ok(None);
     };
@@ -71,14 +78,20 @@ pub(crate) fn version_by_id<V: View>(v: &V, id: VersionId) -> Result<Option<Obje
     let row = object_row(v, loc.bucket, &loc.key, loc.seq)?
         .ok_or_else(|| Error::corrupt(format!("version {id} has no row")))?;
     let head = head_seq(v, loc.bucket, &loc.key)?;
-    Ok(Some(to_version(v, loc.bucket, &loc.key, loc.seq, &row, head)?))
+    Ok(Some(to_version(
+        v, loc.bucket, &loc.key, loc.seq, &row, head,
+    )?))
 }
 
 /// All versions of one key, newest first.
 pub(crate) fn versions_of<V: View>(v: &V, bucket: u128, key: &str) -> Result<Vec<ObjectVersion>> {
     let head = head_seq(v, bucket, key)?;
     let mut out = Vec::new();
-    for e in v.objects().range((bucket, key, 0)..=(bucket, key, u64::MAX))?.rev() {
+    for e in v
+        .objects()
+        .range((bucket, key, 0)..=(bucket, key, u64::MAX))?
+        .rev()
+    {
         let (k, val) = e?;
         let seq = k.value().2;
         let row: ObjectRow = dec(val.value(), "objects")?;
@@ -108,8 +121,9 @@ fn list_heads<V: View>(v: &V, bucket: u128, opts: &ListOptions) -> Result<Vec<Ob
             continue;
         }
         let seq = seq.value();
-        let row = object_row(v, bucket, key, seq)?
-            .ok_or_else(|| Error::corrupt(format!("head of {key:?} points at a missing version")))?;
+        let row = object_row(v, bucket, key, seq)?.ok_or_else(|| {
+            Error::corrupt(format!("head of {key:?} points at a missing version"))
+        })?;
         if row.file.is_none() && !opts.with_deleted {
             continue;
         }
@@ -197,7 +211,11 @@ pub trait FilesQuery: Snapshot {
 
     /// The single default location (`None` if there is none or more than one).
     fn default_location(&self) -> Result<Option<Location>> {
-        let defaults: Vec<Location> = self.locations()?.into_iter().filter(|l| l.default).collect();
+        let defaults: Vec<Location> = self
+            .locations()?
+            .into_iter()
+            .filter(|l| l.default)
+            .collect();
         Ok(if defaults.len() == 1 {
             defaults.into_iter().next()
         } else {
@@ -212,7 +230,9 @@ pub trait FilesQuery: Snapshot {
 
     /// A bucket, soft-deleted or not.
     fn bucket_with_deleted(&self, id: BucketId) -> Result<Option<Bucket>> {
-        with_view!(self, |v| Ok(bucket_row(v, id.raw())?.map(|r| to_bucket(id.raw(), r))))
+        with_view!(self, |v| Ok(
+            bucket_row(v, id.raw())?.map(|r| to_bucket(id.raw(), r))
+        ))
     }
 
     /// Every live bucket, oldest first.
@@ -300,7 +320,9 @@ pub trait FilesQuery: Snapshot {
 
     /// An open multipart upload.
     fn multipart(&self, id: UploadId) -> Result<Option<MultipartUpload>> {
-        with_view!(self, |v| Ok(multipart_row(v, id.raw())?.map(|r| to_multipart(id.raw(), r))))
+        with_view!(self, |v| Ok(
+            multipart_row(v, id.raw())?.map(|r| to_multipart(id.raw(), r))
+        ))
     }
 
     /// The open multipart uploads of a bucket, oldest first.
@@ -321,10 +343,12 @@ pub trait FilesQuery: Snapshot {
     /// The parts received so far for an upload, by part number.
     fn parts(&self, upload: UploadId) -> Result<Vec<Part>> {
         with_view!(self, |v| {
-            let mp = multipart_row(v, upload.raw())?
-                .ok_or(Error::MultipartNotFound { upload })?;
+            let mp = multipart_row(v, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
             let mut out = Vec::new();
-            for e in v.parts().range((upload.raw(), 0)..=(upload.raw(), u32::MAX))? {
+            for e in v
+                .parts()
+                .range((upload.raw(), 0)..=(upload.raw(), u32::MAX))?
+            {
                 let (k, val) = e?;
                 let r: PartRow = dec(val.value(), "parts")?;
                 out.push(Part::from_row(k.value().1, mp.part_size, &r));
@@ -348,10 +372,12 @@ impl ReadTx {
 
     /// Opens the content of the live head of `key`.
     pub fn open_object(&self, bucket: BucketId, key: &str) -> Result<FileReader> {
-        let obj = self.object(bucket, key)?.ok_or_else(|| Error::ObjectNotFound {
-            bucket,
-            key: crate::error::shorten(key),
-        })?;
+        let obj = self
+            .object(bucket, key)?
+            .ok_or_else(|| Error::ObjectNotFound {
+                bucket,
+                key: crate::error::shorten(key),
+            })?;
         match obj.file_id {
             Some(f) => self.open_file(f),
             None => Err(Error::VersionNotFound {
@@ -362,7 +388,9 @@ impl ReadTx {
 
     /// Opens the content of exactly that version (a delete marker is "not found").
     pub fn open_version(&self, version: VersionId) -> Result<FileReader> {
-        let obj = self.version(version)?.ok_or(Error::VersionNotFound { version })?;
+        let obj = self
+            .version(version)?
+            .ok_or(Error::VersionNotFound { version })?;
         match obj.file_id {
             Some(f) => self.open_file(f),
             None => Err(Error::VersionNotFound { version }),

@@ -78,7 +78,12 @@ pub(crate) fn version_loc<V: View>(v: &V, id: u128) -> Result<Option<VersionLoc>
     }
 }
 
-pub(crate) fn object_row<V: View>(v: &V, bucket: u128, key: &str, seq: u64) -> Result<Option<ObjectRow>> {
+pub(crate) fn object_row<V: View>(
+    v: &V,
+    bucket: u128,
+    key: &str,
+    seq: u64,
+) -> Result<Option<ObjectRow>> {
     match v.objects().get((bucket, key, seq))? {
         Some(g) => Ok(Some(dec(g.value(), "objects")?)),
         None => Ok(None),
