@@ -822,9 +822,7 @@ fn a_schema_error_after_files_leaves_nothing() {
     let err = store
         .write(|tx| {
             let mut r = tx.create_record_with(json!({}), &RecordOptions::default().with_id(id))?;
-            let mut files = tx.record_files(&mut r)?;
-            files.put("a.txt", &b"a"[..])?;
-            drop(files);
+            tx.record_files(&mut r)?.put("a.txt", &b"a"[..])?;
             r.body_mut()
                 .insert("$schema".into(), json!("https://example.org/s.json"));
             tx.commit_record(&mut r)

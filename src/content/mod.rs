@@ -246,23 +246,22 @@ pub(crate) fn register_file(
         .files_by_hash
         .get(&blake3)?
         .map(|g| FileId::from_raw(g.value()));
-    if let Some(existing) = existing {
-        if let Some(mut row) = get_file_row(t, existing)? {
-            if row.size == size {
-                if row.md5.is_none() && md5.is_some() {
-                    row.md5 = md5;
-                    put_file_row(t, existing, &row)?;
-                }
-                // Chunks stored only for this copy (none, unless blake3 collided) go again.
-                for (_, h) in chunks {
-                    if t.chunk_refs.get(h)?.map(|g| g.value()) == Some(0) {
-                        t.chunk_refs.remove(h)?;
-                        t.chunks.remove(h)?;
-                    }
-                }
-                return Ok(existing);
+    if let Some(existing) = existing
+        && let Some(mut row) = get_file_row(t, existing)?
+        && row.size == size
+    {
+        if row.md5.is_none() && md5.is_some() {
+            row.md5 = md5;
+            put_file_row(t, existing, &row)?;
+        }
+        // Chunks stored only for this copy (none, unless blake3 collided) go again.
+        for (_, h) in chunks {
+            if t.chunk_refs.get(h)?.map(|g| g.value()) == Some(0) {
+                t.chunk_refs.remove(h)?;
+                t.chunks.remove(h)?;
             }
         }
+        return Ok(existing);
     }
     let id = FileId::new();
     for (off, h) in chunks {

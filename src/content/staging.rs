@@ -165,17 +165,16 @@ pub(crate) fn adopt(tx: &mut WriteTx<'_>, staged: &StagedContent, class: &str) -
         .files_by_hash
         .get(&blake3)?
         .map(|g| FileId::from_raw(g.value()));
-    if let Some(existing) = existing {
-        if let Some(mut row) = get_file_row(t, existing)? {
-            if row.size == staged.size {
-                if row.md5.is_none() && md5.is_some() {
-                    row.md5 = md5;
-                    put_file_row(t, existing, &row)?;
-                }
-                discard(t, staged.id)?;
-                return Ok(existing);
-            }
+    if let Some(existing) = existing
+        && let Some(mut row) = get_file_row(t, existing)?
+        && row.size == staged.size
+    {
+        if row.md5.is_none() && md5.is_some() {
+            row.md5 = md5;
+            put_file_row(t, existing, &row)?;
         }
+        discard(t, staged.id)?;
+        return Ok(existing);
     }
     let id = FileId::new();
     for (off, h) in staged_chunks(&t.staged_chunks, staged.id)? {

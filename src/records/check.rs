@@ -35,12 +35,12 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
                 row.revision
             ));
         }
-        if let Some((_, last)) = list.last() {
-            if last.json != row.json {
-                p.push(format!(
-                    "record {id:x}: current body differs from its last revision"
-                ));
-            }
+        if let Some((_, last)) = list.last()
+            && last.json != row.json
+        {
+            p.push(format!(
+                "record {id:x}: current body differs from its last revision"
+            ));
         }
     }
     for id in revs.keys() {

@@ -226,10 +226,10 @@ impl WriteTx<'_> {
     }
 
     fn restore_linked_bucket(&mut self, id: RecordId) -> Result<()> {
-        if let Some(bucket) = self.linked_bucket(id)? {
-            if self.any_bucket(bucket)?.deleted {
-                self.undelete_bucket(bucket)?;
-            }
+        if let Some(bucket) = self.linked_bucket(id)?
+            && self.any_bucket(bucket)?.deleted
+        {
+            self.undelete_bucket(bucket)?;
         }
         Ok(())
     }

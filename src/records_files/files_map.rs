@@ -15,12 +15,11 @@ impl FilesMap {
         let mut map = FilesMap::default();
         if let Some(Value::Array(items)) = body.get(FILES_FIELD) {
             for item in items {
-                if let Value::Object(entry) = item {
-                    if let Some(Value::String(key)) = entry.get("key") {
-                        if map.get(key).is_none() {
-                            map.entries.push((key.clone(), entry.clone()));
-                        }
-                    }
+                if let Value::Object(entry) = item
+                    && let Some(Value::String(key)) = entry.get("key")
+                    && map.get(key).is_none()
+                {
+                    map.entries.push((key.clone(), entry.clone()));
                 }
             }
         }
