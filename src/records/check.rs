@@ -109,3 +109,63 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::records::RecordsQuery;
+    use crate::storage::Store;
+    use serde_json::json;
+
+    fn problems(store: &Store) -> Vec<String> {
+        store.check().unwrap().problems
+    }
+
+    #[test]
+    fn a_gap_in_revisions_is_reported() {
+        let store = Store::in_memory().unwrap();
+        let mut r = store.create_record(json!({})).unwrap();
+        store.commit_record(&mut r).unwrap();
+        store.commit_record(&mut r).unwrap();
+        assert!(problems(&store).is_empty());
+        store
+            .write(|tx| {
+                tx.t.record_revisions.remove((r.id().raw(), 1))?;
+                Ok(())
+            })
+            .unwrap();
+        let p = problems(&store);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("[0, 2]"), "{p:?}");
+    }
+
+    #[test]
+    fn a_bucket_link_without_its_reverse_is_reported() {
+        let store = Store::in_memory().unwrap();
+        let r = store.create_record(json!({})).unwrap();
+        let bucket = r.bucket_id().unwrap();
+        store
+            .write(|tx| {
+                tx.t.bucket_records.remove(bucket.raw())?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(!problems(&store).is_empty());
+    }
+
+    #[test]
+    fn a_pid_naming_a_missing_record_is_reported() {
+        let store = Store::in_memory().unwrap();
+        let r = store.create_record(json!({})).unwrap();
+        store.mint_recid(r.id()).unwrap();
+        store
+            .write(|tx| {
+                tx.t.records.remove(r.id().raw())?;
+                tx.t.record_revisions.remove((r.id().raw(), 0))?;
+                Ok(())
+            })
+            .unwrap();
+        let p = problems(&store);
+        assert!(p.iter().any(|l| l.contains("pid recid:1")), "{p:?}");
+        assert!(store.read(|tx| tx.record_with_deleted(r.id())).unwrap().is_none());
+    }
+}
