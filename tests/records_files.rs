@@ -479,6 +479,12 @@ fn every_object_version_attribute_is_reserved() {
         assert!(FileObject::is_reserved(name), "{name}");
         assert!(RESERVED_KEYS.contains(&name));
     }
+    for name in ["__table__", "_sa_instance_state", "copy", "query"] {
+        assert!(FileObject::is_reserved(name), "{name}");
+    }
+    for name in ["filetype", "description", "_private", "__"] {
+        assert!(!FileObject::is_reserved(name), "{name}");
+    }
 }
 
 #[test]

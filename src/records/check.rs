@@ -166,6 +166,11 @@ mod tests {
             .unwrap();
         let p = problems(&store);
         assert!(p.iter().any(|l| l.contains("pid recid:1")), "{p:?}");
-        assert!(store.read(|tx| tx.record_with_deleted(r.id())).unwrap().is_none());
+        assert!(
+            store
+                .read(|tx| tx.record_with_deleted(r.id()))
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -45,7 +45,9 @@ pub const RESERVED_KEYS: &[&str] = &[
     "set_contents",
     "set_file",
     "set_location",
-    // SQLAlchemy internals
+    "validate_key",
+    "ix_uq_partial_files_object_is_head_dll",
+    // SQLAlchemy internals (with every `__dunder__` and `_sa_` name, see `is_reserved`)
     "metadata",
     "query",
     "query_class",
@@ -96,9 +98,12 @@ impl FileObject {
         FileObject { object, data }
     }
 
-    /// Whether `name` is reserved for object-version attributes.
+    /// Whether `name` is reserved for object-version attributes: one of [`RESERVED_KEYS`],
+    /// a Python `__dunder__` name or a SQLAlchemy `_sa_` name.
     pub fn is_reserved(name: &str) -> bool {
         RESERVED_KEYS.contains(&name)
+            || name.starts_with("_sa_")
+            || (name.len() > 4 && name.starts_with("__") && name.ends_with("__"))
     }
 
     /// Fails with `ReservedKey` when `name` cannot hold metadata.
