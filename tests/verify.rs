@@ -73,3 +73,42 @@ fn verify_finds_a_corrupted_chunk_and_reads_refuse_the_damaged_range() {
             == Some(true)
     );
 }
+
+#[test]
+fn without_read_verification_damage_is_still_found_by_fixity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let marker = b"UNVERIFIED-READS-MARKER-".repeat(200);
+    let (bucket_id, damaged) = {
+        let store = Store::builder().chunk_size(4096).open(&path).unwrap();
+        let b = bucket(&store);
+        let d = put(&store, b.id, "damaged", &marker[..4096]);
+        (b.id, d)
+    };
+    let mut raw = std::fs::read(&path).unwrap();
+    let at = raw
+        .windows(64)
+        .position(|w| w == &marker[..64])
+        .expect("chunk bytes in the file");
+    raw[at + 10] ^= 0xFF;
+    std::fs::write(&path, &raw).unwrap();
+    let store = Store::builder()
+        .chunk_size(4096)
+        .verify_reads(false)
+        .open(&path)
+        .unwrap();
+    let read = store
+        .open_object(bucket_id, "damaged")
+        .unwrap()
+        .read_range(0, 4096)
+        .unwrap();
+    assert_ne!(
+        read,
+        marker[..4096],
+        "the damaged bytes come back unchecked"
+    );
+    assert_eq!(
+        store.verify_all().unwrap().damaged,
+        vec![damaged.file_id.unwrap()]
+    );
+}

@@ -3,21 +3,24 @@
 use super::Hash;
 use crate::error::{Error, Result};
 use crate::ids::FileId;
-use redb::ReadOnlyTable;
+use redb::{OwnedAccessGuard, ReadOnlyTable};
 
 use std::io::{self, Read, Seek, SeekFrom};
 
 /// Reads one file's bytes from a consistent snapshot. Seeking is free; a read touches only the
 /// chunks that hold the requested bytes, and each chunk is checked against its blake3 hash
-/// before any of its bytes are returned.
+/// before any of its bytes are returned (unless the store was opened with
+/// `StoreBuilder::verify_reads(false)`).
 pub struct FileReader {
     file: FileId,
     size: u64,
+    verify: bool,
     pos: u64,
     file_chunks: ReadOnlyTable<(u128, u64), Hash>,
     chunks: ReadOnlyTable<Hash, &'static [u8]>,
-    // The chunk last read: its offset in the file and its verified bytes.
-    current: Option<(u64, Vec<u8>)>,
+    // The chunk last read: its offset in the file and its verified bytes, held in place in the
+    // engine's page (no copy) for as long as reads stay inside it.
+    current: Option<(u64, OwnedAccessGuard<&'static [u8]>)>,
 }
 
 impl std::fmt::Debug for FileReader {
@@ -31,10 +34,16 @@ impl std::fmt::Debug for FileReader {
 }
 
 impl FileReader {
-    pub(crate) fn new(txn: &redb::ReadTransaction, file: FileId, size: u64) -> Result<FileReader> {
+    pub(crate) fn new(
+        txn: &redb::ReadTransaction,
+        file: FileId,
+        size: u64,
+        verify: bool,
+    ) -> Result<FileReader> {
         Ok(FileReader {
             file,
             size,
+            verify,
             pos: 0,
             file_chunks: txn.open_table(crate::storage::defs::file_chunks)?,
             chunks: txn.open_table(crate::storage::defs::chunks)?,
@@ -75,7 +84,7 @@ impl FileReader {
     /// Makes the chunk that holds byte `pos` current and returns (its offset, its bytes).
     fn load_chunk(&mut self, pos: u64) -> Result<(u64, &[u8])> {
         let hit = matches!(&self.current,
-            Some((start, b)) if *start <= pos && pos < *start + b.len() as u64);
+            Some((start, b)) if *start <= pos && pos < *start + b.value().len() as u64);
         if !hit {
             let id = self.file.raw();
             let (start, hash) = match self.file_chunks.range((id, 0)..=(id, pos))?.next_back() {
@@ -85,20 +94,20 @@ impl FileReader {
                 }
                 None => return Err(self.damaged(pos, "no chunk covers this offset")),
             };
-            let bytes = match self.chunks.get(&hash)? {
-                Some(g) => g.value().to_vec(),
+            let bytes = match self.chunks.get_owned(&hash)? {
+                Some(g) => g,
                 None => return Err(self.damaged(pos, "chunk is missing")),
             };
-            if blake3::hash(&bytes).as_bytes() != &hash {
+            if self.verify && blake3::hash(bytes.value()).as_bytes() != &hash {
                 return Err(self.damaged(start, "chunk bytes do not match their hash"));
             }
-            if pos >= start + bytes.len() as u64 {
+            if pos >= start + bytes.value().len() as u64 {
                 return Err(self.damaged(pos, "gap between chunks"));
             }
             self.current = Some((start, bytes));
         }
         match &self.current {
-            Some((start, b)) => Ok((*start, b.as_slice())),
+            Some((start, b)) => Ok((*start, b.value())),
             None => Err(self.damaged(pos, "no chunk loaded")),
         }
     }

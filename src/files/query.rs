@@ -367,7 +367,7 @@ impl ReadTx {
         if !row.readable {
             return Err(Error::FileUnreadable { file: id });
         }
-        FileReader::new(self.txn(), id, row.size)
+        FileReader::new(self.txn(), id, row.size, self.cfg.verify_reads)
     }
 
     /// Opens the content of the live head of `key`.

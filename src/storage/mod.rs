@@ -29,6 +29,7 @@ pub(crate) struct Config {
     pub durability: Durability,
     pub max_key_len: usize,
     pub staging_batch_bytes: usize,
+    pub verify_reads: bool,
     pub multipart: MultipartLimits,
 }
 
