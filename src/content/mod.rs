@@ -228,6 +228,33 @@ impl Digests {
     }
 }
 
+/// The stored file with exactly this content (same blake3 and size), if any. It learns the
+/// md5 when it did not have one yet.
+pub(crate) fn find_duplicate(
+    t: &mut WTables<'_>,
+    blake3: &Hash,
+    size: u64,
+    md5: Option<[u8; 16]>,
+) -> Result<Option<FileId>> {
+    let existing = t
+        .files_by_hash
+        .get(blake3)?
+        .map(|g| FileId::from_raw(g.value()));
+    let Some(id) = existing else {
+        return Ok(None);
+    };
+    match get_file_row(t, id)? {
+        Some(mut row) if row.size == size => {
+            if row.md5.is_none() && md5.is_some() {
+                row.md5 = md5;
+                put_file_row(t, id, &row)?;
+            }
+            Ok(Some(id))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Registers freshly written content as a file, or finds the identical file already stored.
 /// `chunks` are (offset, hash) pairs whose chunk bytes are already in `chunks` with their
 /// reference counts *not yet* raised for this file. Returns the file id; the caller then takes
@@ -242,27 +269,15 @@ pub(crate) fn register_file(
     now: Timestamp,
 ) -> Result<FileId> {
     let (blake3, md5) = digest;
-    let existing = t
-        .files_by_hash
-        .get(&blake3)?
-        .map(|g| FileId::from_raw(g.value()));
-    if let Some(existing) = existing {
-        if let Some(mut row) = get_file_row(t, existing)? {
-            if row.size == size {
-                if row.md5.is_none() && md5.is_some() {
-                    row.md5 = md5;
-                    put_file_row(t, existing, &row)?;
-                }
-                // Chunks stored only for this copy (none, unless blake3 collided) go again.
-                for (_, h) in chunks {
-                    if t.chunk_refs.get(h)?.map(|g| g.value()) == Some(0) {
-                        t.chunk_refs.remove(h)?;
-                        t.chunks.remove(h)?;
-                    }
-                }
-                return Ok(existing);
+    if let Some(existing) = find_duplicate(t, &blake3, size, md5)? {
+        // Chunks stored only for this copy (none, unless blake3 collided) go again.
+        for (_, h) in chunks {
+            if t.chunk_refs.get(h)?.map(|g| g.value()) == Some(0) {
+                t.chunk_refs.remove(h)?;
+                t.chunks.remove(h)?;
             }
         }
+        return Ok(existing);
     }
     let id = FileId::new();
     for (off, h) in chunks {

@@ -7,7 +7,7 @@
 //! panic (its drop guard), or by the next open after a crash.
 
 use super::write::{ChunkSource, StreamLimits};
-use super::{Digests, FileRow, Hash, get_file_row, put_file_row, release_chunk};
+use super::{Digests, FileRow, Hash, find_duplicate, put_file_row, release_chunk};
 use crate::error::Result;
 use crate::ids::{FileId, Timestamp};
 use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
@@ -163,21 +163,9 @@ pub(crate) fn discard(t: &mut WTables<'_>, id: u128) -> Result<bool> {
 pub(crate) fn adopt(tx: &mut WriteTx<'_>, staged: &StagedContent, class: &str) -> Result<FileId> {
     let t = &mut tx.t;
     let (blake3, md5) = staged.digest;
-    let existing = t
-        .files_by_hash
-        .get(&blake3)?
-        .map(|g| FileId::from_raw(g.value()));
-    if let Some(existing) = existing {
-        if let Some(mut row) = get_file_row(t, existing)? {
-            if row.size == staged.size {
-                if row.md5.is_none() && md5.is_some() {
-                    row.md5 = md5;
-                    put_file_row(t, existing, &row)?;
-                }
-                discard(t, staged.id)?;
-                return Ok(existing);
-            }
-        }
+    if let Some(existing) = find_duplicate(t, &blake3, staged.size, md5)? {
+        discard(t, staged.id)?;
+        return Ok(existing);
     }
     let id = FileId::new();
     for (off, h) in staged_chunks(&t.staged_chunks, staged.id)? {

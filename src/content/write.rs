@@ -25,23 +25,23 @@ impl StreamLimits {
     /// Checks the running total; called after every read so a stream is cut off at the first
     /// byte over a limit rather than stored and then refused.
     pub(crate) fn check_running(&self, total: u64) -> Result<()> {
-        if let Some(d) = self.declared {
-            if total > d {
-                return Err(Error::UnexpectedFileSize {
-                    expected: d,
-                    actual: total,
-                });
-            }
+        if let Some(d) = self.declared
+            && total > d
+        {
+            return Err(Error::UnexpectedFileSize {
+                expected: d,
+                actual: total,
+            });
         }
-        if let Some(c) = self.cap {
-            if total > c.bytes {
-                return Err(Error::FileSize {
-                    bucket: c.bucket,
-                    limit: c.kind,
-                    limit_bytes: c.bytes,
-                    attempted: total,
-                });
-            }
+        if let Some(c) = self.cap
+            && total > c.bytes
+        {
+            return Err(Error::FileSize {
+                bucket: c.bucket,
+                limit: c.kind,
+                limit_bytes: c.bytes,
+                attempted: total,
+            });
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 use super::rows::*;
 use super::validate_key;
 use crate::content::staging::{claim_for_part, discard, stage, staged_chunks};
-use crate::content::{Digests, FileRow, Hash, StreamLimits, put_file_row};
+use crate::content::{Digests, FileRow, Hash, StreamLimits, find_duplicate, put_file_row};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, FileId, Timestamp, UploadId};
 use crate::storage::{Store, WriteTx, enc};
@@ -310,16 +310,7 @@ impl Store {
                     }
                 }
             }
-            let existing =
-                tx.t.files_by_hash
-                    .get(&blake3)?
-                    .map(|g| FileId::from_raw(g.value()));
-            let existing = match existing {
-                Some(f) => crate::content::get_file_row(&tx.t, f)?
-                    .filter(|r| r.size == mp.size)
-                    .map(|_| f),
-                None => None,
-            };
+            let existing = find_duplicate(&mut tx.t, &blake3, mp.size, md5)?;
             let file = match existing {
                 Some(f) => {
                     for (_, p) in &parts {

@@ -45,15 +45,15 @@ pub(crate) fn limits_for(bucket: &Bucket, declared: Option<u64>) -> Result<Strea
         kind,
         bytes,
     });
-    if let (Some(c), Some(d)) = (cap, declared) {
-        if d > c.bytes {
-            return Err(Error::FileSize {
-                bucket: bucket.id,
-                limit: c.kind,
-                limit_bytes: c.bytes,
-                attempted: d,
-            });
-        }
+    if let (Some(c), Some(d)) = (cap, declared)
+        && d > c.bytes
+    {
+        return Err(Error::FileSize {
+            bucket: bucket.id,
+            limit: c.kind,
+            limit_bytes: c.bytes,
+            attempted: d,
+        });
     }
     Ok(StreamLimits { declared, cap })
 }

@@ -84,11 +84,7 @@ impl Store {
         })?;
         let batch = self.inner.cfg.staging_batch_bytes as u64;
         let mut reader = reader;
-        let mut head = Vec::new();
-        (&mut reader)
-            .take(batch + 1)
-            .read_to_end(&mut head)
-            .map_err(|source| Error::UploadStream { source })?;
+        let head = read_up_to(&mut reader, batch + 1)?;
         if head.len() as u64 <= batch {
             return self.write(|tx| tx.put_object(bucket, key, Cursor::new(head), opts));
         }
@@ -181,4 +177,22 @@ impl Store {
     pub fn open_file(&self, id: FileId) -> Result<FileReader> {
         self.snapshot()?.open_file(id)
     }
+}
+
+/// Reads at most `limit` bytes, growing the buffer only as data arrives (a small file costs a
+/// small buffer). A reader claiming to have read more than it was offered is clamped rather
+/// than trusted, so a broken reader cannot make us panic.
+fn read_up_to(reader: &mut dyn Read, limit: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut piece = [0u8; 64 * 1024];
+    while (out.len() as u64) < limit {
+        let want = (limit - out.len() as u64).min(piece.len() as u64) as usize;
+        match reader.read(&mut piece[..want]) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&piece[..n.min(want)]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(Error::UploadStream { source }),
+        }
+    }
+    Ok(out)
 }

@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub trait Backend: Debug + Send + Sync + 'static {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// Whether the storage holds no bytes.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Fills `out` from `offset`.
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()>;
     /// Grows (zero-filled) or shrinks the storage.

@@ -191,6 +191,13 @@ fn open_error(e: redb::DatabaseError) -> Error {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
             Error::NotAStore { detail }
         }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Error::NotAStore {
+                detail: io.to_string(),
+            }
+        }
         redb::DatabaseError::Storage(redb::StorageError::Io(io)) => Error::Io(io),
         other => Error::from(other),
     }

@@ -1,0 +1,89 @@
+//! Content addressing: identical bytes are stored once, and freed with their last reference.
+
+mod common;
+use common::*;
+use recfiles::prelude::*;
+use std::path::Path;
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap().len()
+}
+
+#[test]
+fn identical_content_shares_one_file() {
+    let store = small_store();
+    let b = bucket(&store);
+    let data = bytes(7, 50_000);
+    let v1 = put(&store, b.id, "a", &data);
+    let v2 = put(&store, b.id, "b", &data);
+    let big = store
+        .put_object(b.id, "c", &data[..], &PutOptions::default())
+        .unwrap();
+    assert_eq!(v1.file_id, v2.file_id);
+    assert_eq!(v1.file_id, big.file_id);
+    assert_eq!(
+        store.file(v1.file_id.unwrap()).unwrap().unwrap().references,
+        3
+    );
+    // Every copy counts in the bucket even though the bytes are stored once.
+    assert_eq!(store.bucket(b.id).unwrap().unwrap().size, 150_000);
+    assert_consistent(&store);
+}
+
+#[test]
+fn content_is_freed_when_its_last_reference_goes() {
+    let store = small_store();
+    let b = bucket(&store);
+    let data = bytes(8, 30_000);
+    let v1 = put(&store, b.id, "a", &data);
+    let v2 = put(&store, b.id, "b", &data);
+    let file = v1.file_id.unwrap();
+    store.remove_version(v1.version_id).unwrap();
+    assert_eq!(store.file(file).unwrap().unwrap().references, 1);
+    store.remove_version(v2.version_id).unwrap();
+    assert!(store.file(file).unwrap().is_none());
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_second_put_of_the_same_large_content_barely_grows_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = Store::builder()
+        .chunk_size(64 * 1024 - 64)
+        .staging_batch(1 << 20)
+        .open(&path)
+        .unwrap();
+    let b = bucket(&store);
+    let data = bytes(9, 8 << 20);
+    put(&store, b.id, "first", &data);
+    let after_first = file_len(&path);
+    put(&store, b.id, "second", &data);
+    let after_second = file_len(&path);
+    assert!(after_first > 8 << 20);
+    assert!(
+        after_second - after_first < (8 << 20) / 100,
+        "grew by {} bytes",
+        after_second - after_first
+    );
+    assert_eq!(read_all(&store, b.id, "second"), data);
+    assert_consistent(&store);
+}
+
+#[test]
+fn chunks_shared_between_different_files_are_kept_until_both_go() {
+    let store = small_store();
+    let b = bucket(&store);
+    let common_part = bytes(10, 4096 * 3);
+    let mut one = common_part.clone();
+    one.extend_from_slice(b"tail one");
+    let mut two = common_part;
+    two.extend_from_slice(b"tail two");
+    let v1 = put(&store, b.id, "one", &one);
+    let v2 = put(&store, b.id, "two", &two);
+    assert_ne!(v1.file_id, v2.file_id);
+    store.remove_version(v1.version_id).unwrap();
+    assert_eq!(read_all(&store, b.id, "two"), two);
+    store.remove_version(v2.version_id).unwrap();
+    assert_consistent(&store);
+}

@@ -1,0 +1,89 @@
+//! Maintenance: the integrity check notices broken invariants; compaction reclaims space.
+
+mod common;
+use common::*;
+use recfiles::prelude::*;
+use redb::TableDefinition;
+
+const HEADS: TableDefinition<(u128, &str), u64> = TableDefinition::new("heads");
+const CHUNK_REFS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunk_refs");
+
+fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    f(&tx);
+    tx.commit().unwrap();
+}
+
+#[test]
+fn check_reports_a_key_without_a_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let b = {
+        let store = Store::open(&path).unwrap();
+        let b = bucket(&store);
+        put(&store, b.id, "k", b"v");
+        assert_consistent(&store);
+        b.id
+    };
+    tamper(&path, |tx| {
+        tx.open_table(HEADS)
+            .unwrap()
+            .remove((b.uuid().as_u128(), "k"))
+            .unwrap();
+    });
+    let report = Store::open(&path).unwrap().check().unwrap();
+    assert!(!report.is_ok());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("has versions but no head")),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn check_reports_a_wrong_chunk_reference_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    drop({
+        let store = Store::open(&path).unwrap();
+        let b = bucket(&store);
+        put(&store, b.id, "k", b"v");
+        store
+    });
+    tamper(&path, |tx| {
+        let mut refs = tx.open_table(CHUNK_REFS).unwrap();
+        let h = *blake3::hash(b"v").as_bytes();
+        refs.insert(h, 5).unwrap();
+    });
+    let report = Store::open(&path).unwrap().check().unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("counts 5 references, has 1")),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn compaction_gives_back_the_space_of_removed_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::builder()
+        .chunk_size(64 * 1024 - 64)
+        .open(&path)
+        .unwrap();
+    let b = bucket(&store);
+    let v = put(&store, b.id, "big", &bytes(1, 12 << 20));
+    put(&store, b.id, "small", b"kept");
+    let full = std::fs::metadata(&path).unwrap().len();
+    store.remove_version(v.version_id).unwrap();
+    while store.compact().unwrap() {}
+    let compacted = std::fs::metadata(&path).unwrap().len();
+    assert!(compacted < full / 2, "{full} -> {compacted}");
+    assert_eq!(read_all(&store, b.id, "small"), b"kept");
+    assert_consistent(&store);
+}

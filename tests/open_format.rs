@@ -1,0 +1,166 @@
+//! Opening stores: persistence across reopen, format version checks, foreign files, builder
+//! validation.
+
+mod common;
+use common::*;
+use recfiles::prelude::*;
+use recfiles::{Error, FORMAT_VERSION};
+use redb::TableDefinition;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+#[test]
+fn content_survives_closing_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let b = {
+        let store = Store::open(&path).unwrap();
+        let b = bucket(&store);
+        put(&store, b.id, "a", b"persisted");
+        b.id
+    };
+    let store = Store::open(&path).unwrap();
+    assert_eq!(read_all(&store, b, "a"), b"persisted");
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_store_from_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    drop(Store::open(&path).unwrap());
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx.open_table(META).unwrap();
+            let newer =
+                bincode::serde::encode_to_vec(FORMAT_VERSION + 1, bincode::config::standard())
+                    .unwrap();
+            meta.insert("format_version", newer.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    match Store::open(&path) {
+        Err(Error::FormatTooNew { found, supported }) => {
+            assert_eq!((found, supported), (FORMAT_VERSION + 1, FORMAT_VERSION));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_foreign_redb_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(TableDefinition::<u64, u64>::new("something_else"))
+            .unwrap()
+            .insert(1, 2)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(matches!(Store::open(&path), Err(Error::NotAStore { .. })));
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.redb");
+    std::fs::write(&path, vec![0x5Au8; 64 * 1024]).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(err, Error::NotAStore { .. } | Error::Engine(_)),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![0x5Au8; 64 * 1024],
+        "the file is left alone"
+    );
+}
+
+#[test]
+fn builder_options_out_of_range_are_refused() {
+    assert!(matches!(
+        Store::builder().chunk_size(10).in_memory(),
+        Err(Error::InvalidConfig {
+            option: "chunk_size",
+            ..
+        })
+    ));
+    assert!(matches!(
+        Store::builder()
+            .chunk_size(1 << 20)
+            .staging_batch(1024)
+            .in_memory(),
+        Err(Error::InvalidConfig {
+            option: "staging_batch",
+            ..
+        })
+    ));
+    assert!(matches!(
+        Store::builder().max_key_len(0).in_memory(),
+        Err(Error::InvalidConfig { .. })
+    ));
+}
+
+#[test]
+fn a_store_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Store>();
+    let store = small_store();
+    let b = bucket(&store);
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    put(&s, b.id, &format!("t{t}/{i}"), &bytes(t * 100 + i, 3000));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        store
+            .list_objects(b.id, &ListOptions::default())
+            .unwrap()
+            .len(),
+        100
+    );
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_read_snapshot_does_not_see_later_commits() {
+    let store = small_store();
+    let b = bucket(&store);
+    put(&store, b.id, "a", b"1");
+    let snap = store.snapshot().unwrap();
+    put(&store, b.id, "b", b"2");
+    use recfiles::FilesQuery;
+    assert!(snap.object(b.id, "b").unwrap().is_none());
+    assert!(store.object(b.id, "b").unwrap().is_some());
+}
+
+#[test]
+fn a_failing_write_closure_rolls_everything_back() {
+    let store = small_store();
+    let b = bucket(&store);
+    let result: recfiles::Result<()> = store.write(|tx| {
+        tx.put_object(b.id, "a", &bytes(1, 20_000)[..], &PutOptions::default())?;
+        tx.create_bucket(&BucketOptions::default())?;
+        Err(Error::InvalidOperation {
+            reason: "caller changed its mind",
+        })
+    });
+    assert!(result.is_err());
+    assert!(store.object(b.id, "a").unwrap().is_none());
+    assert_eq!(store.buckets().unwrap().len(), 1);
+    assert_consistent(&store);
+}
