@@ -23,7 +23,10 @@ fn flip(path: &Path, needle: &[u8]) -> usize {
     let mut bytes = std::fs::read(path).unwrap();
     let mut hits = Vec::new();
     let mut from = 0;
-    while let Some(i) = bytes[from..].windows(needle.len()).position(|w| w == needle) {
+    while let Some(i) = bytes[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+    {
         hits.push(from + i);
         from += i + 1;
     }
@@ -91,7 +94,10 @@ fn a_flipped_byte_in_a_chunk_is_named_by_fixity_and_never_read_as_data() {
     want.sort();
     assert_eq!(report.damaged, want, "{report:?}");
     assert_eq!(report.checked, 4);
-    assert_eq!(store.file(f.victim).unwrap().unwrap().last_check, Some(false));
+    assert_eq!(
+        store.file(f.victim).unwrap().unwrap().last_check,
+        Some(false)
+    );
     assert_eq!(store.file(f.big).unwrap().unwrap().last_check, Some(true));
 
     // Reading the damaged chunk fails, typed; nothing wrong is ever returned.
@@ -100,7 +106,10 @@ fn a_flipped_byte_in_a_chunk_is_named_by_fixity_and_never_read_as_data() {
         .unwrap()
         .read_range(2 * CHUNK as u64 + 10, 100)
         .unwrap_err();
-    assert!(matches!(err, Error::Corruption { file: Some(id), .. } if id == f.victim), "{err}");
+    assert!(
+        matches!(err, Error::Corruption { file: Some(id), .. } if id == f.victim),
+        "{err}"
+    );
     let err = read_all(&store, f.victim).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
     let err = read_all(&store, f.sharer).unwrap_err();
@@ -109,9 +118,16 @@ fn a_flipped_byte_in_a_chunk_is_named_by_fixity_and_never_read_as_data() {
     // The undamaged chunks of the damaged file, and every other file, read fine.
     let mut r = store.open_file(f.victim).unwrap();
     assert_eq!(r.read_range(0, 2 * CHUNK).unwrap(), &victim[..2 * CHUNK]);
-    assert_eq!(r.read_range(3 * CHUNK as u64, 2 * CHUNK).unwrap(), &victim[3 * CHUNK..]);
     assert_eq!(
-        store.open_file(f.sharer).unwrap().read_range(CHUNK as u64, 1000).unwrap(),
+        r.read_range(3 * CHUNK as u64, 2 * CHUNK).unwrap(),
+        &victim[3 * CHUNK..]
+    );
+    assert_eq!(
+        store
+            .open_file(f.sharer)
+            .unwrap()
+            .read_range(CHUNK as u64, 1000)
+            .unwrap(),
         &sharer[CHUNK..]
     );
     assert_eq!(read_all(&store, f.bystander).unwrap(), bystander);
@@ -130,21 +146,36 @@ fn bit_rot_in_a_staged_file_is_found_and_the_store_recovers_once_it_is_removed()
     let store = builder().open(&path).unwrap();
     assert_eq!(store.verify_all().unwrap().damaged, vec![f.big]);
     let mut r = store.open_file(f.big).unwrap();
-    assert!(matches!(r.read_range(5 * CHUNK as u64, 1), Err(Error::Corruption { .. })));
-    assert!(matches!(r.read_range(33 * CHUNK as u64 + 4000, 200), Err(Error::Corruption { .. })));
-    assert_eq!(r.read_range(6 * CHUNK as u64, CHUNK).unwrap(), &big[6 * CHUNK..7 * CHUNK]);
+    assert!(matches!(
+        r.read_range(5 * CHUNK as u64, 1),
+        Err(Error::Corruption { .. })
+    ));
+    assert!(matches!(
+        r.read_range(33 * CHUNK as u64 + 4000, 200),
+        Err(Error::Corruption { .. })
+    ));
+    assert_eq!(
+        r.read_range(6 * CHUNK as u64, CHUNK).unwrap(),
+        &big[6 * CHUNK..7 * CHUNK]
+    );
 
     // The damaged object can be removed; the store is whole again and takes new writes.
     let b = store.buckets().unwrap()[0].id;
     let v = store.object(b, "big").unwrap().unwrap();
     store.remove_version(v.version_id).unwrap();
     assert!(store.file(f.big).unwrap().is_none());
-    store.put_object(b, "big", &big[..], &PutOptions::default()).unwrap();
+    store
+        .put_object(b, "big", &big[..], &PutOptions::default())
+        .unwrap();
     let report = store.verify_all().unwrap();
     assert!(report.damaged.is_empty(), "{report:?}");
     assert!(store.check().unwrap().problems.is_empty());
     let mut again = Vec::new();
-    store.open_object(b, "big").unwrap().read_to_end(&mut again).unwrap();
+    store
+        .open_object(b, "big")
+        .unwrap()
+        .read_to_end(&mut again)
+        .unwrap();
     assert_eq!(again, big);
     assert_eq!(read_all(&store, f.bystander).unwrap(), bystander);
 }

@@ -51,7 +51,10 @@ fn crash_child() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
         return; // Only meaningful when started by `processes_killed_at_random_lose_nothing`.
     };
-    let seed: u64 = std::env::var("RECFILES_CRASH_CHILD_SEED").unwrap().parse().unwrap();
+    let seed: u64 = std::env::var("RECFILES_CRASH_CHILD_SEED")
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut rng = Rng(seed | 1);
     let store = builder().open(&path).unwrap();
     let bucket = store.buckets().unwrap()[0].id;
@@ -101,10 +104,22 @@ fn crash_child() {
     }
 }
 
-fn put(store: &Store, bucket: BucketId, key: &str, seed: u64, size: usize, report: &impl Fn(String)) {
+fn put(
+    store: &Store,
+    bucket: BucketId,
+    key: &str,
+    seed: u64,
+    size: usize,
+    report: &impl Fn(String),
+) {
     report(format!("BEGIN PUT {key} {seed} {size}"));
     let v = store
-        .put_object(bucket, key, &content(seed, size)[..], &PutOptions::default())
+        .put_object(
+            bucket,
+            key,
+            &content(seed, size)[..],
+            &PutOptions::default(),
+        )
         .unwrap();
     report(format!("DONE PUT {key} {}", v.version_id));
 }
@@ -126,8 +141,12 @@ fn parse_begin(words: &[&str]) -> Call {
             seed: seed.parse().unwrap(),
             size: size.parse().unwrap(),
         },
-        ["DEL", key] => Call::Del { key: key.to_string() },
-        ["RM", v] => Call::Rm { version: v.parse().unwrap() },
+        ["DEL", key] => Call::Del {
+            key: key.to_string(),
+        },
+        ["RM", v] => Call::Rm {
+            version: v.parse().unwrap(),
+        },
         other => panic!("unexpected report {other:?}"),
     }
 }
@@ -137,10 +156,16 @@ fn apply(model: &mut Model, call: &Call, id: Option<VersionId>) {
     match call {
         Call::Put { key, seed, size } => {
             let id = id.unwrap_or_else(unknown_id);
-            model.entry(key.clone()).or_default().insert(0, (id, Some((*seed, *size))));
+            model
+                .entry(key.clone())
+                .or_default()
+                .insert(0, (id, Some((*seed, *size))));
         }
         Call::Del { key } => {
-            let live = model.get(key).and_then(|vs| vs.first()).is_some_and(|v| v.1.is_some());
+            let live = model
+                .get(key)
+                .and_then(|vs| vs.first())
+                .is_some_and(|v| v.1.is_some());
             if live {
                 let id = id.unwrap_or_else(unknown_id);
                 model.entry(key.clone()).or_default().insert(0, (id, None));
@@ -160,8 +185,11 @@ fn unknown_id() -> VersionId {
     "00000000-0000-0000-0000-000000000000".parse().unwrap()
 }
 
+/// key → versions newest first, with their bytes (`None` for a delete marker).
+type Seen = BTreeMap<String, Vec<(VersionId, Option<Vec<u8>>)>>;
+
 /// What the store holds: key → versions newest first, with their bytes.
-fn observe(store: &Store, bucket: BucketId) -> BTreeMap<String, Vec<(VersionId, Option<Vec<u8>>)>> {
+fn observe(store: &Store, bucket: BucketId) -> Seen {
     let mut out = BTreeMap::new();
     let all = ListOptions {
         with_deleted: true,
@@ -183,7 +211,7 @@ fn observe(store: &Store, bucket: BucketId) -> BTreeMap<String, Vec<(VersionId, 
 }
 
 /// Whether the store matches the model; a nil id in the model matches any id.
-fn matches(model: &Model, seen: &BTreeMap<String, Vec<(VersionId, Option<Vec<u8>>)>>) -> bool {
+fn matches(model: &Model, seen: &Seen) -> bool {
     model.len() == seen.len()
         && model.iter().all(|(k, vs)| {
             seen.get(k).is_some_and(|svs| {
@@ -191,7 +219,9 @@ fn matches(model: &Model, seen: &BTreeMap<String, Vec<(VersionId, Option<Vec<u8>
                     && vs.iter().zip(svs).all(|((id, c), (sid, sc))| {
                         (id == sid || id.uuid().is_nil())
                             && match (c, sc) {
-                                (Some((seed, size)), Some(bytes)) => content(*seed, *size) == *bytes,
+                                (Some((seed, size)), Some(bytes)) => {
+                                    content(*seed, *size) == *bytes
+                                }
                                 (None, None) => true,
                                 _ => false,
                             }
@@ -201,11 +231,15 @@ fn matches(model: &Model, seen: &BTreeMap<String, Vec<(VersionId, Option<Vec<u8>
 }
 
 /// The model as the store showed it (learning the in-flight call's id, if it landed).
-fn model_from(seen: &BTreeMap<String, Vec<(VersionId, Option<Vec<u8>>)>>, guide: &Model) -> Model {
+fn model_from(seen: &Seen, guide: &Model) -> Model {
     let mut out = Model::new();
     for (k, svs) in seen {
         let gvs = &guide[k];
-        let vs = svs.iter().zip(gvs).map(|((id, _), (_, c))| (*id, *c)).collect();
+        let vs = svs
+            .iter()
+            .zip(gvs)
+            .map(|((id, _), (_, c))| (*id, *c))
+            .collect();
         out.insert(k.clone(), vs);
     }
     out
@@ -257,10 +291,10 @@ fn round(path: &Path, seed: u64, model: &mut Model, tally: &mut Tally, rng: &mut
     let mut rest = String::new();
     lines.read_to_string(&mut rest).unwrap();
     for l in rest.split_inclusive('\n') {
-        if let Some(r) = l.find("@@ ").map(|i| &l[i + 3..]) {
-            if r.ends_with('\n') {
-                reports.push(r.trim_end().to_string());
-            }
+        if let Some(r) = l.find("@@ ").map(|i| &l[i + 3..])
+            && r.ends_with('\n')
+        {
+            reports.push(r.trim_end().to_string());
         }
     }
 
@@ -276,11 +310,16 @@ fn round(path: &Path, seed: u64, model: &mut Model, tally: &mut Tally, rng: &mut
             "DONE" => {
                 let call = in_flight.take().expect("DONE without BEGIN");
                 let id = match (&call, words.last()) {
-                    (Call::Put { .. } | Call::Del { .. }, Some(id)) if *id != "-" => Some(id.parse().unwrap()),
+                    (Call::Put { .. } | Call::Del { .. }, Some(id)) if *id != "-" => {
+                        Some(id.parse().unwrap())
+                    }
                     _ => None,
                 };
                 if let (Call::Del { key }, Some(&"-")) = (&call, words.last()) {
-                    let live = model.get(key).and_then(|vs| vs.first()).is_some_and(|v| v.1.is_some());
+                    let live = model
+                        .get(key)
+                        .and_then(|vs| vs.first())
+                        .is_some_and(|v| v.1.is_some());
                     assert!(!live, "delete of a live key {key} made no marker");
                 }
                 apply(model, &call, id);
@@ -292,7 +331,10 @@ fn round(path: &Path, seed: u64, model: &mut Model, tally: &mut Tally, rng: &mut
 
     let store = builder().open(path).unwrap();
     let report = store.check().unwrap();
-    assert!(report.is_ok(), "round with seed {seed}: integrity check after the kill: {report:?}");
+    assert!(
+        report.is_ok(),
+        "round with seed {seed}: integrity check after the kill: {report:?}"
+    );
     let bucket = store.buckets().unwrap()[0].id;
     let seen = observe(&store, bucket);
     if matches(model, &seen) {
@@ -314,20 +356,28 @@ fn round(path: &Path, seed: u64, model: &mut Model, tally: &mut Tally, rng: &mut
         tally.in_flight_landed += 1;
         *model = model_from(&seen, &with_call);
     }
-    if let Some(Call::Put { size, .. }) = in_flight {
-        if size > 16 * 1024 {
-            tally.staged_put_in_flight += 1;
-        }
+    if let Some(Call::Put { size, .. }) = in_flight
+        && size > 16 * 1024
+    {
+        tally.staged_put_in_flight += 1;
     }
     let fixity = store.verify_all().unwrap();
-    assert!(fixity.damaged.is_empty(), "damaged after a kill: {fixity:?}");
+    assert!(
+        fixity.damaged.is_empty(),
+        "damaged after a kill: {fixity:?}"
+    );
 }
 
 #[test]
 fn processes_killed_at_random_lose_nothing() {
     let rounds: u64 = std::env::var("RECFILES_CRASH_ROUNDS").map_or(20, |v| v.parse().unwrap());
     let seed: u64 = std::env::var("RECFILES_CRASH_SEED").map_or_else(
-        |_| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+        |_| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        },
         |v| v.parse().unwrap(),
     );
     eprintln!("crash test seed {seed} (RECFILES_CRASH_SEED={seed} replays the kill schedule)");
@@ -346,5 +396,8 @@ fn processes_killed_at_random_lose_nothing() {
     }
     eprintln!("crash test: {tally:?}");
     assert_eq!(tally.kills, rounds);
-    assert!(tally.calls_completed >= rounds, "every round completes calls before the kill");
+    assert!(
+        tally.calls_completed >= rounds,
+        "every round completes calls before the kill"
+    );
 }

@@ -103,7 +103,13 @@ fn builder() -> StoreBuilder {
 /// open uploads.
 type Version = (Option<Vec<u8>>, BTreeMap<String, String>);
 type Upload = (String, u64, Vec<u32>);
-type State = Vec<(u64, bool, BTreeMap<String, String>, BTreeMap<String, Vec<Version>>, Vec<Upload>)>;
+type State = Vec<(
+    u64,
+    bool,
+    BTreeMap<String, String>,
+    BTreeMap<String, Vec<Version>>,
+    Vec<Upload>,
+)>;
 
 fn state(store: &Store) -> recfiles::Result<State> {
     let snap = store.snapshot()?;
@@ -140,21 +146,37 @@ fn state(store: &Store) -> recfiles::Result<State> {
     Ok(out)
 }
 
+/// One public call of the workload.
+type Step = Box<dyn Fn(&Store) -> recfiles::Result<()>>;
+
 /// The workload: every call is one step; `after_step` sees the store after each success.
 fn workload(store: &Store, mut after_step: impl FnMut(&Store)) -> recfiles::Result<()> {
-    let opts = PutOptions::default();
     let a = store.create_bucket(&BucketOptions::default())?.id;
     after_step(store);
-    let steps: Vec<Box<dyn Fn(&Store) -> recfiles::Result<()>>> = vec![
-        Box::new(move |s| s.put_object(a, "small", &content(1, 500)[..], &opts_default()).map(drop)),
-        Box::new(move |s| s.put_object(a, "staged", &content(2, 20_000)[..], &opts_default()).map(drop)),
-        Box::new(move |s| s.put_object(a, "small", &content(3, 700)[..], &opts_default()).map(drop)),
+    let steps: Vec<Step> = vec![
         Box::new(move |s| {
-            let v = s.object(a, "small")?.ok_or(Error::InvalidOperation { reason: "missing" })?;
+            s.put_object(a, "small", &content(1, 500)[..], &opts_default())
+                .map(drop)
+        }),
+        Box::new(move |s| {
+            s.put_object(a, "staged", &content(2, 20_000)[..], &opts_default())
+                .map(drop)
+        }),
+        Box::new(move |s| {
+            s.put_object(a, "small", &content(3, 700)[..], &opts_default())
+                .map(drop)
+        }),
+        Box::new(move |s| {
+            let v = s
+                .object(a, "small")?
+                .ok_or(Error::InvalidOperation { reason: "missing" })?;
             s.set_object_tag(v.version_id, "kind", "text")
         }),
         Box::new(move |s| s.write(|tx| tx.set_bucket_tag(a, "owner", "me"))),
-        Box::new(move |s| s.put_object(a, "dup", &content(2, 20_000)[..], &opts_default()).map(drop)),
+        Box::new(move |s| {
+            s.put_object(a, "dup", &content(2, 20_000)[..], &opts_default())
+                .map(drop)
+        }),
         Box::new(move |s| s.delete_object(a, "staged").map(drop)),
         Box::new(move |s| s.create_bucket(&BucketOptions::default()).map(drop)),
         Box::new(move |s| multipart(s, "mp", 9, 5000, Mp::Init)),
@@ -164,7 +186,9 @@ fn workload(store: &Store, mut after_step: impl FnMut(&Store)) -> recfiles::Resu
         Box::new(move |s| multipart(s, "mp", 9, 5000, Mp::Part(1))),
         Box::new(move |s| multipart(s, "mp", 9, 5000, Mp::Complete)),
         Box::new(move |s| {
-            let dup = s.object(a, "dup")?.ok_or(Error::InvalidOperation { reason: "missing" })?;
+            let dup = s
+                .object(a, "dup")?
+                .ok_or(Error::InvalidOperation { reason: "missing" })?;
             let b = s.buckets()?[1].id;
             s.copy_version(dup.version_id, b, "copy").map(drop)
         }),
@@ -173,7 +197,10 @@ fn workload(store: &Store, mut after_step: impl FnMut(&Store)) -> recfiles::Resu
             let oldest = oldest.ok_or(Error::InvalidOperation { reason: "missing" })?;
             s.remove_version(oldest.version_id)
         }),
-        Box::new(move |s| s.put_object(a, "staged-2", &content(4, 13_000)[..], &opts_default()).map(drop)),
+        Box::new(move |s| {
+            s.put_object(a, "staged-2", &content(4, 13_000)[..], &opts_default())
+                .map(drop)
+        }),
         Box::new(move |s| s.snapshot_bucket(a, true).map(drop)),
         Box::new(move |s| multipart(s, "mp2", 10, 3000, Mp::Init)),
         Box::new(move |s| multipart(s, "mp2", 10, 3000, Mp::Part(0))),
@@ -194,7 +221,6 @@ fn workload(store: &Store, mut after_step: impl FnMut(&Store)) -> recfiles::Resu
             s.sync_bucket(a, b, true).map(drop)
         }),
     ];
-    let _ = opts;
     for step in steps {
         step(store)?;
         after_step(store);
@@ -220,7 +246,9 @@ fn multipart(s: &Store, key: &str, seed: u64, size: usize, call: Mp) -> recfiles
         return s.init_multipart(b, key, size as u64, 2048).map(drop);
     }
     let up = s.multipart_uploads(b)?.into_iter().find(|u| u.key == key);
-    let up = up.ok_or(Error::InvalidOperation { reason: "no such upload" })?;
+    let up = up.ok_or(Error::InvalidOperation {
+        reason: "no such upload",
+    })?;
     match call {
         Mp::Init => unreachable!(),
         Mp::Part(n) => {
@@ -263,7 +291,10 @@ fn summary(s: &State) -> String {
     for (size, locked, tags, objects, uploads) in s {
         out += &format!("bucket size {size} locked {locked} tags {tags:?} uploads {uploads:?}\n");
         for (k, vs) in objects {
-            let lens: Vec<_> = vs.iter().map(|(c, t)| (c.as_ref().map(Vec::len), t.len())).collect();
+            let lens: Vec<_> = vs
+                .iter()
+                .map(|(c, t)| (c.as_ref().map(Vec::len), t.len()))
+                .collect();
             out += &format!("  {k:?}: {lens:?}\n");
         }
     }
@@ -295,7 +326,10 @@ fn reopen_and_verify(image: Vec<u8>, states: &[State], allowed: &[usize], what: 
         .open_backend(SimDisk::from_image(image))
         .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let report = store.check().unwrap();
-    assert!(report.is_ok(), "{what}: integrity check after reopen: {report:?}");
+    assert!(
+        report.is_ok(),
+        "{what}: integrity check after reopen: {report:?}"
+    );
     let found = state(&store).unwrap();
     let pos = which(states, allowed, &found);
     assert!(
@@ -305,8 +339,13 @@ fn reopen_and_verify(image: Vec<u8>, states: &[State], allowed: &[usize], what: 
     );
     // The recovered store takes new writes.
     let b = store.create_bucket(&BucketOptions::default()).unwrap().id;
-    store.put_object(b, "after", &content(99, 6000)[..], &PutOptions::default()).unwrap();
-    assert!(store.check().unwrap().is_ok(), "{what}: check after a new write");
+    store
+        .put_object(b, "after", &content(99, 6000)[..], &PutOptions::default())
+        .unwrap();
+    assert!(
+        store.check().unwrap().is_ok(),
+        "{what}: check after a new write"
+    );
     pos.unwrap_or(0)
 }
 
@@ -357,11 +396,21 @@ fn sweep(kind: FaultKind, cache: usize, tally: &mut Tally) {
         } else {
             vec![done]
         };
-        let pos = reopen_and_verify(durable, &states, &allowed_durable, &format!("{what} (durable image)"));
+        let pos = reopen_and_verify(
+            durable,
+            &states,
+            &allowed_durable,
+            &format!("{what} (durable image)"),
+        );
         if pos == done + 1 {
             tally.durable_after_error += 1;
         }
-        let pos = reopen_and_verify(written, &states, &allowed_written, &format!("{what} (written image)"));
+        let pos = reopen_and_verify(
+            written,
+            &states,
+            &allowed_written,
+            &format!("{what} (written image)"),
+        );
         if pos == done + 1 {
             tally.ambiguous_commits += 1;
         }
@@ -381,7 +430,10 @@ fn read_faults_lose_nothing_committed() {
     let mut t = Tally::default();
     sweep(FaultKind::Read, 64 << 10, &mut t);
     eprintln!("read faults injected: {t:?}");
-    assert!(t.faults > 100, "a small cache makes the workload read pages back: {t:?}");
+    assert!(
+        t.faults > 100,
+        "a small cache makes the workload read pages back: {t:?}"
+    );
 }
 
 #[test]
@@ -404,7 +456,10 @@ fn faults_on_a_real_file_lose_nothing_committed() {
             let path = dir.path().join(format!("{kind:?}-{n}.redb"));
             let plan = FaultPlan::new();
             let store = builder()
-                .open_backend(FaultyBackend::new(FileBackend::open(&path).unwrap(), plan.clone()))
+                .open_backend(FaultyBackend::new(
+                    FileBackend::open(&path).unwrap(),
+                    plan.clone(),
+                ))
                 .unwrap();
             plan.arm(kind, n);
             let mut done = 0usize;
@@ -417,7 +472,10 @@ fn faults_on_a_real_file_lose_nothing_committed() {
             }
             faults += 1;
             let allowed = if during_workload {
-                assert!(matches!(result, Err(Error::Engine(_) | Error::Io(_))), "{result:?}");
+                assert!(
+                    matches!(result, Err(Error::Engine(_) | Error::Io(_))),
+                    "{result:?}"
+                );
                 vec![done, done + 1]
             } else {
                 result.unwrap();
@@ -436,4 +494,3 @@ fn faults_on_a_real_file_lose_nothing_committed() {
     eprintln!("faults injected on a real file: {faults}");
     assert!(faults > 10);
 }
-
