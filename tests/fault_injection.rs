@@ -315,7 +315,7 @@ struct Tally {
     at_close: u64,
     /// Calls that failed after their commit point and turned out committed in the written image.
     ambiguous_commits: u64,
-    /// Of those, calls whose commit was even durable (read faults in redb's post-commit pass).
+    /// Calls that failed but whose commit was durable (faults in redb's post-commit pass).
     durable_after_error: u64,
 }
 
@@ -334,7 +334,9 @@ fn reopen_and_verify(image: Vec<u8>, states: &[State], allowed: &[usize], what: 
     let pos = which(states, allowed, &found);
     assert!(
         pos.is_some(),
-        "{what}: reopened store is in state {pos:?}, allowed {allowed:?}\n{}",
+        "{what}: reopened store is in none of the allowed states {allowed:?} (it looks like \
+         state {:?})\n{}",
+        states.iter().position(|s| *s == found),
         summary(&found)
     );
     // The recovered store takes new writes.
@@ -386,12 +388,11 @@ fn sweep(kind: FaultKind, cache: usize, tally: &mut Tally) {
             vec![done]
         };
         let (durable, written) = disk.images();
-        // `done` calls succeeded: the state after them is states[done]. A failed write or sync
-        // never lets the failing call's commit reach the durable image. A failed *read* can: redb
-        // frees pages in a pass after the commit is published, and an error there fails
-        // commit() although the transaction is durable ("outcome unknown", as with any database
-        // whose commit acknowledgement is lost).
-        let allowed_durable = if kind == FaultKind::Read && during_workload {
+        // `done` calls succeeded: the state after them is states[done]. The failing call may be
+        // durable too: redb frees pages in a pass after the commit is published, and a read or
+        // write error there fails commit() although the transaction is durable ("outcome
+        // unknown", as with any database whose commit acknowledgement is lost). Counted below.
+        let allowed_durable = if during_workload {
             vec![done, done + 1]
         } else {
             vec![done]
