@@ -308,6 +308,8 @@ impl Store {
             }
         }
 
+        crate::records::check::check_invariants(t, &mut p)?;
+
         Ok(p)
     }
 }

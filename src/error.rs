@@ -355,13 +355,13 @@ pub enum Error {
         /// Why it does not compile.
         detail: String,
     },
-    /// A record body failed its JSON Schema.
-    #[error("record does not match schema {schema:?}: {}", .errors.join("; "))]
+    /// A record body failed its JSON Schema; nothing was written.
+    #[error("record does not match schema {schema:?}: {}", join_violations(.errors))]
     SchemaValidation {
         /// The schema URL.
         schema: String,
-        /// One message per violation, each with its JSON pointer.
-        errors: Vec<String>,
+        /// One entry per violation (at most the first 100), each with its JSON pointer.
+        errors: Vec<SchemaViolation>,
     },
     /// The persistent identifier is already taken.
     #[error("persistent identifier {pid_type}:{pid_value} already exists")]
@@ -378,6 +378,38 @@ pub enum Error {
         pid_type: String,
         /// The PID value.
         pid_value: String,
+    },
+    /// The persistent identifier exists but is deleted (Invenio's `PIDDeletedError`, HTTP 410).
+    #[error("persistent identifier {pid_type}:{pid_value} is deleted")]
+    PidDeleted {
+        /// The PID type.
+        pid_type: String,
+        /// The PID value.
+        pid_value: String,
+        /// The record it pointed to.
+        record: RecordId,
+    },
+    /// The persistent identifier redirects to another one (Invenio's `PIDRedirectedError`).
+    #[error("persistent identifier {pid_type}:{pid_value} redirects to {to_type}:{to_value}")]
+    PidRedirected {
+        /// The PID type.
+        pid_type: String,
+        /// The PID value.
+        pid_value: String,
+        /// The type of the PID it redirects to.
+        to_type: String,
+        /// The value of the PID it redirects to.
+        to_value: String,
+    },
+    /// A PID type or value is not acceptable (empty, over 255 characters, or with a NUL).
+    #[error("invalid persistent identifier {pid_type:?}:{pid_value:?}: {reason}")]
+    InvalidPid {
+        /// The PID type given (shortened).
+        pid_type: String,
+        /// The PID value given (shortened).
+        pid_value: String,
+        /// What is wrong.
+        reason: &'static str,
     },
     /// A record file metadata name is an attribute of the object version (Invenio's KeyError).
     #[error("{key:?} is a reserved file attribute")]
@@ -401,6 +433,33 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+}
+
+/// One way a record body breaks its JSON Schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// JSON pointer (RFC 6901) to the offending value in the body; `""` is the body itself.
+    pub pointer: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl std::fmt::Display for SchemaViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
+        write!(f, "at {at}: {}", self.message)
+    }
+}
+
+fn join_violations(v: &[SchemaViolation]) -> String {
+    v.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {

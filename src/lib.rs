@@ -5,7 +5,64 @@
 //! records with revisions, buckets of versioned objects, and the chunked, deduplicated file
 //! content itself; there is no database server and no directory tree of data files.
 //!
-//! # A tour
+//! # A tour: Store → Record → its files → a FileObject
+//!
+//! A [`Store`] is the open file. A [`Record`] is a JSON object with revisions; by default it
+//! owns a bucket, and its *files* are that bucket's live objects, in the order and with the
+//! extra metadata that the record's `_files` list keeps. A record's files are changed through
+//! [`RecordFiles`] inside a write transaction ([`Store::update_files`] does it in one call and
+//! commits the record), and read through a [`FileList`]. Each file is a [`FileObject`]: an
+//! [`ObjectVersion`] plus its metadata, where the version's own attributes (`key`,
+//! `version_id`, …) are reserved names.
+//!
+//! The walkthrough of Invenio-Records-Files, step by step (also `examples/quickstart.rs`):
+//!
+//! ```
+//! use recfiles::prelude::*;
+//! use recfiles::Error;
+//! use serde_json::json;
+//!
+//! # fn main() -> recfiles::Result<()> {
+//! let store = Store::in_memory()?;
+//!
+//! // A record gets a bucket by default; `without_bucket` makes one without files.
+//! let mut record = store.create_record(json!({}))?;
+//! assert_eq!(store.files_of(&record)?.map(|f| f.len()), Some(0));
+//! let record_nobucket = store.create_record_with(json!({}), &RecordOptions::without_bucket())?;
+//! assert!(store.files_of(&record_nobucket)?.is_none());
+//!
+//! // Create a file, then access it.
+//! store.update_files(&mut record, |files| files.put("hello.txt", &b"Hello, World"[..]))?;
+//! let files = store.files_of(&record)?.expect("the record has a bucket");
+//! assert_eq!(files.len(), 1);
+//! assert!(files.contains("hello.txt"));
+//! let fileobj = files.get("hello.txt")?.clone();
+//! assert_eq!(fileobj.key(), "hello.txt");
+//!
+//! // Metadata for files; the object version's attributes are reserved names.
+//! store.update_files(&mut record, |files| files.set_metadata("hello.txt", "filetype", "txt"))?;
+//! let files = store.files_of(&record)?.expect("the record has a bucket");
+//! assert_eq!(files.get("hello.txt")?.get("filetype"), Some(json!("txt")));
+//! let err = store.update_files(&mut record, |files| files.set_metadata("hello.txt", "key", "test"));
+//! assert!(matches!(err, Err(Error::ReservedKey { key }) if key == "key"));
+//! assert_eq!(fileobj.get("key"), Some(json!("hello.txt")));
+//!
+//! // Dumping files: what the record's `_files` holds.
+//! let dump = files.dumps();
+//! let mut keys: Vec<&str> = dump[0].keys().map(String::as_str).collect();
+//! keys.sort();
+//! assert_eq!(keys, ["bucket", "checksum", "file_id", "filetype", "key", "size", "version_id"]);
+//!
+//! // Retrieve a file of a record, or None.
+//! let found = store.record_file_factory(None, &record, "hello.txt")?;
+//! assert_eq!(found.map(|f| f.key().to_string()).as_deref(), Some("hello.txt"));
+//! assert!(store.record_file_factory(None, &record, "invalid")?.is_none());
+//! assert!(store.check()?.is_ok());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Buckets and objects
 //!
 //! A [`Store`] is the open file. Buckets hold objects; every put makes a new
 //! [`ObjectVersion`] that becomes the head of its key, and points at a [`FileInstance`]
@@ -44,6 +101,9 @@
 //! - [`content`] — how a file's bytes are chunked, deduplicated, read back and verified.
 //! - [`files`] — Invenio-Files-REST's model: locations, buckets, object versions, tags,
 //!   multipart uploads, quotas and locks.
+//! - [`records`] — Invenio-Records' model: JSON records with gapless revisions, soft and hard
+//!   delete, revert, JSON Schema validation, persistent identifiers.
+//! - [`records_files`] — the integration: a record's bucket, its files view and `FileObject`.
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`.
 
@@ -54,16 +114,25 @@ pub mod content;
 mod error;
 pub mod files;
 mod ids;
+pub mod records;
+pub mod records_files;
 mod storage;
 
 pub use check::CheckReport;
 pub use content::{FileInstance, FileReader, FixityReport};
-pub use error::{EngineError, Error, KeyProblem, Result, SizeLimit};
+pub use error::{EngineError, Error, KeyProblem, Result, SchemaViolation, SizeLimit};
 pub use files::{
     Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion, Part,
     PutOptions, SyncChange,
 };
 pub use ids::{BucketId, FileId, RecordId, Timestamp, UploadId, VersionId};
+pub use records::{
+    BUCKET_FIELD, FILES_FIELD, Pid, PidStatus, RECID, Record, RecordOptions, RecordRevision,
+    RecordsQuery,
+};
+pub use records_files::{
+    DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery,
+};
 pub use storage::{
     Backend, Durability, FORMAT_VERSION, FaultKind, FaultPlan, FaultyBackend, FileBackend,
     MemoryBackend, MultipartLimits, ReadTx, Snapshot, Store, StoreBuilder, WriteTx,
@@ -72,7 +141,13 @@ pub use storage::{
 /// Everything a typical user needs, including the query traits.
 pub mod prelude {
     pub use crate::{
-        BucketId, BucketOptions, FilesQuery, ListOptions, PutOptions, Store, StoreBuilder,
+        BucketId, BucketOptions, FileObject, FilesQuery, ListOptions, Pid, PidStatus, PutOptions,
+        Record, RecordFilesQuery, RecordId, RecordOptions, RecordsQuery, Store, StoreBuilder,
         VersionId,
     };
 }
+
+// The README's examples are compiled as doc tests, so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -43,6 +43,32 @@ pub(crate) struct FileRow {
     pub updated: Timestamp,
 }
 
+impl FileRow {
+    /// A complete, readable file with no reference yet (the caller takes the first).
+    pub(crate) fn new(
+        size: u64,
+        (blake3, md5): (Hash, Option<[u8; 16]>),
+        chunk_size: u32,
+        storage_class: &str,
+        now: Timestamp,
+    ) -> FileRow {
+        FileRow {
+            size,
+            blake3,
+            md5,
+            readable: true,
+            writable: false,
+            last_check: None,
+            last_check_at: None,
+            chunk_size,
+            refcount: 0,
+            storage_class: storage_class.to_string(),
+            created: now,
+            updated: now,
+        }
+    }
+}
+
 /// A file instance: the stored bytes that one or more object versions point to (Invenio's
 /// `FileInstance`).
 #[derive(Debug, Clone, PartialEq)]
@@ -284,20 +310,7 @@ pub(crate) fn register_file(
         retain_chunk(t, h)?;
         t.file_chunks.insert((id.raw(), *off), h)?;
     }
-    let row = FileRow {
-        size,
-        blake3,
-        md5,
-        readable: true,
-        writable: false,
-        last_check: None,
-        last_check_at: None,
-        chunk_size,
-        refcount: 0,
-        storage_class: storage_class.to_string(),
-        created: now,
-        updated: now,
-    };
+    let row = FileRow::new(size, (blake3, md5), chunk_size, storage_class, now);
     put_file_row(t, id, &row)?;
     t.files_by_hash.insert(&blake3, id.raw())?;
     Ok(id)

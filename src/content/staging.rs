@@ -174,20 +174,7 @@ pub(crate) fn adopt(tx: &mut WriteTx<'_>, staged: &StagedContent, class: &str) -
     t.staged_chunks
         .retain_in((staged.id, 0)..=(staged.id, u64::MAX), |_, _| false)?;
     t.staging.remove(staged.id)?;
-    let row = FileRow {
-        size: staged.size,
-        blake3,
-        md5,
-        readable: true,
-        writable: false,
-        last_check: None,
-        last_check_at: None,
-        chunk_size: staged.chunk_size,
-        refcount: 0,
-        storage_class: class.to_string(),
-        created: tx.now,
-        updated: tx.now,
-    };
+    let row = FileRow::new(staged.size, staged.digest, staged.chunk_size, class, tx.now);
     put_file_row(t, id, &row)?;
     t.files_by_hash.insert(&blake3, id.raw())?;
     Ok(id)

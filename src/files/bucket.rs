@@ -79,6 +79,16 @@ impl WriteTx<'_> {
 
     /// Creates a bucket.
     pub fn create_bucket(&mut self, opts: &BucketOptions) -> Result<Bucket> {
+        self.create_bucket_with_id(BucketId::new(), opts)
+    }
+
+    /// Creates a bucket with a caller-chosen id (a record names its bucket in its body before
+    /// the bucket exists, so the body can be validated before anything is written).
+    pub(crate) fn create_bucket_with_id(
+        &mut self,
+        id: BucketId,
+        opts: &BucketOptions,
+    ) -> Result<Bucket> {
         let location = match &opts.location {
             Some(name) => self
                 .location(name)?
@@ -97,7 +107,6 @@ impl WriteTx<'_> {
                 class: shorten(&class),
             });
         }
-        let id = BucketId::new();
         let row = BucketRow {
             location: location.name,
             storage_class: class,

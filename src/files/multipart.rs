@@ -329,20 +329,13 @@ impl Store {
                             .retain_in((p.staging, 0)..=(p.staging, u64::MAX), |_, _| false)?;
                         tx.t.staging.remove(p.staging)?;
                     }
-                    let fr = FileRow {
-                        size: mp.size,
-                        blake3,
-                        md5,
-                        readable: true,
-                        writable: false,
-                        last_check: None,
-                        last_check_at: None,
-                        chunk_size: self.inner.cfg.chunk_size as u32,
-                        refcount: 0,
-                        storage_class: row.storage_class.clone(),
-                        created: tx.now,
-                        updated: tx.now,
-                    };
+                    let fr = FileRow::new(
+                        mp.size,
+                        (blake3, md5),
+                        self.inner.cfg.chunk_size as u32,
+                        &row.storage_class,
+                        tx.now,
+                    );
                     put_file_row(&mut tx.t, f, &fr)?;
                     tx.t.files_by_hash.insert(&blake3, f.raw())?;
                     f

@@ -167,6 +167,29 @@ impl WriteTx<'_> {
             .ok_or(Error::VersionNotFound { version: vid })
     }
 
+    /// Streams content into a file inside this transaction, under the bucket's limits and the
+    /// caller's declared size and checksums.
+    fn store_stream(
+        &mut self,
+        bucket: BucketId,
+        reader: &mut dyn Read,
+        opts: &PutOptions,
+    ) -> Result<FileId> {
+        let row = self.writable_bucket(bucket)?;
+        let limits = self.upload_limits(bucket, &row, opts.size)?;
+        let (file, _) = write_stream(
+            &mut self.t,
+            self.cfg.chunk_size,
+            self.cfg.md5 || opts.md5.is_some(),
+            reader,
+            limits,
+            &row.storage_class,
+            self.now,
+        )?;
+        self.verify_declared(file, opts)?;
+        Ok(file)
+    }
+
     /// Stores `reader`'s bytes as the new head of `key` inside this transaction. The content
     /// is part of the transaction: it commits or rolls back with everything else. (For very
     /// large content prefer [`crate::Store::put_object`], which stages it in bounded batches.)
@@ -178,18 +201,7 @@ impl WriteTx<'_> {
         opts: &PutOptions,
     ) -> Result<ObjectVersion> {
         validate_key(key, self.cfg.max_key_len)?;
-        let row = self.writable_bucket(bucket)?;
-        let limits = self.upload_limits(bucket, &row, opts.size)?;
-        let (file, _) = write_stream(
-            &mut self.t,
-            self.cfg.chunk_size,
-            self.cfg.md5 || opts.md5.is_some(),
-            &mut reader,
-            limits,
-            &row.storage_class,
-            self.now,
-        )?;
-        self.verify_declared(file, opts)?;
+        let file = self.store_stream(bucket, &mut reader, opts)?;
         self.append_version(bucket, key, Some(file), opts.mimetype.clone())
     }
 
@@ -216,18 +228,7 @@ impl WriteTx<'_> {
             return Err(Error::FileAlreadySet { version });
         }
         let bucket = BucketId::from_raw(loc.bucket);
-        let row = self.writable_bucket(bucket)?;
-        let limits = self.upload_limits(bucket, &row, opts.size)?;
-        let (file, _) = write_stream(
-            &mut self.t,
-            self.cfg.chunk_size,
-            self.cfg.md5 || opts.md5.is_some(),
-            &mut reader,
-            limits,
-            &row.storage_class,
-            self.now,
-        )?;
-        self.verify_declared(file, opts)?;
+        let file = self.store_stream(bucket, &mut reader, opts)?;
         self.attach_file(version, &loc, obj, file)
     }
 

@@ -113,6 +113,8 @@ tables! {
     record_revisions: (u128, u64) => &'static [u8];
     /// (pid_type, pid_value) → bincode `PidRow`.
     pids: (&'static str, &'static str) => &'static [u8];
+    /// (record id, pid_type, pid_value) → (): the PIDs of a record (reverse of `pids`).
+    record_pids: (u128, &'static str, &'static str) => ();
     /// pid_type → the last value minted for it.
     pid_counters: &'static str => u64;
     /// Record id → bucket id (Invenio's `RecordsBuckets`).

@@ -1,0 +1,176 @@
+//! The record invariants of docs/FORMAT.md, verified by [`crate::Store::check`].
+
+use super::pid::PidRow;
+use super::{RecordRow, RevisionRow};
+use crate::error::Result;
+use crate::storage::{RTables, dec};
+use redb::ReadableTable;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Appends one line to `p` per violated record invariant: revisions `0..=current` without
+/// gaps and the current one equal to the record row; links between records and buckets in
+/// both directions and to existing rows; PIDs and their reverse index naming existing records.
+pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
+    let mut records: BTreeMap<u128, RecordRow> = BTreeMap::new();
+    for e in t.records.iter()? {
+        let (k, v) = e?;
+        records.insert(k.value(), dec(v.value(), "records")?);
+    }
+
+    let mut revs: BTreeMap<u128, Vec<(u64, RevisionRow)>> = BTreeMap::new();
+    for e in t.record_revisions.iter()? {
+        let (k, v) = e?;
+        let (id, rev) = k.value();
+        revs.entry(id)
+            .or_default()
+            .push((rev, dec(v.value(), "record_revisions")?));
+    }
+    for (id, row) in &records {
+        let list = revs.remove(id).unwrap_or_default();
+        let numbers: Vec<u64> = list.iter().map(|(n, _)| *n).collect();
+        let expected: Vec<u64> = (0..=row.revision).collect();
+        if numbers != expected {
+            p.push(format!(
+                "record {id:x} is at revision {} but has revisions {numbers:?}",
+                row.revision
+            ));
+        }
+        if let Some((_, last)) = list.last()
+            && last.json != row.json
+        {
+            p.push(format!(
+                "record {id:x}: current body differs from its last revision"
+            ));
+        }
+    }
+    for id in revs.keys() {
+        p.push(format!("revisions of missing record {id:x}"));
+    }
+
+    let mut forward: BTreeMap<u128, u128> = BTreeMap::new();
+    for e in t.record_buckets.iter()? {
+        let (k, v) = e?;
+        forward.insert(k.value(), v.value());
+        if !records.contains_key(&k.value()) {
+            p.push(format!("bucket link of missing record {:x}", k.value()));
+        }
+        if t.buckets.get(v.value())?.is_none() {
+            p.push(format!(
+                "record {:x} links missing bucket {:x}",
+                k.value(),
+                v.value()
+            ));
+        }
+    }
+    let mut backward = 0usize;
+    for e in t.bucket_records.iter()? {
+        let (k, v) = e?;
+        backward += 1;
+        if forward.get(&v.value()) != Some(&k.value()) {
+            p.push(format!(
+                "bucket {:x} names record {:x}, which does not link it back",
+                k.value(),
+                v.value()
+            ));
+        }
+    }
+    if backward != forward.len() {
+        p.push(format!(
+            "{} record→bucket links but {backward} bucket→record links",
+            forward.len()
+        ));
+    }
+
+    let mut pids: BTreeSet<(u128, String, String)> = BTreeSet::new();
+    for e in t.pids.iter()? {
+        let (k, v) = e?;
+        let (pt, pv) = k.value();
+        let row: PidRow = dec(v.value(), "pids")?;
+        if !records.contains_key(&row.record) {
+            p.push(format!(
+                "pid {pt}:{pv} names missing record {:x}",
+                row.record
+            ));
+        }
+        pids.insert((row.record, pt.to_string(), pv.to_string()));
+    }
+    let mut indexed: BTreeSet<(u128, String, String)> = BTreeSet::new();
+    for e in t.record_pids.iter()? {
+        let (k, _) = e?;
+        let (r, pt, pv) = k.value();
+        indexed.insert((r, pt.to_string(), pv.to_string()));
+    }
+    if indexed != pids {
+        p.push(format!(
+            "pid index differs from pids: {} indexed, {} pids",
+            indexed.len(),
+            pids.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::records::RecordsQuery;
+    use crate::storage::Store;
+    use serde_json::json;
+
+    fn problems(store: &Store) -> Vec<String> {
+        store.check().unwrap().problems
+    }
+
+    #[test]
+    fn a_gap_in_revisions_is_reported() {
+        let store = Store::in_memory().unwrap();
+        let mut r = store.create_record(json!({})).unwrap();
+        store.commit_record(&mut r).unwrap();
+        store.commit_record(&mut r).unwrap();
+        assert!(problems(&store).is_empty());
+        store
+            .write(|tx| {
+                tx.t.record_revisions.remove((r.id().raw(), 1))?;
+                Ok(())
+            })
+            .unwrap();
+        let p = problems(&store);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("[0, 2]"), "{p:?}");
+    }
+
+    #[test]
+    fn a_bucket_link_without_its_reverse_is_reported() {
+        let store = Store::in_memory().unwrap();
+        let r = store.create_record(json!({})).unwrap();
+        let bucket = r.bucket_id().unwrap();
+        store
+            .write(|tx| {
+                tx.t.bucket_records.remove(bucket.raw())?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(!problems(&store).is_empty());
+    }
+
+    #[test]
+    fn a_pid_naming_a_missing_record_is_reported() {
+        let store = Store::in_memory().unwrap();
+        let r = store.create_record(json!({})).unwrap();
+        store.mint_recid(r.id()).unwrap();
+        store
+            .write(|tx| {
+                tx.t.records.remove(r.id().raw())?;
+                tx.t.record_revisions.remove((r.id().raw(), 0))?;
+                Ok(())
+            })
+            .unwrap();
+        let p = problems(&store);
+        assert!(p.iter().any(|l| l.contains("pid recid:1")), "{p:?}");
+        assert!(
+            store
+                .read(|tx| tx.record_with_deleted(r.id()))
+                .unwrap()
+                .is_none()
+        );
+    }
+}

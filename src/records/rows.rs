@@ -1,0 +1,66 @@
+//! Stored rows of the records layer (bincode-encoded; see docs/FORMAT.md).
+
+use crate::error::{Error, Result};
+use crate::ids::{RecordId, Timestamp};
+use crate::storage::{View, dec};
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The current state of a record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RecordRow {
+    /// JSON text of the body; `None` while soft-deleted.
+    pub json: Option<Vec<u8>>,
+    /// The newest revision id; revisions 0..=revision all exist.
+    pub revision: u64,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+/// One revision of a record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RevisionRow {
+    /// JSON text of the body at this revision; `None` for a soft delete.
+    pub json: Option<Vec<u8>>,
+    /// When the revision was written.
+    pub updated: Timestamp,
+}
+
+pub(crate) fn record_row<V: View>(v: &V, id: RecordId) -> Result<Option<RecordRow>> {
+    match v.records().get(id.raw())? {
+        Some(g) => Ok(Some(dec(g.value(), "records")?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn revision_row<V: View>(v: &V, id: RecordId, rev: u64) -> Result<Option<RevisionRow>> {
+    match v.record_revisions().get((id.raw(), rev))? {
+        Some(g) => Ok(Some(dec(g.value(), "record_revisions")?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn body_to_json(body: &Map<String, Value>) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|e| Error::corrupt(format!("cannot encode record body: {e}")))
+}
+
+pub(crate) fn json_to_body(bytes: &[u8], id: RecordId) -> Result<Map<String, Value>> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(format!("record {id}: body is not a JSON object: {e}")))
+}
+
+pub(crate) fn to_record(id: RecordId, row: &RecordRow) -> Result<super::Record> {
+    let body = match &row.json {
+        Some(j) => json_to_body(j, id)?,
+        None => Map::new(),
+    };
+    Ok(super::Record {
+        id,
+        revision_id: row.revision,
+        body,
+        created: row.created,
+        updated: row.updated,
+        deleted: row.json.is_none(),
+    })
+}

@@ -1,0 +1,132 @@
+//! JSON Schema validation of record bodies (Invenio-Records §1.3), offline: a body's
+//! `$schema` must name a schema registered in the store, and `$ref`s may point at any other
+//! registered schema, never at the network.
+
+use crate::error::{Error, Result, SchemaViolation, shorten};
+use crate::storage::{Snapshot, View, WriteTx, with_view};
+use redb::ReadableTable;
+use serde_json::{Map, Value};
+
+/// Most violations one error lists.
+const MAX_VIOLATIONS: usize = 100;
+
+/// The body field naming the schema a record must match.
+pub const SCHEMA_FIELD: &str = "$schema";
+
+impl WriteTx<'_> {
+    /// Registers (or replaces) the JSON Schema published under `url`. Record bodies whose
+    /// `$schema` is `url` are validated against it from now on. The schema must compile
+    /// (`InvalidSchema` otherwise); `$ref`s may only name schemas already registered.
+    pub fn register_schema(&mut self, url: &str, schema: &Value) -> Result<()> {
+        if url.is_empty() || url.contains('\0') {
+            return Err(Error::InvalidSchema {
+                schema: shorten(url),
+                detail: "the URL is empty or contains a NUL character".into(),
+            });
+        }
+        let others = all_schemas(&self.t)?;
+        let others: Vec<(String, Value)> = others.into_iter().filter(|(u, _)| u != url).collect();
+        compile(url, schema, &others).map_err(|detail| Error::InvalidSchema {
+            schema: shorten(url),
+            detail,
+        })?;
+        let text = serde_json::to_vec(schema).map_err(|e| Error::InvalidSchema {
+            schema: shorten(url),
+            detail: e.to_string(),
+        })?;
+        self.t.schemas.insert(url, text.as_slice())?;
+        Ok(())
+    }
+
+    /// Forgets a schema; returns whether it was registered. Records naming it can no longer
+    /// be committed until it is registered again.
+    pub fn remove_schema(&mut self, url: &str) -> Result<bool> {
+        Ok(self.t.schemas.remove(url)?.is_some())
+    }
+}
+
+pub(crate) fn schema_doc<V: View>(v: &V, url: &str) -> Result<Option<Value>> {
+    match v.schemas().get(url)? {
+        Some(g) => serde_json::from_slice(g.value())
+            .map(Some)
+            .map_err(|e| Error::corrupt(format!("schema {url:?} is not JSON: {e}"))),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn all_schemas<V: View>(v: &V) -> Result<Vec<(String, Value)>> {
+    let mut out = Vec::new();
+    for e in v.schemas().iter()? {
+        let (k, val) = e?;
+        let doc: Value = serde_json::from_slice(val.value())
+            .map_err(|e| Error::corrupt(format!("schema {:?} is not JSON: {e}", k.value())))?;
+        out.push((k.value().to_string(), doc));
+    }
+    Ok(out)
+}
+
+fn compile(
+    url: &str,
+    schema: &Value,
+    others: &[(String, Value)],
+) -> std::result::Result<jsonschema::Validator, String> {
+    let mut builder = jsonschema::Registry::new();
+    for (u, doc) in others {
+        builder = builder.add(u, doc).map_err(|e| e.to_string())?;
+    }
+    let registry = builder.prepare().map_err(|e| e.to_string())?;
+    jsonschema::options()
+        .offline()
+        .with_base_uri(url)
+        .with_registry(&registry)
+        .build(schema)
+        .map_err(|e| e.to_string())
+}
+
+/// Validates `body` against the schema its `$schema` names; a body without `$schema` (or
+/// with `null`) is not validated.
+pub(crate) fn validate_body<S: Snapshot + ?Sized>(s: &S, body: &Map<String, Value>) -> Result<()> {
+    let url = match body.get(SCHEMA_FIELD) {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::String(u)) => u.as_str(),
+        Some(other) => {
+            return Err(Error::SchemaNotFound {
+                schema: shorten(&other.to_string()),
+            });
+        }
+    };
+    let (schema, others) = with_view!(s, |v| {
+        let schema = schema_doc(v, url)?;
+        let others = if schema.is_some() {
+            all_schemas(v)?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, Error>((schema, others))
+    })?;
+    let schema = schema.ok_or_else(|| Error::SchemaNotFound {
+        schema: shorten(url),
+    })?;
+    let others: Vec<(String, Value)> = others.into_iter().filter(|(u, _)| u != url).collect();
+    let validator = compile(url, &schema, &others).map_err(|detail| Error::InvalidSchema {
+        schema: shorten(url),
+        detail,
+    })?;
+    let instance = Value::Object(body.clone());
+    let errors: Vec<SchemaViolation> = validator
+        .iter_errors(&instance)
+        .take(MAX_VIOLATIONS)
+        .map(|e| SchemaViolation {
+            pointer: e.instance_path().as_str().to_string(),
+            message: e.to_string(),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::SchemaValidation {
+            schema: shorten(url),
+            errors,
+        })
+    }
+}

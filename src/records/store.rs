@@ -1,0 +1,104 @@
+//! Single-call conveniences of the records layer on [`Store`]; each commits on its own.
+
+use super::{Pid, Record, RecordOptions, RecordRevision, RecordsQuery};
+use crate::error::Result;
+use crate::ids::RecordId;
+use crate::storage::Store;
+use serde_json::Value;
+
+impl Store {
+    /// Creates a record with its bucket (see [`crate::WriteTx::create_record`]).
+    pub fn create_record(&self, body: Value) -> Result<Record> {
+        self.write(|tx| tx.create_record(body))
+    }
+
+    /// Creates a record as `opts` says (see [`crate::WriteTx::create_record_with`]).
+    pub fn create_record_with(&self, body: Value, opts: &RecordOptions) -> Result<Record> {
+        self.write(|tx| tx.create_record_with(body, opts))
+    }
+
+    /// A live record.
+    pub fn record(&self, id: RecordId) -> Result<Option<Record>> {
+        self.read(|r| r.record(id))
+    }
+
+    /// A record, soft-deleted or not.
+    pub fn record_with_deleted(&self, id: RecordId) -> Result<Option<Record>> {
+        self.read(|r| r.record_with_deleted(id))
+    }
+
+    /// The live records among `ids`, in the order asked.
+    pub fn records(&self, ids: &[RecordId]) -> Result<Vec<Record>> {
+        self.read(|r| r.records(ids))
+    }
+
+    /// Commits `record`'s body as a new revision (see [`crate::WriteTx::commit_record`]).
+    /// On failure `record` is left as it was.
+    pub fn commit_record(&self, record: &mut Record) -> Result<()> {
+        let mut copy = record.clone();
+        self.write(|tx| tx.commit_record(&mut copy))?;
+        *record = copy;
+        Ok(())
+    }
+
+    /// Soft-deletes a record and its bucket.
+    pub fn delete_record(&self, record: &mut Record) -> Result<()> {
+        let mut copy = record.clone();
+        self.write(|tx| tx.delete_record(&mut copy))?;
+        *record = copy;
+        Ok(())
+    }
+
+    /// Brings back a soft-deleted record with the body `record` holds, and its bucket.
+    pub fn undelete_record(&self, record: &mut Record) -> Result<()> {
+        let mut copy = record.clone();
+        self.write(|tx| tx.undelete_record(&mut copy))?;
+        *record = copy;
+        Ok(())
+    }
+
+    /// Reverts a record to an earlier revision, as a new revision.
+    pub fn revert_record(&self, id: RecordId, revision: u64) -> Result<Record> {
+        self.write(|tx| tx.revert_record(id, revision))
+    }
+
+    /// Hard-deletes a record with its history, PIDs, bucket and unshared content.
+    pub fn remove_record(&self, id: RecordId) -> Result<()> {
+        self.write(|tx| tx.remove_record(id))
+    }
+
+    /// Every revision of a record, oldest first.
+    pub fn record_revisions(&self, id: RecordId) -> Result<Vec<RecordRevision>> {
+        self.read(|r| r.record_revisions(id))
+    }
+
+    /// Registers (or replaces) a JSON Schema under its URL.
+    pub fn register_schema(&self, url: &str, schema: &Value) -> Result<()> {
+        self.write(|tx| tx.register_schema(url, schema))
+    }
+
+    /// Registers a persistent identifier for a record.
+    pub fn create_pid(&self, pid_type: &str, pid_value: &str, record: RecordId) -> Result<Pid> {
+        self.write(|tx| tx.create_pid(pid_type, pid_value, record))
+    }
+
+    /// Mints the next `recid` for a record.
+    pub fn mint_recid(&self, record: RecordId) -> Result<Pid> {
+        self.write(|tx| tx.mint_recid(record))
+    }
+
+    /// Marks a PID deleted.
+    pub fn delete_pid(&self, pid_type: &str, pid_value: &str) -> Result<Pid> {
+        self.write(|tx| tx.delete_pid(pid_type, pid_value))
+    }
+
+    /// A persistent identifier.
+    pub fn pid(&self, pid_type: &str, pid_value: &str) -> Result<Option<Pid>> {
+        self.read(|r| r.pid(pid_type, pid_value))
+    }
+
+    /// The live record a registered PID names.
+    pub fn resolve_pid(&self, pid_type: &str, pid_value: &str) -> Result<Record> {
+        self.read(|r| r.resolve_pid(pid_type, pid_value))
+    }
+}

@@ -1,0 +1,277 @@
+//! [`RecordFiles`]: a record's files view inside a write transaction (Invenio-Records-Files'
+//! `FilesIterator`).
+
+use super::FileObject;
+use super::files_map::FilesMap;
+use super::list::{file_objects, linked_bucket};
+use crate::error::{Error, Result, shorten};
+use crate::files::{FilesQuery, ObjectVersion, PutOptions};
+use crate::ids::BucketId;
+use crate::records::{FILES_FIELD, Record, record_row};
+use crate::storage::WriteTx;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::io::Read;
+
+/// A record's files, to read and change inside one write transaction.
+///
+/// The files are the live heads of the record's bucket; their order and extra metadata live
+/// in the record body's `_files` list, which every change here brings up to date in the
+/// `record` value (Invenio's `flush`). The record itself is stored by
+/// [`commit`](RecordFiles::commit) (or [`WriteTx::commit_record`] after dropping the view);
+/// [`Store::update_files`](crate::Store::update_files) does all of it in one call.
+///
+/// Differences from Invenio, on purpose: a re-upload keeps the file's metadata, and
+/// [`sort_by`](RecordFiles::sort_by) keeps the metadata of files it does not list.
+pub struct RecordFiles<'a, 't> {
+    tx: &'a mut WriteTx<'t>,
+    record: &'a mut Record,
+    bucket: BucketId,
+}
+
+impl<'t> WriteTx<'t> {
+    /// The files view of `record`. Errors: `RecordNotFound`, `RecordDeleted`, and `NoBucket`
+    /// for a record created without a bucket.
+    pub fn record_files<'a>(&'a mut self, record: &'a mut Record) -> Result<RecordFiles<'a, 't>> {
+        let row = record_row(&self.t, record.id())?.ok_or(Error::RecordNotFound {
+            record: record.id(),
+        })?;
+        if row.json.is_none() {
+            return Err(Error::RecordDeleted {
+                record: record.id(),
+            });
+        }
+        let bucket = linked_bucket(&self.t, record.id())?.ok_or(Error::NoBucket {
+            record: record.id(),
+        })?;
+        Ok(RecordFiles {
+            tx: self,
+            record,
+            bucket,
+        })
+    }
+}
+
+impl RecordFiles<'_, '_> {
+    /// The record's bucket.
+    pub fn bucket(&self) -> BucketId {
+        self.bucket
+    }
+
+    /// The record as changed so far (its `_files` is kept up to date).
+    pub fn record(&self) -> &Record {
+        self.record
+    }
+
+    fn map(&self) -> FilesMap {
+        FilesMap::from_body(self.record.body())
+    }
+
+    fn not_found(&self, key: &str) -> Error {
+        Error::ObjectNotFound {
+            bucket: self.bucket,
+            key: shorten(key),
+        }
+    }
+
+    /// The files in order: `_files` order first, then the others by key.
+    pub fn list(&self) -> Result<Vec<FileObject>> {
+        file_objects(&*self.tx, self.bucket, &self.map())
+    }
+
+    /// Number of files (live heads in the bucket, whatever `_files` says).
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.list()?.len())
+    }
+
+    /// Whether the bucket has no live file.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Whether a live file has that key.
+    pub fn contains(&self, key: &str) -> Result<bool> {
+        Ok(self.tx.object(self.bucket, key)?.is_some())
+    }
+
+    /// The file with that key (`ObjectNotFound` otherwise).
+    pub fn get(&self, key: &str) -> Result<FileObject> {
+        let obj = self
+            .tx
+            .object(self.bucket, key)?
+            .ok_or_else(|| self.not_found(key))?;
+        let entry = self.map().get(key).cloned().unwrap_or_default();
+        Ok(FileObject::new(obj, entry))
+    }
+
+    /// The keys of `_files`, in order (not the bucket's content).
+    pub fn keys(&self) -> Vec<String> {
+        self.map().keys().into_iter().map(str::to_string).collect()
+    }
+
+    /// Every file's dump, in order.
+    pub fn dumps(&self) -> Result<Vec<Map<String, Value>>> {
+        Ok(self.list()?.iter().map(FileObject::dumps).collect())
+    }
+
+    /// Writes the dumps into the record's `_files` (only if there is a file or the record
+    /// already has `_files`, so a record that never had files gets no `_files`).
+    pub fn flush(&mut self) -> Result<()> {
+        let files: Vec<Value> = self
+            .list()?
+            .into_iter()
+            .map(|f| Value::Object(f.into_data()))
+            .collect();
+        let body = self.record.body_mut();
+        if !files.is_empty() || body.contains_key(FILES_FIELD) {
+            body.insert(FILES_FIELD.into(), Value::Array(files));
+        }
+        Ok(())
+    }
+
+    fn store_map(&mut self, map: FilesMap) -> Result<()> {
+        let entries: Vec<Value> = map
+            .keys()
+            .iter()
+            .filter_map(|k| map.get(k).cloned().map(Value::Object))
+            .collect();
+        self.record
+            .body_mut()
+            .insert(FILES_FIELD.into(), Value::Array(entries));
+        self.flush()
+    }
+
+    /// Stores `reader`'s content as a new version of `key`. A file already there keeps its
+    /// place and its metadata. Errors: `BucketLocked`, `BucketDeleted`, the bucket's limits.
+    pub fn put(&mut self, key: &str, reader: impl Read) -> Result<FileObject> {
+        self.put_with(key, reader, &PutOptions::default())
+    }
+
+    /// [`put`](Self::put) with a declared size, MIME type or checksums.
+    pub fn put_with(
+        &mut self,
+        key: &str,
+        reader: impl Read,
+        opts: &PutOptions,
+    ) -> Result<FileObject> {
+        self.tx.put_object(self.bucket, key, reader, opts)?;
+        let mut map = self.map();
+        if map.get(key).is_none() {
+            map.set(key, Map::new());
+        }
+        self.store_map(map)?;
+        self.get(key)
+    }
+
+    /// Deletes `key` (a delete marker becomes its head) and drops it from `_files`. Returns the
+    /// marker. Errors: `ObjectNotFound`, `BucketLocked`, `BucketDeleted`.
+    pub fn delete(&mut self, key: &str) -> Result<ObjectVersion> {
+        let marker = self
+            .tx
+            .delete_object(self.bucket, key)?
+            .ok_or_else(|| self.not_found(key))?;
+        let mut map = self.map();
+        if map.remove(key).is_some() {
+            self.store_map(map)?;
+        }
+        Ok(marker)
+    }
+
+    /// Renames a file: `new` becomes a version sharing `old`'s content (no byte is copied),
+    /// with its metadata and tags, placed last; `old` gets a delete marker. Errors:
+    /// `ObjectNotFound` for `old`, `RecordFile` when `new` is `old` or already exists, and the
+    /// bucket's lock.
+    pub fn rename(&mut self, old: &str, new: &str) -> Result<FileObject> {
+        self.tx.writable_bucket(self.bucket)?;
+        let obj = self
+            .tx
+            .object(self.bucket, old)?
+            .ok_or_else(|| self.not_found(old))?;
+        let refuse = |reason| Error::RecordFile {
+            record: self.record.id(),
+            key: shorten(new),
+            reason,
+        };
+        if old == new {
+            return Err(refuse("the new key is the old key"));
+        }
+        if self.contains(new)? {
+            return Err(refuse("a file with the new key already exists"));
+        }
+        self.tx.copy_into(&obj, self.bucket, new, false)?;
+        let mut map = self.map();
+        let metadata = map.remove(old).unwrap_or_default();
+        map.set(new, metadata);
+        self.tx.delete_object(self.bucket, old)?;
+        self.store_map(map)?;
+        self.get(new)
+    }
+
+    /// Puts the listed files first, in the order given; each id is a file id or a key
+    /// (`ObjectNotFound` for one that names no file). The others follow by key and keep their
+    /// metadata.
+    pub fn sort_by(&mut self, ids: &[&str]) -> Result<()> {
+        let files = self.list()?;
+        let by_file_id: HashMap<String, &str> = files
+            .iter()
+            .filter_map(|f| f.file_id().map(|id| (id.to_string(), f.key())))
+            .collect();
+        let old = self.map();
+        let mut new = FilesMap::default();
+        for id in ids {
+            let key = by_file_id.get(*id).copied().unwrap_or(id);
+            if !files.iter().any(|f| f.key() == key) {
+                return Err(self.not_found(key));
+            }
+            if new.get(key).is_none() {
+                new.set(key, old.get(key).cloned().unwrap_or_default());
+            }
+        }
+        let mut rest: Vec<&str> = files
+            .iter()
+            .map(|f| f.key())
+            .filter(|k| new.get(k).is_none())
+            .collect();
+        rest.sort_unstable();
+        for key in rest {
+            new.set(key, old.get(key).cloned().unwrap_or_default());
+        }
+        self.store_map(new)
+    }
+
+    /// Sets one metadata value of a file. `ReservedKey` if `name` is an object-version
+    /// attribute (`key`, `version_id`, `bucket`, …); `checksum` and `size` may be set but are
+    /// overwritten by the next change.
+    pub fn set_metadata(&mut self, key: &str, name: &str, value: impl Into<Value>) -> Result<()> {
+        FileObject::check_name(name)?;
+        if !self.contains(key)? {
+            return Err(self.not_found(key));
+        }
+        let mut map = self.map();
+        if map.get(key).is_none() {
+            self.flush()?;
+            map = self.map();
+        }
+        if let Some(entry) = map.get_mut(key) {
+            entry.insert(name.to_string(), value.into());
+        }
+        self.store_map(map)
+    }
+
+    /// Removes one metadata value of a file; returns it.
+    pub fn remove_metadata(&mut self, key: &str, name: &str) -> Result<Option<Value>> {
+        FileObject::check_name(name)?;
+        let mut map = self.map();
+        let old = map.get_mut(key).and_then(|e| e.remove(name));
+        if old.is_some() {
+            self.store_map(map)?;
+        }
+        Ok(old)
+    }
+
+    /// Brings `_files` up to date and commits the record as a new revision.
+    pub fn commit(mut self) -> Result<()> {
+        self.flush()?;
+        self.tx.commit_record(self.record)
+    }
+}

@@ -1,0 +1,841 @@
+//! Invenio-Records-Files' behaviour (spec §6) and where recfiles deliberately differs
+//! (DESIGN.md).
+
+use recfiles::prelude::*;
+use recfiles::{BUCKET_FIELD, Error, FILES_FIELD, FileList, RESERVED_KEYS, RecordFiles};
+use serde_json::{Value, json};
+
+fn store() -> Store {
+    Store::in_memory().unwrap()
+}
+
+fn assert_consistent(store: &Store) {
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+fn files(store: &Store, record: &Record) -> FileList {
+    store.files_of(record).unwrap().expect("record has files")
+}
+
+fn keys(store: &Store, record: &Record) -> Vec<String> {
+    files(store, record)
+        .keys()
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+fn files_field_keys(record: &Record) -> Vec<String> {
+    record
+        .get(FILES_FIELD)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|e| e["key"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A record with files `keys` (content = the key), put in that order.
+fn record_with(store: &Store, keys: &[&str]) -> Record {
+    let mut r = store.create_record(json!({})).unwrap();
+    store
+        .update_files(&mut r, |f| {
+            for k in keys {
+                f.put(k, k.as_bytes())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    r
+}
+
+fn put(store: &Store, r: &mut Record, key: &str, content: &[u8]) {
+    store.update_files(r, |f| f.put(key, content)).unwrap();
+}
+
+fn set(store: &Store, r: &mut Record, key: &str, name: &str, value: Value) {
+    store
+        .update_files(r, |f| f.set_metadata(key, name, value))
+        .unwrap();
+}
+
+// ---- record and bucket ------------------------------------------------------------------------
+
+#[test]
+fn create_record_makes_a_bucket_named_in_the_body_and_linked() {
+    let store = store();
+    let r = store.create_record(json!({})).unwrap();
+    let linked = store.record_bucket(r.id()).unwrap().unwrap();
+    assert_eq!(r.bucket_id(), Some(linked));
+    assert_eq!(r.get(BUCKET_FIELD), Some(&json!(linked.to_string())));
+    assert!(store.bucket(linked).unwrap().is_some());
+    assert_consistent(&store);
+}
+
+#[test]
+fn create_record_without_bucket_has_no_files_view() {
+    let store = store();
+    let mut r = store
+        .create_record_with(json!({}), &RecordOptions::without_bucket())
+        .unwrap();
+    assert!(r.get(BUCKET_FIELD).is_none());
+    assert!(store.files_of(&r).unwrap().is_none());
+    assert!(store.buckets().unwrap().is_empty());
+    let err = store.update_files(&mut r, |f| f.len()).unwrap_err();
+    assert!(
+        matches!(err, Error::NoBucket { record } if record == r.id()),
+        "{err}"
+    );
+}
+
+#[test]
+fn create_record_uses_the_bucket_options() {
+    let store = store();
+    let opts = RecordOptions {
+        bucket: Some(BucketOptions {
+            quota_size: Some(100),
+            ..BucketOptions::default()
+        }),
+        ..RecordOptions::default()
+    };
+    let r = store.create_record_with(json!({}), &opts).unwrap();
+    let bucket = store.bucket(r.bucket_id().unwrap()).unwrap().unwrap();
+    assert_eq!(bucket.quota_size, Some(100));
+}
+
+#[test]
+fn a_new_record_has_no_files_and_no_files_field() {
+    let store = store();
+    let mut r = store.create_record(json!({})).unwrap();
+    assert_eq!(files(&store, &r).len(), 0);
+    store.update_files(&mut r, |f| f.flush()).unwrap();
+    assert!(r.get(FILES_FIELD).is_none());
+}
+
+// ---- put, get, len, contains, iteration -------------------------------------------------------
+
+#[test]
+fn put_adds_a_file_and_commits_the_files_field() {
+    let store = store();
+    let mut r = store.create_record(json!({})).unwrap();
+    let fo = store
+        .update_files(&mut r, |f| f.put("hello.txt", &b"Hello, World"[..]))
+        .unwrap();
+    assert_eq!(fo.key(), "hello.txt");
+    assert_eq!(fo.size(), 12);
+    assert_eq!(r.revision_id(), 1);
+    assert_eq!(files_field_keys(&r), ["hello.txt"]);
+    let stored = store.record(r.id()).unwrap().unwrap();
+    assert_eq!(stored, r, "the record with its _files is committed");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut store.open_object(fo.bucket(), "hello.txt").unwrap(),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(text, "Hello, World");
+    assert_consistent(&store);
+}
+
+#[test]
+fn put_on_an_existing_key_makes_a_new_version() {
+    let store = store();
+    let mut r = record_with(&store, &["a.txt"]);
+    put(&store, &mut r, "a.txt", b"second");
+    let list = files(&store, &r);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list.get("a.txt").unwrap().size(), 6);
+    let versions = store.object_versions(list.bucket(), "a.txt").unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(files_field_keys(&r), ["a.txt"]);
+    assert_consistent(&store);
+}
+
+#[test]
+fn reupload_keeps_file_metadata() {
+    let store = store();
+    let mut r = record_with(&store, &["a.txt", "b.txt"]);
+    set(&store, &mut r, "a.txt", "filetype", json!("txt"));
+    put(&store, &mut r, "a.txt", b"new content");
+    let a = files(&store, &r).get("a.txt").unwrap().clone();
+    assert_eq!(a.get("filetype"), Some(json!("txt")));
+    assert_eq!(a.size(), 11);
+    assert_eq!(files_field_keys(&r), ["a.txt", "b.txt"], "and its place");
+}
+
+#[test]
+fn len_counts_live_heads_in_the_bucket() {
+    let store = store();
+    let r = record_with(&store, &["a", "b"]);
+    let bucket = r.bucket_id().unwrap();
+    store
+        .put_object(bucket, "c", &b"c"[..], &PutOptions::default())
+        .unwrap();
+    store.delete_object(bucket, "a").unwrap();
+    assert_eq!(files(&store, &r).len(), 2);
+    assert_eq!(
+        files_field_keys(&r).len(),
+        2,
+        "_files is not what len counts"
+    );
+}
+
+#[test]
+fn contains_is_true_only_for_live_heads() {
+    let store = store();
+    let mut r = record_with(&store, &["a", "b"]);
+    store.update_files(&mut r, |f| f.delete("b")).unwrap();
+    let list = files(&store, &r);
+    assert!(list.contains("a"));
+    assert!(!list.contains("b"));
+    assert!(!list.contains("zzz"));
+}
+
+#[test]
+fn get_of_a_missing_key_is_object_not_found() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    let err = files(&store, &r).get("nope").unwrap_err();
+    assert!(
+        matches!(&err, Error::ObjectNotFound { key, .. } if key == "nope"),
+        "{err}"
+    );
+    let err = store.update_files(&mut r, |f| f.get("nope")).unwrap_err();
+    assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
+}
+
+#[test]
+fn iteration_follows_files_order_then_the_rest_by_key() {
+    let store = store();
+    let r = record_with(&store, &["z", "m"]);
+    let bucket = r.bucket_id().unwrap();
+    for k in ["b", "a"] {
+        store
+            .put_object(bucket, k, k.as_bytes(), &PutOptions::default())
+            .unwrap();
+    }
+    assert_eq!(keys(&store, &r), ["z", "m", "a", "b"]);
+}
+
+#[test]
+fn objects_added_out_of_band_join_files_field_at_the_next_flush() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    set(&store, &mut r, "a", "x", json!(1));
+    let bucket = r.bucket_id().unwrap();
+    store
+        .put_object(bucket, "b", &b"b"[..], &PutOptions::default())
+        .unwrap();
+    assert!(files(&store, &r).contains("b"));
+    assert_eq!(files_field_keys(&r), ["a"]);
+    store.update_files(&mut r, |f| f.flush()).unwrap();
+    assert_eq!(files_field_keys(&r), ["a", "b"]);
+    assert_eq!(files(&store, &r).get("a").unwrap().get("x"), Some(json!(1)));
+}
+
+// ---- delete, rename, sort_by ------------------------------------------------------------------
+
+#[test]
+fn delete_leaves_a_delete_marker_and_drops_the_entry() {
+    let store = store();
+    let mut r = record_with(&store, &["a", "b"]);
+    let marker = store.update_files(&mut r, |f| f.delete("a")).unwrap();
+    assert!(marker.is_delete_marker());
+    assert_eq!(keys(&store, &r), ["b"]);
+    assert_eq!(files_field_keys(&r), ["b"]);
+    assert_eq!(store.object_versions(marker.bucket, "a").unwrap().len(), 2);
+    assert_consistent(&store);
+}
+
+#[test]
+fn delete_of_a_missing_key_is_object_not_found_and_changes_nothing() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    let before = r.clone();
+    let err = store
+        .update_files(&mut r, |f| f.delete("nope"))
+        .unwrap_err();
+    assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
+    assert_eq!(r, before);
+    assert_eq!(store.record(r.id()).unwrap().unwrap(), before);
+}
+
+#[test]
+fn rename_moves_metadata_and_shares_the_content() {
+    let store = store();
+    let mut r = record_with(&store, &["a", "b"]);
+    set(&store, &mut r, "a", "filetype", json!("txt"));
+    let old = files(&store, &r).get("a").unwrap().clone();
+    let new = store.update_files(&mut r, |f| f.rename("a", "c")).unwrap();
+    assert_eq!(new.key(), "c");
+    assert_eq!(new.file_id(), old.file_id(), "no byte is copied");
+    assert_eq!(new.get("filetype"), Some(json!("txt")));
+    assert_eq!(keys(&store, &r), ["b", "c"], "the new key goes last");
+    assert_eq!(files_field_keys(&r), ["b", "c"]);
+    assert_eq!(
+        store
+            .file(new.file_id().unwrap())
+            .unwrap()
+            .unwrap()
+            .references,
+        2
+    );
+    assert_consistent(&store);
+}
+
+#[test]
+fn rename_to_an_existing_key_is_refused() {
+    let store = store();
+    let mut r = record_with(&store, &["a", "b"]);
+    let err = store
+        .update_files(&mut r, |f| f.rename("a", "b"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RecordFile { key, .. } if key == "b"),
+        "{err}"
+    );
+    assert_eq!(keys(&store, &r), ["a", "b"]);
+}
+
+#[test]
+fn rename_to_the_same_key_is_refused() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    let err = store
+        .update_files(&mut r, |f| f.rename("a", "a"))
+        .unwrap_err();
+    assert!(matches!(err, Error::RecordFile { .. }), "{err}");
+}
+
+#[test]
+fn rename_of_a_missing_key_is_object_not_found() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    let err = store
+        .update_files(&mut r, |f| f.rename("x", "y"))
+        .unwrap_err();
+    assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
+}
+
+#[test]
+fn sort_by_keys_puts_them_first_in_that_order() {
+    let store = store();
+    let mut r = record_with(&store, &["a", "b", "c"]);
+    store
+        .update_files(&mut r, |f| f.sort_by(&["c", "a"]))
+        .unwrap();
+    assert_eq!(keys(&store, &r), ["c", "a", "b"]);
+    assert_eq!(files_field_keys(&r), ["c", "a", "b"]);
+}
+
+#[test]
+fn sort_by_accepts_file_ids() {
+    let store = store();
+    let mut r = record_with(&store, &["a", "b"]);
+    let b_file = files(&store, &r)
+        .get("b")
+        .unwrap()
+        .file_id()
+        .unwrap()
+        .to_string();
+    store
+        .update_files(&mut r, |f| f.sort_by(&[&b_file]))
+        .unwrap();
+    assert_eq!(keys(&store, &r), ["b", "a"]);
+}
+
+#[test]
+fn sort_by_keeps_metadata_of_unlisted_files() {
+    let store = store();
+    let mut r = record_with(&store, &["a", "b", "c"]);
+    set(&store, &mut r, "a", "note", json!("kept"));
+    set(&store, &mut r, "c", "note", json!("also kept"));
+    store.update_files(&mut r, |f| f.sort_by(&["b"])).unwrap();
+    let list = files(&store, &r);
+    assert_eq!(list.keys(), ["b", "a", "c"]);
+    assert_eq!(list.get("a").unwrap().get("note"), Some(json!("kept")));
+    assert_eq!(list.get("c").unwrap().get("note"), Some(json!("also kept")));
+}
+
+#[test]
+fn sort_by_an_unknown_id_is_object_not_found() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    let err = store
+        .update_files(&mut r, |f| f.sort_by(&["nope"]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ObjectNotFound { key, .. } if key == "nope"),
+        "{err}"
+    );
+}
+
+// ---- FileObject and metadata ------------------------------------------------------------------
+
+#[test]
+fn dumps_have_exactly_the_object_keys_plus_the_metadata() {
+    let store = store();
+    let mut r = record_with(&store, &["hello.txt"]);
+    set(&store, &mut r, "hello.txt", "filetype", json!("txt"));
+    let dump = files(&store, &r).dumps();
+    assert_eq!(dump.len(), 1);
+    let mut keys: Vec<&str> = dump[0].keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "bucket",
+            "checksum",
+            "file_id",
+            "filetype",
+            "key",
+            "size",
+            "version_id"
+        ]
+    );
+    let fo = files(&store, &r).get("hello.txt").unwrap().clone();
+    assert_eq!(dump[0]["bucket"], json!(fo.bucket().to_string()));
+    assert_eq!(dump[0]["file_id"], json!(fo.file_id().unwrap().to_string()));
+    assert_eq!(dump[0]["version_id"], json!(fo.version_id().to_string()));
+    assert_eq!(dump[0]["size"], json!(9));
+    assert_eq!(dump[0]["checksum"], json!(fo.checksum().unwrap()));
+    assert!(fo.checksum().unwrap().starts_with("blake3:"));
+}
+
+#[test]
+fn files_field_holds_the_dumps() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    set(&store, &mut r, "a", "x", json!(true));
+    let dump = files(&store, &r).dumps();
+    assert_eq!(
+        r.get(FILES_FIELD),
+        Some(&json!([Value::Object(dump[0].clone())]))
+    );
+}
+
+#[test]
+fn metadata_set_on_a_file_is_read_back() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    set(&store, &mut r, "a", "filetype", json!("txt"));
+    let fo = files(&store, &r).get("a").unwrap().clone();
+    assert_eq!(fo.get("filetype"), Some(json!("txt")));
+    assert_eq!(fo.metadata().get("filetype"), Some(&json!("txt")));
+    assert_eq!(store.record(r.id()).unwrap().unwrap().revision_id(), 2);
+}
+
+#[test]
+fn reserved_keys_cannot_be_set_but_can_be_read() {
+    let store = store();
+    let mut r = record_with(&store, &["hello.txt"]);
+    for name in [
+        "bucket",
+        "bucket_id",
+        "key",
+        "version_id",
+        "file_id",
+        "file",
+        "is_head",
+    ] {
+        let err = store
+            .update_files(&mut r, |f| f.set_metadata("hello.txt", name, "x"))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ReservedKey { key } if key == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains(name));
+        let value = files(&store, &r).get("hello.txt").unwrap().get(name);
+        assert!(value.is_some(), "{name} reads the object's attribute");
+    }
+    assert_eq!(r.revision_id(), 1, "nothing was committed");
+    let fo = files(&store, &r).get("hello.txt").unwrap().clone();
+    assert_eq!(fo.get("key"), Some(json!("hello.txt")));
+    assert_eq!(fo.get("is_head"), Some(json!(true)));
+}
+
+#[test]
+fn every_object_version_attribute_is_reserved() {
+    for name in [
+        "key",
+        "version_id",
+        "bucket_id",
+        "bucket",
+        "file_id",
+        "file",
+        "is_head",
+        "mimetype",
+        "created",
+        "updated",
+        "deleted",
+        "basename",
+        "tags",
+        "_mimetype",
+    ] {
+        assert!(FileObject::is_reserved(name), "{name}");
+        assert!(RESERVED_KEYS.contains(&name));
+    }
+    for name in ["__table__", "_sa_instance_state", "copy", "query"] {
+        assert!(FileObject::is_reserved(name), "{name}");
+    }
+    for name in ["filetype", "description", "_private", "__"] {
+        assert!(!FileObject::is_reserved(name), "{name}");
+    }
+}
+
+#[test]
+fn checksum_and_size_are_not_reserved() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    assert!(!FileObject::is_reserved("checksum"));
+    assert!(!FileObject::is_reserved("size"));
+    store
+        .update_files(&mut r, |f| {
+            f.set_metadata("a", "checksum", "md5:0")?;
+            f.set_metadata("a", "size", 0)
+        })
+        .unwrap();
+    // The dump overwrites them with the file's real values.
+    assert_eq!(
+        files(&store, &r).get("a").unwrap().get("size"),
+        Some(json!(1))
+    );
+}
+
+#[test]
+fn file_object_reads_the_attribute_before_the_metadata() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    // A body edited by hand can put a reserved name into _files; the attribute still wins.
+    let entry = r
+        .body_mut()
+        .get_mut(FILES_FIELD)
+        .unwrap()
+        .as_array_mut()
+        .unwrap()[0]
+        .as_object_mut()
+        .unwrap();
+    entry.insert("is_head".into(), json!("fake"));
+    store.commit_record(&mut r).unwrap();
+    assert_eq!(
+        files(&store, &r).get("a").unwrap().get("is_head"),
+        Some(json!(true))
+    );
+}
+
+#[test]
+fn metadata_on_a_missing_file_is_object_not_found() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    let err = store
+        .update_files(&mut r, |f| f.set_metadata("nope", "x", 1))
+        .unwrap_err();
+    assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
+}
+
+#[test]
+fn metadata_can_be_removed() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    set(&store, &mut r, "a", "x", json!(1));
+    let old = store
+        .update_files(&mut r, |f| f.remove_metadata("a", "x"))
+        .unwrap();
+    assert_eq!(old, Some(json!(1)));
+    assert_eq!(files(&store, &r).get("a").unwrap().get("x"), None);
+}
+
+// ---- guards -----------------------------------------------------------------------------------
+
+#[test]
+fn writes_to_a_locked_bucket_are_bucket_locked() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    store
+        .set_bucket_locked(r.bucket_id().unwrap(), true)
+        .unwrap();
+    let put = store
+        .update_files(&mut r, |f| f.put("b", &b"b"[..]))
+        .unwrap_err();
+    let del = store.update_files(&mut r, |f| f.delete("a")).unwrap_err();
+    let ren = store
+        .update_files(&mut r, |f| f.rename("a", "c"))
+        .unwrap_err();
+    for err in [put, del, ren] {
+        assert!(matches!(err, Error::BucketLocked { .. }), "{err}");
+    }
+    assert_eq!(keys(&store, &r), ["a"]);
+}
+
+#[test]
+fn writes_to_a_deleted_bucket_are_bucket_deleted() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    store.delete_bucket(r.bucket_id().unwrap()).unwrap();
+    let err = store
+        .update_files(&mut r, |f| f.put("b", &b"b"[..]))
+        .unwrap_err();
+    assert!(matches!(err, Error::BucketDeleted { .. }), "{err}");
+}
+
+#[test]
+fn update_files_with_a_stale_record_conflicts_and_stores_nothing() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    let mut stale = r.clone();
+    put(&store, &mut r, "b", b"b");
+    let err = store
+        .update_files(&mut stale, |f| f.put("c", &b"c"[..]))
+        .unwrap_err();
+    assert!(matches!(err, Error::RevisionConflict { .. }), "{err}");
+    assert!(!files(&store, &r).contains("c"));
+    assert_consistent(&store);
+}
+
+// ---- record_file_factory and sorted_files_from_bucket ------------------------------------------
+
+#[test]
+fn record_file_factory_returns_the_file() {
+    let store = store();
+    let r = record_with(&store, &["hello.txt"]);
+    let fo = store
+        .record_file_factory(None, &r, "hello.txt")
+        .unwrap()
+        .unwrap();
+    assert_eq!(fo.key(), "hello.txt");
+}
+
+#[test]
+fn record_file_factory_is_none_for_a_missing_file() {
+    let store = store();
+    let r = record_with(&store, &["hello.txt"]);
+    assert!(
+        store
+            .record_file_factory(None, &r, "invalid")
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn record_file_factory_is_none_without_a_bucket() {
+    let store = store();
+    let r = store
+        .create_record_with(json!({}), &RecordOptions::without_bucket())
+        .unwrap();
+    assert!(store.record_file_factory(None, &r, "a").unwrap().is_none());
+}
+
+#[test]
+fn record_file_factory_is_none_for_an_empty_bucket() {
+    let store = store();
+    let r = store.create_record(json!({})).unwrap();
+    assert!(store.record_file_factory(None, &r, "a").unwrap().is_none());
+}
+
+#[test]
+fn record_file_factory_is_none_for_a_deleted_or_removed_record() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    let kept = r.clone();
+    store.delete_record(&mut r).unwrap();
+    assert!(
+        store
+            .record_file_factory(None, &kept, "a")
+            .unwrap()
+            .is_none()
+    );
+    store.remove_record(r.id()).unwrap();
+    assert!(
+        store
+            .record_file_factory(None, &kept, "a")
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn sorted_files_from_bucket_lists_named_keys_first() {
+    let store = store();
+    let r = record_with(&store, &["a", "b", "c", "d"]);
+    let bucket = r.bucket_id().unwrap();
+    let sorted = store
+        .read(|tx| tx.sorted_files_from_bucket(bucket, &["c", "nope", "a"]))
+        .unwrap();
+    let keys: Vec<&str> = sorted.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["c", "a", "b", "d"]);
+}
+
+// ---- the record's lifecycle carries its bucket (DESIGN.md) ------------------------------------
+
+#[test]
+fn soft_deleting_a_record_soft_deletes_its_bucket() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    let bucket = r.bucket_id().unwrap();
+    store.delete_record(&mut r).unwrap();
+    let b = store
+        .read(|tx| tx.bucket_with_deleted(bucket))
+        .unwrap()
+        .unwrap();
+    assert!(b.deleted);
+    assert!(store.files_of(&r).unwrap().is_none());
+    let err = store.update_files(&mut r, |f| f.len()).unwrap_err();
+    assert!(matches!(err, Error::RecordDeleted { .. }), "{err}");
+    assert_consistent(&store);
+}
+
+#[test]
+fn undeleting_a_record_brings_its_bucket_back() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    store.delete_record(&mut r).unwrap();
+    store.undelete_record(&mut r).unwrap();
+    assert!(store.bucket(r.bucket_id().unwrap()).unwrap().is_some());
+    assert_eq!(keys(&store, &r), ["a"]);
+    assert_consistent(&store);
+}
+
+#[test]
+fn reverting_a_deleted_record_brings_its_bucket_back() {
+    let store = store();
+    let mut r = record_with(&store, &["a"]);
+    store.delete_record(&mut r).unwrap();
+    let back = store.revert_record(r.id(), 1).unwrap();
+    assert!(store.bucket(back.bucket_id().unwrap()).unwrap().is_some());
+    assert_eq!(keys(&store, &back), ["a"]);
+}
+
+#[test]
+fn hard_deleting_a_record_removes_its_bucket_and_frees_its_content() {
+    let store = store();
+    let r = record_with(&store, &["a"]);
+    let bucket = r.bucket_id().unwrap();
+    let file = files(&store, &r).get("a").unwrap().file_id().unwrap();
+    store.remove_record(r.id()).unwrap();
+    assert!(
+        store
+            .read(|tx| tx.bucket_with_deleted(bucket))
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.file(file).unwrap().is_none());
+    assert!(store.record_bucket(r.id()).unwrap().is_none());
+    assert_consistent(&store);
+}
+
+#[test]
+fn hard_deleting_a_record_unlocks_and_removes_a_locked_bucket() {
+    let store = store();
+    let r = record_with(&store, &["a"]);
+    let bucket = r.bucket_id().unwrap();
+    store.set_bucket_locked(bucket, true).unwrap();
+    store.remove_record(r.id()).unwrap();
+    assert!(
+        store
+            .read(|tx| tx.bucket_with_deleted(bucket))
+            .unwrap()
+            .is_none()
+    );
+    assert_consistent(&store);
+}
+
+#[test]
+fn hard_deleting_a_record_keeps_content_shared_with_another_bucket() {
+    let store = store();
+    let a = record_with(&store, &["same"]);
+    let b = record_with(&store, &["same"]);
+    let file = files(&store, &a).get("same").unwrap().file_id().unwrap();
+    store.remove_record(a.id()).unwrap();
+    assert_eq!(store.file(file).unwrap().unwrap().references, 1);
+    assert_eq!(files(&store, &b).get("same").unwrap().file_id(), Some(file));
+    assert_consistent(&store);
+}
+
+#[test]
+fn hard_deleting_a_record_without_a_bucket_works() {
+    let store = store();
+    let r = store
+        .create_record_with(json!({}), &RecordOptions::without_bucket())
+        .unwrap();
+    store.remove_record(r.id()).unwrap();
+    assert!(store.record_with_deleted(r.id()).unwrap().is_none());
+}
+
+// ---- atomicity ------------------------------------------------------------------------------------
+
+#[test]
+fn record_bucket_and_first_files_are_created_in_one_transaction() {
+    let store = store();
+    let r = store
+        .write(|tx| {
+            let mut r = tx.create_record(json!({"title": "t"}))?;
+            let mut files: RecordFiles<'_, '_> = tx.record_files(&mut r)?;
+            files.put("a.txt", &b"a"[..])?;
+            files.put("b.txt", &b"b"[..])?;
+            files.commit()?;
+            Ok(r)
+        })
+        .unwrap();
+    assert_eq!(r.revision_id(), 1);
+    assert_eq!(keys(&store, &r), ["a.txt", "b.txt"]);
+    assert_eq!(store.record(r.id()).unwrap().unwrap(), r);
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_put_over_quota_leaves_no_record_no_bucket_and_no_content() {
+    let store = store();
+    let id = RecordId::new();
+    let opts = RecordOptions {
+        id: Some(id),
+        bucket: Some(BucketOptions {
+            quota_size: Some(10),
+            ..BucketOptions::default()
+        }),
+    };
+    let err = store
+        .write(|tx| {
+            let mut r = tx.create_record_with(json!({}), &opts)?;
+            let mut files = tx.record_files(&mut r)?;
+            files.put("small.txt", &b"12345"[..])?;
+            files.put("big.txt", &[7u8; 100][..])?;
+            files.commit()
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::FileSize { .. }), "{err}");
+    assert!(store.record_with_deleted(id).unwrap().is_none());
+    assert!(store.buckets().unwrap().is_empty());
+    assert!(store.read(|tx| tx.record_bucket(id)).unwrap().is_none());
+    // The integrity check also proves no file or chunk is left without a reference.
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_schema_error_after_files_leaves_nothing() {
+    let store = store();
+    store
+        .register_schema(
+            "https://example.org/s.json",
+            &json!({"required": ["title"]}),
+        )
+        .unwrap();
+    let id = RecordId::new();
+    let err = store
+        .write(|tx| {
+            let mut r = tx.create_record_with(json!({}), &RecordOptions::default().with_id(id))?;
+            tx.record_files(&mut r)?.put("a.txt", &b"a"[..])?;
+            r.body_mut()
+                .insert("$schema".into(), json!("https://example.org/s.json"));
+            tx.commit_record(&mut r)
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::SchemaValidation { .. }), "{err}");
+    assert!(store.record_with_deleted(id).unwrap().is_none());
+    assert!(store.buckets().unwrap().is_empty());
+    assert_consistent(&store);
+}
