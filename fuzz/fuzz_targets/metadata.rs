@@ -1,5 +1,7 @@
-//! Metadata fuzzing: arbitrary keys, tag keys and values, bucket options, location names and
-//! put options (sizes that lie, md5 and blake3 strings, MIME types). Every call must end in
+//! Metadata fuzzing: arbitrary keys, tag keys and values, bucket options, location names, put
+//! options (sizes that lie, md5 and blake3 strings, MIME types), and on the records side
+//! arbitrary JSON bodies, `$schema` values, schemas, PIDs, reverts and FileObject metadata
+//! names through the record files view. Every call must end in
 //! success or a typed error, never a panic; a refused call must leave the store exactly as it
 //! was and its integrity check passing; an accepted put must hold exactly what was sent.
 
@@ -8,7 +10,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use recfiles::prelude::*;
-use recfiles::{FilesQuery, MultipartLimits};
+use recfiles::{FilesQuery, MultipartLimits, RecordId, RecordsQuery};
+use serde_json::{Map, Value};
 use recfiles_fuzz::{assert_check, content, observe};
 use std::io::Read;
 
@@ -25,6 +28,53 @@ enum Call {
     SetLimits { b: u8, quota: Option<u64>, max_file: Option<u64> },
     List { b: u8, prefix: Option<String>, start_after: Option<String>, limit: Option<u8>, with_deleted: bool },
     Lookup { b: u8, key: String },
+    CreateRecord { fields: Vec<(String, Json)>, schema: Option<String>, known_schema: bool },
+    CreateRecordFrom { body: Json },
+    RegisterSchema { url: String, schema: Json },
+    CommitRecord { r: u8, field: String, value: Json },
+    DeleteRecord { r: u8 },
+    RevertRecord { r: u8, revision: u64 },
+    CreatePid { r: u8, pid_type: String, pid_value: String },
+    FileMetadata { r: u8, key: String, name: String, value: Json },
+}
+
+/// Arbitrary JSON.
+#[derive(Arbitrary, Debug, Clone)]
+enum Json {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn value(&self) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Int(i) => Value::from(*i),
+            Json::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Json::Str(s) => Value::String(s.clone()),
+            Json::Arr(a) => Value::Array(a.iter().map(Json::value).collect()),
+            Json::Obj(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), v.value())).collect()),
+        }
+    }
+}
+
+const SCHEMA: &str = "https://example.org/fuzz.json";
+
+/// Records as seen from outside: value and every revision.
+fn records_seen(store: &Store, ids: &[RecordId]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            let r = store.read(|r| r.record_with_deleted(*id)).expect("record");
+            let revs = store.record_revisions(*id).ok();
+            format!("{r:?} {revs:?}")
+        })
+        .collect()
 }
 
 fuzz_target!(|calls: Vec<Call>| {
@@ -43,8 +93,16 @@ fuzz_target!(|calls: Vec<Call>| {
         .in_memory()
         .expect("store");
     let mut buckets = vec![store.create_bucket(&BucketOptions::default()).expect("bucket").id];
+    store
+        .register_schema(
+            SCHEMA,
+            &serde_json::json!({"type": "object", "properties": {"title": {"type": "string"}}}),
+        )
+        .expect("schema");
+    let mut records: Vec<RecordId> = Vec::new();
     for call in calls.into_iter().take(32) {
         let before = observe(&store, &buckets);
+        let records_before = records_seen(&store, &records);
         let locations_before = store.read(|r| r.locations()).expect("locations");
         let pick = |i: u8| buckets[usize::from(i) % buckets.len()];
         let outcome: Result<(), recfiles::Error> = match &call {
@@ -158,6 +216,76 @@ fuzz_target!(|calls: Vec<Call>| {
                 let b = pick(*b);
                 store.object(b, key).and_then(|_| store.object_versions(b, key)).map(|_| ())
             }
+            Call::CreateRecord { fields, schema, known_schema } => {
+                let mut body: Map<String, Value> = fields.iter().map(|(k, v)| (k.clone(), v.value())).collect();
+                if *known_schema {
+                    body.insert("$schema".into(), Value::String(SCHEMA.into()));
+                } else if let Some(s) = schema {
+                    body.insert("$schema".into(), Value::String(s.clone()));
+                }
+                let sent = body.clone();
+                store.create_record(Value::Object(body)).map(|r| {
+                    for (k, v) in &sent {
+                        if k != "_bucket" {
+                            assert_eq!(r.get(k), Some(v), "field {k:?} not stored as sent");
+                        }
+                    }
+                    buckets.extend(r.bucket_id());
+                    records.push(r.id());
+                })
+            }
+            Call::CreateRecordFrom { body } => store.create_record(body.value()).map(|r| {
+                buckets.extend(r.bucket_id());
+                records.push(r.id());
+            }),
+            Call::RegisterSchema { url, schema } => store.register_schema(url, &schema.value()),
+            Call::CommitRecord { r, field, value } => match records.get(usize::from(*r) % records.len().max(1)) {
+                Some(id) => match store.record(*id) {
+                    Ok(Some(mut rec)) => {
+                        rec.body_mut().insert(field.clone(), value.value());
+                        store.commit_record(&mut rec)
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                None => Ok(()),
+            },
+            Call::DeleteRecord { r } => match records.get(usize::from(*r) % records.len().max(1)) {
+                Some(id) => match store.record(*id) {
+                    Ok(Some(mut rec)) => store.delete_record(&mut rec),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                None => Ok(()),
+            },
+            Call::RevertRecord { r, revision } => match records.get(usize::from(*r) % records.len().max(1)) {
+                Some(id) => store.revert_record(*id, *revision).map(drop),
+                None => Ok(()),
+            },
+            Call::CreatePid { r, pid_type, pid_value } => match records.get(usize::from(*r) % records.len().max(1)) {
+                Some(id) => store.create_pid(pid_type, pid_value, *id).map(drop),
+                None => Ok(()),
+            },
+            Call::FileMetadata { r, key, name, value } => match records.get(usize::from(*r) % records.len().max(1)) {
+                Some(id) => match store.record(*id) {
+                    Ok(Some(mut rec)) if rec.bucket_id().is_some() => {
+                        let v = value.value();
+                        store
+                            .update_files(&mut rec, |f| {
+                                f.put(key, &b"metadata"[..])?;
+                                f.set_metadata(key, name, v.clone())
+                            })
+                            .map(|_| {
+                                let files = store.files_of(&rec).expect("files").expect("bucket");
+                                let fo = files.get(key).expect("the file just put");
+                                assert_eq!(fo.get(name), Some(v), "metadata {name:?} not stored as sent");
+                            })
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                None => Ok(()),
+            },
         };
         if let Err(e) = &outcome {
             // Typed, with a message, and nothing changed.
@@ -168,6 +296,7 @@ fuzz_target!(|calls: Vec<Call>| {
             );
             assert_eq!(observe(&store, &buckets), before, "{call:?} was refused ({e}) but changed the store");
             assert_eq!(store.read(|r| r.locations()).expect("locations"), locations_before);
+            assert_eq!(records_seen(&store, &records), records_before, "{call:?} was refused ({e}) but changed a record");
         }
         assert_check(&store);
     }

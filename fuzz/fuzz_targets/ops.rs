@@ -1,5 +1,7 @@
-//! Model-based fuzzing: arbitrary sequences of bucket, object, tag and multipart operations run
-//! against a store and against a plain model (BTreeMaps). After every step the outcome (success
+//! Model-based fuzzing: arbitrary sequences of bucket, object, tag, multipart and record
+//! operations (create, commit, soft delete, revert, hard delete; a record's bucket is a bucket
+//! like the others, soft-deleted and brought back with its record) run against a store and
+//! against a plain model (BTreeMaps). After every step the outcome (success
 //! or the kind of error) must agree, everything observable must be equal, and the store's
 //! integrity check must pass.
 
@@ -8,7 +10,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use recfiles::prelude::*;
-use recfiles::{Error, MultipartLimits, SyncChange, UploadId};
+use recfiles::{Error, MultipartLimits, RecordId, RecordsQuery, SyncChange, UploadId};
 use recfiles_fuzz::{SeenBucket, SeenUpload, SeenVersion, assert_check, content, kind, observe};
 use std::collections::BTreeMap;
 
@@ -47,6 +49,18 @@ enum Op {
     UploadPart { u: u8, n: u8, seed: u8, delta: u8 },
     Complete { u: u8 },
     Abort { u: u8 },
+    CreateRecord { title: u8, with_bucket: bool },
+    CommitRecord { r: u8, title: u8 },
+    DeleteRecord { r: u8 },
+    RevertRecord { r: u8, revision: u8 },
+    RemoveRecord { r: u8 },
+}
+
+/// A record in the model: its revisions' titles (`None`: a soft-delete revision) and its bucket.
+#[derive(Debug, Clone)]
+struct MRecord {
+    revisions: Vec<Option<u8>>,
+    bucket: Option<BucketId>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +109,9 @@ struct Model {
     bucket_order: Vec<BucketId>,
     /// Every upload ever started, finished ones included.
     upload_order: Vec<UploadId>,
+    records: BTreeMap<RecordId, MRecord>,
+    /// Every record ever created, removed ones included.
+    record_order: Vec<RecordId>,
 }
 
 type Expect = Result<(), &'static str>;
@@ -290,6 +307,7 @@ fn run(ops: Vec<Op>) {
         let seen = observe(&store, &m.bucket_order);
         m.learn_ids(&seen);
         assert_eq!(m.seen(), seen, "store and model differ after {op:?}");
+        compare_records(&store, &m, &op);
         assert_check(&store);
     }
 }
@@ -514,6 +532,11 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
             if got.is_ok() {
                 m.buckets.remove(&b);
                 m.uploads.retain(|_, u| u.bucket != b);
+                for r in m.records.values_mut() {
+                    if r.bucket == Some(b) {
+                        r.bucket = None;
+                    }
+                }
             }
         }
         Op::Snapshot { b, lock } => {
@@ -658,6 +681,11 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
                 m.push(up.bucket, &up.key, MVersion { id: Some(v.version_id), content: Some(data), tags: BTreeMap::new() });
             }
         }
+        Op::CreateRecord { .. }
+        | Op::CommitRecord { .. }
+        | Op::DeleteRecord { .. }
+        | Op::RevertRecord { .. }
+        | Op::RemoveRecord { .. } => record_step(store, m, op),
         Op::Abort { u } => {
             let uid = m.upload(u);
             let want = match m.uploads.get(&uid) {
@@ -670,6 +698,154 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
                 m.uploads.remove(&uid);
             }
         }
+    }
+}
+
+const TITLES: [&str; 3] = ["a", "b", "ü"];
+
+fn title_of(r: &recfiles::Record) -> Option<u8> {
+    let t = r.get("title")?.as_str()?;
+    TITLES.iter().position(|x| *x == t).map(|i| i as u8)
+}
+
+/// Every record the model knows: current value and every revision, as the store shows them.
+fn compare_records(store: &Store, m: &Model, op: &Op) {
+    for id in &m.record_order {
+        let current = store.read(|r| r.record_with_deleted(*id)).expect("record");
+        let revisions = store.record_revisions(*id);
+        match m.records.get(id) {
+            None => {
+                assert!(current.is_none(), "{op:?}: removed record {id} still there");
+                assert!(matches!(revisions, Err(Error::RecordNotFound { .. })), "{op:?}: {revisions:?}");
+            }
+            Some(mr) => {
+                let cur = current.unwrap_or_else(|| panic!("{op:?}: record {id} missing"));
+                assert_eq!(cur.revision_id() as usize, mr.revisions.len() - 1, "{op:?}: revision of {id}");
+                let last = *mr.revisions.last().expect("revisions");
+                assert_eq!(cur.is_deleted(), last.is_none(), "{op:?}: deleted flag of {id}");
+                if last.is_some() {
+                    assert_eq!(title_of(&cur), last, "{op:?}: title of {id}");
+                }
+                assert_eq!(store.record_bucket(*id).expect("record bucket"), mr.bucket, "{op:?}: bucket of {id}");
+                let revs = revisions.expect("revisions");
+                let seen: Vec<Option<u8>> = revs
+                    .iter()
+                    .map(|r| r.body.as_ref().map(|b| {
+                        let t = b.get("title").and_then(|t| t.as_str()).unwrap_or("?");
+                        TITLES.iter().position(|x| *x == t).map_or(255, |i| i as u8)
+                    }))
+                    .collect();
+                assert_eq!(seen, mr.revisions, "{op:?}: revisions of {id}");
+            }
+        }
+    }
+}
+
+fn pick_record(m: &Model, r: u8) -> RecordId {
+    match m.record_order.len() {
+        0 => RecordId::new(),
+        n => m.record_order[usize::from(r) % n],
+    }
+}
+
+/// A record's bucket follows its record: soft-deleted with it, back when it comes back.
+fn set_record_bucket_deleted(m: &mut Model, id: RecordId, deleted: bool) {
+    if let Some(b) = m.records.get(&id).and_then(|r| r.bucket) {
+        if let Some(bucket) = m.buckets.get_mut(&b) {
+            bucket.deleted = deleted;
+        }
+    }
+}
+
+fn record_step(store: &Store, m: &mut Model, op: &Op) {
+    match *op {
+        Op::CreateRecord { title, with_bucket } => {
+            let t = usize::from(title) % TITLES.len();
+            let opts = if with_bucket { RecordOptions::default() } else { RecordOptions::without_bucket() };
+            let r = store
+                .create_record_with(serde_json::json!({"title": TITLES[t]}), &opts)
+                .expect("create record");
+            let bucket = store.record_bucket(r.id()).expect("bucket");
+            assert_eq!(bucket.is_some(), with_bucket, "{op:?}");
+            if let Some(b) = bucket {
+                m.buckets.insert(b, MBucket::default());
+                m.bucket_order.push(b);
+            }
+            m.records.insert(r.id(), MRecord { revisions: vec![Some(t as u8)], bucket });
+            m.record_order.push(r.id());
+        }
+        Op::CommitRecord { r, title } => {
+            let id = pick_record(m, r);
+            let t = (usize::from(title) % TITLES.len()) as u8;
+            let want = match m.records.get(&id) {
+                None => Err("RecordNotFound"),
+                Some(mr) if mr.revisions.last().expect("revision").is_none() => Err("RecordDeleted"),
+                Some(_) => Ok(()),
+            };
+            let got = match store.read(|rd| rd.record_with_deleted(id)).expect("read") {
+                Some(mut rec) => {
+                    rec.body_mut().insert("title".into(), serde_json::json!(TITLES[usize::from(t)]));
+                    store.commit_record(&mut rec)
+                }
+                None => Err(Error::RecordNotFound { record: id }),
+            };
+            agree(op, want, &got);
+            if got.is_ok() {
+                m.records.get_mut(&id).expect("record").revisions.push(Some(t));
+            }
+        }
+        Op::DeleteRecord { r } => {
+            let id = pick_record(m, r);
+            let want = match m.records.get(&id) {
+                None => Err("RecordNotFound"),
+                Some(mr) if mr.revisions.last().expect("revision").is_none() => Err("RecordDeleted"),
+                Some(_) => Ok(()),
+            };
+            let got = match store.read(|rd| rd.record_with_deleted(id)).expect("read") {
+                Some(mut rec) => store.delete_record(&mut rec),
+                None => Err(Error::RecordNotFound { record: id }),
+            };
+            agree(op, want, &got);
+            if got.is_ok() {
+                m.records.get_mut(&id).expect("record").revisions.push(None);
+                set_record_bucket_deleted(m, id, true);
+            }
+        }
+        Op::RevertRecord { r, revision } => {
+            let id = pick_record(m, r);
+            let (want, target) = match m.records.get(&id) {
+                None => (Err("RecordNotFound"), None),
+                Some(mr) => {
+                    let rev = usize::from(revision) % (mr.revisions.len() + 1);
+                    match mr.revisions.get(rev) {
+                        None => (Err("RevisionNotFound"), Some((rev, None))),
+                        Some(t) => (Ok(()), Some((rev, Some(*t)))),
+                    }
+                }
+            };
+            let rev = target.map_or(0, |(rev, _)| rev as u64);
+            let got = store.revert_record(id, rev);
+            agree(op, want, &got);
+            if got.is_ok() {
+                let title = target.and_then(|(_, t)| t).expect("reverted revision");
+                m.records.get_mut(&id).expect("record").revisions.push(title);
+                set_record_bucket_deleted(m, id, title.is_none());
+            }
+        }
+        Op::RemoveRecord { r } => {
+            let id = pick_record(m, r);
+            let want = if m.records.contains_key(&id) { Ok(()) } else { Err("RecordNotFound") };
+            let got = store.remove_record(id);
+            agree(op, want, &got);
+            if got.is_ok() {
+                let mr = m.records.remove(&id).expect("record");
+                if let Some(b) = mr.bucket {
+                    m.buckets.remove(&b);
+                    m.uploads.retain(|_, u| u.bucket != b);
+                }
+            }
+        }
+        _ => unreachable!("not a record operation"),
     }
 }
 
