@@ -15,7 +15,7 @@
 //! Either way `check()` passes and the reopened store accepts new writes.
 //!
 //! `RECFILES_FAULT_SWEEP=full` tries every countdown; the default samples them (all of the first
-//! 64, then every 4th) to stay fast in debug builds.
+//! 32, then every 6th) to stay fast in debug builds.
 
 mod common;
 
@@ -297,7 +297,7 @@ fn reference_states() -> Vec<State> {
 /// Which countdowns to try: all with `RECFILES_FAULT_SWEEP=full`, else a sample.
 fn countdowns() -> impl Iterator<Item = u64> {
     let full = std::env::var("RECFILES_FAULT_SWEEP").is_ok_and(|v| v == "full");
-    (0u64..).filter(move |n| full || *n < 64 || n % 4 == 0)
+    (0u64..).filter(move |n| full || *n < 32 || n % 6 == 0)
 }
 
 /// A readable digest of a state for failure messages (content as lengths).
@@ -526,7 +526,7 @@ fn transient_faults_never_damage_the_store() {
         (FaultKind::Sync, 1 << 20),
         (FaultKind::Read, 64 << 10),
     ] {
-        for n in (0u64..).filter(|n| full || n % 23 == 0) {
+        for n in (0u64..).filter(|n| full || n % 29 == 0) {
             let plan = FaultPlan::new();
             let disk = SimDisk::default();
             let store = builder()
