@@ -14,6 +14,7 @@ use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
+use std::sync::Arc;
 
 /// Who owns staged chunks: nobody yet (an upload in progress) or a committed multipart part.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,34 +89,53 @@ pub(crate) fn stage(
         committed: false,
     };
     let mut src = ChunkSource::new(reader, limits, cfg.chunk_size);
-    let mut digests = Digests::new(with_md5);
     let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
-    let mut offset = 0u64;
-    let mut batch: Vec<(u64, Hash, Vec<u8>)> = Vec::with_capacity(per_batch);
-    loop {
-        let mut buf = Vec::with_capacity(cfg.chunk_size);
-        let more = src.next_chunk(&mut buf)?;
-        if !buf.is_empty() {
-            digests.update(&buf);
-            let h = *blake3::hash(&buf).as_bytes();
-            let len = buf.len() as u64;
-            batch.push((offset, h, buf));
-            offset += len;
+    // The whole-file digest (blake3, and md5 when on) runs on a second thread, beside chunk
+    // hashing and writing: it was a quarter of a large put's instructions. The bounded channel
+    // keeps at most a few chunks in flight, shared with the batch rather than copied.
+    let digest = std::thread::scope(|s| -> Result<_> {
+        let (to_hasher, from_reader) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(4);
+        let hasher = s.spawn(move || {
+            let mut digests = Digests::new(with_md5);
+            for chunk in from_reader {
+                digests.update(&chunk);
+            }
+            digests.finish()
+        });
+        let mut offset = 0u64;
+        let mut batch: Vec<(u64, Hash, Arc<Vec<u8>>)> = Vec::with_capacity(per_batch);
+        loop {
+            let mut buf = Vec::with_capacity(cfg.chunk_size);
+            let more = src.next_chunk(&mut buf)?;
+            if !buf.is_empty() {
+                let buf = Arc::new(buf);
+                // Fails only if the hasher panicked; join below reports that.
+                let _ = to_hasher.send(Arc::clone(&buf));
+                let h = *blake3::hash(&buf).as_bytes();
+                let len = buf.len() as u64;
+                batch.push((offset, h, buf));
+                offset += len;
+            }
+            if batch.len() >= per_batch || (!more && !batch.is_empty()) {
+                let b = std::mem::take(&mut batch);
+                store.write_with(Durability::Eventual, |tx| write_batch(&mut tx.t, id, &b))?;
+            }
+            if !more {
+                break;
+            }
         }
-        if batch.len() >= per_batch || (!more && !batch.is_empty()) {
-            let b = std::mem::take(&mut batch);
-            store.write_with(Durability::Eventual, |tx| write_batch(&mut tx.t, id, &b))?;
+        drop(to_hasher);
+        match hasher.join() {
+            Ok(digest) => Ok(digest),
+            Err(panic) => std::panic::resume_unwind(panic),
         }
-        if !more {
-            break;
-        }
-    }
+    })?;
     staged.size = src.total;
-    staged.digest = digests.finish();
+    staged.digest = digest;
     Ok(staged)
 }
 
-fn write_batch(t: &mut WTables<'_>, id: u128, batch: &[(u64, Hash, Vec<u8>)]) -> Result<()> {
+fn write_batch(t: &mut WTables<'_>, id: u128, batch: &[(u64, Hash, Arc<Vec<u8>>)]) -> Result<()> {
     for (off, h, bytes) in batch {
         let refs = t.chunk_refs.get(h)?.map(|g| g.value());
         match refs {

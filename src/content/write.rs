@@ -4,7 +4,7 @@ use super::{Digests, Hash, register_file, store_chunk};
 use crate::error::{Error, Result, SizeLimit};
 use crate::ids::{BucketId, FileId, Timestamp};
 use crate::storage::WTables;
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 
 /// What a stream may contain: an exact declared size and/or a byte cap from the bucket.
 #[derive(Debug, Clone, Copy, Default)]
@@ -93,17 +93,13 @@ impl<'r> ChunkSource<'r> {
         if let Some(c) = self.limits.cap {
             want = want.min(c.bytes.saturating_sub(self.total).saturating_add(1));
         }
-        buf.resize(want as usize, 0);
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.reader.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n.min(buf.len() - filled),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::UploadStream { source: e }),
-            }
-        }
-        buf.truncate(filled);
+        // read_to_end only initialises what the reader fills: resizing to a whole chunk first
+        // would zero 1 MiB for every 1 KiB file (it dominated small puts).
+        Clamped(&mut *self.reader)
+            .take(want)
+            .read_to_end(buf)
+            .map_err(|source| Error::UploadStream { source })?;
+        let filled = buf.len();
         self.total += filled as u64;
         self.limits.check_running(self.total)?;
         if filled < want as usize {
@@ -111,6 +107,17 @@ impl<'r> ChunkSource<'r> {
             self.limits.check_end(self.total)?;
         }
         Ok(!buf.is_empty() || !self.done)
+    }
+}
+
+/// A reader that cannot claim more bytes than it was given room for: std's `read_to_end`
+/// panics on such a (broken) reader, and no input may make the engine panic.
+struct Clamped<'a>(&'a mut dyn Read);
+
+impl Read for Clamped<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        Ok(n.min(buf.len()))
     }
 }
 
@@ -128,7 +135,8 @@ pub(crate) fn write_stream(
     let mut src = ChunkSource::new(reader, limits, chunk_size);
     let mut digests = Digests::new(with_md5);
     let mut chunks: Vec<(u64, Hash)> = Vec::new();
-    let mut buf = Vec::with_capacity(chunk_size);
+    // Grows to the content's size (at most a chunk) rather than reserving a chunk up front.
+    let mut buf = Vec::new();
     let mut offset = 0u64;
     while src.next_chunk(&mut buf)? {
         if buf.is_empty() {

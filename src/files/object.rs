@@ -159,12 +159,25 @@ impl WriteTx<'_> {
         };
         self.t.versions.insert(vid.raw(), enc(&loc)?.as_slice())?;
         self.t.heads.insert((b, key), seq)?;
+        let (mut size, mut checksum) = (None, None);
         if let Some(f) = file {
             let fr = retain_file(&mut self.t, f, self.now)?;
             self.add_bucket_size(bucket, i128::from(fr.size))?;
+            size = Some(fr.size);
+            checksum = Some(crate::content::blake3_text(&fr.blake3));
         }
-        self.version(vid)?
-            .ok_or(Error::VersionNotFound { version: vid })
+        Ok(ObjectVersion {
+            bucket,
+            key: key.to_string(),
+            version_id: vid,
+            file_id: file,
+            size,
+            checksum,
+            mimetype: row.mimetype.unwrap_or_else(|| super::guess_mimetype(key)),
+            is_head: true,
+            created: self.now,
+            updated: self.now,
+        })
     }
 
     /// Streams content into a file inside this transaction, under the bucket's limits and the

@@ -2,12 +2,15 @@
 
 use crate::records::FILES_FIELD;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// `_files` in order. Entries that are not objects with a string `key` are ignored (a body is
 /// caller data and may hold anything); a repeated key keeps its first place.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FilesMap {
     entries: Vec<(String, Map<String, Value>)>,
+    // key → position in `entries`, so lookups stay O(1) with thousands of files.
+    index: HashMap<String, usize>,
 }
 
 impl FilesMap {
@@ -17,8 +20,9 @@ impl FilesMap {
             for item in items {
                 if let Value::Object(entry) = item
                     && let Some(Value::String(key)) = entry.get("key")
-                    && map.get(key).is_none()
+                    && !map.index.contains_key(key)
                 {
+                    map.index.insert(key.clone(), map.entries.len());
                     map.entries.push((key.clone(), entry.clone()));
                 }
             }
@@ -26,19 +30,29 @@ impl FilesMap {
         map
     }
 
+    /// The entry of one key, read straight from a body without building the whole map.
+    pub(crate) fn entry_in(body: &Map<String, Value>, key: &str) -> Option<Map<String, Value>> {
+        match body.get(FILES_FIELD) {
+            Some(Value::Array(items)) => items.iter().find_map(|item| match item {
+                Value::Object(entry) if entry.get("key").and_then(Value::as_str) == Some(key) => {
+                    Some(entry.clone())
+                }
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
     pub(crate) fn keys(&self) -> Vec<&str> {
         self.entries.iter().map(|(k, _)| k.as_str()).collect()
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&Map<String, Value>> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.index.get(key).map(|&i| &self.entries[i].1)
     }
 
     pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Map<String, Value>> {
-        self.entries
-            .iter_mut()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.index.get(key).map(|&i| &mut self.entries[i].1)
     }
 
     /// Sets the entry of `key` (its `key` field made to match), keeping its place or
@@ -47,12 +61,21 @@ impl FilesMap {
         entry.insert("key".into(), Value::String(key.to_string()));
         match self.get_mut(key) {
             Some(e) => *e = entry,
-            None => self.entries.push((key.to_string(), entry)),
+            None => {
+                self.index.insert(key.to_string(), self.entries.len());
+                self.entries.push((key.to_string(), entry));
+            }
         }
     }
 
     pub(crate) fn remove(&mut self, key: &str) -> Option<Map<String, Value>> {
-        let i = self.entries.iter().position(|(k, _)| k == key)?;
-        Some(self.entries.remove(i).1)
+        let i = self.index.remove(key)?;
+        let (_, entry) = self.entries.remove(i);
+        for pos in self.index.values_mut() {
+            if *pos > i {
+                *pos -= 1;
+            }
+        }
+        Some(entry)
     }
 }

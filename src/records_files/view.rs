@@ -100,7 +100,7 @@ impl RecordFiles<'_, '_> {
             .tx
             .object(self.bucket, key)?
             .ok_or_else(|| self.not_found(key))?;
-        let entry = self.map().get(key).cloned().unwrap_or_default();
+        let entry = FilesMap::entry_in(self.record.body(), key).unwrap_or_default();
         Ok(FileObject::new(obj, entry))
     }
 
@@ -154,13 +154,37 @@ impl RecordFiles<'_, '_> {
         reader: impl Read,
         opts: &PutOptions,
     ) -> Result<FileObject> {
-        self.tx.put_object(self.bucket, key, reader, opts)?;
-        let mut map = self.map();
-        if map.get(key).is_none() {
-            map.set(key, Map::new());
+        let obj = self.tx.put_object(self.bucket, key, reader, opts)?;
+        Ok(self.upsert_entry(obj))
+    }
+
+    /// Brings the `_files` entry of one object up to date (appending it if new, keeping its
+    /// place and metadata otherwise) and returns the file. Only that entry is touched, so a
+    /// put costs the same with ten files as with ten thousand; the whole list is rebuilt once,
+    /// by [`flush`](Self::flush) at commit.
+    fn upsert_entry(&mut self, obj: ObjectVersion) -> FileObject {
+        let body = self.record.body_mut();
+        let files = body
+            .entry(FILES_FIELD)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !files.is_array() {
+            *files = Value::Array(Vec::new());
         }
-        self.store_map(map)?;
-        self.get(key)
+        let Value::Array(entries) = files else {
+            return FileObject::new(obj, Map::new());
+        };
+        let at = entries
+            .iter()
+            .position(|e| e.get("key").and_then(Value::as_str) == Some(obj.key.as_str()));
+        let old = at
+            .and_then(|i| entries[i].as_object().cloned())
+            .unwrap_or_default();
+        let file = FileObject::new(obj, old);
+        match at {
+            Some(i) => entries[i] = Value::Object(file.dumps()),
+            None => entries.push(Value::Object(file.dumps())),
+        }
+        file
     }
 
     /// Deletes `key` (a delete marker becomes its head) and drops it from `_files`. Returns the
