@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_check, content, file_count, fingerprint};
 use recfiles::prelude::*;
-use recfiles::{Error, KeyProblem, MultipartLimits, SizeLimit};
+use recfiles::{Error, KeyProblem, MultipartLimits, RecordFiles, SizeLimit};
 use std::io::{self, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -606,4 +606,243 @@ fn recfiles_md5(_s: &Store, data: &[u8]) -> String {
         .unwrap();
     let f = scratch.file(v.file_id.unwrap()).unwrap().unwrap();
     f.md5.unwrap().trim_start_matches("md5:").to_string()
+}
+
+// ---- records and their files -------------------------------------------------------------
+
+const SCHEMA: &str = "https://example.org/schemas/doc.json";
+
+fn records_store() -> Store {
+    let s = store();
+    s.register_schema(
+        SCHEMA,
+        &serde_json::json!({
+            "type": "object",
+            "properties": {"title": {"type": "string"}, "year": {"type": "integer", "minimum": 1900}},
+            "required": ["title"]
+        }),
+    )
+    .unwrap();
+    s
+}
+
+/// Everything observable about some records: current value and every revision, plus the
+/// buckets (records own buckets) and the files they hold.
+type RecordsSeen = (
+    Vec<(Option<Record>, Vec<recfiles::RecordRevision>)>,
+    std::collections::BTreeMap<BucketId, Option<common::SeenBucket>>,
+);
+
+fn records_seen(s: &Store, ids: &[RecordId]) -> RecordsSeen {
+    let records = ids
+        .iter()
+        .map(|id| {
+            let current = s.read(|r| r.record_with_deleted(*id)).unwrap();
+            let revisions = s.record_revisions(*id).unwrap_or_default();
+            (current, revisions)
+        })
+        .collect();
+    let buckets: Vec<BucketId> = s.buckets().unwrap().iter().map(|b| b.id).collect();
+    (records, fingerprint(s, &buckets).unwrap())
+}
+
+/// Runs `f`, which must fail, and proves no record, bucket or file changed.
+fn record_refused<T: std::fmt::Debug>(
+    s: &Store,
+    ids: &[RecordId],
+    f: impl FnOnce() -> recfiles::Result<T>,
+) -> Error {
+    let before = records_seen(s, ids);
+    let files = file_count(s);
+    let err = f().expect_err("the call must be refused");
+    assert!(
+        records_seen(s, ids) == before,
+        "a refused call changed records ({err})"
+    );
+    assert_eq!(file_count(s), files, "a refused call stored a file ({err})");
+    assert_check(s);
+    err
+}
+
+#[test]
+fn record_bodies_that_are_not_objects_or_break_their_schema_are_refused() {
+    use serde_json::json;
+    let s = records_store();
+    let r = s
+        .create_record(json!({"$schema": SCHEMA, "title": "ok"}))
+        .unwrap();
+    let ids = [r.id()];
+    let bad = [
+        (json!([1, 2]), "NotAnObject"),
+        (json!("text"), "NotAnObject"),
+        (json!(null), "NotAnObject"),
+        (json!(3.5), "NotAnObject"),
+        (
+            json!({"$schema": "https://example.org/unknown.json"}),
+            "SchemaNotFound",
+        ),
+        (json!({"$schema": 7}), "SchemaNotFound"),
+        (json!({"$schema": SCHEMA}), "SchemaValidation"),
+        (
+            json!({"$schema": SCHEMA, "title": 5, "year": 1800}),
+            "SchemaValidation",
+        ),
+        (
+            json!({"$schema": SCHEMA, "title": "t", "year": "1999"}),
+            "SchemaValidation",
+        ),
+    ];
+    for (body, kind) in bad {
+        let e = record_refused(&s, &ids, || s.create_record(body.clone()));
+        let got = format!("{e:?}");
+        assert!(got.starts_with(kind), "{body}: expected {kind}, got {e}");
+    }
+    // A commit that breaks the schema stores nothing and leaves the caller's revision alone.
+    let mut changed = r.clone();
+    changed.body_mut().insert("year".into(), json!(1492));
+    let e = record_refused(&s, &ids, || s.commit_record(&mut changed));
+    assert!(matches!(e, Error::SchemaValidation { .. }), "{e}");
+    assert_eq!(changed.revision_id(), r.revision_id());
+    let e = record_refused(&s, &ids, || {
+        s.register_schema("https://example.org/bad.json", &json!({"type": 12}))
+    });
+    assert!(matches!(e, Error::InvalidSchema { .. }), "{e}");
+}
+
+#[test]
+fn record_lifecycle_calls_in_the_wrong_state_are_refused() {
+    use serde_json::json;
+    let s = records_store();
+    let mut r = s.create_record(json!({"title": "a"})).unwrap();
+    let stale = r.clone();
+    r.body_mut().insert("title".into(), json!("b"));
+    s.commit_record(&mut r).unwrap();
+    let mut gone = s.create_record(json!({"title": "gone"})).unwrap();
+    s.delete_record(&mut gone).unwrap();
+    let ids = [r.id(), gone.id()];
+
+    let mut stale_copy = stale.clone();
+    let e = record_refused(&s, &ids, || s.commit_record(&mut stale_copy));
+    assert!(matches!(e, Error::RevisionConflict { .. }), "{e}");
+    let mut stale_copy = stale.clone();
+    let e = record_refused(&s, &ids, || s.delete_record(&mut stale_copy));
+    assert!(matches!(e, Error::RevisionConflict { .. }), "{e}");
+    let mut g = gone.clone();
+    let e = record_refused(&s, &ids, || s.commit_record(&mut g));
+    assert!(matches!(e, Error::RecordDeleted { .. }), "{e}");
+    let mut g = gone.clone();
+    let e = record_refused(&s, &ids, || s.delete_record(&mut g));
+    assert!(matches!(e, Error::RecordDeleted { .. }), "{e}");
+    let mut live = r.clone();
+    let e = record_refused(&s, &ids, || s.undelete_record(&mut live));
+    assert!(
+        !matches!(e, Error::Engine(_) | Error::Corruption { .. }),
+        "{e}"
+    );
+    for revision in [2, 99, u64::MAX] {
+        let e = record_refused(&s, &ids, || s.revert_record(r.id(), revision));
+        assert!(matches!(e, Error::RevisionNotFound { .. }), "{e}");
+    }
+    let missing = RecordId::new();
+    let e = record_refused(&s, &ids, || s.revert_record(missing, 0));
+    assert!(matches!(e, Error::RecordNotFound { .. }), "{e}");
+    let e = record_refused(&s, &ids, || s.remove_record(missing));
+    assert!(matches!(e, Error::RecordNotFound { .. }), "{e}");
+    for id in [r.id(), gone.id()] {
+        let opts = RecordOptions::default().with_id(id);
+        let e = record_refused(&s, &ids, || {
+            s.create_record_with(json!({"title": "dup"}), &opts)
+        });
+        assert!(matches!(e, Error::RecordExists { .. }), "{e}");
+    }
+    for (t, v) in [("", "1"), ("doi", ""), ("a\0b", "1")] {
+        let e = record_refused(&s, &ids, || s.create_pid(t, v, r.id()));
+        assert!(matches!(e, Error::InvalidPid { .. }), "{t:?}:{v:?}: {e}");
+    }
+    s.create_pid("doi", "10.1/x", r.id()).unwrap();
+    let e = record_refused(&s, &ids, || s.create_pid("doi", "10.1/x", gone.id()));
+    assert!(matches!(e, Error::PidExists { .. }), "{e}");
+}
+
+#[test]
+fn refusals_inside_a_record_files_update_roll_back_the_whole_update() {
+    use serde_json::json;
+    let s = records_store();
+    let mut r = s.create_record(json!({"title": "with files"})).unwrap();
+    s.update_files(&mut r, |f| {
+        f.put("kept.txt", &content(1, SMALL)[..]).map(drop)
+    })
+    .unwrap();
+    let ids = [r.id()];
+    let put_then = |f: &mut RecordFiles<'_, '_>, key: &str| {
+        f.put("new.bin", &content(2, STAGED)[..])?;
+        f.set_metadata("kept.txt", "description", "changed")?;
+        f.put(key, &b"x"[..]).map(drop)
+    };
+    // Every reserved metadata name, after other changes in the same update.
+    let mut names: Vec<String> = recfiles::RESERVED_KEYS
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    names.extend(["__class__".into(), "_sa_instance_state".into()]);
+    for name in &names {
+        let mut copy = r.clone();
+        let e = record_refused(&s, &ids, || {
+            s.update_files(&mut copy, |f| {
+                put_then(f, "b.txt")?;
+                f.set_metadata("b.txt", name, "value")
+            })
+        });
+        assert!(matches!(e, Error::ReservedKey { .. }), "{name}: {e}");
+        assert_eq!(copy, r, "the caller's record is left as it was");
+    }
+    // Bad keys, lying sizes, failing readers and checksum mismatches through the view.
+    let mut copy = r.clone();
+    let e = record_refused(&s, &ids, || s.update_files(&mut copy, |f| put_then(f, "")));
+    assert!(matches!(e, Error::InvalidKey { .. }), "{e}");
+    let e = record_refused(&s, &ids, || {
+        s.update_files(&mut copy, |f| {
+            put_then(f, "c.txt")?;
+            let lie = PutOptions {
+                size: Some(SMALL as u64 + 1),
+                ..PutOptions::default()
+            };
+            f.put_with("d.txt", &content(3, SMALL)[..], &lie).map(drop)
+        })
+    });
+    assert!(matches!(e, Error::UnexpectedFileSize { .. }), "{e}");
+    let e = record_refused(&s, &ids, || {
+        s.update_files(&mut copy, |f| {
+            put_then(f, "c.txt")?;
+            f.put("d.txt", FailingReader { left: 5000 }).map(drop)
+        })
+    });
+    assert!(matches!(e, Error::UploadStream { .. }), "{e}");
+    let before = records_seen(&s, &ids);
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        s.update_files(&mut copy, |f| {
+            put_then(f, "c.txt")?;
+            f.put("d.txt", PanickingReader { left: 5000 }).map(drop)
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(
+        records_seen(&s, &ids) == before,
+        "a panic inside update_files left traces"
+    );
+    assert_check(&s);
+    let e = record_refused(&s, &ids, || {
+        s.update_files(&mut copy, |f| {
+            put_then(f, "c.txt")?;
+            f.delete("no-such-file").map(drop)
+        })
+    });
+    assert!(
+        !matches!(e, Error::Engine(_) | Error::Corruption { .. }),
+        "{e}"
+    );
+    assert_eq!(copy, r);
+    // The record still takes a good update afterwards.
+    s.update_files(&mut r, |f| put_then(f, "fine.txt")).unwrap();
+    assert_check(&s);
 }

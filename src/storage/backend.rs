@@ -107,7 +107,8 @@ pub enum FaultKind {
 
 /// Shared control of a [`FaultyBackend`]: once armed, the n-th matching operation fails, and so
 /// does every operation after it (a disk that has gone bad stays bad until the store is
-/// reopened on a fresh backend).
+/// reopened on a fresh backend). [`FaultPlan::arm_once`] fails that one operation only (a
+/// transient error).
 #[derive(Debug, Clone, Default)]
 pub struct FaultPlan(Arc<FaultState>);
 
@@ -117,6 +118,7 @@ struct FaultState {
     kind: AtomicU64,
     countdown: AtomicU64,
     tripped: AtomicBool,
+    once: AtomicBool,
     seen: AtomicU64,
 }
 
@@ -132,7 +134,14 @@ impl FaultPlan {
         s.kind.store(kind as u64, Ordering::SeqCst);
         s.countdown.store(after, Ordering::SeqCst);
         s.tripped.store(false, Ordering::SeqCst);
+        s.once.store(false, Ordering::SeqCst);
         s.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Like [`FaultPlan::arm`], but only that one operation fails; later ones succeed.
+    pub fn arm_once(&self, kind: FaultKind, after: u64) {
+        self.arm(kind, after);
+        self.0.once.store(true, Ordering::SeqCst);
     }
 
     /// Stops injecting faults.
@@ -158,6 +167,9 @@ impl FaultPlan {
             return Ok(());
         }
         if s.tripped.load(Ordering::SeqCst) {
+            if s.once.load(Ordering::SeqCst) {
+                return Ok(());
+            }
             return Err(io::Error::other("injected fault (disk already failed)"));
         }
         if s.kind.load(Ordering::SeqCst) != kind as u64 {

@@ -1,0 +1,179 @@
+//! Shared by the fuzz targets: what a store shows through its public API, in a form a plain
+//! model can produce too, and a small deterministic content generator.
+
+use recfiles::prelude::*;
+use recfiles::{FilesQuery, UploadId};
+use std::collections::BTreeMap;
+use std::io::Read;
+
+/// One version as seen from outside, newest first within its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenVersion {
+    pub id: VersionId,
+    /// `None` for a delete marker.
+    pub content: Option<Vec<u8>>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An open multipart upload as seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenUpload {
+    pub key: String,
+    pub size: u64,
+    pub part_size: u64,
+    pub parts: Vec<u32>,
+}
+
+/// Everything observable about one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SeenBucket {
+    pub size: u64,
+    pub locked: bool,
+    pub deleted: bool,
+    pub quota: Option<u64>,
+    pub max_file: Option<u64>,
+    pub tags: BTreeMap<String, String>,
+    pub objects: BTreeMap<String, Vec<SeenVersion>>,
+    pub uploads: BTreeMap<UploadId, SeenUpload>,
+}
+
+/// Reads everything observable about `buckets` on one snapshot, content byte for byte. Also
+/// asserts what must hold of any answer: one head per key, and it is the newest version.
+pub fn observe(store: &Store, buckets: &[BucketId]) -> BTreeMap<BucketId, Option<SeenBucket>> {
+    let snap = store.snapshot().expect("snapshot");
+    let mut out = BTreeMap::new();
+    for id in buckets {
+        let Some(b) = snap.bucket_with_deleted(*id).expect("bucket") else {
+            out.insert(*id, None);
+            continue;
+        };
+        let all = ListOptions {
+            with_deleted: true,
+            ..ListOptions::default()
+        };
+        let mut objects = BTreeMap::new();
+        for head in snap.list_objects(*id, &all).expect("list") {
+            assert!(head.is_head, "listed version of {:?} is not the head", head.key);
+            let mut versions = Vec::new();
+            for (i, v) in snap.object_versions(*id, &head.key).expect("versions").into_iter().enumerate() {
+                assert_eq!(v.is_head, i == 0, "head flag of {:?} version {i}", v.key);
+                let content = v.file_id.map(|f| {
+                    let mut bytes = Vec::new();
+                    snap.open_file(f)
+                        .expect("open")
+                        .read_to_end(&mut bytes)
+                        .expect("read");
+                    assert_eq!(Some(bytes.len() as u64), v.size, "size of {:?}", v.key);
+                    bytes
+                });
+                versions.push(SeenVersion {
+                    id: v.version_id,
+                    content,
+                    tags: snap.object_tags(v.version_id).expect("tags"),
+                });
+            }
+            objects.insert(head.key, versions);
+        }
+        let mut uploads = BTreeMap::new();
+        for u in snap.multipart_uploads(*id).expect("uploads") {
+            let parts = snap.parts(u.id).expect("parts").iter().map(|p| p.part_number).collect();
+            uploads.insert(
+                u.id,
+                SeenUpload {
+                    key: u.key,
+                    size: u.size,
+                    part_size: u.part_size,
+                    parts,
+                },
+            );
+        }
+        out.insert(
+            *id,
+            Some(SeenBucket {
+                size: b.size,
+                locked: b.locked,
+                deleted: b.deleted,
+                quota: b.quota_size,
+                max_file: b.max_file_size,
+                tags: snap.bucket_tags(*id).expect("bucket tags"),
+                objects,
+                uploads,
+            }),
+        );
+    }
+    out
+}
+
+/// Panics with the report unless every invariant of the store holds.
+pub fn assert_check(store: &Store) {
+    let report = store.check().expect("check runs");
+    assert!(report.is_ok(), "integrity check failed: {report:?}");
+}
+
+/// `len` bytes from `seed`: seeds below 16 give runs of one byte (so chunks and whole files
+/// deduplicate often), others a xorshift stream.
+pub fn content(seed: u8, len: usize) -> Vec<u8> {
+    if seed < 16 {
+        return vec![seed; len];
+    }
+    let mut x = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A short name for an error variant, to compare outcomes with a model.
+pub fn kind(e: &recfiles::Error) -> &'static str {
+    use recfiles::Error::*;
+    match e {
+        Engine(_) => "Engine",
+        Io(_) => "Io",
+        Corruption { .. } => "Corruption",
+        UploadStream { .. } => "UploadStream",
+        BucketNotFound { .. } => "BucketNotFound",
+        BucketLocked { .. } => "BucketLocked",
+        BucketDeleted { .. } => "BucketDeleted",
+        InvalidOperation { .. } => "InvalidOperation",
+        InvalidKey { .. } => "InvalidKey",
+        FileSize { .. } => "FileSize",
+        UnexpectedFileSize { .. } => "UnexpectedFileSize",
+        ChecksumMismatch { .. } => "ChecksumMismatch",
+        ObjectNotFound { .. } => "ObjectNotFound",
+        VersionNotFound { .. } => "VersionNotFound",
+        InvalidTag { .. } => "InvalidTag",
+        MultipartNotFound { .. } => "MultipartNotFound",
+        MultipartInvalidPartSize { .. } => "MultipartInvalidPartSize",
+        MultipartInvalidSize { .. } => "MultipartInvalidSize",
+        MultipartInvalidPartNumber { .. } => "MultipartInvalidPartNumber",
+        MultipartPartSize { .. } => "MultipartPartSize",
+        MultipartMissingParts { .. } => "MultipartMissingParts",
+        InvalidLocationName { .. } => "InvalidLocationName",
+        LocationExists { .. } => "LocationExists",
+        LocationNotFound { .. } => "LocationNotFound",
+        InvalidStorageClass { .. } => "InvalidStorageClass",
+        RecordNotFound { .. } => "RecordNotFound",
+        RecordExists { .. } => "RecordExists",
+        RecordDeleted { .. } => "RecordDeleted",
+        RevisionConflict { .. } => "RevisionConflict",
+        RevisionNotFound { .. } => "RevisionNotFound",
+        NotAnObject { .. } => "NotAnObject",
+        SchemaNotFound { .. } => "SchemaNotFound",
+        InvalidSchema { .. } => "InvalidSchema",
+        SchemaValidation { .. } => "SchemaValidation",
+        PidExists { .. } => "PidExists",
+        PidNotFound { .. } => "PidNotFound",
+        PidDeleted { .. } => "PidDeleted",
+        PidRedirected { .. } => "PidRedirected",
+        InvalidPid { .. } => "InvalidPid",
+        ReservedKey { .. } => "ReservedKey",
+        NoBucket { .. } => "NoBucket",
+        RecordFile { .. } => "RecordFile",
+        _ => "Other",
+    }
+}
