@@ -51,16 +51,22 @@ fuzz_target!(|input: Input| {
         .staging_batch(4096)
         .in_memory()
         .expect("store");
-    let b = store.create_bucket(&BucketOptions::default()).expect("bucket").id;
+    let b = store
+        .create_bucket(&BucketOptions::default())
+        .expect("bucket")
+        .id;
     let keys = ["x", "y", "z"];
     let mut model: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
     for (k, body) in input.bodies.iter().take(12) {
         let i = usize::from(*k) % keys.len();
         let data = bytes(body);
         // A reader opened before the overwrite keeps reading the old content.
-        let old = model[i]
-            .as_ref()
-            .map(|old| (old.clone(), store.open_object(b, keys[i]).expect("open old")));
+        let old = model[i].as_ref().map(|old| {
+            (
+                old.clone(),
+                store.open_object(b, keys[i]).expect("open old"),
+            )
+        });
         let v = store
             .put_object(b, keys[i], &data[..], &PutOptions::default())
             .expect("put");
@@ -82,9 +88,18 @@ fuzz_target!(|input: Input| {
             match op {
                 ReadOp::Seek { from, offset } => {
                     let (target, seek) = match from % 3 {
-                        0 => (Some(i64::from(*offset).unsigned_abs()), SeekFrom::Start(i64::from(*offset).unsigned_abs())),
-                        1 => (pos.checked_add_signed(i64::from(*offset)), SeekFrom::Current(i64::from(*offset))),
-                        _ => ((want.len() as u64).checked_add_signed(i64::from(*offset)), SeekFrom::End(i64::from(*offset))),
+                        0 => (
+                            Some(i64::from(*offset).unsigned_abs()),
+                            SeekFrom::Start(i64::from(*offset).unsigned_abs()),
+                        ),
+                        1 => (
+                            pos.checked_add_signed(i64::from(*offset)),
+                            SeekFrom::Current(i64::from(*offset)),
+                        ),
+                        _ => (
+                            (want.len() as u64).checked_add_signed(i64::from(*offset)),
+                            SeekFrom::End(i64::from(*offset)),
+                        ),
                     };
                     match (target, r.seek(seek)) {
                         (Some(t), Ok(got)) => {
@@ -100,7 +115,10 @@ fuzz_target!(|input: Input| {
                     let n = r.read(&mut buf).expect("read");
                     let start = (pos as usize).min(want.len());
                     let avail = want.len() - start;
-                    assert!(n <= avail && (n > 0 || avail == 0 || buf.is_empty()), "read {n} of {avail}");
+                    assert!(
+                        n <= avail && (n > 0 || avail == 0 || buf.is_empty()),
+                        "read {n} of {avail}"
+                    );
                     assert_eq!(&buf[..n], &want[start..start + n], "read at {pos}");
                     pos += n as u64;
                 }

@@ -11,31 +11,113 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use recfiles::prelude::*;
 use recfiles::{FilesQuery, MultipartLimits, RecordId, RecordsQuery};
-use serde_json::{Map, Value};
 use recfiles_fuzz::{assert_check, content, observe};
+use serde_json::{Map, Value};
 use std::io::Read;
 
 #[derive(Arbitrary, Debug)]
 enum Call {
-    CreateLocation { name: String, uri: String, default: bool },
-    CreateBucket { location: Option<String>, class: Option<String>, quota: Option<u64>, max_file: Option<u64>, locked: bool },
-    Put { b: u8, key: String, seed: u8, len: u16, size: Option<u64>, md5: Option<String>, blake3: Option<String>, mimetype: Option<String> },
-    SetObjectTag { b: u8, key: String, tag: String, value: String },
-    SetBucketTag { b: u8, tag: String, value: String },
-    DeleteObjectTag { b: u8, key: String, tag: String },
-    Copy { b: u8, key: String, dest: u8, dest_key: String },
-    InitMultipart { b: u8, key: String, size: u64, part_size: u64 },
-    SetLimits { b: u8, quota: Option<u64>, max_file: Option<u64> },
-    List { b: u8, prefix: Option<String>, start_after: Option<String>, limit: Option<u8>, with_deleted: bool },
-    Lookup { b: u8, key: String },
-    CreateRecord { fields: Vec<(String, Json)>, schema: Option<String>, known_schema: bool },
-    CreateRecordFrom { body: Json },
-    RegisterSchema { url: String, schema: Json },
-    CommitRecord { r: u8, field: String, value: Json },
-    DeleteRecord { r: u8 },
-    RevertRecord { r: u8, revision: u64 },
-    CreatePid { r: u8, pid_type: String, pid_value: String },
-    FileMetadata { r: u8, key: String, name: String, value: Json },
+    CreateLocation {
+        name: String,
+        uri: String,
+        default: bool,
+    },
+    CreateBucket {
+        location: Option<String>,
+        class: Option<String>,
+        quota: Option<u64>,
+        max_file: Option<u64>,
+        locked: bool,
+    },
+    Put {
+        b: u8,
+        key: String,
+        seed: u8,
+        len: u16,
+        size: Option<u64>,
+        md5: Option<String>,
+        blake3: Option<String>,
+        mimetype: Option<String>,
+    },
+    SetObjectTag {
+        b: u8,
+        key: String,
+        tag: String,
+        value: String,
+    },
+    SetBucketTag {
+        b: u8,
+        tag: String,
+        value: String,
+    },
+    DeleteObjectTag {
+        b: u8,
+        key: String,
+        tag: String,
+    },
+    Copy {
+        b: u8,
+        key: String,
+        dest: u8,
+        dest_key: String,
+    },
+    InitMultipart {
+        b: u8,
+        key: String,
+        size: u64,
+        part_size: u64,
+    },
+    SetLimits {
+        b: u8,
+        quota: Option<u64>,
+        max_file: Option<u64>,
+    },
+    List {
+        b: u8,
+        prefix: Option<String>,
+        start_after: Option<String>,
+        limit: Option<u8>,
+        with_deleted: bool,
+    },
+    Lookup {
+        b: u8,
+        key: String,
+    },
+    CreateRecord {
+        fields: Vec<(String, Json)>,
+        schema: Option<String>,
+        known_schema: bool,
+    },
+    CreateRecordFrom {
+        body: Json,
+    },
+    RegisterSchema {
+        url: String,
+        schema: Json,
+    },
+    CommitRecord {
+        r: u8,
+        field: String,
+        value: Json,
+    },
+    DeleteRecord {
+        r: u8,
+    },
+    RevertRecord {
+        r: u8,
+        revision: u64,
+    },
+    CreatePid {
+        r: u8,
+        pid_type: String,
+        pid_value: String,
+    },
+    FileMetadata {
+        r: u8,
+        key: String,
+        name: String,
+        value: Json,
+    },
 }
 
 /// Arbitrary JSON.
@@ -92,7 +174,12 @@ fuzz_target!(|calls: Vec<Call>| {
         })
         .in_memory()
         .expect("store");
-    let mut buckets = vec![store.create_bucket(&BucketOptions::default()).expect("bucket").id];
+    let mut buckets = vec![
+        store
+            .create_bucket(&BucketOptions::default())
+            .expect("bucket")
+            .id,
+    ];
     store
         .register_schema(
             SCHEMA,
@@ -106,12 +193,18 @@ fuzz_target!(|calls: Vec<Call>| {
         let locations_before = store.read(|r| r.locations()).expect("locations");
         let pick = |i: u8| buckets[usize::from(i) % buckets.len()];
         let outcome: Result<(), recfiles::Error> = match &call {
-            Call::CreateLocation { name, uri, default } => {
-                store.write(|tx| tx.create_location(name, uri, *default)).map(|l| {
+            Call::CreateLocation { name, uri, default } => store
+                .write(|tx| tx.create_location(name, uri, *default))
+                .map(|l| {
                     assert_eq!(&l.name, name);
-                })
-            }
-            Call::CreateBucket { location, class, quota, max_file, locked } => {
+                }),
+            Call::CreateBucket {
+                location,
+                class,
+                quota,
+                max_file,
+                locked,
+            } => {
                 let opts = BucketOptions {
                     location: location.clone(),
                     storage_class: class.clone(),
@@ -120,11 +213,23 @@ fuzz_target!(|calls: Vec<Call>| {
                     locked: *locked,
                 };
                 store.create_bucket(&opts).map(|b| {
-                    assert_eq!((b.quota_size, b.max_file_size, b.locked), (*quota, *max_file, *locked));
+                    assert_eq!(
+                        (b.quota_size, b.max_file_size, b.locked),
+                        (*quota, *max_file, *locked)
+                    );
                     buckets.push(b.id);
                 })
             }
-            Call::Put { b, key, seed, len, size, md5, blake3, mimetype } => {
+            Call::Put {
+                b,
+                key,
+                seed,
+                len,
+                size,
+                md5,
+                blake3,
+                mimetype,
+            } => {
                 let data = content(*seed, usize::from(*len) % 5000);
                 let opts = PutOptions {
                     size: *size,
@@ -141,13 +246,23 @@ fuzz_target!(|calls: Vec<Call>| {
                         assert_eq!(*s, data.len() as u64, "a lying size was accepted");
                     }
                     let mut back = Vec::new();
-                    store.open_version(v.version_id).expect("open").read_to_end(&mut back).expect("read");
+                    store
+                        .open_version(v.version_id)
+                        .expect("open")
+                        .read_to_end(&mut back)
+                        .expect("read");
                     assert_eq!(back, data);
-                    let file = store.file(v.file_id.expect("file")).expect("file row").expect("file");
+                    let file = store
+                        .file(v.file_id.expect("file"))
+                        .expect("file row")
+                        .expect("file");
                     if let Some(m) = md5 {
                         let have = file.md5.expect("md5 on");
                         let want = m.strip_prefix("md5:").unwrap_or(m);
-                        assert!(have[4..].eq_ignore_ascii_case(want), "md5 {m} accepted for {have}");
+                        assert!(
+                            have[4..].eq_ignore_ascii_case(want),
+                            "md5 {m} accepted for {have}"
+                        );
                     }
                     if let Some(mt) = mimetype {
                         assert_eq!(&v.mimetype, mt);
@@ -170,27 +285,47 @@ fuzz_target!(|calls: Vec<Call>| {
                 })
             }
             Call::DeleteObjectTag { b, key, tag } => match store.object(pick(*b), key) {
-                Ok(Some(v)) => store.write(|tx| tx.delete_object_tag(v.version_id, tag)).map(|_| ()),
+                Ok(Some(v)) => store
+                    .write(|tx| tx.delete_object_tag(v.version_id, tag))
+                    .map(|_| ()),
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             },
-            Call::Copy { b, key, dest, dest_key } => match store.object(pick(*b), key) {
-                Ok(Some(v)) => store.copy_version(v.version_id, pick(*dest), dest_key).map(|c| {
-                    assert_eq!(c.key, *dest_key);
-                    assert_eq!(c.file_id, v.file_id);
-                }),
+            Call::Copy {
+                b,
+                key,
+                dest,
+                dest_key,
+            } => match store.object(pick(*b), key) {
+                Ok(Some(v)) => store
+                    .copy_version(v.version_id, pick(*dest), dest_key)
+                    .map(|c| {
+                        assert_eq!(c.key, *dest_key);
+                        assert_eq!(c.file_id, v.file_id);
+                    }),
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             },
-            Call::InitMultipart { b, key, size, part_size } => {
-                store.init_multipart(pick(*b), key, *size, *part_size).map(|u| {
+            Call::InitMultipart {
+                b,
+                key,
+                size,
+                part_size,
+            } => store
+                .init_multipart(pick(*b), key, *size, *part_size)
+                .map(|u| {
                     assert_eq!((u.size, u.part_size), (*size, *part_size));
-                })
-            }
-            Call::SetLimits { b, quota, max_file } => {
-                store.write(|tx| tx.set_bucket_limits(pick(*b), *quota, *max_file)).map(|_| ())
-            }
-            Call::List { b, prefix, start_after, limit, with_deleted } => {
+                }),
+            Call::SetLimits { b, quota, max_file } => store
+                .write(|tx| tx.set_bucket_limits(pick(*b), *quota, *max_file))
+                .map(|_| ()),
+            Call::List {
+                b,
+                prefix,
+                start_after,
+                limit,
+                with_deleted,
+            } => {
                 let opts = ListOptions {
                     prefix: prefix.clone(),
                     start_after: start_after.clone(),
@@ -214,10 +349,18 @@ fuzz_target!(|calls: Vec<Call>| {
             }
             Call::Lookup { b, key } => {
                 let b = pick(*b);
-                store.object(b, key).and_then(|_| store.object_versions(b, key)).map(|_| ())
+                store
+                    .object(b, key)
+                    .and_then(|_| store.object_versions(b, key))
+                    .map(|_| ())
             }
-            Call::CreateRecord { fields, schema, known_schema } => {
-                let mut body: Map<String, Value> = fields.iter().map(|(k, v)| (k.clone(), v.value())).collect();
+            Call::CreateRecord {
+                fields,
+                schema,
+                known_schema,
+            } => {
+                let mut body: Map<String, Value> =
+                    fields.iter().map(|(k, v)| (k.clone(), v.value())).collect();
                 if *known_schema {
                     body.insert("$schema".into(), Value::String(SCHEMA.into()));
                 } else if let Some(s) = schema {
@@ -239,17 +382,19 @@ fuzz_target!(|calls: Vec<Call>| {
                 records.push(r.id());
             }),
             Call::RegisterSchema { url, schema } => store.register_schema(url, &schema.value()),
-            Call::CommitRecord { r, field, value } => match records.get(usize::from(*r) % records.len().max(1)) {
-                Some(id) => match store.record(*id) {
-                    Ok(Some(mut rec)) => {
-                        rec.body_mut().insert(field.clone(), value.value());
-                        store.commit_record(&mut rec)
-                    }
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
-                },
-                None => Ok(()),
-            },
+            Call::CommitRecord { r, field, value } => {
+                match records.get(usize::from(*r) % records.len().max(1)) {
+                    Some(id) => match store.record(*id) {
+                        Ok(Some(mut rec)) => {
+                            rec.body_mut().insert(field.clone(), value.value());
+                            store.commit_record(&mut rec)
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    },
+                    None => Ok(()),
+                }
+            }
             Call::DeleteRecord { r } => match records.get(usize::from(*r) % records.len().max(1)) {
                 Some(id) => match store.record(*id) {
                     Ok(Some(mut rec)) => store.delete_record(&mut rec),
@@ -258,15 +403,26 @@ fuzz_target!(|calls: Vec<Call>| {
                 },
                 None => Ok(()),
             },
-            Call::RevertRecord { r, revision } => match records.get(usize::from(*r) % records.len().max(1)) {
-                Some(id) => store.revert_record(*id, *revision).map(drop),
-                None => Ok(()),
-            },
-            Call::CreatePid { r, pid_type, pid_value } => match records.get(usize::from(*r) % records.len().max(1)) {
+            Call::RevertRecord { r, revision } => {
+                match records.get(usize::from(*r) % records.len().max(1)) {
+                    Some(id) => store.revert_record(*id, *revision).map(drop),
+                    None => Ok(()),
+                }
+            }
+            Call::CreatePid {
+                r,
+                pid_type,
+                pid_value,
+            } => match records.get(usize::from(*r) % records.len().max(1)) {
                 Some(id) => store.create_pid(pid_type, pid_value, *id).map(drop),
                 None => Ok(()),
             },
-            Call::FileMetadata { r, key, name, value } => match records.get(usize::from(*r) % records.len().max(1)) {
+            Call::FileMetadata {
+                r,
+                key,
+                name,
+                value,
+            } => match records.get(usize::from(*r) % records.len().max(1)) {
                 Some(id) => match store.record(*id) {
                     Ok(Some(mut rec)) if rec.bucket_id().is_some() => {
                         let v = value.value();
@@ -278,7 +434,11 @@ fuzz_target!(|calls: Vec<Call>| {
                             .map(|_| {
                                 let files = store.files_of(&rec).expect("files").expect("bucket");
                                 let fo = files.get(key).expect("the file just put");
-                                assert_eq!(fo.get(name), Some(v), "metadata {name:?} not stored as sent");
+                                assert_eq!(
+                                    fo.get(name),
+                                    Some(v),
+                                    "metadata {name:?} not stored as sent"
+                                );
                             })
                     }
                     Ok(_) => Ok(()),
@@ -291,12 +451,26 @@ fuzz_target!(|calls: Vec<Call>| {
             // Typed, with a message, and nothing changed.
             assert!(!e.to_string().is_empty());
             assert!(
-                !matches!(e, recfiles::Error::Engine(_) | recfiles::Error::Corruption { .. }),
+                !matches!(
+                    e,
+                    recfiles::Error::Engine(_) | recfiles::Error::Corruption { .. }
+                ),
                 "{call:?} failed in the engine: {e}"
             );
-            assert_eq!(observe(&store, &buckets), before, "{call:?} was refused ({e}) but changed the store");
-            assert_eq!(store.read(|r| r.locations()).expect("locations"), locations_before);
-            assert_eq!(records_seen(&store, &records), records_before, "{call:?} was refused ({e}) but changed a record");
+            assert_eq!(
+                observe(&store, &buckets),
+                before,
+                "{call:?} was refused ({e}) but changed the store"
+            );
+            assert_eq!(
+                store.read(|r| r.locations()).expect("locations"),
+                locations_before
+            );
+            assert_eq!(
+                records_seen(&store, &records),
+                records_before,
+                "{call:?} was refused ({e}) but changed a record"
+            );
         }
         assert_check(&store);
     }

@@ -26,34 +26,137 @@ const MAX_PARTS: u64 = 4;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    CreateBucket { quota: Option<u16>, max_file: Option<u16> },
-    Put { b: u8, k: u8, seed: u8, len: u16, declare: bool },
-    PutInTx { b: u8, k: u8, seed: u8, len: u16 },
-    PutThenDelete { b: u8, k: u8, other: u8, seed: u8, len: u16, then_fail: bool },
-    Delete { b: u8, k: u8 },
-    RemoveVersion { b: u8, k: u8, nth: u8 },
-    RestoreVersion { b: u8, k: u8, nth: u8 },
-    CopyVersion { b: u8, k: u8, nth: u8, dest: u8, dest_k: u8 },
-    SetTag { b: u8, k: u8, nth: u8, tag: u8, value: u8 },
-    DeleteTag { b: u8, k: u8, nth: u8, tag: u8 },
-    SetBucketTag { b: u8, tag: u8, value: u8 },
-    DeleteBucketTag { b: u8, tag: u8 },
-    Lock { b: u8, locked: bool },
-    SetLimits { b: u8, quota: Option<u16>, max_file: Option<u16> },
-    DeleteBucket { b: u8 },
-    UndeleteBucket { b: u8 },
-    RemoveBucket { b: u8 },
-    Snapshot { b: u8, lock: bool },
-    Sync { src: u8, dest: u8, delete_extras: bool },
-    InitMultipart { b: u8, k: u8, size: u16, part_size: u16 },
-    UploadPart { u: u8, n: u8, seed: u8, delta: u8 },
-    Complete { u: u8 },
-    Abort { u: u8 },
-    CreateRecord { title: u8, with_bucket: bool },
-    CommitRecord { r: u8, title: u8 },
-    DeleteRecord { r: u8 },
-    RevertRecord { r: u8, revision: u8 },
-    RemoveRecord { r: u8 },
+    CreateBucket {
+        quota: Option<u16>,
+        max_file: Option<u16>,
+    },
+    Put {
+        b: u8,
+        k: u8,
+        seed: u8,
+        len: u16,
+        declare: bool,
+    },
+    PutInTx {
+        b: u8,
+        k: u8,
+        seed: u8,
+        len: u16,
+    },
+    PutThenDelete {
+        b: u8,
+        k: u8,
+        other: u8,
+        seed: u8,
+        len: u16,
+        then_fail: bool,
+    },
+    Delete {
+        b: u8,
+        k: u8,
+    },
+    RemoveVersion {
+        b: u8,
+        k: u8,
+        nth: u8,
+    },
+    RestoreVersion {
+        b: u8,
+        k: u8,
+        nth: u8,
+    },
+    CopyVersion {
+        b: u8,
+        k: u8,
+        nth: u8,
+        dest: u8,
+        dest_k: u8,
+    },
+    SetTag {
+        b: u8,
+        k: u8,
+        nth: u8,
+        tag: u8,
+        value: u8,
+    },
+    DeleteTag {
+        b: u8,
+        k: u8,
+        nth: u8,
+        tag: u8,
+    },
+    SetBucketTag {
+        b: u8,
+        tag: u8,
+        value: u8,
+    },
+    DeleteBucketTag {
+        b: u8,
+        tag: u8,
+    },
+    Lock {
+        b: u8,
+        locked: bool,
+    },
+    SetLimits {
+        b: u8,
+        quota: Option<u16>,
+        max_file: Option<u16>,
+    },
+    DeleteBucket {
+        b: u8,
+    },
+    UndeleteBucket {
+        b: u8,
+    },
+    RemoveBucket {
+        b: u8,
+    },
+    Snapshot {
+        b: u8,
+        lock: bool,
+    },
+    Sync {
+        src: u8,
+        dest: u8,
+        delete_extras: bool,
+    },
+    InitMultipart {
+        b: u8,
+        k: u8,
+        size: u16,
+        part_size: u16,
+    },
+    UploadPart {
+        u: u8,
+        n: u8,
+        seed: u8,
+        delta: u8,
+    },
+    Complete {
+        u: u8,
+    },
+    Abort {
+        u: u8,
+    },
+    CreateRecord {
+        title: u8,
+        with_bucket: bool,
+    },
+    CommitRecord {
+        r: u8,
+        title: u8,
+    },
+    DeleteRecord {
+        r: u8,
+    },
+    RevertRecord {
+        r: u8,
+        revision: u8,
+    },
+    RemoveRecord {
+        r: u8,
+    },
 }
 
 /// A record in the model: its revisions' titles (`None`: a soft-delete revision) and its bucket.
@@ -118,14 +221,21 @@ type Expect = Result<(), &'static str>;
 
 impl Model {
     fn size(&self, b: BucketId) -> u64 {
-        let Some(bucket) = self.buckets.get(&b) else { return 0 };
+        let Some(bucket) = self.buckets.get(&b) else {
+            return 0;
+        };
         let versions: u64 = bucket
             .objects
             .values()
             .flatten()
             .filter_map(|v| v.content.as_ref().map(|c| c.len() as u64))
             .sum();
-        let reserved: u64 = self.uploads.values().filter(|u| u.bucket == b).map(|u| u.size).sum();
+        let reserved: u64 = self
+            .uploads
+            .values()
+            .filter(|u| u.bucket == b)
+            .map(|u| u.size)
+            .sum();
         versions + reserved
     }
 
@@ -150,7 +260,11 @@ impl Model {
     }
 
     fn exists(&self, b: BucketId) -> Expect {
-        if self.buckets.contains_key(&b) { Ok(()) } else { Err("BucketNotFound") }
+        if self.buckets.contains_key(&b) {
+            Ok(())
+        } else {
+            Err("BucketNotFound")
+        }
     }
 
     fn writable(&self, b: BucketId) -> Expect {
@@ -177,10 +291,14 @@ impl Model {
 
     /// The `nth` version of a key (newest first), or an id no version has.
     fn version(&self, b: BucketId, k: &str, nth: u8) -> VersionId {
-        let found = self.buckets.get(&b).and_then(|bk| bk.objects.get(k)).and_then(|vs| {
-            let v = &vs[usize::from(nth) % vs.len()];
-            v.id
-        });
+        let found = self
+            .buckets
+            .get(&b)
+            .and_then(|bk| bk.objects.get(k))
+            .and_then(|vs| {
+                let v = &vs[usize::from(nth) % vs.len()];
+                v.id
+            });
         found.unwrap_or_default()
     }
 
@@ -198,11 +316,19 @@ impl Model {
 
     fn push(&mut self, b: BucketId, k: &str, v: MVersion) {
         let bucket = self.buckets.get_mut(&b).expect("bucket of a new version");
-        bucket.objects.entry(k.to_string()).or_default().insert(0, v);
+        bucket
+            .objects
+            .entry(k.to_string())
+            .or_default()
+            .insert(0, v);
     }
 
     fn live_head(&self, b: BucketId, k: &str) -> Option<&MVersion> {
-        self.buckets[&b].objects.get(k).and_then(|vs| vs.first()).filter(|v| v.content.is_some())
+        self.buckets[&b]
+            .objects
+            .get(k)
+            .and_then(|vs| vs.first())
+            .filter(|v| v.content.is_some())
     }
 
     fn seen(&self) -> BTreeMap<BucketId, Option<SeenBucket>> {
@@ -255,10 +381,11 @@ impl Model {
         for (b, bucket) in self.buckets.iter_mut() {
             let Some(Some(s)) = seen.get(b) else { continue };
             for (k, vs) in bucket.objects.iter_mut() {
-                if let (Some(v), Some(sv)) = (vs.first_mut(), s.objects.get(k).and_then(|x| x.first())) {
-                    if v.id.is_none() {
-                        v.id = Some(sv.id);
-                    }
+                if let (Some(v), Some(sv)) =
+                    (vs.first_mut(), s.objects.get(k).and_then(|x| x.first()))
+                    && v.id.is_none()
+                {
+                    v.id = Some(sv.id);
                 }
             }
         }
@@ -273,7 +400,11 @@ fn outcome<T>(r: &Result<T, Error>) -> Expect {
 }
 
 fn agree<T: std::fmt::Debug>(op: &Op, want: Expect, got: &Result<T, Error>) {
-    assert_eq!(want, outcome(got), "{op:?}: model expected {want:?}, store returned {got:?}");
+    assert_eq!(
+        want,
+        outcome(got),
+        "{op:?}: model expected {want:?}, store returned {got:?}"
+    );
 }
 
 fn key(k: u8) -> &'static str {
@@ -298,7 +429,9 @@ fn run(ops: Vec<Op>) {
         .in_memory()
         .expect("in-memory store");
     let mut m = Model::default();
-    let first = store.create_bucket(&BucketOptions::default()).expect("first bucket");
+    let first = store
+        .create_bucket(&BucketOptions::default())
+        .expect("first bucket");
     m.buckets.insert(first.id, MBucket::default());
     m.bucket_order.push(first.id);
 
@@ -331,9 +464,22 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
             );
             m.bucket_order.push(b.id);
         }
-        Op::Put { b, k, seed, len, declare } => put(store, m, op, b, k, seed, len, declare, false),
+        Op::Put {
+            b,
+            k,
+            seed,
+            len,
+            declare,
+        } => put(store, m, op, b, k, seed, len, declare, false),
         Op::PutInTx { b, k, seed, len } => put(store, m, op, b, k, seed, len, false, true),
-        Op::PutThenDelete { b, k, other, seed, len, then_fail } => {
+        Op::PutThenDelete {
+            b,
+            k,
+            other,
+            seed,
+            len,
+            then_fail,
+        } => {
             let b = m.bucket(b);
             let data = content(seed, usize::from(len) % MAX_LEN);
             let mut want = m.writable(b).and_then(|_| m.fits(b, data.len() as u64));
@@ -344,17 +490,35 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
                 let v = tx.put_object(b, key(k), &data[..], &PutOptions::default())?;
                 let marker = tx.delete_object(b, key(other))?;
                 if then_fail {
-                    return Err(Error::InvalidOperation { reason: "fuzz: roll back" });
+                    return Err(Error::InvalidOperation {
+                        reason: "fuzz: roll back",
+                    });
                 }
                 Ok((v, marker))
             });
             agree(op, want, &got);
             if let Ok((v, marker)) = got {
-                m.push(b, key(k), MVersion { id: Some(v.version_id), content: Some(data), tags: BTreeMap::new() });
+                m.push(
+                    b,
+                    key(k),
+                    MVersion {
+                        id: Some(v.version_id),
+                        content: Some(data),
+                        tags: BTreeMap::new(),
+                    },
+                );
                 let live = m.live_head(b, key(other)).is_some();
                 assert_eq!(live, marker.is_some(), "{op:?}: delete marker");
                 if let Some(mk) = marker {
-                    m.push(b, key(other), MVersion { id: Some(mk.version_id), content: None, tags: BTreeMap::new() });
+                    m.push(
+                        b,
+                        key(other),
+                        MVersion {
+                            id: Some(mk.version_id),
+                            content: None,
+                            tags: BTreeMap::new(),
+                        },
+                    );
                 }
             }
         }
@@ -366,7 +530,15 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
             if let Ok(marker) = got {
                 assert_eq!(m.live_head(b, key(k)).is_some(), marker.is_some(), "{op:?}");
                 if let Some(mk) = marker {
-                    m.push(b, key(k), MVersion { id: Some(mk.version_id), content: None, tags: BTreeMap::new() });
+                    m.push(
+                        b,
+                        key(k),
+                        MVersion {
+                            id: Some(mk.version_id),
+                            content: None,
+                            tags: BTreeMap::new(),
+                        },
+                    );
                 }
             }
         }
@@ -412,7 +584,13 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
                 m.push(bk, &key, v);
             }
         }
-        Op::CopyVersion { b, k, nth, dest, dest_k } => {
+        Op::CopyVersion {
+            b,
+            k,
+            nth,
+            dest,
+            dest_k,
+        } => {
             let vid = m.version(m.bucket(b), key(k), nth);
             let dest = m.bucket(dest);
             let loc = m.locate(vid);
@@ -432,16 +610,35 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
                 m.push(dest, key_of(dest_k), v);
             }
         }
-        Op::SetTag { b, k, nth, tag, value } => {
+        Op::SetTag {
+            b,
+            k,
+            nth,
+            tag,
+            value,
+        } => {
             let vid = m.version(m.bucket(b), key(k), nth);
             let loc = m.locate(vid);
-            let want = if loc.is_some() { Ok(()) } else { Err("VersionNotFound") };
-            let (tk, tv) = (TAG_KEYS[usize::from(tag) % 3], TAG_VALUES[usize::from(value) % 3]);
+            let want = if loc.is_some() {
+                Ok(())
+            } else {
+                Err("VersionNotFound")
+            };
+            let (tk, tv) = (
+                TAG_KEYS[usize::from(tag) % 3],
+                TAG_VALUES[usize::from(value) % 3],
+            );
             let got = store.set_object_tag(vid, tk, tv);
             agree(op, want, &got);
             if got.is_ok() {
                 let (bk, key, i) = loc.expect("located");
-                let v = &mut m.buckets.get_mut(&bk).expect("bucket").objects.get_mut(&key).expect("key")[i];
+                let v = &mut m
+                    .buckets
+                    .get_mut(&bk)
+                    .expect("bucket")
+                    .objects
+                    .get_mut(&key)
+                    .expect("key")[i];
                 v.tags.insert(tk.to_string(), tv.to_string());
             }
         }
@@ -466,33 +663,61 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
         }
         Op::SetBucketTag { b, tag, value } => {
             let b = m.bucket(b);
-            let (tk, tv) = (TAG_KEYS[usize::from(tag) % 3], TAG_VALUES[usize::from(value) % 3]);
+            let (tk, tv) = (
+                TAG_KEYS[usize::from(tag) % 3],
+                TAG_VALUES[usize::from(value) % 3],
+            );
             let want = m.exists(b);
             let got = store.write(|tx| tx.set_bucket_tag(b, tk, tv));
             agree(op, want, &got);
             if got.is_ok() {
-                m.buckets.get_mut(&b).expect("bucket").tags.insert(tk.into(), tv.into());
+                m.buckets
+                    .get_mut(&b)
+                    .expect("bucket")
+                    .tags
+                    .insert(tk.into(), tv.into());
             }
         }
         Op::DeleteBucketTag { b, tag } => {
             let b = m.bucket(b);
             let tk = TAG_KEYS[usize::from(tag) % 3];
-            let got = store.write(|tx| tx.delete_bucket_tag(b, tk)).expect("delete bucket tag");
-            let existed = m.buckets.get_mut(&b).is_some_and(|bk| bk.tags.remove(tk).is_some());
+            let got = store
+                .write(|tx| tx.delete_bucket_tag(b, tk))
+                .expect("delete bucket tag");
+            let existed = m
+                .buckets
+                .get_mut(&b)
+                .is_some_and(|bk| bk.tags.remove(tk).is_some());
             assert_eq!(got, existed, "{op:?}");
         }
         Op::Lock { b, locked } => {
             let b = m.bucket(b);
-            let want = m.exists(b).and_then(|_| if m.buckets[&b].deleted { Err("BucketDeleted") } else { Ok(()) });
+            let want = m.exists(b).and_then(|_| {
+                if m.buckets[&b].deleted {
+                    Err("BucketDeleted")
+                } else {
+                    Ok(())
+                }
+            });
             let got = store.set_bucket_locked(b, locked);
             agree(op, want, &got);
             if got.is_ok() {
                 m.buckets.get_mut(&b).expect("bucket").locked = locked;
             }
         }
-        Op::SetLimits { b, quota: q, max_file } => {
+        Op::SetLimits {
+            b,
+            quota: q,
+            max_file,
+        } => {
             let b = m.bucket(b);
-            let want = m.exists(b).and_then(|_| if m.buckets[&b].deleted { Err("BucketDeleted") } else { Ok(()) });
+            let want = m.exists(b).and_then(|_| {
+                if m.buckets[&b].deleted {
+                    Err("BucketDeleted")
+                } else {
+                    Ok(())
+                }
+            });
             let got = store.write(|tx| tx.set_bucket_limits(b, quota(q), quota(max_file)));
             agree(op, want, &got);
             if got.is_ok() {
@@ -526,7 +751,13 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
         }
         Op::RemoveBucket { b } => {
             let b = m.bucket(b);
-            let want = m.exists(b).and_then(|_| if m.buckets[&b].locked { Err("BucketLocked") } else { Ok(()) });
+            let want = m.exists(b).and_then(|_| {
+                if m.buckets[&b].locked {
+                    Err("BucketLocked")
+                } else {
+                    Ok(())
+                }
+            });
             let got = store.remove_bucket(b);
             agree(op, want, &got);
             if got.is_ok() {
@@ -541,7 +772,13 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
         }
         Op::Snapshot { b, lock } => {
             let b = m.bucket(b);
-            let want = m.exists(b).and_then(|_| if m.buckets[&b].deleted { Err("InvalidOperation") } else { Ok(()) });
+            let want = m.exists(b).and_then(|_| {
+                if m.buckets[&b].deleted {
+                    Err("InvalidOperation")
+                } else {
+                    Ok(())
+                }
+            });
             let got = store.snapshot_bucket(b, lock);
             agree(op, want, &got);
             if let Ok(new) = got {
@@ -563,22 +800,43 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
                 m.bucket_order.push(new.id);
             }
         }
-        Op::Sync { src, dest, delete_extras } => {
+        Op::Sync {
+            src,
+            dest,
+            delete_extras,
+        } => {
             let (src, dest) = (m.bucket(src), m.bucket(dest));
             let mut want = m
                 .exists(src)
-                .and_then(|_| if m.buckets[&src].deleted { Err("InvalidOperation") } else { Ok(()) })
+                .and_then(|_| {
+                    if m.buckets[&src].deleted {
+                        Err("InvalidOperation")
+                    } else {
+                        Ok(())
+                    }
+                })
                 .and_then(|_| m.writable(dest));
             let mut after = m.clone();
             if want.is_ok() {
-                let heads: Vec<(String, Option<Vec<u8>>)> =
-                    m.buckets[&src].objects.iter().map(|(k, vs)| (k.clone(), vs[0].content.clone())).collect();
+                let heads: Vec<(String, Option<Vec<u8>>)> = m.buckets[&src]
+                    .objects
+                    .iter()
+                    .map(|(k, vs)| (k.clone(), vs[0].content.clone()))
+                    .collect();
                 for (k, c) in &heads {
                     let d = after.buckets[&dest].objects.get(k).map(|vs| vs[0].clone());
                     match c {
                         None => {
                             if d.is_some_and(|d| d.content.is_some()) {
-                                after.push(dest, k, MVersion { id: None, content: None, tags: BTreeMap::new() });
+                                after.push(
+                                    dest,
+                                    k,
+                                    MVersion {
+                                        id: None,
+                                        content: None,
+                                        tags: BTreeMap::new(),
+                                    },
+                                );
                             }
                         }
                         Some(c) => {
@@ -597,23 +855,41 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
                     let extras: Vec<String> = after.buckets[&dest]
                         .objects
                         .iter()
-                        .filter(|(k, vs)| vs[0].content.is_some() && !m.buckets[&src].objects.contains_key(*k))
+                        .filter(|(k, vs)| {
+                            vs[0].content.is_some() && !m.buckets[&src].objects.contains_key(*k)
+                        })
                         .map(|(k, _)| k.clone())
                         .collect();
                     for k in extras {
-                        after.push(dest, &k, MVersion { id: None, content: None, tags: BTreeMap::new() });
+                        after.push(
+                            dest,
+                            &k,
+                            MVersion {
+                                id: None,
+                                content: None,
+                                tags: BTreeMap::new(),
+                            },
+                        );
                     }
                 }
             }
             let got = store.sync_bucket(src, dest, delete_extras);
             agree(op, want, &got);
             if let Ok(changes) = got {
-                let added = changes.iter().filter(|c| matches!(c, SyncChange::Added(_))).count();
+                let added = changes
+                    .iter()
+                    .filter(|c| matches!(c, SyncChange::Added(_)))
+                    .count();
                 let _ = added;
                 *m = after;
             }
         }
-        Op::InitMultipart { b, k, size, part_size } => {
+        Op::InitMultipart {
+            b,
+            k,
+            size,
+            part_size,
+        } => {
             let b = m.bucket(b);
             let (size, part_size) = (u64::from(size) % 8000, u64::from(part_size) % 4000);
             let want = m.writable(b).and_then(|_| {
@@ -630,7 +906,13 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
             if let Ok(u) = got {
                 m.uploads.insert(
                     u.id,
-                    MUpload { bucket: b, key: key(k).into(), size, part_size, parts: BTreeMap::new() },
+                    MUpload {
+                        bucket: b,
+                        key: key(k).into(),
+                        size,
+                        part_size,
+                        parts: BTreeMap::new(),
+                    },
                 );
                 m.upload_order.push(u.id);
             }
@@ -657,19 +939,29 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
                     (want, len)
                 }
             };
-            let n = m.uploads.get(&uid).map(|up| u32::from(n) % (up.last() + 2)).unwrap_or(0);
+            let n = m
+                .uploads
+                .get(&uid)
+                .map(|up| u32::from(n) % (up.last() + 2))
+                .unwrap_or(0);
             let data = content(seed, len as usize);
             let got = store.upload_part(uid, n, &data[..]);
             agree(op, want, &got);
             if got.is_ok() {
-                m.uploads.get_mut(&uid).expect("upload").parts.insert(n, data);
+                m.uploads
+                    .get_mut(&uid)
+                    .expect("upload")
+                    .parts
+                    .insert(n, data);
             }
         }
         Op::Complete { u } => {
             let uid = m.upload(u);
             let want = match m.uploads.get(&uid) {
                 None => Err("MultipartNotFound"),
-                Some(up) if (0..=up.last()).any(|n| !up.parts.contains_key(&n)) => Err("MultipartMissingParts"),
+                Some(up) if (0..=up.last()).any(|n| !up.parts.contains_key(&n)) => {
+                    Err("MultipartMissingParts")
+                }
                 Some(up) => m.writable(up.bucket),
             };
             let got = store.complete_multipart(uid);
@@ -678,7 +970,15 @@ fn step(store: &Store, m: &mut Model, op: &Op) {
                 let up = m.uploads.remove(&uid).expect("upload");
                 let data: Vec<u8> = up.parts.values().flatten().copied().collect();
                 assert_eq!(data.len() as u64, up.size);
-                m.push(up.bucket, &up.key, MVersion { id: Some(v.version_id), content: Some(data), tags: BTreeMap::new() });
+                m.push(
+                    up.bucket,
+                    &up.key,
+                    MVersion {
+                        id: Some(v.version_id),
+                        content: Some(data),
+                        tags: BTreeMap::new(),
+                    },
+                );
             }
         }
         Op::CreateRecord { .. }
@@ -716,24 +1016,41 @@ fn compare_records(store: &Store, m: &Model, op: &Op) {
         match m.records.get(id) {
             None => {
                 assert!(current.is_none(), "{op:?}: removed record {id} still there");
-                assert!(matches!(revisions, Err(Error::RecordNotFound { .. })), "{op:?}: {revisions:?}");
+                assert!(
+                    matches!(revisions, Err(Error::RecordNotFound { .. })),
+                    "{op:?}: {revisions:?}"
+                );
             }
             Some(mr) => {
                 let cur = current.unwrap_or_else(|| panic!("{op:?}: record {id} missing"));
-                assert_eq!(cur.revision_id() as usize, mr.revisions.len() - 1, "{op:?}: revision of {id}");
+                assert_eq!(
+                    cur.revision_id() as usize,
+                    mr.revisions.len() - 1,
+                    "{op:?}: revision of {id}"
+                );
                 let last = *mr.revisions.last().expect("revisions");
-                assert_eq!(cur.is_deleted(), last.is_none(), "{op:?}: deleted flag of {id}");
+                assert_eq!(
+                    cur.is_deleted(),
+                    last.is_none(),
+                    "{op:?}: deleted flag of {id}"
+                );
                 if last.is_some() {
                     assert_eq!(title_of(&cur), last, "{op:?}: title of {id}");
                 }
-                assert_eq!(store.record_bucket(*id).expect("record bucket"), mr.bucket, "{op:?}: bucket of {id}");
+                assert_eq!(
+                    store.record_bucket(*id).expect("record bucket"),
+                    mr.bucket,
+                    "{op:?}: bucket of {id}"
+                );
                 let revs = revisions.expect("revisions");
                 let seen: Vec<Option<u8>> = revs
                     .iter()
-                    .map(|r| r.body.as_ref().map(|b| {
-                        let t = b.get("title").and_then(|t| t.as_str()).unwrap_or("?");
-                        TITLES.iter().position(|x| *x == t).map_or(255, |i| i as u8)
-                    }))
+                    .map(|r| {
+                        r.body.as_ref().map(|b| {
+                            let t = b.get("title").and_then(|t| t.as_str()).unwrap_or("?");
+                            TITLES.iter().position(|x| *x == t).map_or(255, |i| i as u8)
+                        })
+                    })
                     .collect();
                 assert_eq!(seen, mr.revisions, "{op:?}: revisions of {id}");
             }
@@ -750,10 +1067,10 @@ fn pick_record(m: &Model, r: u8) -> RecordId {
 
 /// A record's bucket follows its record: soft-deleted with it, back when it comes back.
 fn set_record_bucket_deleted(m: &mut Model, id: RecordId, deleted: bool) {
-    if let Some(b) = m.records.get(&id).and_then(|r| r.bucket) {
-        if let Some(bucket) = m.buckets.get_mut(&b) {
-            bucket.deleted = deleted;
-        }
+    if let Some(b) = m.records.get(&id).and_then(|r| r.bucket)
+        && let Some(bucket) = m.buckets.get_mut(&b)
+    {
+        bucket.deleted = deleted;
     }
 }
 
@@ -761,7 +1078,11 @@ fn record_step(store: &Store, m: &mut Model, op: &Op) {
     match *op {
         Op::CreateRecord { title, with_bucket } => {
             let t = usize::from(title) % TITLES.len();
-            let opts = if with_bucket { RecordOptions::default() } else { RecordOptions::without_bucket() };
+            let opts = if with_bucket {
+                RecordOptions::default()
+            } else {
+                RecordOptions::without_bucket()
+            };
             let r = store
                 .create_record_with(serde_json::json!({"title": TITLES[t]}), &opts)
                 .expect("create record");
@@ -771,7 +1092,13 @@ fn record_step(store: &Store, m: &mut Model, op: &Op) {
                 m.buckets.insert(b, MBucket::default());
                 m.bucket_order.push(b);
             }
-            m.records.insert(r.id(), MRecord { revisions: vec![Some(t as u8)], bucket });
+            m.records.insert(
+                r.id(),
+                MRecord {
+                    revisions: vec![Some(t as u8)],
+                    bucket,
+                },
+            );
             m.record_order.push(r.id());
         }
         Op::CommitRecord { r, title } => {
@@ -779,26 +1106,35 @@ fn record_step(store: &Store, m: &mut Model, op: &Op) {
             let t = (usize::from(title) % TITLES.len()) as u8;
             let want = match m.records.get(&id) {
                 None => Err("RecordNotFound"),
-                Some(mr) if mr.revisions.last().expect("revision").is_none() => Err("RecordDeleted"),
+                Some(mr) if mr.revisions.last().expect("revision").is_none() => {
+                    Err("RecordDeleted")
+                }
                 Some(_) => Ok(()),
             };
             let got = match store.read(|rd| rd.record_with_deleted(id)).expect("read") {
                 Some(mut rec) => {
-                    rec.body_mut().insert("title".into(), serde_json::json!(TITLES[usize::from(t)]));
+                    rec.body_mut()
+                        .insert("title".into(), serde_json::json!(TITLES[usize::from(t)]));
                     store.commit_record(&mut rec)
                 }
                 None => Err(Error::RecordNotFound { record: id }),
             };
             agree(op, want, &got);
             if got.is_ok() {
-                m.records.get_mut(&id).expect("record").revisions.push(Some(t));
+                m.records
+                    .get_mut(&id)
+                    .expect("record")
+                    .revisions
+                    .push(Some(t));
             }
         }
         Op::DeleteRecord { r } => {
             let id = pick_record(m, r);
             let want = match m.records.get(&id) {
                 None => Err("RecordNotFound"),
-                Some(mr) if mr.revisions.last().expect("revision").is_none() => Err("RecordDeleted"),
+                Some(mr) if mr.revisions.last().expect("revision").is_none() => {
+                    Err("RecordDeleted")
+                }
                 Some(_) => Ok(()),
             };
             let got = match store.read(|rd| rd.record_with_deleted(id)).expect("read") {
@@ -828,13 +1164,21 @@ fn record_step(store: &Store, m: &mut Model, op: &Op) {
             agree(op, want, &got);
             if got.is_ok() {
                 let title = target.and_then(|(_, t)| t).expect("reverted revision");
-                m.records.get_mut(&id).expect("record").revisions.push(title);
+                m.records
+                    .get_mut(&id)
+                    .expect("record")
+                    .revisions
+                    .push(title);
                 set_record_bucket_deleted(m, id, title.is_none());
             }
         }
         Op::RemoveRecord { r } => {
             let id = pick_record(m, r);
-            let want = if m.records.contains_key(&id) { Ok(()) } else { Err("RecordNotFound") };
+            let want = if m.records.contains_key(&id) {
+                Ok(())
+            } else {
+                Err("RecordNotFound")
+            };
             let got = store.remove_record(id);
             agree(op, want, &got);
             if got.is_ok() {
@@ -854,7 +1198,17 @@ fn key_of(k: u8) -> &'static str {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn put(store: &Store, m: &mut Model, op: &Op, b: u8, k: u8, seed: u8, len: u16, declare: bool, in_tx: bool) {
+fn put(
+    store: &Store,
+    m: &mut Model,
+    op: &Op,
+    b: u8,
+    k: u8,
+    seed: u8,
+    len: u16,
+    declare: bool,
+    in_tx: bool,
+) {
     let b = m.bucket(b);
     let data = content(seed, usize::from(len) % MAX_LEN);
     let want = m.writable(b).and_then(|_| m.fits(b, data.len() as u64));
@@ -869,7 +1223,15 @@ fn put(store: &Store, m: &mut Model, op: &Op, b: u8, k: u8, seed: u8, len: u16, 
     };
     agree(op, want, &got);
     if let Ok(v) = got {
-        m.push(b, key(k), MVersion { id: Some(v.version_id), content: Some(data), tags: BTreeMap::new() });
+        m.push(
+            b,
+            key(k),
+            MVersion {
+                id: Some(v.version_id),
+                content: Some(data),
+                tags: BTreeMap::new(),
+            },
+        );
     }
 }
 

@@ -53,9 +53,18 @@ pub fn observe(store: &Store, buckets: &[BucketId]) -> BTreeMap<BucketId, Option
         };
         let mut objects = BTreeMap::new();
         for head in snap.list_objects(*id, &all).expect("list") {
-            assert!(head.is_head, "listed version of {:?} is not the head", head.key);
+            assert!(
+                head.is_head,
+                "listed version of {:?} is not the head",
+                head.key
+            );
             let mut versions = Vec::new();
-            for (i, v) in snap.object_versions(*id, &head.key).expect("versions").into_iter().enumerate() {
+            for (i, v) in snap
+                .object_versions(*id, &head.key)
+                .expect("versions")
+                .into_iter()
+                .enumerate()
+            {
                 assert_eq!(v.is_head, i == 0, "head flag of {:?} version {i}", v.key);
                 let content = v.file_id.map(|f| {
                     let mut bytes = Vec::new();
@@ -76,7 +85,12 @@ pub fn observe(store: &Store, buckets: &[BucketId]) -> BTreeMap<BucketId, Option
         }
         let mut uploads = BTreeMap::new();
         for u in snap.multipart_uploads(*id).expect("uploads") {
-            let parts = snap.parts(u.id).expect("parts").iter().map(|p| p.part_number).collect();
+            let parts = snap
+                .parts(u.id)
+                .expect("parts")
+                .iter()
+                .map(|p| p.part_number)
+                .collect();
             uploads.insert(
                 u.id,
                 SeenUpload {
