@@ -4,7 +4,7 @@
 //! files contain it. Files are deduplicated whole by the blake3 of their content. Small content
 //! is written inside the caller's transaction; large content is *staged* in short transactions
 //! of its own and adopted by the transaction that creates the object version (see
-//! [`staging`]). Readers verify every chunk against its hash, so damaged bytes surface as a
+//! the `staging` module). Readers verify every chunk against its hash, so damaged bytes surface as a
 //! typed corruption error, never as wrong data.
 
 mod reader;

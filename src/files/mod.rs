@@ -3,9 +3,9 @@
 //! Locations hold buckets, buckets hold object versions, versions point at file instances
 //! (whose bytes the [`crate::content`] layer keeps). An *object* is the set of versions that
 //! share a (bucket, key); exactly one of them is the head, and a head without a file is a delete
-//! marker. Write operations are methods of [`WriteTx`](crate::WriteTx); queries are methods of
-//! [`FilesQuery`], available on read snapshots and inside write transactions alike; [`Store`]
-//! adds single-call conveniences that commit on their own.
+//! marker. Write operations are methods of [`crate::WriteTx`]; queries are methods of
+//! [`FilesQuery`], available on read snapshots and inside write transactions alike;
+//! [`crate::Store`] adds single-call conveniences that commit on their own.
 
 mod bucket;
 mod mimetype;
