@@ -30,6 +30,25 @@ impl FilesMap {
         map
     }
 
+    /// Each key of a body's `_files` with its entry, borrowed (the first entry of a repeated
+    /// key wins), for read-only views that need no owned copy of the whole list.
+    pub(crate) fn index_of(
+        body: &Map<String, Value>,
+    ) -> HashMap<&str, (usize, &Map<String, Value>)> {
+        let mut index = HashMap::new();
+        if let Some(Value::Array(items)) = body.get(FILES_FIELD) {
+            for item in items {
+                if let Value::Object(entry) = item
+                    && let Some(Value::String(key)) = entry.get("key")
+                {
+                    let at = index.len();
+                    index.entry(key.as_str()).or_insert((at, entry));
+                }
+            }
+        }
+        index
+    }
+
     /// The entry of one key, read straight from a body without building the whole map.
     pub(crate) fn entry_in(body: &Map<String, Value>, key: &str) -> Option<Map<String, Value>> {
         match body.get(FILES_FIELD) {

@@ -45,6 +45,28 @@ pub(crate) fn file_objects<S: Snapshot>(
         .collect())
 }
 
+/// [`file_objects`] straight from a record body: each entry is cloned once, into its file.
+fn file_objects_of_body<S: Snapshot>(
+    s: &S,
+    bucket: BucketId,
+    body: &Map<String, Value>,
+) -> Result<Vec<FileObject>> {
+    let index = FilesMap::index_of(body);
+    let mut heads = s.list_objects(bucket, &ListOptions::default())?;
+    // Stable: keys not listed stay in key order after the listed ones.
+    heads.sort_by_key(|o| index.get(o.key.as_str()).map_or(index.len(), |(i, _)| *i));
+    Ok(heads
+        .into_iter()
+        .map(|o| {
+            let entry = index
+                .get(o.key.as_str())
+                .map(|(_, e)| (*e).clone())
+                .unwrap_or_default();
+            FileObject::new(o, entry)
+        })
+        .collect())
+}
+
 pub(crate) fn linked_bucket<V: View>(v: &V, id: RecordId) -> Result<Option<BucketId>> {
     Ok(v.record_buckets()
         .get(id.raw())?
@@ -140,10 +162,9 @@ pub trait RecordFilesQuery: Snapshot + Sized {
         if self.bucket(bucket)?.is_none() {
             return Ok(None);
         }
-        let map = FilesMap::from_body(record.body());
         Ok(Some(FileList {
             bucket,
-            files: file_objects(self, bucket, &map)?,
+            files: file_objects_of_body(self, bucket, record.body())?,
         }))
     }
 
