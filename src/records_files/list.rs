@@ -29,24 +29,9 @@ pub(crate) fn sorted_heads<S: Snapshot>(
     Ok(heads)
 }
 
-/// The files of a bucket in the order of `map`, each with its entry.
+/// The live heads of a bucket as files, in the order of the body's `_files` (the others after
+/// them, by key), each with its `_files` entry: cloned once, straight into its file.
 pub(crate) fn file_objects<S: Snapshot>(
-    s: &S,
-    bucket: BucketId,
-    map: &FilesMap,
-) -> Result<Vec<FileObject>> {
-    let heads = sorted_heads(s, bucket, &map.keys())?;
-    Ok(heads
-        .into_iter()
-        .map(|o| {
-            let entry = map.get(&o.key).cloned().unwrap_or_default();
-            FileObject::new(o, entry)
-        })
-        .collect())
-}
-
-/// [`file_objects`] straight from a record body: each entry is cloned once, into its file.
-fn file_objects_of_body<S: Snapshot>(
     s: &S,
     bucket: BucketId,
     body: &Map<String, Value>,
@@ -164,7 +149,7 @@ pub trait RecordFilesQuery: Snapshot + Sized {
         }
         Ok(Some(FileList {
             bucket,
-            files: file_objects_of_body(self, bucket, record.body())?,
+            files: file_objects(self, bucket, record.body())?,
         }))
     }
 

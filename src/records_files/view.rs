@@ -76,7 +76,7 @@ impl RecordFiles<'_, '_> {
 
     /// The files in order: `_files` order first, then the others by key.
     pub fn list(&self) -> Result<Vec<FileObject>> {
-        file_objects(&*self.tx, self.bucket, &self.map())
+        file_objects(&*self.tx, self.bucket, self.record.body())
     }
 
     /// Number of files (live heads in the bucket, whatever `_files` says).
