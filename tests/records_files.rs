@@ -839,3 +839,31 @@ fn a_schema_error_after_files_leaves_nothing() {
     assert!(store.buckets().unwrap().is_empty());
     assert_consistent(&store);
 }
+
+#[test]
+fn puts_inside_one_update_keep_files_in_put_order_and_each_entry_is_its_dump() {
+    let store = store();
+    let mut r = store.create_record(json!({})).unwrap();
+    store
+        .update_files(&mut r, |f| {
+            for k in ["z.txt", "a.txt", "m.txt"] {
+                f.put(k, k.as_bytes())?;
+            }
+            // A second put of a key mid-update keeps its place and its metadata.
+            f.set_metadata("a.txt", "kind", "first")?;
+            f.put("a.txt", &b"a again"[..])?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(files_field_keys(&r), ["z.txt", "a.txt", "m.txt"]);
+    let list = files(&store, &r);
+    let dumps = list.dumps();
+    let field: Vec<Value> = r.get(FILES_FIELD).unwrap().as_array().unwrap().clone();
+    assert_eq!(field.len(), dumps.len());
+    for (entry, dump) in field.iter().zip(&dumps) {
+        assert_eq!(entry.as_object().unwrap(), dump);
+    }
+    assert_eq!(dumps[1]["kind"], json!("first"));
+    assert_eq!(dumps[1]["size"], json!(7));
+    assert_consistent(&store);
+}
