@@ -1,5 +1,6 @@
 //! Locations and buckets: create, lock, delete, remove, snapshot, sync, tags.
 
+use super::object::check_writable;
 use super::query::to_bucket;
 use super::rows::*;
 use super::{
@@ -132,16 +133,11 @@ impl WriteTx<'_> {
         bucket_row(&self.t, id.raw())?.ok_or(Error::BucketNotFound { bucket: id })
     }
 
-    /// The row of a bucket that may be modified: it exists, is not deleted, is not locked.
-    pub(crate) fn writable_bucket(&self, id: BucketId) -> Result<BucketRow> {
-        let row = self.any_bucket(id)?;
-        if row.deleted {
-            return Err(Error::BucketDeleted { bucket: id });
-        }
-        if row.locked {
-            return Err(Error::BucketLocked { bucket: id });
-        }
-        Ok(row)
+    /// A bucket that may be modified: it exists, is not deleted, is not locked.
+    pub(crate) fn writable_bucket(&self, id: BucketId) -> Result<Bucket> {
+        let bucket = to_bucket(id.raw(), self.any_bucket(id)?);
+        check_writable(&bucket)?;
+        Ok(bucket)
     }
 
     /// Locks or unlocks a bucket. Returns the updated bucket.

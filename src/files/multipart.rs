@@ -3,6 +3,7 @@
 //! everything back. Unlike Invenio, a size that is an exact multiple of the part size works,
 //! abandoned uploads expire, and a failed completion leaves the upload intact for a retry.
 
+use super::object::limits_for;
 use super::rows::*;
 use super::validate_key;
 use crate::content::staging::{claim_for_part, discard, stage, staged_chunks};
@@ -122,7 +123,7 @@ impl WriteTx<'_> {
         if size <= lim.min_part_size || size > part_size.saturating_mul(lim.max_parts) {
             return Err(Error::MultipartInvalidSize { size, part_size });
         }
-        self.upload_limits(bucket, &row, Some(size))?;
+        limits_for(&row, Some(size))?;
         validate_key(key, self.cfg.max_key_len)?;
         let id = UploadId::new();
         let mp = MultipartRow {

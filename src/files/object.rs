@@ -76,19 +76,6 @@ fn strip_algo<'a>(s: &'a str, algo: &str) -> &'a str {
 }
 
 impl WriteTx<'_> {
-    /// The upload limits of a writable bucket, refusing at once a declared size over them.
-    pub(crate) fn upload_limits(
-        &self,
-        bucket: BucketId,
-        row: &BucketRow,
-        declared: Option<u64>,
-    ) -> Result<StreamLimits> {
-        limits_for(
-            &super::query::to_bucket(bucket.raw(), row.clone()),
-            declared,
-        )
-    }
-
     /// Checks caller-declared checksums against a stored file.
     pub(crate) fn verify_declared(&self, file: FileId, opts: &PutOptions) -> Result<()> {
         let row = get_file_row(&self.t, file)?.ok_or(Error::FileNotFound { file })?;
@@ -189,7 +176,7 @@ impl WriteTx<'_> {
         opts: &PutOptions,
     ) -> Result<FileId> {
         let row = self.writable_bucket(bucket)?;
-        let limits = self.upload_limits(bucket, &row, opts.size)?;
+        let limits = limits_for(&row, opts.size)?;
         let (file, _) = write_stream(
             &mut self.t,
             self.cfg.chunk_size,
@@ -258,7 +245,7 @@ impl WriteTx<'_> {
         let size = get_file_row(&self.t, file)?
             .ok_or(Error::FileNotFound { file })?
             .size;
-        let limits = self.upload_limits(bucket, &row, None)?;
+        let limits = limits_for(&row, None)?;
         limits.check_running(size)?;
         self.attach_file(version, &loc, obj, file)
     }
@@ -377,7 +364,7 @@ impl WriteTx<'_> {
         validate_key(key, self.cfg.max_key_len)?;
         let row = self.writable_bucket(dest)?;
         if check_limits {
-            let limits = self.upload_limits(dest, &row, None)?;
+            let limits = limits_for(&row, None)?;
             limits.check_running(obj.size.unwrap_or(0))?;
         }
         let explicit = {

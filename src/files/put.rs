@@ -93,8 +93,7 @@ impl Store {
         let staged = stage(self, &mut chained, limits, with_md5)?;
         let out = self.write(|tx| {
             let row = tx.writable_bucket(bucket)?;
-            tx.upload_limits(bucket, &row, None)?
-                .check_running(staged.size)?;
+            limits_for(&row, None)?.check_running(staged.size)?;
             let file = adopt(tx, &staged, &row.storage_class)?;
             tx.verify_declared(file, opts)?;
             tx.append_version(bucket, key, Some(file), opts.mimetype.clone())
