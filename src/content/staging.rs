@@ -181,23 +181,53 @@ pub(crate) fn discard(t: &mut WTables<'_>, id: u128) -> Result<bool> {
 /// is already stored, drops the staged copy and returns the existing file. The caller takes its
 /// reference with `retain_file`.
 pub(crate) fn adopt(tx: &mut WriteTx<'_>, staged: &StagedContent, class: &str) -> Result<FileId> {
-    let t = &mut tx.t;
-    let (blake3, md5) = staged.digest;
-    if let Some(existing) = find_duplicate(t, &blake3, staged.size, md5)? {
-        discard(t, staged.id)?;
+    let now = tx.now;
+    let content = Assembled {
+        sources: &[(staged.id, 0)],
+        size: staged.size,
+        digest: staged.digest,
+        chunk_size: staged.chunk_size,
+    };
+    adopt_assembled(&mut tx.t, &content, class, now)
+}
+
+/// Staged content laid end to end: each staging id with the file offset its bytes start at
+/// (one source for a staged put, one per part for a multipart upload).
+pub(crate) struct Assembled<'a> {
+    pub sources: &'a [(u128, u64)],
+    pub size: u64,
+    pub digest: (Hash, Option<[u8; 16]>),
+    pub chunk_size: u32,
+}
+
+/// [`adopt`] for content assembled from several staging ids. The file's chunk rows take over
+/// the references the staged rows held, so no chunk reference count changes.
+pub(crate) fn adopt_assembled(
+    t: &mut WTables<'_>,
+    content: &Assembled<'_>,
+    class: &str,
+    now: Timestamp,
+) -> Result<FileId> {
+    let (blake3, md5) = content.digest;
+    if let Some(existing) = find_duplicate(t, &blake3, content.size, md5)? {
+        for (id, _) in content.sources {
+            discard(t, *id)?;
+        }
         return Ok(existing);
     }
-    let id = FileId::new();
-    for (off, h) in staged_chunks(&t.staged_chunks, staged.id)? {
-        t.file_chunks.insert((id.raw(), off), h)?;
+    let file = FileId::new();
+    for (id, base) in content.sources {
+        for (off, h) in staged_chunks(&t.staged_chunks, *id)? {
+            t.file_chunks.insert((file.raw(), base + off), h)?;
+        }
+        t.staged_chunks
+            .retain_in((*id, 0)..=(*id, u64::MAX), |_, _| false)?;
+        t.staging.remove(*id)?;
     }
-    t.staged_chunks
-        .retain_in((staged.id, 0)..=(staged.id, u64::MAX), |_, _| false)?;
-    t.staging.remove(staged.id)?;
-    let row = FileRow::new(staged.size, staged.digest, staged.chunk_size, class, tx.now);
-    put_file_row(t, id, &row)?;
-    t.files_by_hash.insert(&blake3, id.raw())?;
-    Ok(id)
+    let row = FileRow::new(content.size, content.digest, content.chunk_size, class, now);
+    put_file_row(t, file, &row)?;
+    t.files_by_hash.insert(&blake3, file.raw())?;
+    Ok(file)
 }
 
 /// Gives staged content to a multipart part.

@@ -6,10 +6,12 @@
 use super::object::limits_for;
 use super::rows::*;
 use super::validate_key;
-use crate::content::staging::{claim_for_part, discard, stage, staged_chunks};
-use crate::content::{Digests, FileRow, Hash, StreamLimits, find_duplicate, put_file_row};
+use crate::content::staging::{
+    Assembled, adopt_assembled, claim_for_part, discard, stage, staged_chunks,
+};
+use crate::content::{Digests, StreamLimits};
 use crate::error::{Error, Result};
-use crate::ids::{BucketId, FileId, Timestamp, UploadId};
+use crate::ids::{BucketId, Timestamp, UploadId};
 use crate::storage::{Store, WriteTx, enc};
 use crate::{FilesQuery, ObjectVersion};
 use redb::ReadableTable;
@@ -54,7 +56,8 @@ impl MultipartUpload {
 
     /// The exact size part `n` must have.
     pub fn expected_part_size(&self, n: u32) -> u64 {
-        part_range(self.size, self.part_size, n).1 - part_range(self.size, self.part_size, n).0
+        let (start, end) = part_range(self.size, self.part_size, n);
+        end - start
     }
 }
 
@@ -277,10 +280,8 @@ impl Store {
             return Err(Error::MultipartMissingParts { missing });
         }
         let mut digests = Digests::new(self.inner.cfg.md5);
-        let mut layout: Vec<(u64, Hash)> = Vec::new();
         for (n, p) in &parts {
-            let base = part_range(mp.size, mp.part_size, *n).0;
-            for (off, h) in staged_chunks(&snap.t.staged_chunks, p.staging)? {
+            for (_, h) in staged_chunks(&snap.t.staged_chunks, p.staging)? {
                 let bytes = snap.t.chunks.get(&h)?.ok_or_else(|| {
                     Error::corrupt(format!("part {n} of upload {upload} lost a chunk"))
                 })?;
@@ -291,7 +292,6 @@ impl Store {
                     )));
                 }
                 digests.update(bytes);
-                layout.push((base + off, h));
             }
         }
         let (blake3, md5) = digests.finish();
@@ -311,37 +311,18 @@ impl Store {
                     }
                 }
             }
-            let existing = find_duplicate(&mut tx.t, &blake3, mp.size, md5)?;
-            let file = match existing {
-                Some(f) => {
-                    for (_, p) in &parts {
-                        discard(&mut tx.t, p.staging)?;
-                    }
-                    f
-                }
-                None => {
-                    let f = FileId::new();
-                    for (off, h) in &layout {
-                        tx.t.file_chunks.insert((f.raw(), *off), h)?;
-                    }
-                    // The file's rows now hold the references the staged rows held.
-                    for (_, p) in &parts {
-                        tx.t.staged_chunks
-                            .retain_in((p.staging, 0)..=(p.staging, u64::MAX), |_, _| false)?;
-                        tx.t.staging.remove(p.staging)?;
-                    }
-                    let fr = FileRow::new(
-                        mp.size,
-                        (blake3, md5),
-                        self.inner.cfg.chunk_size as u32,
-                        &row.storage_class,
-                        tx.now,
-                    );
-                    put_file_row(&mut tx.t, f, &fr)?;
-                    tx.t.files_by_hash.insert(&blake3, f.raw())?;
-                    f
-                }
+            let sources: Vec<(u128, u64)> = parts
+                .iter()
+                .map(|(n, p)| (p.staging, part_range(mp.size, mp.part_size, *n).0))
+                .collect();
+            let content = Assembled {
+                sources: &sources,
+                size: mp.size,
+                digest: (blake3, md5),
+                chunk_size: self.inner.cfg.chunk_size as u32,
             };
+            let now = tx.now;
+            let file = adopt_assembled(&mut tx.t, &content, &row.storage_class, now)?;
             let u = upload.raw();
             tx.t.parts.retain_in((u, 0)..=(u, u32::MAX), |_, _| false)?;
             tx.t.multipart.remove(u)?;
