@@ -183,22 +183,20 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
     Ok(())
 }
 
-/// Stores a chunk's bytes unless a chunk with that hash exists. References are counted apart.
+/// Takes one reference to a chunk, storing its bytes if no chunk with that hash exists yet.
+/// Every row that names a chunk (`file_chunks`, `staged_chunks`) takes its reference this way
+/// and gives it back with [`release_chunk`].
 pub(crate) fn store_chunk(t: &mut WTables<'_>, hash: &Hash, bytes: &[u8]) -> Result<()> {
-    if t.chunk_refs.get(hash)?.is_none() {
-        t.chunks.insert(hash, bytes)?;
-        t.chunk_refs.insert(hash, 0)?;
+    let refs = t.chunk_refs.get(hash)?.map(|g| g.value());
+    match refs {
+        Some(n) => {
+            t.chunk_refs.insert(hash, n + 1)?;
+        }
+        None => {
+            t.chunks.insert(hash, bytes)?;
+            t.chunk_refs.insert(hash, 1)?;
+        }
     }
-    Ok(())
-}
-
-pub(crate) fn retain_chunk(t: &mut WTables<'_>, hash: &Hash) -> Result<()> {
-    let n = t
-        .chunk_refs
-        .get(hash)?
-        .map(|g| g.value())
-        .ok_or_else(|| Error::corrupt(format!("chunk {} has no reference count", hex(hash))))?;
-    t.chunk_refs.insert(hash, n + 1)?;
     Ok(())
 }
 
@@ -282,8 +280,8 @@ pub(crate) fn find_duplicate(
 }
 
 /// Registers freshly written content as a file, or finds the identical file already stored.
-/// `chunks` are (offset, hash) pairs whose chunk bytes are already in `chunks` with their
-/// reference counts *not yet* raised for this file. Returns the file id; the caller then takes
+/// `chunks` are (offset, hash) pairs already stored with [`store_chunk`], each holding the
+/// reference the new file's chunk row takes over. Returns the file id; the caller then takes
 /// its own reference with [`retain_file`].
 pub(crate) fn register_file(
     t: &mut WTables<'_>,
@@ -296,18 +294,14 @@ pub(crate) fn register_file(
 ) -> Result<FileId> {
     let (blake3, md5) = digest;
     if let Some(existing) = find_duplicate(t, &blake3, size, md5)? {
-        // Chunks stored only for this copy (none, unless blake3 collided) go again.
+        // This copy's chunk references go back; they were all shared with the existing file.
         for (_, h) in chunks {
-            if t.chunk_refs.get(h)?.map(|g| g.value()) == Some(0) {
-                t.chunk_refs.remove(h)?;
-                t.chunks.remove(h)?;
-            }
+            release_chunk(t, h)?;
         }
         return Ok(existing);
     }
     let id = FileId::new();
     for (off, h) in chunks {
-        retain_chunk(t, h)?;
         t.file_chunks.insert((id.raw(), *off), h)?;
     }
     let row = FileRow::new(size, (blake3, md5), chunk_size, storage_class, now);

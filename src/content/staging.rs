@@ -7,7 +7,7 @@
 //! panic (its drop guard), or by the next open after a crash.
 
 use super::write::{ChunkSource, StreamLimits};
-use super::{Digests, FileRow, Hash, find_duplicate, put_file_row, release_chunk};
+use super::{Digests, FileRow, Hash, find_duplicate, put_file_row, release_chunk, store_chunk};
 use crate::error::Result;
 use crate::ids::{FileId, Timestamp};
 use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
@@ -137,16 +137,7 @@ pub(crate) fn stage(
 
 fn write_batch(t: &mut WTables<'_>, id: u128, batch: &[(u64, Hash, Arc<Vec<u8>>)]) -> Result<()> {
     for (off, h, bytes) in batch {
-        let refs = t.chunk_refs.get(h)?.map(|g| g.value());
-        match refs {
-            Some(n) => {
-                t.chunk_refs.insert(h, n + 1)?;
-            }
-            None => {
-                t.chunks.insert(h, bytes.as_slice())?;
-                t.chunk_refs.insert(h, 1)?;
-            }
-        }
+        store_chunk(t, h, bytes)?;
         t.staged_chunks.insert((id, *off), h)?;
     }
     Ok(())
