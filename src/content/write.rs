@@ -112,7 +112,7 @@ impl<'r> ChunkSource<'r> {
 
 /// A reader that cannot claim more bytes than it was given room for: std's `read_to_end`
 /// panics on such a (broken) reader, and no input may make the engine panic.
-struct Clamped<'a>(&'a mut dyn Read);
+pub(crate) struct Clamped<'a>(pub(crate) &'a mut dyn Read);
 
 impl Read for Clamped<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -7,6 +7,7 @@ use super::{
     validate_key,
 };
 use crate::content::staging::{adopt, stage};
+use crate::content::write::Clamped;
 use crate::content::{FileInstance, FileReader};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, FileId, VersionId};
@@ -179,19 +180,12 @@ impl Store {
 }
 
 /// Reads at most `limit` bytes, growing the buffer only as data arrives (a small file costs a
-/// small buffer). A reader claiming to have read more than it was offered is clamped rather
-/// than trusted, so a broken reader cannot make us panic.
+/// small buffer).
 fn read_up_to(reader: &mut dyn Read, limit: u64) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut piece = [0u8; 64 * 1024];
-    while (out.len() as u64) < limit {
-        let want = (limit - out.len() as u64).min(piece.len() as u64) as usize;
-        match reader.read(&mut piece[..want]) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&piece[..n.min(want)]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(Error::UploadStream { source }),
-        }
-    }
+    Clamped(reader)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|source| Error::UploadStream { source })?;
     Ok(out)
 }
