@@ -97,7 +97,7 @@ tables! {
     file_chunks: (u128, u64) => Hash;
     /// Chunk hash → chunk bytes.
     chunks: Hash => &'static [u8];
-    /// Chunk hash → number of `file_chunks`, `staged_chunks` and part rows naming it.
+    /// Chunk hash → number of `file_chunks` and `staged_chunks` rows naming it.
     chunk_refs: Hash => u64;
     /// Staging id → bincode `StagingRow` (an upload in progress, or the content of a part).
     staging: u128 => &'static [u8];
