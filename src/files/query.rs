@@ -137,30 +137,20 @@ fn list_heads<V: View>(v: &V, bucket: u128, opts: &ListOptions) -> Result<Vec<Ob
 
 fn bucket_versions<V: View>(v: &V, bucket: u128, with_markers: bool) -> Result<Vec<ObjectVersion>> {
     let mut out = Vec::new();
-    let mut key_versions: Vec<ObjectVersion> = Vec::new();
-    let mut current_key: Option<String> = None;
-    let flush = |kv: &mut Vec<ObjectVersion>, out: &mut Vec<ObjectVersion>| {
-        kv.reverse();
-        out.append(kv);
-    };
-    for e in v.objects().range((bucket, "", 0)..)? {
-        let (k, val) = e?;
-        let (b, key, seq) = k.value();
+    // Every key with versions has a head row, in key order.
+    for e in v.heads().range((bucket, "")..)? {
+        let (k, _) = e?;
+        let (b, key) = k.value();
         if b != bucket {
             break;
         }
-        if current_key.as_deref() != Some(key) {
-            flush(&mut key_versions, &mut out);
-            current_key = Some(key.to_string());
-        }
-        let row: ObjectRow = dec(val.value(), "objects")?;
-        if row.file.is_none() && !with_markers {
-            continue;
-        }
-        let head = head_seq(v, bucket, key)?;
-        key_versions.push(to_version(v, bucket, key, seq, &row, head)?);
+        let versions = versions_of(v, bucket, key)?;
+        out.extend(
+            versions
+                .into_iter()
+                .filter(|o| with_markers || !o.is_delete_marker()),
+        );
     }
-    flush(&mut key_versions, &mut out);
     Ok(out)
 }
 
