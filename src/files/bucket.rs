@@ -224,9 +224,26 @@ impl WriteTx<'_> {
                 release_file(&mut self.t, FileId::from_raw(f))?;
             }
         }
-        self.t.objects.retain(|k, _| k.0 != raw)?;
-        self.t.heads.retain(|k, _| k.0 != raw)?;
-        self.t.bucket_tags.retain(|k, _| k.0 != raw)?;
+        // Only this bucket's rows: its keys sort between (raw, "") and (raw + 1, "").
+        // Bucket ids are UUID v7, never u128::MAX; the fallback only keeps this total.
+        match raw.checked_add(1) {
+            Some(next) => {
+                self.t
+                    .objects
+                    .retain_in((raw, "", 0)..(next, "", 0), |_, _| false)?;
+                self.t
+                    .heads
+                    .retain_in((raw, "")..(next, ""), |_, _| false)?;
+                self.t
+                    .bucket_tags
+                    .retain_in((raw, "")..(next, ""), |_, _| false)?;
+            }
+            None => {
+                self.t.objects.retain(|k, _| k.0 != raw)?;
+                self.t.heads.retain(|k, _| k.0 != raw)?;
+                self.t.bucket_tags.retain(|k, _| k.0 != raw)?;
+            }
+        }
         self.t.buckets.remove(raw)?;
         if let Some(record) = self.t.bucket_records.remove(raw)?.map(|g| g.value()) {
             self.t.record_buckets.remove(record)?;
