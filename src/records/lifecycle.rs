@@ -8,7 +8,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, RecordId, Timestamp};
-use crate::storage::WriteTx;
+use crate::storage::{View, WriteTx};
 use redb::ReadableTable;
 use serde_json::{Map, Value};
 
@@ -87,7 +87,7 @@ impl WriteTx<'_> {
         }
         let rev = row.revision + 1;
         self.write_revision(record.id, rev, row.created, None)?;
-        if let Some(bucket) = self.linked_bucket(record.id)? {
+        if let Some(bucket) = linked_bucket(&self.t, record.id)? {
             self.delete_bucket(bucket)?;
         }
         record.revision_id = rev;
@@ -129,7 +129,7 @@ impl WriteTx<'_> {
         let rev = row.revision + 1;
         let live = old.json.is_some();
         self.write_revision(id, rev, row.created, old.json)?;
-        match (self.linked_bucket(id)?, live) {
+        match (linked_bucket(&self.t, id)?, live) {
             (Some(_), true) => self.restore_linked_bucket(id)?,
             (Some(bucket), false) => {
                 self.delete_bucket(bucket)?;
@@ -146,7 +146,7 @@ impl WriteTx<'_> {
         if record_row(&self.t, id)?.is_none() {
             return Err(Error::RecordNotFound { record: id });
         }
-        if let Some(bucket) = self.linked_bucket(id)? {
+        if let Some(bucket) = linked_bucket(&self.t, id)? {
             let mut row = self.any_bucket(bucket)?;
             if row.locked {
                 row.locked = false;
@@ -216,21 +216,19 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// The bucket linked to a record, if any.
-    pub(crate) fn linked_bucket(&self, id: RecordId) -> Result<Option<BucketId>> {
-        Ok(self
-            .t
-            .record_buckets
-            .get(id.raw())?
-            .map(|g| BucketId::from_raw(g.value())))
-    }
-
     fn restore_linked_bucket(&mut self, id: RecordId) -> Result<()> {
-        if let Some(bucket) = self.linked_bucket(id)?
+        if let Some(bucket) = linked_bucket(&self.t, id)?
             && self.any_bucket(bucket)?.deleted
         {
             self.undelete_bucket(bucket)?;
         }
         Ok(())
     }
+}
+
+/// The bucket linked to a record, if any.
+pub(crate) fn linked_bucket<V: View>(v: &V, id: RecordId) -> Result<Option<BucketId>> {
+    Ok(v.record_buckets()
+        .get(id.raw())?
+        .map(|g| BucketId::from_raw(g.value())))
 }

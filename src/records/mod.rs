@@ -24,6 +24,7 @@ mod rows;
 mod schema;
 mod store;
 
+pub(crate) use lifecycle::linked_bucket;
 pub use pid::{Pid, PidStatus, RECID};
 pub use query::RecordsQuery;
 pub(crate) use rows::*;

@@ -6,9 +6,8 @@ use super::files_map::FilesMap;
 use crate::error::{Error, Result};
 use crate::files::{FilesQuery, ListOptions, ObjectVersion};
 use crate::ids::{BucketId, RecordId};
-use crate::records::{Pid, Record, RecordsQuery};
-use crate::storage::{Snapshot, View, with_view};
-use redb::ReadableTable;
+use crate::records::{Pid, Record, RecordsQuery, linked_bucket};
+use crate::storage::{Snapshot, with_view};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -50,12 +49,6 @@ pub(crate) fn file_objects<S: Snapshot>(
             FileObject::new(o, entry)
         })
         .collect())
-}
-
-pub(crate) fn linked_bucket<V: View>(v: &V, id: RecordId) -> Result<Option<BucketId>> {
-    Ok(v.record_buckets()
-        .get(id.raw())?
-        .map(|g| BucketId::from_raw(g.value())))
 }
 
 /// A record's files as of one snapshot (a read-only files view): live heads of its bucket in

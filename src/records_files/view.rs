@@ -3,10 +3,11 @@
 
 use super::FileObject;
 use super::files_map::FilesMap;
-use super::list::{file_objects, linked_bucket};
+use super::list::file_objects;
 use crate::error::{Error, Result, shorten};
 use crate::files::{FilesQuery, ObjectVersion, PutOptions};
 use crate::ids::BucketId;
+use crate::records::linked_bucket;
 use crate::records::{FILES_FIELD, Record, record_row};
 use crate::storage::WriteTx;
 use serde_json::{Map, Value};
