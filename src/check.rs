@@ -249,6 +249,20 @@ impl Store {
                 p.push(format!("chunk list of missing file {f:x}"));
             }
         }
+        for e in t.file_bytes.iter()? {
+            let (k, v) = e?;
+            let f = k.value();
+            let len = v.value().len() as u64;
+            if !files.contains_key(&f) {
+                p.push(format!("inline content of missing file {f:x}"));
+            }
+            if len == 0 {
+                p.push(format!("file {f:x}: empty inline content row"));
+            }
+            if layout.insert(f, len).is_some() {
+                p.push(format!("file {f:x} has both chunks and inline content"));
+            }
+        }
         for (id, f) in &files {
             let refs = file_refs.get(id).copied().unwrap_or(0);
             if f.refcount != refs {
@@ -262,7 +276,7 @@ impl Store {
             }
             if layout.get(id).copied().unwrap_or(0) != f.size {
                 p.push(format!(
-                    "file {id:x}: chunks do not add up to its size {}",
+                    "file {id:x}: chunks or inline content do not add up to its size {}",
                     f.size
                 ));
             }

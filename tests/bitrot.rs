@@ -179,3 +179,42 @@ fn bit_rot_in_a_staged_file_is_found_and_the_store_recovers_once_it_is_removed()
     assert_eq!(again, big);
     assert_eq!(read_all(&store, f.bystander).unwrap(), bystander);
 }
+
+#[test]
+fn a_flipped_byte_in_inline_content_is_caught_like_one_in_a_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rot-inline.redb");
+    let small = content(5, 1000);
+    let other = content(6, 700);
+    let (victim, bystander) = {
+        let store = builder().open(&path).unwrap();
+        let b = store.create_bucket(&BucketOptions::default()).unwrap().id;
+        let put = |k: &str, d: &[u8]| {
+            store
+                .put_object(b, k, d, &PutOptions::default())
+                .unwrap()
+                .file_id
+                .unwrap()
+        };
+        (put("small", &small), put("other", &other))
+    };
+    assert!(flip(&path, &small[400..464]) >= 1);
+
+    let store = builder().open(&path).unwrap();
+    assert!(!store.verify_file(victim).unwrap());
+    assert!(store.verify_file(bystander).unwrap());
+    let err = store
+        .open_file(victim)
+        .unwrap()
+        .read_range(0, 10)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Corruption { file: Some(id), .. } if id == victim),
+        "{err}"
+    );
+    assert_eq!(
+        read_all(&store, victim).unwrap_err().kind(),
+        ErrorKind::InvalidData
+    );
+    assert_eq!(read_all(&store, bystander).unwrap(), other);
+}

@@ -87,3 +87,62 @@ fn chunks_shared_between_different_files_are_kept_until_both_go() {
     store.remove_version(v2.version_id).unwrap();
     assert_consistent(&store);
 }
+
+/// Rows of a table in a closed store file, read with redb directly.
+fn rows(path: &Path, table: &str) -> u64 {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_read().unwrap();
+    let handle = tx
+        .list_tables()
+        .unwrap()
+        .find(|t| t.name() == table)
+        .unwrap_or_else(|| panic!("no table {table}"));
+    let t = tx.open_untyped_table(handle).unwrap();
+    t.len().unwrap()
+}
+
+#[test]
+fn content_that_fits_in_one_chunk_is_stored_inline_and_freed_with_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inline.redb");
+    let chunk = 4096;
+    let open = || Store::builder().chunk_size(chunk).open(&path).unwrap();
+    let one = bytes(11, 1000);
+    let exact = bytes(12, chunk);
+    let two = bytes(13, chunk + 1);
+    let (b, first) = {
+        let store = open();
+        let b = bucket(&store).id;
+        let first = put(&store, b, "one", &one);
+        put(&store, b, "one again", &one);
+        put(&store, b, "exact", &exact);
+        put(&store, b, "two", &two);
+        put(&store, b, "empty", b"");
+        assert_consistent(&store);
+        (b, first)
+    };
+    // One inline row per distinct small content (the copy is deduplicated); only the content
+    // longer than a chunk has chunks.
+    assert_eq!(rows(&path, "file_bytes"), 2);
+    assert_eq!(rows(&path, "chunks"), 2);
+    assert_eq!(rows(&path, "file_chunks"), 2);
+
+    let store = open();
+    assert_eq!(read_all(&store, b, "one"), one);
+    assert_eq!(read_all(&store, b, "exact"), exact);
+    assert_eq!(read_all(&store, b, "two"), two);
+    assert_eq!(read_all(&store, b, "empty"), b"");
+    let mut r = store.open_file(first.file_id.unwrap()).unwrap();
+    assert_eq!(r.read_range(990, 100).unwrap(), &one[990..]);
+    assert_eq!(r.read_range(1000, 10).unwrap(), b"");
+    assert!(store.verify_file(first.file_id.unwrap()).unwrap());
+
+    // The last reference frees the inline row.
+    let again = store.object(b, "one again").unwrap().unwrap();
+    store.remove_version(first.version_id).unwrap();
+    store.remove_version(again.version_id).unwrap();
+    assert_consistent(&store);
+    drop(store);
+    assert_eq!(rows(&path, "file_bytes"), 1);
+}

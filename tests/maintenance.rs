@@ -7,6 +7,7 @@ use redb::TableDefinition;
 
 const HEADS: TableDefinition<(u128, &str), u64> = TableDefinition::new("heads");
 const CHUNK_REFS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunk_refs");
+const FILE_BYTES: TableDefinition<u128, &[u8]> = TableDefinition::new("file_bytes");
 
 fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
     let db = redb::Database::open(path).unwrap();
@@ -47,18 +48,20 @@ fn check_reports_a_key_without_a_head() {
 fn check_reports_a_wrong_chunk_reference_count() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
+    let open = || Store::builder().chunk_size(4096).open(&path).unwrap();
+    let data = bytes(1, 5000);
     drop({
-        let store = Store::open(&path).unwrap();
+        let store = open();
         let b = bucket(&store);
-        put(&store, b.id, "k", b"v");
+        put(&store, b.id, "k", &data);
         store
     });
     tamper(&path, |tx| {
         let mut refs = tx.open_table(CHUNK_REFS).unwrap();
-        let h = *blake3::hash(b"v").as_bytes();
+        let h = *blake3::hash(&data[..4096]).as_bytes();
         refs.insert(h, 5).unwrap();
     });
-    let report = Store::open(&path).unwrap().check().unwrap();
+    let report = open().check().unwrap();
     assert!(
         report
             .problems
@@ -66,6 +69,29 @@ fn check_reports_a_wrong_chunk_reference_count() {
             .any(|p| p.contains("counts 5 references, has 1")),
         "{report:?}"
     );
+}
+
+#[test]
+fn check_reports_inline_content_that_does_not_match_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let file = {
+        let store = Store::open(&path).unwrap();
+        let b = bucket(&store);
+        put(&store, b.id, "k", b"twelve bytes").file_id.unwrap()
+    };
+    let stray = file.uuid().as_u128() + 1;
+    tamper(&path, |tx| {
+        let mut inline = tx.open_table(FILE_BYTES).unwrap();
+        inline
+            .insert(file.uuid().as_u128(), b"short".as_slice())
+            .unwrap();
+        inline.insert(stray, b"nobody's".as_slice()).unwrap();
+    });
+    let report = Store::open(&path).unwrap().check().unwrap();
+    let has = |what: &str| report.problems.iter().any(|p| p.contains(what));
+    assert!(has("do not add up to its size 12"), "{report:?}");
+    assert!(has("inline content of missing file"), "{report:?}");
 }
 
 #[test]

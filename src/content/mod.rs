@@ -1,7 +1,9 @@
 //! Content: how are a file's bytes stored, deduplicated, read back and verified?
 //!
 //! A file is a list of chunks, each addressed by its blake3 hash and stored once however many
-//! files contain it. Files are deduplicated whole by the blake3 of their content. Small content
+//! files contain it; a file that fits in one chunk is stored inline instead, as one
+//! `file_bytes` row keyed by its id (one row rather than a chunk, its count and a chunk list).
+//! Files are deduplicated whole by the blake3 of their content. Small content
 //! is written inside the caller's transaction; large content is *staged* in short transactions
 //! of its own and adopted by the transaction that creates the object version (see
 //! the `staging` module). Readers verify every chunk against its hash, so damaged bytes surface as a
@@ -177,6 +179,7 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
     };
     t.file_chunks
         .retain_in((id.raw(), 0)..=(id.raw(), u64::MAX), |_, _| false)?;
+    t.file_bytes.remove(id.raw())?;
     for h in hashes {
         release_chunk(t, &h)?;
     }
@@ -279,30 +282,47 @@ pub(crate) fn find_duplicate(
     }
 }
 
-/// Registers freshly written content as a file, or finds the identical file already stored.
-/// `chunks` are (offset, hash) pairs already stored with [`store_chunk`], each holding the
-/// reference the new file's chunk row takes over. Returns the file id; the caller then takes
-/// its own reference with [`retain_file`].
+/// Freshly written content, before it becomes a file.
+pub(crate) enum Written<'a> {
+    /// (offset, hash) pairs already stored with [`store_chunk`], each holding the reference
+    /// the new file's chunk row takes over.
+    Chunks(&'a [(u64, Hash)]),
+    /// The whole content of a file that fits in one chunk, not stored yet.
+    Inline(&'a [u8]),
+}
+
+/// Registers freshly written content as a file, or finds the identical file already stored
+/// (then chunk references are given back and inline bytes are not written). Returns the file
+/// id; the caller then takes its own reference with [`retain_file`].
 pub(crate) fn register_file(
     t: &mut WTables<'_>,
     size: u64,
     digest: (Hash, Option<[u8; 16]>),
     chunk_size: u32,
-    chunks: &[(u64, Hash)],
+    content: Written<'_>,
     storage_class: &str,
     now: Timestamp,
 ) -> Result<FileId> {
     let (blake3, md5) = digest;
     if let Some(existing) = find_duplicate(t, &blake3, size, md5)? {
-        // This copy's chunk references go back; they were all shared with the existing file.
-        for (_, h) in chunks {
-            release_chunk(t, h)?;
+        if let Written::Chunks(chunks) = content {
+            // All shared with the existing file.
+            for (_, h) in chunks {
+                release_chunk(t, h)?;
+            }
         }
         return Ok(existing);
     }
     let id = FileId::new();
-    for (off, h) in chunks {
-        t.file_chunks.insert((id.raw(), *off), h)?;
+    match content {
+        Written::Chunks(chunks) => {
+            for (off, h) in chunks {
+                t.file_chunks.insert((id.raw(), *off), h)?;
+            }
+        }
+        Written::Inline(bytes) => {
+            t.file_bytes.insert(id.raw(), bytes)?;
+        }
     }
     let row = FileRow::new(size, (blake3, md5), chunk_size, storage_class, now);
     put_file_row(t, id, &row)?;

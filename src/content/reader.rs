@@ -10,12 +10,18 @@ use std::io::{self, Read, Seek, SeekFrom};
 /// Reads one file's bytes from a consistent snapshot. Seeking is free; a read touches only the
 /// chunks that hold the requested bytes, and each chunk is checked against its blake3 hash
 /// before any of its bytes are returned (unless the store was opened with
-/// `StoreBuilder::verify_reads(false)`).
+/// `StoreBuilder::verify_reads(false)`). Content stored inline (a file that fits in one chunk)
+/// is checked against the file's own blake3 the same way.
 pub struct FileReader {
     file: FileId,
     size: u64,
     verify: bool,
+    /// The file's blake3, which inline content is checked against.
+    checksum: Hash,
+    /// Whether the content is one inline `file_bytes` row rather than chunks.
+    inline: bool,
     pos: u64,
+    file_bytes: ReadOnlyTable<u128, &'static [u8]>,
     file_chunks: ReadOnlyTable<(u128, u64), Hash>,
     chunks: ReadOnlyTable<Hash, &'static [u8]>,
     // The chunk last read: its offset in the file and its verified bytes, held in place in the
@@ -38,13 +44,19 @@ impl FileReader {
         txn: &redb::ReadTransaction,
         file: FileId,
         size: u64,
+        checksum: Hash,
         verify: bool,
     ) -> Result<FileReader> {
+        let file_bytes = txn.open_table(crate::storage::defs::file_bytes)?;
+        let inline = file_bytes.get(file.raw())?.is_some();
         Ok(FileReader {
             file,
             size,
             verify,
+            checksum,
+            inline,
             pos: 0,
+            file_bytes,
             file_chunks: txn.open_table(crate::storage::defs::file_chunks)?,
             chunks: txn.open_table(crate::storage::defs::chunks)?,
             current: None,
@@ -85,7 +97,19 @@ impl FileReader {
     fn load_chunk(&mut self, pos: u64) -> Result<(u64, &[u8])> {
         let hit = matches!(&self.current,
             Some((start, b)) if *start <= pos && pos < *start + b.value().len() as u64);
-        if !hit {
+        if !hit && self.inline {
+            let bytes = match self.file_bytes.get_owned(self.file.raw())? {
+                Some(g) => g,
+                None => return Err(self.damaged(pos, "inline content is missing")),
+            };
+            if self.verify && blake3::hash(bytes.value()).as_bytes() != &self.checksum {
+                return Err(self.damaged(0, "inline content does not match the file's hash"));
+            }
+            if pos >= bytes.value().len() as u64 {
+                return Err(self.damaged(pos, "inline content is shorter than the file"));
+            }
+            self.current = Some((0, bytes));
+        } else if !hit {
             let id = self.file.raw();
             let (start, hash) = match self.file_chunks.range((id, 0)..=(id, pos))?.next_back() {
                 Some(e) => {

@@ -17,9 +17,24 @@ pub struct FixityReport {
     pub damaged: Vec<FileId>,
 }
 
-/// Re-hashes every chunk of a file and the whole content. `Ok(true)` when everything matches.
+/// Re-hashes every chunk of a file (or its inline bytes) and the whole content. `Ok(true)` when everything matches.
 fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
     let mut digests = Digests::new(row.md5.is_some());
+    if let Some(bytes) = v.file_bytes().get(id.raw())? {
+        // Inline content: no chunk rows may exist beside it.
+        let bytes = bytes.value();
+        if bytes.len() as u64 != row.size
+            || v.file_chunks()
+                .range((id.raw(), 0)..=(id.raw(), u64::MAX))?
+                .next()
+                .is_some()
+        {
+            return Ok(false);
+        }
+        digests.update(bytes);
+        let (b3, md5) = digests.finish();
+        return Ok(b3 == row.blake3 && (row.md5.is_none() || md5 == row.md5));
+    }
     let mut expected_offset = 0u64;
     for e in v
         .file_chunks()

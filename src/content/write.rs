@@ -1,6 +1,6 @@
 //! Turning a byte stream into chunks, with size limits enforced while reading.
 
-use super::{Digests, Hash, register_file, store_chunk};
+use super::{Digests, Hash, Written, register_file, store_chunk};
 use crate::error::{Error, Result, SizeLimit};
 use crate::ids::{BucketId, FileId, Timestamp};
 use crate::storage::WTables;
@@ -122,7 +122,8 @@ impl Read for Clamped<'_> {
 }
 
 /// Writes a whole stream inside the current transaction and registers it as a file (or finds
-/// the identical file already stored). The caller takes its reference with `retain_file`.
+/// the identical file already stored). Content that fits in one chunk is stored inline; longer
+/// content as chunks. The caller takes its reference with `retain_file`.
 pub(crate) fn write_stream(
     t: &mut WTables<'_>,
     chunk_size: usize,
@@ -135,28 +136,51 @@ pub(crate) fn write_stream(
     let mut src = ChunkSource::new(reader, limits, chunk_size);
     let mut digests = Digests::new(with_md5);
     let mut chunks: Vec<(u64, Hash)> = Vec::new();
-    // Grows to the content's size (at most a chunk) rather than reserving a chunk up front.
+    // The first piece is held back until the stream shows whether another follows: alone, it
+    // is stored inline. Buffers grow to the content's size rather than a chunk up front.
+    let mut first: Vec<u8> = Vec::new();
     let mut buf = Vec::new();
-    let mut offset = 0u64;
     while src.next_chunk(&mut buf)? {
         if buf.is_empty() {
             continue;
         }
         digests.update(&buf);
-        let h = *blake3::hash(&buf).as_bytes();
-        store_chunk(t, &h, &buf)?;
-        chunks.push((offset, h));
-        offset += buf.len() as u64;
+        let at = src.total - buf.len() as u64;
+        if at == 0 {
+            std::mem::swap(&mut first, &mut buf);
+        } else {
+            if chunks.is_empty() {
+                store_piece(t, &first, 0, &mut chunks)?;
+            }
+            store_piece(t, &buf, at, &mut chunks)?;
+        }
     }
     let size = src.total;
+    let content = if chunks.is_empty() && !first.is_empty() {
+        Written::Inline(&first)
+    } else {
+        Written::Chunks(&chunks)
+    };
     let id = register_file(
         t,
         size,
         digests.finish(),
         chunk_size as u32,
-        &chunks,
+        content,
         storage_class,
         now,
     )?;
     Ok((id, size))
+}
+
+fn store_piece(
+    t: &mut WTables<'_>,
+    bytes: &[u8],
+    offset: u64,
+    chunks: &mut Vec<(u64, Hash)>,
+) -> Result<()> {
+    let h = *blake3::hash(bytes).as_bytes();
+    store_chunk(t, &h, bytes)?;
+    chunks.push((offset, h));
+    Ok(())
 }

@@ -296,6 +296,14 @@ impl Store {
                 found,
                 supported: FORMAT_VERSION,
             }),
+            // Version 1 differs only in never holding inline content, so it reads as it is;
+            // the stored version is raised so that an older build refuses the store from now
+            // on, when it may hold content that build cannot see.
+            Some(found) if found < FORMAT_VERSION => self.write(|tx| {
+                tx.t.meta
+                    .insert("format_version", enc(&FORMAT_VERSION)?.as_slice())?;
+                Ok(())
+            }),
             Some(_) => Ok(()),
             None if has_tables => Err(Error::NotAStore {
                 detail: "redb file without a recfiles meta table".into(),

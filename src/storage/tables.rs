@@ -95,6 +95,9 @@ tables! {
     files_by_hash: Hash => u128;
     /// (file id, byte offset of the chunk in the file) → chunk hash.
     file_chunks: (u128, u64) => Hash;
+    /// File id → the whole content of a file that fits in one chunk (stored inline: no
+    /// `file_chunks`, `chunks` or `chunk_refs` rows).
+    file_bytes: u128 => &'static [u8];
     /// Chunk hash → chunk bytes.
     chunks: Hash => &'static [u8];
     /// Chunk hash → number of `file_chunks` and `staged_chunks` rows naming it.
