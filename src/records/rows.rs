@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RecordRow {
     /// JSON text of the body; `None` while soft-deleted.
+    #[serde(with = "crate::storage::codec::opt_bytes")]
     pub json: Option<Vec<u8>>,
     /// The newest revision id; revisions 0..=revision all exist.
     pub revision: u64,
@@ -22,6 +23,7 @@ pub(crate) struct RecordRow {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RevisionRow {
     /// JSON text of the body at this revision; `None` for a soft delete.
+    #[serde(with = "crate::storage::codec::opt_bytes")]
     pub json: Option<Vec<u8>>,
     /// When the revision was written.
     pub updated: Timestamp,

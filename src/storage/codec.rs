@@ -25,3 +25,123 @@ pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
         Err(e) => Err(Error::corrupt(format!("{what}: row does not decode: {e}"))),
     }
 }
+
+/// Serde adapter for `Option<Vec<u8>>` row fields: the bytes go through serde as one byte
+/// string instead of a sequence of `u8`s. bincode writes both the same way (a length, then the
+/// raw bytes), so the stored format is unchanged; only the per-byte calls go.
+pub(crate) mod opt_bytes {
+    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+    use serde::{Serialize, Serializer};
+    use std::fmt;
+
+    struct Raw<'a>(&'a [u8]);
+
+    impl Serialize for Raw<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    pub(crate) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => s.serialize_some(&Raw(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        d.deserialize_option(OptionVisitor)
+    }
+
+    struct OptionVisitor;
+
+    impl<'de> Visitor<'de> for OptionVisitor {
+        type Value = Option<Vec<u8>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("optional bytes")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_byte_buf(BytesVisitor).map(Some)
+        }
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dec, enc};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Plain {
+        a: u64,
+        json: Option<Vec<u8>>,
+        z: u8,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Adapted {
+        a: u64,
+        #[serde(with = "super::opt_bytes")]
+        json: Option<Vec<u8>>,
+        z: u8,
+    }
+
+    #[test]
+    fn byte_fields_encode_exactly_as_a_sequence_of_u8_and_round_trip() {
+        for json in [
+            None,
+            Some(vec![]),
+            Some(b"{\"a\":1}".to_vec()),
+            Some(vec![7; 300]),
+        ] {
+            let plain = Plain {
+                a: 70_000,
+                json: json.clone(),
+                z: 9,
+            };
+            let adapted = Adapted {
+                a: 70_000,
+                json,
+                z: 9,
+            };
+            let bytes = enc(&adapted).unwrap();
+            assert_eq!(bytes, enc(&plain).unwrap());
+            assert_eq!(dec::<Adapted>(&bytes, "t").unwrap(), adapted);
+            assert_eq!(dec::<Plain>(&bytes, "t").unwrap(), plain);
+        }
+    }
+}

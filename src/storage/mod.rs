@@ -5,7 +5,7 @@
 //! names a redb type, so the engine can change without touching the public API.
 
 mod backend;
-mod codec;
+pub(crate) mod codec;
 mod open;
 mod tables;
 
