@@ -5,7 +5,7 @@ use crate::content::{FileRow, Hash, hex};
 use crate::error::Result;
 use crate::files::{BucketRow, MultipartRow, ObjectRow, PartRow, VersionLoc};
 use crate::storage::{Store, dec};
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What [`Store::check`] found. Empty `problems` means every invariant holds.
@@ -225,13 +225,28 @@ impl Store {
                 )),
             }
         }
+        // The chunk index: hash → (id, count); every id named once.
+        let mut index: HashMap<Hash, (u128, u64)> = HashMap::new();
+        let mut ids: HashMap<u128, Hash> = HashMap::new();
+        for e in t.chunk_index.iter()? {
+            let (k, v) = e?;
+            let (h, (id, refs)) = (k.value(), v.value());
+            if ids.insert(id, h).is_some() {
+                p.push(format!("chunk id {id:x} is named by two hashes"));
+            }
+            index.insert(h, (id, refs));
+        }
         let mut layout: HashMap<u128, u64> = HashMap::new();
         for e in t.file_chunks.iter()? {
             let (k, v) = e?;
             let (f, off) = k.value();
             let h = v.value();
             *chunk_refs.entry(h).or_default() += 1;
-            let len = match t.chunks.get(&h)? {
+            let stored = match index.get(&h) {
+                Some((id, _)) => t.chunks.get(*id)?,
+                None => None,
+            };
+            let len = match stored {
                 Some(c) => c.value().len() as u64,
                 None => {
                     p.push(format!("file {f:x} names missing chunk {}", hex(&h)));
@@ -284,31 +299,26 @@ impl Store {
                 p.push(format!("file {id:x} is missing from the dedup index"));
             }
         }
-        let mut stored = 0usize;
-        for e in t.chunk_refs.iter()? {
-            let (k, v) = e?;
-            stored += 1;
-            let h = k.value();
-            let want = chunk_refs.remove(&h).unwrap_or(0);
-            if v.value() != want || want == 0 {
+        for (h, (id, refs)) in &index {
+            let want = chunk_refs.remove(h).unwrap_or(0);
+            if *refs != want || want == 0 {
                 p.push(format!(
-                    "chunk {} counts {} references, has {want}",
-                    hex(&h),
-                    v.value()
+                    "chunk {} counts {refs} references, has {want}",
+                    hex(h)
                 ));
             }
-            if t.chunks.get(&h)?.is_none() {
-                p.push(format!("chunk {} has a count but no bytes", hex(&h)));
+            if t.chunks.get(*id)?.is_none() {
+                p.push(format!("chunk {} has a count but no bytes", hex(h)));
             }
         }
         for h in chunk_refs.keys() {
             p.push(format!("chunk {} is referenced but not counted", hex(h)));
         }
-        if t.chunks.len()? as usize != stored {
-            p.push(format!(
-                "{} chunks stored, {stored} counted",
-                t.chunks.len()?
-            ));
+        for e in t.chunks.iter()? {
+            let id = e?.0.value();
+            if !ids.contains_key(&id) {
+                p.push(format!("chunk {id:x} is stored but not indexed"));
+            }
         }
 
         // Bucket sizes.

@@ -85,6 +85,16 @@ pub enum Error {
         /// The newest format version this build reads.
         supported: u32,
     },
+    /// The file was written by an older recfiles whose format this version no longer reads
+    /// (format 1: chunks keyed by their hash); open it with the build that wrote it and copy
+    /// its content out.
+    #[error("store format version {found} is older than the oldest supported version {oldest}")]
+    FormatTooOld {
+        /// The format version stored in the file.
+        found: u32,
+        /// The oldest format version this build reads.
+        oldest: u32,
+    },
     /// The file is a redb database but not a recfiles store (no or foreign `meta` table).
     #[error("not a recfiles store: {detail}")]
     NotAStore {

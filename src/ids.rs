@@ -10,7 +10,7 @@ use uuid::Uuid;
 /// order), then 32 random bits. The randomness comes from a generator seeded once per process
 /// (from the system, through `Uuid::now_v7`), not from a system call per id: ids are made
 /// several times per record and that call was a measurable share of small writes.
-fn fresh_v7() -> Uuid {
+pub(crate) fn fresh_v7() -> Uuid {
     struct Gen {
         seed: u64,
         calls: u64,

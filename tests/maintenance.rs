@@ -3,10 +3,10 @@
 mod common;
 use common::*;
 use recfiles::prelude::*;
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 
 const HEADS: TableDefinition<(u128, &str), u64> = TableDefinition::new("heads");
-const CHUNK_REFS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunk_refs");
+const CHUNK_INDEX: TableDefinition<[u8; 32], (u128, u64)> = TableDefinition::new("chunk_index");
 const FILE_BYTES: TableDefinition<u128, &[u8]> = TableDefinition::new("file_bytes");
 
 fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
@@ -57,9 +57,10 @@ fn check_reports_a_wrong_chunk_reference_count() {
         store
     });
     tamper(&path, |tx| {
-        let mut refs = tx.open_table(CHUNK_REFS).unwrap();
+        let mut index = tx.open_table(CHUNK_INDEX).unwrap();
         let h = *blake3::hash(&data[..4096]).as_bytes();
-        refs.insert(h, 5).unwrap();
+        let (id, _) = index.get(h).unwrap().unwrap().value();
+        index.insert(h, (id, 5)).unwrap();
     });
     let report = open().check().unwrap();
     assert!(

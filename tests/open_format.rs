@@ -166,48 +166,36 @@ fn a_failing_write_closure_rolls_everything_back() {
 }
 
 #[test]
-fn a_version_1_store_opens_and_is_raised_to_the_current_format() {
+fn a_store_of_an_older_format_is_refused_and_keeps_its_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let big = bytes(3, (1 << 20) + 100);
-    let b = {
-        let store = Store::open(&path).unwrap();
-        let b = bucket(&store);
-        put(&store, b.id, "big", &big);
-        b.id
-    };
-    let set_version = |v: u32| {
+    drop(Store::open(&path).unwrap());
+    {
         let db = redb::Database::open(&path).unwrap();
         let tx = db.begin_write().unwrap();
         {
             let mut meta = tx.open_table(META).unwrap();
-            let enc = bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap();
-            meta.insert("format_version", enc.as_slice()).unwrap();
+            let old = bincode::serde::encode_to_vec(1u32, bincode::config::standard()).unwrap();
+            meta.insert("format_version", old.as_slice()).unwrap();
         }
         tx.commit().unwrap();
-    };
-    let stored_version = || {
-        let db = redb::Database::open(&path).unwrap();
-        let tx = db.begin_read().unwrap();
-        let meta = tx.open_table(META).unwrap();
-        let raw = meta
-            .get("format_version")
-            .unwrap()
-            .unwrap()
-            .value()
-            .to_vec();
-        bincode::serde::decode_from_slice::<u32, _>(&raw, bincode::config::standard())
-            .unwrap()
-            .0
-    };
-    set_version(1);
-    {
-        let store = Store::open(&path).unwrap();
-        assert_eq!(read_all(&store, b, "big"), big);
-        put(&store, b, "small", b"inline now");
-        assert_eq!(read_all(&store, b, "small"), b"inline now");
-        assert_consistent(&store);
     }
-    assert_eq!(stored_version(), FORMAT_VERSION);
-    const { assert!(FORMAT_VERSION >= 2) };
+    match Store::open(&path) {
+        Err(Error::FormatTooOld { found, oldest }) => {
+            assert_eq!((found, oldest), (1, FORMAT_VERSION));
+        }
+        other => panic!("{other:?}"),
+    }
+    let db = redb::Database::open(&path).unwrap();
+    let tx = db.begin_read().unwrap();
+    let meta = tx.open_table(META).unwrap();
+    let raw = meta
+        .get("format_version")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    let (version, _): (u32, usize) =
+        bincode::serde::decode_from_slice(&raw, bincode::config::standard()).unwrap();
+    assert_eq!(version, 1, "a refused store is not rewritten");
 }

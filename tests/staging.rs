@@ -10,7 +10,7 @@ use std::path::Path;
 
 const STAGING: TableDefinition<u128, &[u8]> = TableDefinition::new("staging");
 const STAGED_CHUNKS: TableDefinition<(u128, u64), [u8; 32]> = TableDefinition::new("staged_chunks");
-const CHUNKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("chunks");
+const CHUNKS: TableDefinition<u128, &[u8]> = TableDefinition::new("chunks");
 
 fn builder() -> StoreBuilder {
     Store::builder().chunk_size(4096).staging_batch(16 * 1024)

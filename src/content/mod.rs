@@ -1,7 +1,7 @@
 //! Content: how are a file's bytes stored, deduplicated, read back and verified?
 //!
-//! A file is a list of chunks, each addressed by its blake3 hash and stored once however many
-//! files contain it; a file that fits in one chunk is stored inline instead, as one
+//! A file is a list of chunks, each known by its blake3 hash and stored once however many
+//! files contain it (under a time-ordered id, found through `chunk_index`); a file that fits in one chunk is stored inline instead, as one
 //! `file_bytes` row keyed by its id (one row rather than a chunk, its count and a chunk list).
 //! Files are deduplicated whole by the blake3 of their content. Small content
 //! is written inside the caller's transaction; large content is *staged* in short transactions
@@ -190,28 +190,38 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
 /// Every row that names a chunk (`file_chunks`, `staged_chunks`) takes its reference this way
 /// and gives it back with [`release_chunk`].
 pub(crate) fn store_chunk(t: &mut WTables<'_>, hash: &Hash, bytes: &[u8]) -> Result<()> {
-    let refs = t.chunk_refs.get(hash)?.map(|g| g.value());
-    match refs {
-        Some(n) => {
-            t.chunk_refs.insert(hash, n + 1)?;
+    let known = t.chunk_index.get(hash)?.map(|g| g.value());
+    match known {
+        Some((id, refs)) => {
+            t.chunk_index.insert(hash, (id, refs + 1))?;
         }
         None => {
-            t.chunks.insert(hash, bytes)?;
-            t.chunk_refs.insert(hash, 1)?;
+            let id = crate::ids::fresh_v7().as_u128();
+            t.chunks.insert(id, bytes)?;
+            t.chunk_index.insert(hash, (id, 1))?;
         }
     }
     Ok(())
 }
 
 pub(crate) fn release_chunk(t: &mut WTables<'_>, hash: &Hash) -> Result<()> {
-    let n = t.chunk_refs.get(hash)?.map(|g| g.value()).unwrap_or(0);
-    if n <= 1 {
-        t.chunk_refs.remove(hash)?;
-        t.chunks.remove(hash)?;
-    } else {
-        t.chunk_refs.insert(hash, n - 1)?;
+    let known = t.chunk_index.get(hash)?.map(|g| g.value());
+    match known {
+        Some((id, refs)) if refs <= 1 => {
+            t.chunk_index.remove(hash)?;
+            t.chunks.remove(id)?;
+        }
+        Some((id, refs)) => {
+            t.chunk_index.insert(hash, (id, refs - 1))?;
+        }
+        None => {}
     }
     Ok(())
+}
+
+/// The id under which the chunk with this hash is stored, if it is.
+pub(crate) fn chunk_id<V: View>(v: &V, hash: &Hash) -> Result<Option<u128>> {
+    Ok(v.chunk_index().get(hash)?.map(|g| g.value().0))
 }
 
 /// Looks up a file instance.

@@ -23,7 +23,8 @@ pub struct FileReader {
     pos: u64,
     file_bytes: ReadOnlyTable<u128, &'static [u8]>,
     file_chunks: ReadOnlyTable<(u128, u64), Hash>,
-    chunks: ReadOnlyTable<Hash, &'static [u8]>,
+    chunk_index: ReadOnlyTable<Hash, (u128, u64)>,
+    chunks: ReadOnlyTable<u128, &'static [u8]>,
     // The chunk last read: its offset in the file and its verified bytes, held in place in the
     // engine's page (no copy) for as long as reads stay inside it.
     current: Option<(u64, OwnedAccessGuard<&'static [u8]>)>,
@@ -58,6 +59,7 @@ impl FileReader {
             pos: 0,
             file_bytes,
             file_chunks: txn.open_table(crate::storage::defs::file_chunks)?,
+            chunk_index: txn.open_table(crate::storage::defs::chunk_index)?,
             chunks: txn.open_table(crate::storage::defs::chunks)?,
             current: None,
         })
@@ -118,9 +120,12 @@ impl FileReader {
                 }
                 None => return Err(self.damaged(pos, "no chunk covers this offset")),
             };
-            let bytes = match self.chunks.get_owned(&hash)? {
-                Some(g) => g,
-                None => return Err(self.damaged(pos, "chunk is missing")),
+            let stored = match self.chunk_index.get(&hash)? {
+                Some(g) => self.chunks.get_owned(g.value().0)?,
+                None => None,
+            };
+            let Some(bytes) = stored else {
+                return Err(self.damaged(pos, "chunk is missing"));
             };
             if self.verify && blake3::hash(bytes.value()).as_bytes() != &hash {
                 return Err(self.damaged(start, "chunk bytes do not match their hash"));

@@ -8,7 +8,7 @@
 
 use super::write::{ChunkSource, StreamLimits};
 use super::{Digests, FileRow, Hash, find_duplicate, put_file_row, release_chunk, store_chunk};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{FileId, Timestamp};
 use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
 use redb::ReadableTable;
@@ -90,39 +90,63 @@ pub(crate) fn stage(
     };
     let mut src = ChunkSource::new(reader, limits, cfg.chunk_size);
     let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
-    // The whole-file digest (blake3, and md5 when on) runs on a second thread, beside chunk
-    // hashing and writing: it was a quarter of a large put's instructions. The bounded channel
-    // keeps at most a few chunks in flight, shared with the batch rather than copied.
+    // Two threads share the work: this one reads a batch of chunks, then writes it in one short
+    // transaction (the stream is never read while the writer is held: a slow client must not
+    // block other writers); a hasher computes each chunk's address and the whole-file digest
+    // (blake3, and md5 when on) meanwhile. Chunks go to the hasher in file order and their
+    // addresses come back in that order; both channels hold a whole batch, so neither side
+    // waits on the other for room. A written chunk's buffer is reused for a later read.
     let digest = std::thread::scope(|s| -> Result<_> {
-        let (to_hasher, from_reader) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(4);
+        let (to_hasher, chunks_in) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(per_batch);
+        let (addresses_out, from_hasher) = std::sync::mpsc::sync_channel::<Hash>(per_batch);
         let hasher = s.spawn(move || {
             let mut digests = Digests::new(with_md5);
-            for chunk in from_reader {
+            for chunk in chunks_in {
                 digests.update(&chunk);
+                let address = *blake3::hash(&chunk).as_bytes();
+                // Let go of the chunk before answering, so its buffer can be reused.
+                drop(chunk);
+                if addresses_out.send(address).is_err() {
+                    break;
+                }
             }
             digests.finish()
         });
+        let mut batch: Vec<Arc<Vec<u8>>> = Vec::with_capacity(per_batch);
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let mut more = true;
         let mut offset = 0u64;
-        let mut batch: Vec<(u64, Hash, Arc<Vec<u8>>)> = Vec::with_capacity(per_batch);
-        loop {
-            let mut buf = Vec::with_capacity(cfg.chunk_size);
-            let more = src.next_chunk(&mut buf)?;
-            if !buf.is_empty() {
-                let buf = Arc::new(buf);
-                // Fails only if the hasher panicked; join below reports that.
-                let _ = to_hasher.send(Arc::clone(&buf));
-                let h = *blake3::hash(&buf).as_bytes();
-                let len = buf.len() as u64;
-                batch.push((offset, h, buf));
-                offset += len;
+        while more {
+            while more && batch.len() < per_batch {
+                let mut buf = spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(cfg.chunk_size));
+                more = src.next_chunk(&mut buf)?;
+                if buf.is_empty() {
+                    spare.push(buf);
+                } else {
+                    let buf = Arc::new(buf);
+                    // Fails only if the hasher panicked; the scope reports that.
+                    let _ = to_hasher.send(Arc::clone(&buf));
+                    batch.push(buf);
+                }
             }
-            if batch.len() >= per_batch || (!more && !batch.is_empty()) {
-                let b = std::mem::take(&mut batch);
-                store.write_with(Durability::Eventual, |tx| write_batch(&mut tx.t, id, &b))?;
-            }
-            if !more {
+            if batch.is_empty() {
                 break;
             }
+            store.write_with(Durability::Eventual, |tx| {
+                for chunk in &batch {
+                    let address = from_hasher
+                        .recv()
+                        .map_err(|_| Error::corrupt("the upload's hasher thread stopped"))?;
+                    store_chunk(&mut tx.t, &address, chunk)?;
+                    tx.t.staged_chunks.insert((id, offset), &address)?;
+                    offset += chunk.len() as u64;
+                }
+                Ok(())
+            })?;
+            store.inner.start_writeback();
+            spare.extend(batch.drain(..).filter_map(|c| Arc::try_unwrap(c).ok()));
         }
         drop(to_hasher);
         match hasher.join() {
@@ -133,14 +157,6 @@ pub(crate) fn stage(
     staged.size = src.total;
     staged.digest = digest;
     Ok(staged)
-}
-
-fn write_batch(t: &mut WTables<'_>, id: u128, batch: &[(u64, Hash, Arc<Vec<u8>>)]) -> Result<()> {
-    for (off, h, bytes) in batch {
-        store_chunk(t, h, bytes)?;
-        t.staged_chunks.insert((id, *off), h)?;
-    }
-    Ok(())
 }
 
 /// The chunks staged under `id`, in offset order.

@@ -45,7 +45,10 @@ fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
         if off != expected_offset {
             return Ok(false);
         }
-        let Some(bytes) = v.chunks().get(&hash)? else {
+        let Some(id) = super::chunk_id(v, &hash)? else {
+            return Ok(false);
+        };
+        let Some(bytes) = v.chunks().get(id)? else {
             return Ok(false);
         };
         let bytes = bytes.value();

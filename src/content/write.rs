@@ -80,8 +80,8 @@ impl<'r> ChunkSource<'r> {
     /// Fills `buf` with the next chunk (up to `chunk_size` bytes). Returns false at the end of
     /// the stream, after checking the declared size.
     pub(crate) fn next_chunk(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
-        buf.clear();
         if self.done {
+            buf.clear();
             return Ok(false);
         }
         // Never read more than one byte past what the limits allow, so a huge stream over a
@@ -93,12 +93,28 @@ impl<'r> ChunkSource<'r> {
         if let Some(c) = self.limits.cap {
             want = want.min(c.bytes.saturating_sub(self.total).saturating_add(1));
         }
-        // read_to_end only initialises what the reader fills: resizing to a whole chunk first
-        // would zero 1 MiB for every 1 KiB file (it dominated small puts).
-        Clamped(&mut *self.reader)
-            .take(want)
-            .read_to_end(buf)
-            .map_err(|source| Error::UploadStream { source })?;
+        let want_len = want as usize;
+        if buf.len() >= want_len {
+            // A reused buffer: its bytes are initialised already, so read straight into them.
+            let mut filled = 0;
+            while filled < want_len {
+                match Clamped(&mut *self.reader).read(&mut buf[filled..want_len]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(source) => return Err(Error::UploadStream { source }),
+                }
+            }
+            buf.truncate(filled);
+        } else {
+            // read_to_end only initialises what the reader fills: resizing to a whole chunk
+            // first would zero 1 MiB for every 1 KiB file (it dominated small puts).
+            buf.clear();
+            Clamped(&mut *self.reader)
+                .take(want)
+                .read_to_end(buf)
+                .map_err(|source| Error::UploadStream { source })?;
+        }
         let filled = buf.len();
         self.total += filled as u64;
         self.limits.check_running(self.total)?;

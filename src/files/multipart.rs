@@ -282,7 +282,11 @@ impl Store {
         let mut digests = Digests::new(self.inner.cfg.md5);
         for (n, p) in &parts {
             for (_, h) in staged_chunks(&snap.t.staged_chunks, p.staging)? {
-                let bytes = snap.t.chunks.get(&h)?.ok_or_else(|| {
+                let stored = match crate::content::chunk_id(&snap.t, &h)? {
+                    Some(id) => snap.t.chunks.get(id)?,
+                    None => None,
+                };
+                let bytes = stored.ok_or_else(|| {
                     Error::corrupt(format!("part {n} of upload {upload} lost a chunk"))
                 })?;
                 let bytes = bytes.value();

@@ -18,8 +18,9 @@ pub(crate) use tables::{RTables, View, WTables, defs};
 use crate::error::Result;
 use crate::ids::Timestamp;
 
-/// The newest on-disk format this build writes and reads (see docs/FORMAT.md). Version 2 added
-/// inline content (`file_bytes`); a version 1 store is raised to 2 when opened.
+/// The on-disk format this build writes and reads (see docs/FORMAT.md). Version 2 stores small
+/// files inline (`file_bytes`) and chunks under time-ordered ids (`chunk_index`); version 1
+/// stores are refused with `Error::FormatTooOld`.
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The immutable settings of an open store, fixed by its builder.

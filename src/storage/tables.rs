@@ -96,12 +96,13 @@ tables! {
     /// (file id, byte offset of the chunk in the file) → chunk hash.
     file_chunks: (u128, u64) => Hash;
     /// File id → the whole content of a file that fits in one chunk (stored inline: no
-    /// `file_chunks`, `chunks` or `chunk_refs` rows).
+    /// `file_chunks`, `chunks` or `chunk_index` rows).
     file_bytes: u128 => &'static [u8];
-    /// Chunk hash → chunk bytes.
-    chunks: Hash => &'static [u8];
-    /// Chunk hash → number of `file_chunks` and `staged_chunks` rows naming it.
-    chunk_refs: Hash => u64;
+    /// Chunk id → chunk bytes. Ids are UUID v7 (time-ordered), so new chunks append at the
+    /// end of the tree instead of landing between (and rewriting) stored ones.
+    chunks: u128 => &'static [u8];
+    /// Chunk hash → (chunk id, number of `file_chunks` and `staged_chunks` rows naming it).
+    chunk_index: Hash => (u128, u64);
     /// Staging id → bincode `StagingRow` (an upload in progress, or the content of a part).
     staging: u128 => &'static [u8];
     /// (staging id, byte offset) → chunk hash: chunks written by a staged upload.
