@@ -38,12 +38,12 @@ impl FileReader {
         txn: &redb::ReadTransaction,
         file: FileId,
         size: u64,
-        verify: bool,
+        verify: crate::storage::ReadVerification,
     ) -> Result<FileReader> {
         Ok(FileReader {
             file,
             size,
-            verify,
+            verify: verify != crate::storage::ReadVerification::Never,
             pos: 0,
             file_chunks: txn.open_table(crate::storage::defs::file_chunks)?,
             chunks: txn.open_table(crate::storage::defs::chunks)?,

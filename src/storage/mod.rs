@@ -12,7 +12,7 @@ mod tables;
 pub use backend::{Backend, FaultKind, FaultPlan, FaultyBackend, FileBackend, MemoryBackend};
 pub(crate) use codec::{dec, enc};
 pub(crate) use open::Inner;
-pub use open::{Durability, MultipartLimits, Store, StoreBuilder};
+pub use open::{Durability, MultipartLimits, ReadVerification, Store, StoreBuilder};
 pub(crate) use tables::{RTables, View, WTables, defs};
 
 use crate::error::Result;
@@ -29,7 +29,7 @@ pub(crate) struct Config {
     pub durability: Durability,
     pub max_key_len: usize,
     pub staging_batch_bytes: usize,
-    pub verify_reads: bool,
+    pub verify_reads: ReadVerification,
     pub multipart: MultipartLimits,
 }
 

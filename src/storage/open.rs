@@ -19,6 +19,18 @@ pub enum Durability {
     Eventual,
 }
 
+/// When a reader checks a chunk's bytes against the blake3 hash that addresses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadVerification {
+    /// Every time a chunk is loaded for a read.
+    #[default]
+    Always,
+    /// The first time an open store reads a chunk.
+    Once,
+    /// Never on read; damage is found only by fixity (`verify_file`, `verify_all`).
+    Never,
+}
+
 /// Bounds of the multipart upload protocol (Invenio's `FILES_REST_MULTIPART_*` settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MultipartLimits {
@@ -65,7 +77,7 @@ impl Default for StoreBuilder {
                 durability: Durability::Immediate,
                 max_key_len: 1024,
                 staging_batch_bytes: 16 * 1024 * 1024,
-                verify_reads: true,
+                verify_reads: ReadVerification::Always,
                 multipart: MultipartLimits::default(),
             },
         }
@@ -115,12 +127,19 @@ impl StoreBuilder {
         self
     }
 
-    /// Whether readers check every chunk against its blake3 hash before returning its bytes
-    /// (default on). Off, damaged content is only found by `verify_file`/`verify_all` (as in
-    /// Invenio, whose fixity checks are the only defence) and reads cost about half as much
-    /// CPU; on, a read never returns bytes that differ from what was stored.
+    /// When readers check a chunk's bytes against its blake3 hash; see [`ReadVerification`].
+    pub fn read_verification(mut self, when: ReadVerification) -> Self {
+        self.cfg.verify_reads = when;
+        self
+    }
+
+    /// `true` is [`ReadVerification::Always`], `false` is [`ReadVerification::Never`].
     pub fn verify_reads(mut self, on: bool) -> Self {
-        self.cfg.verify_reads = on;
+        self.cfg.verify_reads = if on {
+            ReadVerification::Always
+        } else {
+            ReadVerification::Never
+        };
         self
     }
 
