@@ -35,12 +35,13 @@ struct Gen {
 
 impl Read for Gen {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (self.size - self.pos).min(buf.len() as u64) as usize & !7;
-        for (i, w) in buf[..n].chunks_exact_mut(8).enumerate() {
-            let mut z = (self.pos / 8 + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let n = (self.size - self.pos).min(buf.len() as u64) as usize;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            let at = self.pos + i as u64;
+            let mut z = (at / 8).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            w.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+            *b = (z ^ (z >> 31)).to_le_bytes()[(at % 8) as usize];
         }
         self.pos += n as u64;
         Ok(n)

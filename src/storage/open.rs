@@ -1,6 +1,7 @@
 //! Creating and opening a store, the builder and its defaults, and the transaction entry points.
 
 use super::backend::{Adapter, Backend};
+use super::direct::{Direct, Tap};
 use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec, enc};
 use crate::error::{Error, Result};
 use crate::ids::Timestamp;
@@ -23,9 +24,9 @@ pub enum Durability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReadVerification {
     /// Every time a chunk is loaded for a read.
-    #[default]
     Always,
     /// The first time an open store reads a chunk.
+    #[default]
     Once,
     /// Never on read; damage is found only by fixity (`verify_file`, `verify_all`).
     Never,
@@ -77,7 +78,8 @@ impl Default for StoreBuilder {
                 durability: Durability::Immediate,
                 max_key_len: 1024,
                 staging_batch_bytes: 16 * 1024 * 1024,
-                verify_reads: ReadVerification::Always,
+                verify_reads: ReadVerification::Once,
+                direct: None,
                 multipart: MultipartLimits::default(),
             },
         }
@@ -192,11 +194,14 @@ impl StoreBuilder {
     /// Opens the store file at `path`, creating it if it does not exist.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         self.validate()?;
-        let db = self
-            .redb_builder()
-            .create(path.as_ref())
-            .map_err(open_error)?;
-        Store::start(db, self.cfg)
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.as_ref())?;
+        let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
+        self.start(Direct::new(backend))
     }
 
     /// Opens a store kept in memory only.
@@ -207,10 +212,15 @@ impl StoreBuilder {
     /// Opens (or initialises) a store on a backend of your own, e.g. a [`super::FaultyBackend`].
     pub fn open_backend(self, backend: impl Backend) -> Result<Store> {
         self.validate()?;
+        self.start(Direct::new(Adapter(Box::new(backend))))
+    }
+
+    fn start(mut self, (direct, tap): (Arc<Direct>, Tap)) -> Result<Store> {
         let db = self
             .redb_builder()
-            .create_with_backend(Adapter(Box::new(backend)))
+            .create_with_backend(tap)
             .map_err(open_error)?;
+        self.cfg.direct = Some(direct);
         Store::start(db, self.cfg)
     }
 }
