@@ -5,6 +5,7 @@
 //! cargo bench --bench reads                          # 1 GiB file
 //! cargo bench --bench reads -- --size-mib 32         # quick
 //! cargo bench --bench reads -- --dir /var/tmp/r      # keep (and reuse) the files there
+//! cargo bench --bench reads -- --chunk-size 65472    # another chunk size
 //! ```
 //!
 //! The file is written once (fs copy and store), then for each read-verification setting the
@@ -122,6 +123,7 @@ fn main() -> Res<()> {
     };
     let size = arg("--size-mib").map_or(Ok(1024), |v| v.parse::<u64>())? * MIB;
     let reps: usize = arg("--reps").map_or(Ok(5), |v| v.parse())?;
+    let chunk: usize = arg("--chunk-size").map_or(Ok(1024 * 1024 - 64), |v| v.parse())?;
     let modes: Vec<String> = arg("--modes")
         .unwrap_or_else(|| "once,always,never".into())
         .split(',')
@@ -138,8 +140,8 @@ fn main() -> Res<()> {
     };
     std::fs::create_dir_all(&dir)?;
     let fs_path = dir.join(format!("large-{}.bin", size / MIB));
-    let store_path = dir.join(format!("large-{}.redb", size / MIB));
-    prepare(&fs_path, &store_path, size)?;
+    let store_path = dir.join(format!("large-{}-{chunk}.redb", size / MIB));
+    prepare(&fs_path, &store_path, size, chunk)?;
 
     let mib = size as f64 / MIB as f64;
     let offs = offsets(size, 1_000);
@@ -160,6 +162,7 @@ fn main() -> Res<()> {
             other => return Err(format!("unknown mode {other}").into()),
         };
         let store = Store::builder()
+            .chunk_size(chunk)
             .read_verification(verification)
             .open(&store_path)?;
         let bucket = store.buckets()?.first().ok_or("no bucket")?.id;
@@ -207,8 +210,9 @@ fn main() -> Res<()> {
 }
 
 /// Writes the fs copy and the store unless both are already there from an earlier run.
-fn prepare(fs_path: &Path, store_path: &Path, size: u64) -> Res<()> {
-    let ready = fs_path.metadata().map(|m| m.len() == size).unwrap_or(false) && {
+fn prepare(fs_path: &Path, store_path: &Path, size: u64, chunk: usize) -> Res<()> {
+    let fs_ready = fs_path.metadata().map(|m| m.len() == size).unwrap_or(false);
+    let ready = fs_ready && {
         store_path.exists()
             && Store::open(store_path)
                 .and_then(|s| s.buckets())
@@ -219,10 +223,10 @@ fn prepare(fs_path: &Path, store_path: &Path, size: u64) -> Res<()> {
         return Ok(());
     }
     let _ = std::fs::remove_file(store_path);
-    let mut f = File::create(fs_path)?;
-    std::io::copy(&mut Gen { pos: 0, size }, &mut f)?;
-    f.sync_all()?;
-    let store = Store::open(store_path)?;
+    if !fs_ready {
+        write_fs(fs_path, size)?;
+    }
+    let store = Store::builder().chunk_size(chunk).open(store_path)?;
     let bucket = store.create_bucket(&BucketOptions::default())?.id;
     store.put_object(
         bucket,
@@ -230,5 +234,22 @@ fn prepare(fs_path: &Path, store_path: &Path, size: u64) -> Res<()> {
         Gen { pos: 0, size },
         &PutOptions::default(),
     )?;
+    Ok(())
+}
+
+fn write_fs(fs_path: &Path, size: u64) -> Res<()> {
+    // Written in 1 MiB blocks, like the store's pages (the kernel may then cache both files in
+    // large folios, which makes warm reads of either cheaper).
+    let mut f = File::create(fs_path)?;
+    let mut gen_ = Gen { pos: 0, size };
+    let mut buf = vec![0u8; MIB as usize];
+    loop {
+        let n = gen_.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        f.write_all(&buf[..n])?;
+    }
+    f.sync_all()?;
     Ok(())
 }
