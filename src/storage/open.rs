@@ -21,14 +21,37 @@ pub enum Durability {
 }
 
 /// When a reader checks a chunk's bytes against the blake3 hash that addresses them.
+///
+/// Whatever the setting, fixity ([`Store::verify_file`], [`Store::verify_all`]) re-hashes
+/// every chunk and every whole file, and a mismatch found on read is [`Error::Corruption`]
+/// (`ErrorKind::InvalidData` through `std::io::Read`); damaged bytes are never returned by a
+/// read that checked them. A reader keeps the chunk it last loaded through the engine in memory
+/// (already checked) and serves reads inside it from there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReadVerification {
-    /// Every time a chunk is loaded for a read.
+    /// Every chunk is hashed, whole, every time a reader loads it through the engine: a read
+    /// never returns bytes that differ from what was stored, even if they were damaged while
+    /// the store was open. Each load reads the chunk's whole page (about 1 MiB), so a small
+    /// range read costs a chunk read and a chunk hash.
     Always,
-    /// The first time an open store reads a chunk.
+    /// Each chunk is hashed, whole, the first time the open store loads it from the file; on a
+    /// match, the store remembers where in the file the chunk's bytes lie, and later reads of
+    /// that chunk, by any reader of the store (and its clones), read just the bytes asked for
+    /// from there, unhashed. A chunk is hashed again on its next load once the store forgot it:
+    /// after reopening, after the engine wrote over its place (when it moves or frees the
+    /// chunk's page), after fixity found any damaged file (everything is forgotten), or when
+    /// the set is full (it holds 16,384 chunks, about 1.6 MB; an arbitrary one makes room for
+    /// each new one). A
+    /// chunk the engine serves from its cache rather than the file (just written, say) is
+    /// hashed on every load until it is loaded from the file.
+    ///
+    /// So damage that is in the file when an open store first reads a chunk is always caught;
+    /// damage to bytes already checked, arising while the store stays open, is not caught by
+    /// reads until one of the above happens, and is caught by fixity. The default.
     #[default]
     Once,
-    /// Never on read; damage is found only by fixity (`verify_file`, `verify_all`).
+    /// Nothing is hashed on read; damage is found only by fixity (as in Invenio, whose fixity
+    /// checks are the only defence). Chunk locations are remembered as with `Once`.
     Never,
 }
 
@@ -61,7 +84,8 @@ impl Default for MultipartLimits {
 /// Defaults: a 64 MiB engine cache (redb's own default of 1 GiB is too much for a desktop
 /// app), chunks of 1 MiB − 64 bytes (1,048,512 B; a power of two would waste half of every
 /// page because the chunk key shares the page), blake3 checksums only, durable commits, object
-/// keys up to 1024 bytes, staged uploads in batches of 16 MiB, every chunk verified on read.
+/// keys up to 1024 bytes, staged uploads in batches of 16 MiB, each chunk verified the first
+/// time the open store reads it ([`ReadVerification::Once`]).
 #[derive(Debug, Clone)]
 pub struct StoreBuilder {
     cache_size: usize,
@@ -129,13 +153,15 @@ impl StoreBuilder {
         self
     }
 
-    /// When readers check a chunk's bytes against its blake3 hash; see [`ReadVerification`].
+    /// When readers check a chunk's bytes against its blake3 hash (default
+    /// [`ReadVerification::Once`]); see [`ReadVerification`].
     pub fn read_verification(mut self, when: ReadVerification) -> Self {
         self.cfg.verify_reads = when;
         self
     }
 
-    /// `true` is [`ReadVerification::Always`], `false` is [`ReadVerification::Never`].
+    /// The older switch: `true` is [`ReadVerification::Always`] (the default before `Once`),
+    /// `false` is [`ReadVerification::Never`].
     pub fn verify_reads(mut self, on: bool) -> Self {
         self.cfg.verify_reads = if on {
             ReadVerification::Always
