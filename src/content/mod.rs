@@ -6,8 +6,9 @@
 //! Files are deduplicated whole by the blake3 of their content. Small content
 //! is written inside the caller's transaction; large content is *staged* in short transactions
 //! of its own and adopted by the transaction that creates the object version (see
-//! the `staging` module). Readers verify every chunk against its hash, so damaged bytes surface as a
-//! typed corruption error, never as wrong data.
+//! the `staging` module). Readers check chunks against their hash as the store's
+//! `ReadVerification` says (by default the first time the open store reads each), so damaged
+//! bytes surface as a typed corruption error rather than as data.
 
 mod reader;
 pub(crate) mod staging;

@@ -1,21 +1,31 @@
-//! Reading a file back: `Read + Seek` over its chunks, verifying each chunk against its hash.
+//! Reading a file back: `Read + Seek` and range reads over its chunks, checked against their
+//! hashes as the store's `ReadVerification` says.
 
 use super::Hash;
 use crate::error::{Error, Result};
 use crate::ids::FileId;
+use crate::storage::{Config, Direct, DirectRead, ReadVerification};
 use redb::{OwnedAccessGuard, ReadOnlyTable};
+use std::sync::Arc;
 
 use std::io::{self, Read, Seek, SeekFrom};
 
 /// Reads one file's bytes from a consistent snapshot. Seeking is free; a read touches only the
-/// chunks that hold the requested bytes, and each chunk is checked against its blake3 hash
-/// before any of its bytes are returned (unless the store was opened with
-/// `StoreBuilder::verify_reads(false)`). Content stored inline (a file that fits in one chunk)
-/// is checked against the file's own blake3 the same way.
+/// chunks that hold the requested bytes.
+///
+/// What is checked before bytes are returned depends on the store's [`ReadVerification`]:
+/// with `Always` every chunk a read loads is hashed first; with `Once` (the default) a chunk is
+/// hashed the first time the open store loads it from the file, and later reads of it, by any
+/// reader of that store, read the needed bytes straight from the same place in the file;
+/// `Never` hashes nothing. Content stored inline (a file that fits in one chunk) is always
+/// read through the engine and, unless `Never`, checked against the file's own blake3 each
+/// time a reader loads it. A mismatch is [`Error::Corruption`] (`ErrorKind::InvalidData`
+/// through `std::io::Read`).
 pub struct FileReader {
     file: FileId,
     size: u64,
-    verify: bool,
+    mode: ReadVerification,
+    direct: Option<Arc<Direct>>,
     /// The file's blake3, which inline content is checked against.
     checksum: Hash,
     /// Whether the content is one inline `file_bytes` row rather than chunks.
@@ -25,8 +35,8 @@ pub struct FileReader {
     file_chunks: ReadOnlyTable<(u128, u64), Hash>,
     chunk_index: ReadOnlyTable<Hash, (u128, u64)>,
     chunks: ReadOnlyTable<u128, &'static [u8]>,
-    // The chunk last read: its offset in the file and its verified bytes, held in place in the
-    // engine's page (no copy) for as long as reads stay inside it.
+    // The chunk last loaded through the engine: its offset in the file and its checked bytes,
+    // held in place in the engine's page (no copy) for as long as reads stay inside it.
     current: Option<(u64, OwnedAccessGuard<&'static [u8]>)>,
 }
 
@@ -46,14 +56,15 @@ impl FileReader {
         file: FileId,
         size: u64,
         checksum: Hash,
-        verify: bool,
+        cfg: &Config,
     ) -> Result<FileReader> {
         let file_bytes = txn.open_table(crate::storage::defs::file_bytes)?;
         let inline = file_bytes.get(file.raw())?.is_some();
         Ok(FileReader {
             file,
             size,
-            verify,
+            mode: cfg.verify_reads,
+            direct: cfg.direct.clone(),
             checksum,
             inline,
             pos: 0,
@@ -83,62 +94,111 @@ impl FileReader {
     /// Reads `len` bytes starting at `offset` (fewer if the file ends first), with typed errors.
     pub fn read_range(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
         let end = offset.saturating_add(len as u64).min(self.size);
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        let mut pos = offset;
-        while pos < end {
-            let (start, bytes) = self.load_chunk(pos)?;
-            let from = (pos - start) as usize;
-            let to = ((end - start) as usize).min(bytes.len());
-            out.extend_from_slice(&bytes[from..to]);
-            pos = start + to as u64;
-        }
+        let mut out = vec![0; end.saturating_sub(offset) as usize];
+        let n = self.read_range_into(offset, &mut out)?;
+        debug_assert_eq!(n, out.len());
         Ok(out)
     }
 
-    /// Makes the chunk that holds byte `pos` current and returns (its offset, its bytes).
-    fn load_chunk(&mut self, pos: u64) -> Result<(u64, &[u8])> {
-        let hit = matches!(&self.current,
-            Some((start, b)) if *start <= pos && pos < *start + b.value().len() as u64);
-        if !hit && self.inline {
-            let bytes = match self.file_bytes.get_owned(self.file.raw())? {
-                Some(g) => g,
-                None => return Err(self.damaged(pos, "inline content is missing")),
-            };
-            if self.verify && blake3::hash(bytes.value()).as_bytes() != &self.checksum {
-                return Err(self.damaged(0, "inline content does not match the file's hash"));
+    /// Fills `buf` with the bytes from `offset` on and returns how many it holds: `buf.len()`,
+    /// or fewer if the file ends first. Like [`FileReader::read_range`] without allocating;
+    /// the reader's position (for `Read`/`Seek`) is left alone.
+    pub fn read_range_into(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let want = self.size.saturating_sub(offset).min(buf.len() as u64) as usize;
+        let mut done = 0;
+        while done < want {
+            done += self.read_at(offset + done as u64, &mut buf[done..want])?;
+        }
+        Ok(want)
+    }
+
+    /// Reads from byte `pos` (< size) of the file into `out` (not empty), as many bytes as
+    /// `out` holds or the chunk holding `pos` has left. Returns how many (at least one).
+    fn read_at(&mut self, pos: u64, out: &mut [u8]) -> Result<usize> {
+        if let Some((start, b)) = &self.current {
+            let b = b.value();
+            if *start <= pos && pos < *start + b.len() as u64 {
+                return Ok(copy_from(b, (pos - start) as usize, out));
             }
-            if pos >= bytes.value().len() as u64 {
+        }
+        if self.inline {
+            let bytes = self.load_inline()?;
+            if pos >= bytes.len() as u64 {
                 return Err(self.damaged(pos, "inline content is shorter than the file"));
             }
-            self.current = Some((0, bytes));
-        } else if !hit {
-            let id = self.file.raw();
-            let (start, hash) = match self.file_chunks.range((id, 0)..=(id, pos))?.next_back() {
-                Some(e) => {
-                    let (k, v) = e?;
-                    (k.value().1, v.value())
-                }
-                None => return Err(self.damaged(pos, "no chunk covers this offset")),
-            };
-            let stored = match self.chunk_index.get(&hash)? {
-                Some(g) => self.chunks.get_owned(g.value().0)?,
-                None => None,
-            };
-            let Some(bytes) = stored else {
-                return Err(self.damaged(pos, "chunk is missing"));
-            };
-            if self.verify && blake3::hash(bytes.value()).as_bytes() != &hash {
-                return Err(self.damaged(start, "chunk bytes do not match their hash"));
-            }
-            if pos >= start + bytes.value().len() as u64 {
-                return Err(self.damaged(pos, "gap between chunks"));
-            }
-            self.current = Some((start, bytes));
+            return Ok(copy_from(bytes, pos as usize, out));
         }
-        match &self.current {
-            Some((start, b)) => Ok((*start, b.value())),
-            None => Err(self.damaged(pos, "no chunk loaded")),
+        let (start, hash) = self.chunk_at(pos)?;
+        if self.mode != ReadVerification::Always
+            && let Some(direct) = &self.direct
+        {
+            match direct.read(&hash, pos - start, out)? {
+                DirectRead::Done(n) => return Ok(n),
+                DirectRead::Beyond => return Err(self.damaged(pos, "gap between chunks")),
+                DirectRead::Unknown => {}
+            }
         }
+        let bytes = self.load(start, hash)?;
+        if pos >= start + bytes.len() as u64 {
+            return Err(self.damaged(pos, "gap between chunks"));
+        }
+        let n = copy_from(bytes, (pos - start) as usize, out);
+        Ok(n)
+    }
+
+    /// The offset and hash of the chunk that holds byte `pos`.
+    fn chunk_at(&mut self, pos: u64) -> Result<(u64, Hash)> {
+        let id = self.file.raw();
+        let found = match self.file_chunks.range((id, 0)..=(id, pos))?.next_back() {
+            Some(e) => {
+                let (k, v) = e?;
+                (k.value().1, v.value())
+            }
+            None => return Err(self.damaged(pos, "no chunk covers this offset")),
+        };
+        Ok(found)
+    }
+
+    /// Loads chunk `hash` (at `start` in the file) through the engine, checks it as the store's
+    /// [`ReadVerification`] says, makes it current and returns its bytes.
+    fn load(&mut self, start: u64, hash: Hash) -> Result<&[u8]> {
+        self.current = None;
+        let learn = self.mode != ReadVerification::Always;
+        let Some(id) = self.chunk_index.get(&hash)?.map(|g| g.value().0) else {
+            return Err(self.damaged(start, "chunk is missing"));
+        };
+        let watch = self.direct.as_deref().filter(|_| learn).map(Direct::watch);
+        let bytes = match self.chunks.get_owned(id)? {
+            Some(g) => g,
+            None => return Err(self.damaged(start, "chunk is missing")),
+        };
+        let located = watch.as_ref().and_then(|w| w.find(bytes.value()));
+        if self.mode != ReadVerification::Never && blake3::hash(bytes.value()).as_bytes() != &hash {
+            if let Some(d) = &self.direct {
+                d.forget(&hash);
+            }
+            return Err(self.damaged(start, "chunk bytes do not match their hash"));
+        }
+        if let (Some(w), Some(loc)) = (&watch, located) {
+            w.learn(hash, loc);
+        }
+        drop(watch);
+        Ok(self.current.insert((start, bytes)).1.value())
+    }
+
+    /// Loads the file's inline content through the engine, checks it against the file's
+    /// blake3 (unless `Never`), makes it current and returns it.
+    fn load_inline(&mut self) -> Result<&[u8]> {
+        self.current = None;
+        let Some(bytes) = self.file_bytes.get_owned(self.file.raw())? else {
+            return Err(self.damaged(0, "inline content is missing"));
+        };
+        if self.mode != ReadVerification::Never
+            && blake3::hash(bytes.value()).as_bytes() != &self.checksum
+        {
+            return Err(self.damaged(0, "inline content does not match the file's hash"));
+        }
+        Ok(self.current.insert((0, bytes)).1.value())
     }
 
     fn damaged(&self, offset: u64, what: &str) -> Error {
@@ -147,6 +207,13 @@ impl FileReader {
             detail: format!("file {} at byte {offset}: {what}", self.file),
         }
     }
+}
+
+/// Copies `bytes[from..]` into `out`, as much as fits; returns how much.
+fn copy_from(bytes: &[u8], from: usize, out: &mut [u8]) -> usize {
+    let n = (bytes.len() - from).min(out.len());
+    out[..n].copy_from_slice(&bytes[from..from + n]);
+    n
 }
 
 fn to_io(e: Error) -> io::Error {
@@ -161,11 +228,8 @@ impl Read for FileReader {
         if self.pos >= self.size || buf.is_empty() {
             return Ok(0);
         }
-        let pos = self.pos;
-        let (start, bytes) = self.load_chunk(pos).map_err(to_io)?;
-        let from = (pos - start) as usize;
-        let n = (bytes.len() - from).min(buf.len());
-        buf[..n].copy_from_slice(&bytes[from..from + n]);
+        let want = (self.size - self.pos).min(buf.len() as u64) as usize;
+        let n = self.read_at(self.pos, &mut buf[..want]).map_err(to_io)?;
         self.pos += n as u64;
         Ok(n)
     }

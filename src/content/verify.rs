@@ -106,6 +106,13 @@ impl Store {
     }
 
     fn record_checks(&self, results: &[(FileId, bool)]) -> Result<()> {
+        // Damage found: readers must check again whatever they checked before (with
+        // `ReadVerification::Once`, chunks checked earlier are otherwise trusted until reopening).
+        if results.iter().any(|(_, ok)| !ok)
+            && let Some(direct) = &self.inner.cfg.direct
+        {
+            direct.forget_all();
+        }
         let now = Timestamp::now();
         self.write(|tx| {
             for (id, ok) in results {

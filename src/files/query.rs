@@ -357,7 +357,7 @@ impl ReadTx {
         if !row.readable {
             return Err(Error::FileUnreadable { file: id });
         }
-        FileReader::new(self.txn(), id, row.size, row.blake3, self.cfg.verify_reads)
+        FileReader::new(self.txn(), id, row.size, row.blake3, &self.cfg)
     }
 
     /// Opens the content of the live head of `key`.

@@ -6,13 +6,15 @@
 
 mod backend;
 pub(crate) mod codec;
+mod direct;
 mod open;
 mod tables;
 
 pub use backend::{Backend, FaultKind, FaultPlan, FaultyBackend, FileBackend, MemoryBackend};
 pub(crate) use codec::{dec, enc};
+pub(crate) use direct::{Direct, DirectRead};
 pub(crate) use open::Inner;
-pub use open::{Durability, MultipartLimits, Store, StoreBuilder};
+pub use open::{Durability, MultipartLimits, ReadVerification, Store, StoreBuilder};
 pub(crate) use tables::{RTables, View, WTables, defs};
 
 use crate::error::Result;
@@ -31,7 +33,9 @@ pub(crate) struct Config {
     pub durability: Durability,
     pub max_key_len: usize,
     pub staging_batch_bytes: usize,
-    pub verify_reads: bool,
+    pub verify_reads: ReadVerification,
+    /// Direct chunk reads past the engine's cache; set once the store is open.
+    pub direct: Option<std::sync::Arc<Direct>>,
     pub multipart: MultipartLimits,
 }
 

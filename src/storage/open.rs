@@ -1,6 +1,7 @@
 //! Creating and opening a store, the builder and its defaults, and the transaction entry points.
 
 use super::backend::{Adapter, Backend};
+use super::direct::{Direct, Tap};
 use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec, enc};
 use crate::error::{Error, Result};
 use crate::ids::Timestamp;
@@ -17,6 +18,41 @@ pub enum Durability {
     /// Commits are visible at once but only made durable by a later `Immediate` commit or a
     /// clean close; a crash may lose them (never half of one). For bulk loads and tests.
     Eventual,
+}
+
+/// When a reader checks a chunk's bytes against the blake3 hash that addresses them.
+///
+/// Whatever the setting, fixity ([`Store::verify_file`], [`Store::verify_all`]) re-hashes
+/// every chunk and every whole file, and a mismatch found on read is [`Error::Corruption`]
+/// (`ErrorKind::InvalidData` through `std::io::Read`); damaged bytes are never returned by a
+/// read that checked them. A reader keeps the chunk it last loaded through the engine in memory
+/// (already checked) and serves reads inside it from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadVerification {
+    /// Every chunk is hashed, whole, every time a reader loads it through the engine: a read
+    /// never returns bytes that differ from what was stored, even if they were damaged while
+    /// the store was open. Each load reads the chunk's whole page (about 1 MiB), so a small
+    /// range read costs a chunk read and a chunk hash.
+    Always,
+    /// Each chunk is hashed, whole, the first time the open store loads it from the file; on a
+    /// match, the store remembers where in the file the chunk's bytes lie, and later reads of
+    /// that chunk, by any reader of the store (and its clones), read just the bytes asked for
+    /// from there, unhashed. A chunk is hashed again on its next load once the store forgot it:
+    /// after reopening, after the engine wrote over its place (when it moves or frees the
+    /// chunk's page), after fixity found any damaged file (everything is forgotten), or when
+    /// the set is full (it holds 16,384 chunks, about 1.6 MB; an arbitrary one makes room for
+    /// each new one). A
+    /// chunk the engine serves from its cache rather than the file (just written, say) is
+    /// hashed on every load until it is loaded from the file.
+    ///
+    /// So damage that is in the file when an open store first reads a chunk is always caught;
+    /// damage to bytes already checked, arising while the store stays open, is not caught by
+    /// reads until one of the above happens, and is caught by fixity. The default.
+    #[default]
+    Once,
+    /// Nothing is hashed on read; damage is found only by fixity (as in Invenio, whose fixity
+    /// checks are the only defence). Chunk locations are remembered as with `Once`.
+    Never,
 }
 
 /// Bounds of the multipart upload protocol (Invenio's `FILES_REST_MULTIPART_*` settings).
@@ -48,7 +84,8 @@ impl Default for MultipartLimits {
 /// Defaults: a 64 MiB engine cache (redb's own default of 1 GiB is too much for a desktop
 /// app), chunks of 1 MiB − 64 bytes (1,048,512 B; a power of two would waste half of every
 /// page because the chunk key shares the page), blake3 checksums only, durable commits, object
-/// keys up to 1024 bytes, staged uploads in batches of 16 MiB, every chunk verified on read.
+/// keys up to 1024 bytes, staged uploads in batches of 16 MiB, each chunk verified the first
+/// time the open store reads it ([`ReadVerification::Once`]).
 #[derive(Debug, Clone)]
 pub struct StoreBuilder {
     cache_size: usize,
@@ -65,7 +102,8 @@ impl Default for StoreBuilder {
                 durability: Durability::Immediate,
                 max_key_len: 1024,
                 staging_batch_bytes: 16 * 1024 * 1024,
-                verify_reads: true,
+                verify_reads: ReadVerification::Once,
+                direct: None,
                 multipart: MultipartLimits::default(),
             },
         }
@@ -115,12 +153,21 @@ impl StoreBuilder {
         self
     }
 
-    /// Whether readers check every chunk against its blake3 hash before returning its bytes
-    /// (default on). Off, damaged content is only found by `verify_file`/`verify_all` (as in
-    /// Invenio, whose fixity checks are the only defence) and reads cost about half as much
-    /// CPU; on, a read never returns bytes that differ from what was stored.
+    /// When readers check a chunk's bytes against its blake3 hash (default
+    /// [`ReadVerification::Once`]); see [`ReadVerification`].
+    pub fn read_verification(mut self, when: ReadVerification) -> Self {
+        self.cfg.verify_reads = when;
+        self
+    }
+
+    /// The older switch: `true` is [`ReadVerification::Always`] (the default before `Once`),
+    /// `false` is [`ReadVerification::Never`].
     pub fn verify_reads(mut self, on: bool) -> Self {
-        self.cfg.verify_reads = on;
+        self.cfg.verify_reads = if on {
+            ReadVerification::Always
+        } else {
+            ReadVerification::Never
+        };
         self
     }
 
@@ -173,13 +220,16 @@ impl StoreBuilder {
     /// Opens the store file at `path`, creating it if it does not exist.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         self.validate()?;
-        let db = self
-            .redb_builder()
-            .create(path.as_ref())
-            .map_err(open_error)?;
-        // Only for the writeback hint; without it the store works the same, a little slower.
-        let writeback = std::fs::File::open(path.as_ref()).ok();
-        Store::start(db, self.cfg, writeback)
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.as_ref())?;
+        // A second handle, only for the writeback hint; without it the store works the same.
+        let writeback = file.try_clone().ok();
+        let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
+        self.start(Direct::new(backend), writeback)
     }
 
     /// Opens a store kept in memory only.
@@ -190,11 +240,20 @@ impl StoreBuilder {
     /// Opens (or initialises) a store on a backend of your own, e.g. a [`super::FaultyBackend`].
     pub fn open_backend(self, backend: impl Backend) -> Result<Store> {
         self.validate()?;
+        self.start(Direct::new(Adapter(Box::new(backend))), None)
+    }
+
+    fn start(
+        mut self,
+        (direct, tap): (Arc<Direct>, Tap),
+        writeback: Option<std::fs::File>,
+    ) -> Result<Store> {
         let db = self
             .redb_builder()
-            .create_with_backend(Adapter(Box::new(backend)))
+            .create_with_backend(tap)
             .map_err(open_error)?;
-        Store::start(db, self.cfg, None)
+        self.cfg.direct = Some(direct);
+        Store::start(db, self.cfg, writeback)
     }
 }
 
