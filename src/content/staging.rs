@@ -90,29 +90,36 @@ pub(crate) fn stage(
     };
     let mut src = ChunkSource::new(reader, limits, cfg.chunk_size);
     let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
-    // Two threads share the work: this one reads a batch of chunks, then writes it in one short
-    // transaction (the stream is never read while the writer is held: a slow client must not
-    // block other writers); a hasher computes each chunk's address and the whole-file digest
-    // (blake3, and md5 when on) meanwhile. Chunks go to the hasher in file order and their
-    // addresses come back in that order; both channels hold a whole batch, so neither side
-    // waits on the other for room. A written chunk's buffer is reused for a later read.
+    // Three threads share the work: this one reads a batch of chunks, then writes it in one
+    // short transaction (the stream is never read while the writer is held: a slow client must
+    // not block other writers); meanwhile an addresser hashes each chunk for its address and a
+    // digester computes the whole-file digest (blake3, and md5 when on). On two cores the
+    // hashing then runs beside the writing for a new upload, and both hashes run in parallel
+    // for content already stored (nothing to write). Chunks go out in file order and addresses
+    // come back in that order; the channels hold a whole batch, and nothing waits in a cycle.
+    // A chunk's buffer is reused once both hashers have let go of it.
     let digest = std::thread::scope(|s| -> Result<_> {
-        let (to_hasher, chunks_in) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(per_batch);
-        let (addresses_out, from_hasher) = std::sync::mpsc::sync_channel::<Hash>(per_batch);
-        let hasher = s.spawn(move || {
-            let mut digests = Digests::new(with_md5);
+        let (to_addresser, chunks_in) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(per_batch);
+        let (addresses_out, from_addresser) = std::sync::mpsc::sync_channel::<Hash>(per_batch);
+        let (to_digester, digest_in) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(per_batch);
+        let addresser = s.spawn(move || {
             for chunk in chunks_in {
-                digests.update(&chunk);
                 let address = *blake3::hash(&chunk).as_bytes();
-                // Let go of the chunk before answering, so its buffer can be reused.
                 drop(chunk);
                 if addresses_out.send(address).is_err() {
                     break;
                 }
             }
+        });
+        let digester = s.spawn(move || {
+            let mut digests = Digests::new(with_md5);
+            for chunk in digest_in {
+                digests.update(&chunk);
+            }
             digests.finish()
         });
         let mut batch: Vec<Arc<Vec<u8>>> = Vec::with_capacity(per_batch);
+        let mut held: Vec<Arc<Vec<u8>>> = Vec::new();
         let mut spare: Vec<Vec<u8>> = Vec::new();
         let mut more = true;
         let mut offset = 0u64;
@@ -126,8 +133,9 @@ pub(crate) fn stage(
                     spare.push(buf);
                 } else {
                     let buf = Arc::new(buf);
-                    // Fails only if the hasher panicked; the scope reports that.
-                    let _ = to_hasher.send(Arc::clone(&buf));
+                    // These fail only if a hasher panicked; the scope reports that.
+                    let _ = to_addresser.send(Arc::clone(&buf));
+                    let _ = to_digester.send(Arc::clone(&buf));
                     batch.push(buf);
                 }
             }
@@ -136,7 +144,7 @@ pub(crate) fn stage(
             }
             store.write_with(Durability::Eventual, |tx| {
                 for chunk in &batch {
-                    let address = from_hasher
+                    let address = from_addresser
                         .recv()
                         .map_err(|_| Error::corrupt("the upload's hasher thread stopped"))?;
                     store_chunk(&mut tx.t, &address, chunk)?;
@@ -146,10 +154,19 @@ pub(crate) fn stage(
                 Ok(())
             })?;
             store.inner.start_writeback();
-            spare.extend(batch.drain(..).filter_map(|c| Arc::try_unwrap(c).ok()));
+            held.extend(batch.drain(..));
+            for chunk in std::mem::take(&mut held) {
+                match Arc::try_unwrap(chunk) {
+                    Ok(buf) => spare.push(buf),
+                    Err(chunk) => held.push(chunk),
+                }
+            }
         }
-        drop(to_hasher);
-        match hasher.join() {
+        drop((to_addresser, to_digester));
+        if let Err(panic) = addresser.join() {
+            std::panic::resume_unwind(panic);
+        }
+        match digester.join() {
             Ok(digest) => Ok(digest),
             Err(panic) => std::panic::resume_unwind(panic),
         }
