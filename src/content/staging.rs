@@ -154,7 +154,7 @@ pub(crate) fn stage(
                 Ok(())
             })?;
             store.inner.start_writeback();
-            held.extend(batch.drain(..));
+            held.append(&mut batch);
             for chunk in std::mem::take(&mut held) {
                 match Arc::try_unwrap(chunk) {
                     Ok(buf) => spare.push(buf),
