@@ -4,6 +4,8 @@ use crate::error::{Error, Result};
 use crate::files::ObjectVersion;
 use crate::ids::{BucketId, FileId, VersionId};
 use serde_json::{Map, Value};
+use std::sync::LazyLock;
+use uuid::Uuid;
 
 /// The keys [`FileObject::dumps`] always writes, from the object version and its file.
 pub const DUMPED_KEYS: [&str; 6] = ["bucket", "checksum", "file_id", "key", "size", "version_id"];
@@ -63,39 +65,79 @@ pub const RESERVED_KEYS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileObject {
     object: ObjectVersion,
-    data: Map<String, Value>,
+    /// The `_files` entry without the [`DUMPED_KEYS`]: those always come from `object`, so
+    /// they are written out only when a dump is asked for.
+    extra: Map<String, Value>,
+}
+
+/// A UUID in its hyphenated lower-case text form (what `Display` of the ids prints), written
+/// straight into a string of the right size.
+fn uuid_text(u: Uuid) -> String {
+    u.hyphenated()
+        .encode_lower(&mut Uuid::encode_buffer())
+        .to_owned()
+}
+
+/// The value a dump holds for one of the [`DUMPED_KEYS`] (`None` for any other name).
+fn dumped_value(o: &ObjectVersion, name: &str) -> Option<Value> {
+    Some(match name {
+        "bucket" => Value::String(uuid_text(o.bucket.uuid())),
+        "checksum" => o.checksum.clone().map_or(Value::Null, Value::String),
+        "file_id" => o
+            .file_id
+            .map_or(Value::Null, |f| Value::String(uuid_text(f.uuid()))),
+        "key" => Value::String(o.key.clone()),
+        "size" => o.size.map_or(Value::Null, Value::from),
+        "version_id" => Value::String(uuid_text(o.version_id.uuid())),
+        _ => return None,
+    })
+}
+
+/// A map holding each of the [`DUMPED_KEYS`] with a null value: cloning it and then filling
+/// the values in place costs less than inserting six keys one by one, which searches the map
+/// each time.
+static DUMP_TEMPLATE: LazyLock<Map<String, Value>> = LazyLock::new(|| {
+    DUMPED_KEYS
+        .iter()
+        .map(|&k| (k.to_string(), Value::Null))
+        .collect()
+});
+
+/// A version's dump: its [`DUMPED_KEYS`] plus the extra metadata `extra` (which has none of
+/// them).
+fn dump(o: &ObjectVersion, extra: impl Iterator<Item = (String, Value)>) -> Map<String, Value> {
+    let mut out = DUMP_TEMPLATE.clone();
+    out.extend(extra);
+    for (k, v) in out.iter_mut() {
+        if let Some(value) = dumped_value(o, k) {
+            *v = value;
+        }
+    }
+    out
 }
 
 impl FileObject {
     /// Combines a version with its `_files` entry; the dumped keys are refreshed from the
     /// version, every other entry is kept.
     pub(crate) fn new(object: ObjectVersion, mut data: Map<String, Value>) -> FileObject {
-        data.insert("bucket".into(), Value::String(object.bucket.to_string()));
-        data.insert(
-            "checksum".into(),
-            object
-                .checksum
-                .clone()
-                .map(Value::String)
-                .unwrap_or(Value::Null),
-        );
-        data.insert(
-            "file_id".into(),
-            object
-                .file_id
-                .map(|f| Value::String(f.to_string()))
-                .unwrap_or(Value::Null),
-        );
-        data.insert("key".into(), Value::String(object.key.clone()));
-        data.insert(
-            "size".into(),
-            object.size.map(Value::from).unwrap_or(Value::Null),
-        );
-        data.insert(
-            "version_id".into(),
-            Value::String(object.version_id.to_string()),
-        );
-        FileObject { object, data }
+        for k in DUMPED_KEYS {
+            data.remove(k);
+        }
+        FileObject {
+            object,
+            extra: data,
+        }
+    }
+
+    /// [`new`](Self::new) from a borrowed entry: only the entries that are not dumped keys are
+    /// cloned (usually none).
+    pub(crate) fn with_entry(object: ObjectVersion, entry: &Map<String, Value>) -> FileObject {
+        let extra = entry
+            .iter()
+            .filter(|(k, _)| !DUMPED_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        FileObject { object, extra }
     }
 
     /// Whether `name` is reserved for object-version attributes: one of [`RESERVED_KEYS`],
@@ -184,25 +226,29 @@ impl FileObject {
         if Self::is_reserved(name) {
             return None;
         }
-        self.data.get(name).cloned()
+        // `checksum` and `size` are the dumped keys that are neither attributes nor reserved.
+        match dumped_value(&self.object, name) {
+            Some(v) => Some(v),
+            None => self.extra.get(name).cloned(),
+        }
     }
 
     /// The extra metadata: the `_files` entry without the dumped keys.
     pub fn metadata(&self) -> Map<String, Value> {
-        self.data
-            .iter()
-            .filter(|(k, _)| !DUMPED_KEYS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.extra.clone()
     }
 
     /// The `_files` entry: exactly `bucket, checksum, file_id, key, size, version_id` from the
     /// version, plus the extra metadata.
     pub fn dumps(&self) -> Map<String, Value> {
-        self.data.clone()
+        dump(
+            &self.object,
+            self.extra.iter().map(|(k, v)| (k.clone(), v.clone())),
+        )
     }
 
+    /// The dump, taking the metadata instead of cloning it.
     pub(crate) fn into_data(self) -> Map<String, Value> {
-        self.data
+        dump(&self.object, self.extra.into_iter())
     }
 }

@@ -29,26 +29,29 @@ pub(crate) fn sorted_heads<S: Snapshot>(
 }
 
 /// The live heads of a bucket as files, in the order of the body's `_files` (the others after
-/// them, by key), each with its `_files` entry: cloned once, straight into its file.
+/// them, by key), each with the metadata of its `_files` entry.
 pub(crate) fn file_objects<S: Snapshot>(
     s: &S,
     bucket: BucketId,
     body: &Map<String, Value>,
 ) -> Result<Vec<FileObject>> {
-    let index = FilesMap::index_of(body);
-    let mut heads = s.list_objects(bucket, &ListOptions::default())?;
-    // Stable: keys not listed stay in key order after the listed ones.
-    heads.sort_by_key(|o| index.get(o.key.as_str()).map_or(index.len(), |(i, _)| *i));
-    Ok(heads
+    let heads = s.list_objects(bucket, &ListOptions::default())?;
+    let listed = FilesMap::by_key(body);
+    // Both lists are sorted by key: one merge pass finds each head's entry.
+    let mut entries = listed.iter().peekable();
+    let mut ranked: Vec<(usize, FileObject)> = heads
         .into_iter()
         .map(|o| {
-            let entry = index
-                .get(o.key.as_str())
-                .map(|(_, e)| (*e).clone())
-                .unwrap_or_default();
-            FileObject::new(o, entry)
+            while entries.next_if(|e| e.0 < o.key.as_str()).is_some() {}
+            match entries.next_if(|e| e.0 == o.key.as_str()) {
+                Some(&(_, at, entry)) => (at, FileObject::with_entry(o, entry)),
+                None => (usize::MAX, FileObject::new(o, Map::new())),
+            }
         })
-        .collect())
+        .collect();
+    // Stable: keys not listed stay in key order after the listed ones.
+    ranked.sort_by_key(|(at, _)| *at);
+    Ok(ranked.into_iter().map(|(_, f)| f).collect())
 }
 
 /// A record's files as of one snapshot (a read-only files view): live heads of its bucket in
