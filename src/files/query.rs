@@ -1,5 +1,6 @@
 //! Queries of the files layer, shared by read snapshots and write transactions.
 
+use super::mimetype::MimeGuesser;
 use super::rows::*;
 use super::{Bucket, ListOptions, Location, MultipartUpload, ObjectVersion, Part, guess_mimetype};
 use crate::content::{FileInstance, FileReader, file_instance, get_file_row};
@@ -32,6 +33,19 @@ pub(crate) fn to_version<V: View>(
     row: &ObjectRow,
     head: Option<u64>,
 ) -> Result<ObjectVersion> {
+    let mimetype = row.mimetype.clone().unwrap_or_else(|| guess_mimetype(key));
+    build_version(v, bucket, key, row, head == Some(seq), mimetype)
+}
+
+/// An [`ObjectVersion`] from its row, with its MIME type already worked out.
+fn build_version<V: View>(
+    v: &V,
+    bucket: u128,
+    key: &str,
+    row: &ObjectRow,
+    is_head: bool,
+    mimetype: String,
+) -> Result<ObjectVersion> {
     let (size, checksum) = match row.file {
         Some(f) => {
             let fr = get_file_row(v, FileId::from_raw(f))?.ok_or_else(|| {
@@ -40,7 +54,7 @@ pub(crate) fn to_version<V: View>(
                     FileId::from_raw(f)
                 ))
             })?;
-            (Some(fr.size), Some(crate::content::blake3_text(&fr.blake3)))
+            (Some(fr.size), Some(checksum_text(&fr.blake3)))
         }
         None => (None, None),
     };
@@ -51,11 +65,25 @@ pub(crate) fn to_version<V: View>(
         file_id: row.file.map(FileId::from_raw),
         size,
         checksum,
-        mimetype: row.mimetype.clone().unwrap_or_else(|| guess_mimetype(key)),
-        is_head: head == Some(seq),
+        mimetype,
+        is_head,
         created: row.created,
         updated: row.updated,
     })
+}
+
+/// `blake3:<hex>` of a digest, written into one string of the right size (the same text as
+/// `content::blake3_text`, which formats it in two steps).
+fn checksum_text(h: &[u8; 32]) -> String {
+    const PREFIX: &str = "blake3:";
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(PREFIX.len() + 64);
+    s.push_str(PREFIX);
+    for b in h {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 pub(crate) fn head_version<V: View>(
@@ -100,6 +128,10 @@ pub(crate) fn versions_of<V: View>(v: &V, bucket: u128, key: &str) -> Result<Vec
     Ok(out)
 }
 
+/// How many rows of `objects` [`list_heads`] steps over to reach a head before it looks the
+/// head up directly instead (keys with many old versions).
+const HEAD_SCAN_LIMIT: usize = 8;
+
 fn list_heads<V: View>(v: &V, bucket: u128, opts: &ListOptions) -> Result<Vec<ObjectVersion>> {
     let prefix = opts.prefix.as_deref().unwrap_or("");
     let start: &str = match opts.start_after.as_deref() {
@@ -111,6 +143,12 @@ fn list_heads<V: View>(v: &V, bucket: u128, opts: &ListOptions) -> Result<Vec<Ob
     if limit == 0 {
         return Ok(out);
     }
+    // `objects` is walked alongside `heads`: both are in key order, and a head is mostly the
+    // last version of its key, so the row of the next head is usually a few steps further on
+    // rather than a lookup away.
+    let objects = v.objects();
+    let mut rows = objects.range((bucket, start, 0)..)?;
+    let mut mimetypes = MimeGuesser::default();
     for e in v.heads().range((bucket, start)..)? {
         let (k, seq) = e?;
         let (b, key) = k.value();
@@ -121,13 +159,33 @@ fn list_heads<V: View>(v: &V, bucket: u128, opts: &ListOptions) -> Result<Vec<Ob
             continue;
         }
         let seq = seq.value();
-        let row = object_row(v, bucket, key, seq)?.ok_or_else(|| {
+        let mut found = None;
+        for step in 0.. {
+            if step == HEAD_SCAN_LIMIT {
+                rows = objects.range((bucket, key, seq)..)?;
+            }
+            let Some(e) = rows.next() else { break };
+            let (at, row) = e?;
+            match at.value().cmp(&(bucket, key, seq)) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => {
+                    found = Some(dec::<ObjectRow>(row.value(), "objects")?)
+                }
+                std::cmp::Ordering::Greater => {}
+            }
+            break;
+        }
+        let row = found.ok_or_else(|| {
             Error::corrupt(format!("head of {key:?} points at a missing version"))
         })?;
         if row.file.is_none() && !opts.with_deleted {
             continue;
         }
-        out.push(to_version(v, bucket, key, seq, &row, Some(seq))?);
+        let mimetype = match &row.mimetype {
+            Some(m) => m.clone(),
+            None => mimetypes.guess(key),
+        };
+        out.push(build_version(v, bucket, key, &row, true, mimetype)?);
         if out.len() >= limit {
             break;
         }
@@ -384,6 +442,18 @@ impl ReadTx {
         match obj.file_id {
             Some(f) => self.open_file(f),
             None => Err(Error::VersionNotFound { version }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checksum_text;
+
+    #[test]
+    fn checksum_text_is_blake3_text() {
+        for h in [[0u8; 32], [0xff; 32], *blake3::hash(b"recfiles").as_bytes()] {
+            assert_eq!(checksum_text(&h), crate::content::blake3_text(&h));
         }
     }
 }
