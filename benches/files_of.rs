@@ -5,7 +5,12 @@
 //! cargo bench --bench files_of                    # 1,000 files, 200 iterations
 //! cargo bench --bench files_of -- 300 500         # 300 files, 500 iterations
 //! cargo bench --bench files_of -- 1000 0          # set up only (for a profiler run)
+//! cargo bench --bench files_of -- --like-ingest   # the store as the ingest bench leaves it
 //! ```
+//!
+//! `--like-ingest` sets the store up as workload c of `benches/ingest.rs` does: durable
+//! commits, and a second record that gets as many files, one durable commit each (many large
+//! record revisions), before the first record's files are read.
 //!
 //! Prints the median and the minimum of each figure. Timings are never asserted.
 
@@ -31,10 +36,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let n = nums.first().copied().unwrap_or(1_000);
     let iters = nums.get(1).copied().unwrap_or(200);
+    let like_ingest = std::env::args().any(|a| a == "--like-ingest");
 
     let dir = tempfile::tempdir()?;
     let store = Store::builder()
-        .durability(Durability::Eventual)
+        .durability(if like_ingest {
+            Durability::Immediate
+        } else {
+            Durability::Eventual
+        })
         .open(dir.path().join("files-of.recfiles"))?;
     let mut record = store.create_record(json!({"title": "Record 0", "n": 0}))?;
     store.update_files(&mut record, |files| {
@@ -49,6 +59,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.update_files(&mut record, |files| {
         files.set_metadata("file-00000.bin", "description", "the first")
     })?;
+
+    if like_ingest {
+        let mut other = store.create_record(json!({"title": "Record 1", "n": 1}))?;
+        for i in 0..n {
+            let mut data = vec![1u8; 1024];
+            data[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            store.update_files(&mut other, |files| {
+                files.put(&format!("file-{i:05}.bin"), &data[..])
+            })?;
+        }
+    }
 
     let (mut both, mut alone) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
     for _ in 0..iters {

@@ -22,9 +22,14 @@ pub fn guess_mimetype(key: &str) -> String {
 /// The extension of a key's last path segment as written (`None` when the segment has no dot
 /// after its first character): the only part of the key the guess depends on.
 fn extension(key: &str) -> Option<&str> {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => Some(ext),
+    // Byte searches: `/` and `.` are ASCII, so they never occur inside another character.
+    let bytes = key.as_bytes();
+    let name = bytes
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map_or(key, |slash| &key[slash + 1..]);
+    match name.as_bytes().iter().rposition(|&c| c == b'.') {
+        Some(dot) if dot > 0 => Some(&name[dot + 1..]),
         _ => None,
     }
 }

@@ -25,8 +25,7 @@ pub(crate) fn to_bucket(id: u128, r: BucketRow) -> Bucket {
     }
 }
 
-pub(crate) fn to_version<V: View>(
-    v: &V,
+pub(crate) fn to_version(
     bucket: u128,
     key: &str,
     seq: u64,
@@ -34,29 +33,28 @@ pub(crate) fn to_version<V: View>(
     head: Option<u64>,
 ) -> Result<ObjectVersion> {
     let mimetype = row.mimetype.clone().unwrap_or_else(|| guess_mimetype(key));
-    build_version(v, bucket, key, row, head == Some(seq), mimetype)
+    build_version(bucket, key, row, head == Some(seq), mimetype)
 }
 
-/// An [`ObjectVersion`] from its row, with its MIME type already worked out.
-fn build_version<V: View>(
-    v: &V,
+/// An [`ObjectVersion`] from its row, with its MIME type already worked out. The file's size
+/// and checksum come from the copy the row keeps of them.
+fn build_version(
     bucket: u128,
     key: &str,
     row: &ObjectRow,
     is_head: bool,
     mimetype: String,
 ) -> Result<ObjectVersion> {
-    let (size, checksum) = match row.file {
-        Some(f) => {
-            let fr = get_file_row(v, FileId::from_raw(f))?.ok_or_else(|| {
-                Error::corrupt(format!(
-                    "version points at missing file {}",
-                    FileId::from_raw(f)
-                ))
-            })?;
-            (Some(fr.size), Some(checksum_text(&fr.blake3)))
+    let (size, checksum) = match (row.file, row.content) {
+        (Some(_), Some(c)) => (Some(c.size), Some(checksum_text(&c.blake3))),
+        (None, _) => (None, None),
+        (Some(f), None) => {
+            return Err(Error::corrupt(format!(
+                "version {} of {key:?} has file {} but not its size and checksum",
+                VersionId::from_raw(row.version_id),
+                FileId::from_raw(f)
+            )));
         }
-        None => (None, None),
     };
     Ok(ObjectVersion {
         bucket: BucketId::from_raw(bucket),
@@ -72,18 +70,20 @@ fn build_version<V: View>(
     })
 }
 
-/// `blake3:<hex>` of a digest, written into one string of the right size (the same text as
-/// `content::blake3_text`, which formats it in two steps).
+/// `blake3:<hex>` of a digest, written into one buffer and copied into a string of the right
+/// size (the same text as `content::blake3_text`, which formats it in two steps).
 fn checksum_text(h: &[u8; 32]) -> String {
-    const PREFIX: &str = "blake3:";
+    const PREFIX: &[u8] = b"blake3:";
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(PREFIX.len() + 64);
-    s.push_str(PREFIX);
-    for b in h {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    let mut buf = [0u8; PREFIX.len() + 64];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    for (pair, b) in buf[PREFIX.len()..].chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
-    s
+    std::str::from_utf8(&buf)
+        .expect("the prefix and hex digits are ASCII")
+        .to_owned()
 }
 
 pub(crate) fn head_version<V: View>(
@@ -96,7 +96,7 @@ pub(crate) fn head_version<V: View>(
     };
     let row = object_row(v, bucket, key, seq)?
         .ok_or_else(|| Error::corrupt(format!("head of {key:?} points at a missing version")))?;
-    Ok(Some(to_version(v, bucket, key, seq, &row, Some(seq))?))
+    Ok(Some(to_version(bucket, key, seq, &row, Some(seq))?))
 }
 
 pub(crate) fn version_by_id<V: View>(v: &V, id: VersionId) -> Result<Option<ObjectVersion>> {
@@ -106,9 +106,7 @@ pub(crate) fn version_by_id<V: View>(v: &V, id: VersionId) -> Result<Option<Obje
     let row = object_row(v, loc.bucket, &loc.key, loc.seq)?
         .ok_or_else(|| Error::corrupt(format!("version {id} has no row")))?;
     let head = head_seq(v, loc.bucket, &loc.key)?;
-    Ok(Some(to_version(
-        v, loc.bucket, &loc.key, loc.seq, &row, head,
-    )?))
+    Ok(Some(to_version(loc.bucket, &loc.key, loc.seq, &row, head)?))
 }
 
 /// All versions of one key, newest first.
@@ -123,7 +121,7 @@ pub(crate) fn versions_of<V: View>(v: &V, bucket: u128, key: &str) -> Result<Vec
         let (k, val) = e?;
         let seq = k.value().2;
         let row: ObjectRow = dec(val.value(), "objects")?;
-        out.push(to_version(v, bucket, key, seq, &row, head)?);
+        out.push(to_version(bucket, key, seq, &row, head)?);
     }
     Ok(out)
 }
@@ -133,16 +131,32 @@ pub(crate) fn versions_of<V: View>(v: &V, bucket: u128, key: &str) -> Result<Vec
 const HEAD_SCAN_LIMIT: usize = 8;
 
 fn list_heads<V: View>(v: &V, bucket: u128, opts: &ListOptions) -> Result<Vec<ObjectVersion>> {
+    let mut out = Vec::new();
+    for_each_head(v, bucket, opts, |o| {
+        out.push(o);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Passes `f` each head that [`FilesQuery::list_objects`] lists, in order, so a caller that
+/// turns them into something else needs no list of them first.
+pub(crate) fn for_each_head<V: View>(
+    v: &V,
+    bucket: u128,
+    opts: &ListOptions,
+    mut f: impl FnMut(ObjectVersion) -> Result<()>,
+) -> Result<()> {
     let prefix = opts.prefix.as_deref().unwrap_or("");
     let start: &str = match opts.start_after.as_deref() {
         Some(s) if s >= prefix => s,
         _ => prefix,
     };
-    let mut out = Vec::new();
     let limit = opts.limit.unwrap_or(usize::MAX);
     if limit == 0 {
-        return Ok(out);
+        return Ok(());
     }
+    let mut listed = 0;
     // `objects` is walked alongside `heads`: both are in key order, and a head is mostly the
     // last version of its key, so the row of the next head is usually a few steps further on
     // rather than a lookup away.
@@ -185,12 +199,13 @@ fn list_heads<V: View>(v: &V, bucket: u128, opts: &ListOptions) -> Result<Vec<Ob
             Some(m) => m.clone(),
             None => mimetypes.guess(key),
         };
-        out.push(build_version(v, bucket, key, &row, true, mimetype)?);
-        if out.len() >= limit {
+        f(build_version(bucket, key, &row, true, mimetype)?)?;
+        listed += 1;
+        if listed >= limit {
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn bucket_versions<V: View>(v: &V, bucket: u128, with_markers: bool) -> Result<Vec<ObjectVersion>> {

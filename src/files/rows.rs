@@ -1,5 +1,6 @@
 //! Stored rows of the files layer (bincode-encoded; see docs/FORMAT.md).
 
+use crate::content::FileRow;
 use crate::error::Result;
 use crate::ids::Timestamp;
 use crate::storage::{View, dec};
@@ -31,9 +32,29 @@ pub(crate) struct BucketRow {
 pub(crate) struct ObjectRow {
     pub version_id: u128,
     pub file: Option<u128>,
+    /// The size and digest of `file`, copied from its row when the version got it (a file's
+    /// content never changes), so listing versions needs no lookup in `files`. Present
+    /// exactly when `file` is.
+    pub content: Option<FileContent>,
     pub mimetype: Option<String>,
     pub created: Timestamp,
     pub updated: Timestamp,
+}
+
+/// What an [`ObjectRow`] keeps of its file's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FileContent {
+    pub size: u64,
+    pub blake3: [u8; 32],
+}
+
+impl FileContent {
+    pub(crate) fn of(row: &FileRow) -> FileContent {
+        FileContent {
+            size: row.size,
+            blake3: row.blake3,
+        }
+    }
 }
 
 /// Where a version's row lives.

@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
-/// The keys [`FileObject::dumps`] always writes, from the object version and its file.
+/// The keys [`FileObject::dumps`] always writes, from the object version and its file (in
+/// sorted order, which the dump relies on).
 pub const DUMPED_KEYS: [&str; 6] = ["bucket", "checksum", "file_id", "key", "size", "version_id"];
 
 /// Names that cannot be used as file metadata because an object version has an attribute of
@@ -78,19 +79,25 @@ fn uuid_text(u: Uuid) -> String {
         .to_owned()
 }
 
-/// The value a dump holds for one of the [`DUMPED_KEYS`] (`None` for any other name).
-fn dumped_value(o: &ObjectVersion, name: &str) -> Option<Value> {
-    Some(match name {
-        "bucket" => Value::String(uuid_text(o.bucket.uuid())),
-        "checksum" => o.checksum.clone().map_or(Value::Null, Value::String),
-        "file_id" => o
+/// The value a dump holds for `DUMPED_KEYS[at]`.
+fn dumped_at(o: &ObjectVersion, at: usize) -> Value {
+    match at {
+        0 => Value::String(uuid_text(o.bucket.uuid())),
+        1 => o.checksum.clone().map_or(Value::Null, Value::String),
+        2 => o
             .file_id
             .map_or(Value::Null, |f| Value::String(uuid_text(f.uuid()))),
-        "key" => Value::String(o.key.clone()),
-        "size" => o.size.map_or(Value::Null, Value::from),
-        "version_id" => Value::String(uuid_text(o.version_id.uuid())),
-        _ => return None,
-    })
+        3 => Value::String(o.key.clone()),
+        4 => o.size.map_or(Value::Null, Value::from),
+        5 => Value::String(uuid_text(o.version_id.uuid())),
+        _ => unreachable!("DUMPED_KEYS has six names"),
+    }
+}
+
+/// The value a dump holds for one of the [`DUMPED_KEYS`] (`None` for any other name).
+fn dumped_value(o: &ObjectVersion, name: &str) -> Option<Value> {
+    let at = DUMPED_KEYS.iter().position(|&k| k == name)?;
+    Some(dumped_at(o, at))
 }
 
 /// A map holding each of the [`DUMPED_KEYS`] with a null value: cloning it and then filling
@@ -108,9 +115,19 @@ static DUMP_TEMPLATE: LazyLock<Map<String, Value>> = LazyLock::new(|| {
 fn dump(o: &ObjectVersion, extra: impl Iterator<Item = (String, Value)>) -> Map<String, Value> {
     let mut out = DUMP_TEMPLATE.clone();
     out.extend(extra);
-    for (k, v) in out.iter_mut() {
-        if let Some(value) = dumped_value(o, k) {
-            *v = value;
+    // The map iterates in key order, and DUMPED_KEYS is sorted: each dumped key is met in
+    // turn, with extra keys (if any) in between.
+    if out.len() == DUMPED_KEYS.len() {
+        for (at, v) in out.values_mut().enumerate() {
+            *v = dumped_at(o, at);
+        }
+    } else {
+        let mut at = 0;
+        for (k, v) in out.iter_mut() {
+            if DUMPED_KEYS.get(at) == Some(&k.as_str()) {
+                *v = dumped_at(o, at);
+                at += 1;
+            }
         }
     }
     out
@@ -250,5 +267,66 @@ impl FileObject {
     /// The dump, taking the metadata instead of cloning it.
     pub(crate) fn into_data(self) -> Map<String, Value> {
         dump(&self.object, self.extra.into_iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{FileId, Timestamp};
+
+    fn version(key: &str) -> ObjectVersion {
+        ObjectVersion {
+            bucket: BucketId::new(),
+            key: key.to_string(),
+            version_id: VersionId::new(),
+            file_id: Some(FileId::new()),
+            size: Some(12),
+            checksum: Some(format!("blake3:{}", "ab".repeat(32))),
+            mimetype: "text/plain".into(),
+            is_head: true,
+            created: Timestamp::now(),
+            updated: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn dumped_keys_are_sorted() {
+        assert!(DUMPED_KEYS.is_sorted());
+    }
+
+    #[test]
+    fn a_dump_is_the_entry_with_the_dumped_keys_from_the_version() {
+        let o = version("a.txt");
+        let entry: Map<String, Value> = serde_json::from_value(serde_json::json!({
+            "aaa": 1, "bucket": "stale", "c": [2], "key": "other", "m": null, "size": 99,
+            "zzz": {"x": 3}
+        }))
+        .unwrap();
+        let want: Map<String, Value> = serde_json::from_value(serde_json::json!({
+            "aaa": 1, "c": [2], "m": null, "zzz": {"x": 3},
+            "bucket": o.bucket.to_string(),
+            "checksum": o.checksum.clone().unwrap(),
+            "file_id": o.file_id.unwrap().to_string(),
+            "key": "a.txt",
+            "size": 12,
+            "version_id": o.version_id.to_string(),
+        }))
+        .unwrap();
+        for f in [
+            FileObject::new(o.clone(), entry.clone()),
+            FileObject::with_entry(o.clone(), &entry),
+        ] {
+            assert_eq!(f.dumps(), want);
+            assert_eq!(f.metadata().len(), 4);
+            assert_eq!(f.get("size"), Some(Value::from(12)));
+            assert_eq!(f.get("aaa"), Some(Value::from(1)));
+            assert_eq!(f.clone().into_data(), want);
+        }
+        let plain = FileObject::new(o.clone(), Map::new());
+        let mut want_plain = want.clone();
+        want_plain.retain(|k, _| DUMPED_KEYS.contains(&k.as_str()));
+        assert_eq!(plain.dumps(), want_plain);
+        assert_eq!(plain.into_data(), want_plain);
     }
 }
