@@ -45,10 +45,12 @@ impl FilesMap {
                 }
             }
         }
-        // Stable, so the first entry of a key stays first; `_files` is usually already in key
-        // order, which this sort only checks.
-        out.sort_by(|a, b| a.0.cmp(b.0));
-        out.dedup_by(|later, first| later.0 == first.0);
+        // `_files` is usually in key order already, without repeats: then there is nothing to do.
+        if !out.is_sorted_by(|a, b| a.0 < b.0) {
+            // Stable, so the first entry of a key stays first.
+            out.sort_by(|a, b| a.0.cmp(b.0));
+            out.dedup_by(|later, first| later.0 == first.0);
+        }
         out
     }
 
