@@ -166,7 +166,7 @@ pub(crate) fn for_each_head<V: View>(
     for e in v.heads().range((bucket, start)..)? {
         let (k, seq) = e?;
         let (b, key) = k.value();
-        if b != bucket || !key.starts_with(prefix) {
+        if b != bucket || (!prefix.is_empty() && !key.starts_with(prefix)) {
             break;
         }
         if opts.start_after.as_deref() == Some(key) {

@@ -149,11 +149,17 @@ impl FileObject {
     /// [`new`](Self::new) from a borrowed entry: only the entries that are not dumped keys are
     /// cloned (usually none).
     pub(crate) fn with_entry(object: ObjectVersion, entry: &Map<String, Value>) -> FileObject {
-        let extra = entry
-            .iter()
-            .filter(|(k, _)| !DUMPED_KEYS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let dumped = |k: &String| DUMPED_KEYS.contains(&k.as_str());
+        // Most entries are a bare dump: then there is nothing to keep.
+        let extra = if entry.keys().all(dumped) {
+            Map::new()
+        } else {
+            entry
+                .iter()
+                .filter(|(k, _)| !dumped(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
         FileObject { object, extra }
     }
 
