@@ -297,6 +297,20 @@ mod tests {
     }
 
     #[test]
+    fn uuid_text_is_the_display_form() {
+        let ids = [
+            Uuid::nil(),
+            Uuid::max(),
+            Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+            Uuid::now_v7(),
+        ];
+        for u in ids {
+            assert_eq!(uuid_text(u), u.to_string());
+            assert_eq!(uuid_text(u), BucketId::from(u).to_string());
+        }
+    }
+
+    #[test]
     fn dumped_keys_are_sorted() {
         assert!(DUMPED_KEYS.is_sorted());
     }
