@@ -3,7 +3,7 @@
 use crate::content::staging::{StagingOwner, StagingRow};
 use crate::content::{FileRow, Hash, hex};
 use crate::error::Result;
-use crate::files::{BucketRow, MultipartRow, ObjectRow, PartRow, VersionLoc};
+use crate::files::{BucketRow, FileContent, MultipartRow, ObjectRow, PartRow, VersionLoc};
 use crate::storage::{Store, dec};
 use redb::ReadableTable;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -99,12 +99,26 @@ impl Store {
             if let Some(f) = row.file {
                 *file_refs.entry(f).or_default() += 1;
                 match files.get(&f) {
-                    Some(fr) => *expected_size.entry(b).or_default() += fr.size,
+                    Some(fr) => {
+                        *expected_size.entry(b).or_default() += fr.size;
+                        if row.content != Some(FileContent::of(fr)) {
+                            p.push(format!(
+                                "version {:x} keeps a size and checksum that are not those of \
+                                 its file {f:x}",
+                                row.version_id
+                            ));
+                        }
+                    }
                     None => p.push(format!(
                         "version {:x} points at missing file {f:x}",
                         row.version_id
                     )),
                 }
+            } else if row.content.is_some() {
+                p.push(format!(
+                    "delete marker {:x} keeps a file size and checksum",
+                    row.version_id
+                ));
             }
         }
         for e in t.heads.iter()? {

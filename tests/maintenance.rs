@@ -8,6 +8,7 @@ use redb::{ReadableTable, TableDefinition};
 const HEADS: TableDefinition<(u128, &str), u64> = TableDefinition::new("heads");
 const CHUNK_INDEX: TableDefinition<[u8; 32], (u128, u64)> = TableDefinition::new("chunk_index");
 const FILE_BYTES: TableDefinition<u128, &[u8]> = TableDefinition::new("file_bytes");
+const OBJECTS: TableDefinition<(u128, &str, u64), &[u8]> = TableDefinition::new("objects");
 
 fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
     let db = redb::Database::open(path).unwrap();
@@ -93,6 +94,40 @@ fn check_reports_inline_content_that_does_not_match_its_file() {
     let has = |what: &str| report.problems.iter().any(|p| p.contains(what));
     assert!(has("do not add up to its size 12"), "{report:?}");
     assert!(has("inline content of missing file"), "{report:?}");
+}
+
+#[test]
+fn check_reports_a_version_whose_copy_of_its_file_digest_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let b = {
+        let store = Store::open(&path).unwrap();
+        let b = bucket(&store);
+        put(&store, b.id, "k", b"v");
+        assert_consistent(&store);
+        b.id
+    };
+    // The version row keeps the file's blake3 as 32 raw bytes: change one of them.
+    tamper(&path, |tx| {
+        let mut objects = tx.open_table(OBJECTS).unwrap();
+        let at = (b.uuid().as_u128(), "k", 0);
+        let mut row = objects.get(at).unwrap().unwrap().value().to_vec();
+        let digest = blake3::hash(b"v");
+        let i = row
+            .windows(32)
+            .position(|w| w == digest.as_bytes())
+            .expect("the row holds the digest");
+        row[i] ^= 1;
+        objects.insert(at, row.as_slice()).unwrap();
+    });
+    let report = Store::open(&path).unwrap().check().unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("keeps a size and checksum that are not those of its file")),
+        "{report:?}"
+    );
 }
 
 #[test]

@@ -221,6 +221,62 @@ fn iteration_follows_files_order_then_the_rest_by_key() {
 }
 
 #[test]
+fn files_of_follows_an_unsorted_files_field_with_repeats_and_strays() {
+    let store = store();
+    let r = record_with(&store, &["a", "b", "c", "d", "e"]);
+    let real: Vec<_> = files(&store, &r).dumps();
+    let entry = |key: &str, extra: Value| {
+        let mut e = real
+            .iter()
+            .find(|d| d["key"] == json!(key))
+            .unwrap()
+            .clone();
+        for (k, v) in extra.as_object().unwrap() {
+            e.insert(k.clone(), v.clone());
+        }
+        Value::Object(e)
+    };
+    // A body written by hand: not in key order, with entries that are not files, a key
+    // named twice (the first wins), stale dumped values (the version's win) and a key the
+    // bucket does not have (ignored).
+    let mut edited = r.clone();
+    edited.body_mut().insert(
+        FILES_FIELD.into(),
+        json!([
+            entry("d", json!({"n": "d", "size": 12345, "checksum": "stale"})),
+            "not an object",
+            {"no": "key"},
+            {"key": 7},
+            {"key": "zz-not-in-bucket", "n": "zz"},
+            entry("b", json!({"n": "b"})),
+            entry("d", json!({"n": "second d"})),
+            entry("a", json!({})),
+        ]),
+    );
+    let list = files(&store, &edited);
+    assert_eq!(list.keys(), ["d", "b", "a", "c", "e"]);
+    let d = list.get("d").unwrap();
+    assert_eq!(d.get("n"), Some(json!("d")));
+    assert_eq!(d.get("size"), Some(json!(1)));
+    assert_eq!(d.get("checksum"), Some(json!(d.checksum().unwrap())));
+    assert_eq!(d.metadata(), json!({"n": "d"}).as_object().unwrap().clone());
+    assert!(list.get("c").unwrap().metadata().is_empty());
+    let dumps = list.dumps();
+    let real_d = real.iter().find(|x| x["key"] == json!("d")).unwrap();
+    let mut want_d = real_d.clone();
+    want_d.insert("n".into(), json!("d"));
+    assert_eq!(dumps[0], want_d);
+    assert_eq!(
+        dumps[3],
+        *real.iter().find(|x| x["key"] == json!("c")).unwrap()
+    );
+    for (dump, file) in dumps.iter().zip(&list) {
+        assert_eq!(*dump, file.dumps());
+        assert_eq!(dump["key"], json!(file.key()));
+    }
+}
+
+#[test]
 fn objects_added_out_of_band_join_files_field_at_the_next_flush() {
     let store = store();
     let mut r = record_with(&store, &["a"]);

@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use recfiles::prelude::*;
-use recfiles::{Error, FilesQuery, KeyProblem};
+use recfiles::{Error, FilesQuery, KeyProblem, ObjectVersion};
 
 #[test]
 fn a_new_put_becomes_head_and_demotes_the_previous_head() {
@@ -289,4 +289,73 @@ fn listing_filters_by_prefix_and_pages_without_a_cap() {
     }
     let expected: Vec<_> = (0..1500).map(|i| format!("data/{i:05}")).collect();
     assert_eq!(seen, expected);
+}
+
+#[test]
+fn listing_finds_each_head_whatever_the_number_of_old_versions() {
+    let store = small_store();
+    let b = bucket(&store);
+    let other = bucket(&store);
+    // Key i has i versions (up to 20, past the listing's scan limit); every third key ends
+    // with a delete marker, and every fifth lost its newest version to a hard remove.
+    store
+        .write(|tx| {
+            for i in 0..21u8 {
+                let key = format!("k{i:02}");
+                let mut last = None;
+                for v in 0..i {
+                    let data = [i, v];
+                    last = Some(tx.put_object(b.id, &key, &data[..], &PutOptions::default())?);
+                    tx.put_object(other.id, &key, &data[..], &PutOptions::default())?;
+                }
+                if i % 5 == 0
+                    && i > 1
+                    && let Some(o) = last
+                {
+                    tx.remove_version(o.version_id)?;
+                }
+                if i % 3 == 0 && i > 0 {
+                    tx.delete_object(b.id, &key)?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_consistent(&store);
+    let keys: Vec<String> = (1..21u8).map(|i| format!("k{i:02}")).collect();
+    for with_deleted in [false, true] {
+        let want: Vec<ObjectVersion> = keys
+            .iter()
+            .filter_map(|k| store.read(|r| r.head(b.id, k)).unwrap())
+            .filter(|o| with_deleted || !o.is_delete_marker())
+            .collect();
+        let opts = |start_after: Option<&str>, limit| ListOptions {
+            start_after: start_after.map(String::from),
+            limit,
+            with_deleted,
+            ..ListOptions::default()
+        };
+        assert_eq!(store.list_objects(b.id, &opts(None, None)).unwrap(), want);
+        // Pages of 3, each starting after a key that has versions of its own.
+        let mut seen = Vec::new();
+        loop {
+            let after = seen.last().map(|o: &ObjectVersion| o.key.clone());
+            let page = store
+                .list_objects(b.id, &opts(after.as_deref(), Some(3)))
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            seen.extend(page);
+        }
+        assert_eq!(seen, want);
+        // Starting after a deleted key with many versions, as a caller may.
+        let tail = store.list_objects(b.id, &opts(Some("k18"), None)).unwrap();
+        let want_tail: Vec<_> = want
+            .iter()
+            .filter(|o| o.key.as_str() > "k18")
+            .cloned()
+            .collect();
+        assert_eq!(tail, want_tail);
+    }
 }

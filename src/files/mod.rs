@@ -20,6 +20,7 @@ pub use mimetype::guess_mimetype;
 pub use multipart::{MultipartUpload, Part};
 pub use object::{ListOptions, PutOptions};
 pub use query::FilesQuery;
+pub(crate) use query::for_each_head;
 pub(crate) use rows::*;
 
 use crate::error::{Error, KeyProblem, Result, SizeLimit, shorten};

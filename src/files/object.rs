@@ -132,9 +132,14 @@ impl WriteTx<'_> {
             None => 0,
         };
         let vid = VersionId::new();
+        let retained = match file {
+            Some(f) => Some(retain_file(&mut self.t, f, self.now)?),
+            None => None,
+        };
         let row = ObjectRow {
             version_id: vid.raw(),
             file: file.map(|f| f.raw()),
+            content: retained.as_ref().map(FileContent::of),
             mimetype,
             created: self.now,
             updated: self.now,
@@ -150,8 +155,7 @@ impl WriteTx<'_> {
         self.t.versions.insert(vid.raw(), enc(&loc)?.as_slice())?;
         self.t.heads.insert((b, key), seq)?;
         let (mut size, mut checksum) = (None, None);
-        if let Some(f) = file {
-            let fr = retain_file(&mut self.t, f, self.now)?;
+        if let Some(fr) = retained {
             self.add_bucket_size(bucket, i128::from(fr.size))?;
             size = Some(fr.size);
             checksum = Some(crate::content::blake3_text(&fr.blake3));
@@ -260,13 +264,14 @@ impl WriteTx<'_> {
         mut obj: ObjectRow,
         file: FileId,
     ) -> Result<ObjectVersion> {
+        let fr = retain_file(&mut self.t, file, self.now)?;
         obj.file = Some(file.raw());
+        obj.content = Some(FileContent::of(&fr));
         obj.updated = self.now;
         self.t.objects.insert(
             (loc.bucket, loc.key.as_str(), loc.seq),
             enc(&obj)?.as_slice(),
         )?;
-        let fr = retain_file(&mut self.t, file, self.now)?;
         self.add_bucket_size(BucketId::from_raw(loc.bucket), i128::from(fr.size))?;
         self.version(version)?
             .ok_or(Error::VersionNotFound { version })

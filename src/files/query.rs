@@ -1,5 +1,6 @@
 //! Queries of the files layer, shared by read snapshots and write transactions.
 
+use super::mimetype::MimeGuesser;
 use super::rows::*;
 use super::{Bucket, ListOptions, Location, MultipartUpload, ObjectVersion, Part, guess_mimetype};
 use crate::content::{FileInstance, FileReader, file_instance, get_file_row};
@@ -24,25 +25,36 @@ pub(crate) fn to_bucket(id: u128, r: BucketRow) -> Bucket {
     }
 }
 
-pub(crate) fn to_version<V: View>(
-    v: &V,
+pub(crate) fn to_version(
     bucket: u128,
     key: &str,
     seq: u64,
     row: &ObjectRow,
     head: Option<u64>,
 ) -> Result<ObjectVersion> {
-    let (size, checksum) = match row.file {
-        Some(f) => {
-            let fr = get_file_row(v, FileId::from_raw(f))?.ok_or_else(|| {
-                Error::corrupt(format!(
-                    "version points at missing file {}",
-                    FileId::from_raw(f)
-                ))
-            })?;
-            (Some(fr.size), Some(crate::content::blake3_text(&fr.blake3)))
+    let mimetype = row.mimetype.clone().unwrap_or_else(|| guess_mimetype(key));
+    build_version(bucket, key, row, head == Some(seq), mimetype)
+}
+
+/// An [`ObjectVersion`] from its row, with its MIME type already worked out. The file's size
+/// and checksum come from the copy the row keeps of them.
+fn build_version(
+    bucket: u128,
+    key: &str,
+    row: &ObjectRow,
+    is_head: bool,
+    mimetype: String,
+) -> Result<ObjectVersion> {
+    let (size, checksum) = match (row.file, row.content) {
+        (Some(_), Some(c)) => (Some(c.size), Some(checksum_text(&c.blake3))),
+        (None, _) => (None, None),
+        (Some(f), None) => {
+            return Err(Error::corrupt(format!(
+                "version {} of {key:?} has file {} but not its size and checksum",
+                VersionId::from_raw(row.version_id),
+                FileId::from_raw(f)
+            )));
         }
-        None => (None, None),
     };
     Ok(ObjectVersion {
         bucket: BucketId::from_raw(bucket),
@@ -51,11 +63,27 @@ pub(crate) fn to_version<V: View>(
         file_id: row.file.map(FileId::from_raw),
         size,
         checksum,
-        mimetype: row.mimetype.clone().unwrap_or_else(|| guess_mimetype(key)),
-        is_head: head == Some(seq),
+        mimetype,
+        is_head,
         created: row.created,
         updated: row.updated,
     })
+}
+
+/// `blake3:<hex>` of a digest, written into one buffer and copied into a string of the right
+/// size (the same text as `content::blake3_text`, which formats it in two steps).
+fn checksum_text(h: &[u8; 32]) -> String {
+    const PREFIX: &[u8] = b"blake3:";
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; PREFIX.len() + 64];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    for (pair, b) in buf[PREFIX.len()..].chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    std::str::from_utf8(&buf)
+        .expect("the prefix and hex digits are ASCII")
+        .to_owned()
 }
 
 pub(crate) fn head_version<V: View>(
@@ -68,7 +96,7 @@ pub(crate) fn head_version<V: View>(
     };
     let row = object_row(v, bucket, key, seq)?
         .ok_or_else(|| Error::corrupt(format!("head of {key:?} points at a missing version")))?;
-    Ok(Some(to_version(v, bucket, key, seq, &row, Some(seq))?))
+    Ok(Some(to_version(bucket, key, seq, &row, Some(seq))?))
 }
 
 pub(crate) fn version_by_id<V: View>(v: &V, id: VersionId) -> Result<Option<ObjectVersion>> {
@@ -78,9 +106,7 @@ pub(crate) fn version_by_id<V: View>(v: &V, id: VersionId) -> Result<Option<Obje
     let row = object_row(v, loc.bucket, &loc.key, loc.seq)?
         .ok_or_else(|| Error::corrupt(format!("version {id} has no row")))?;
     let head = head_seq(v, loc.bucket, &loc.key)?;
-    Ok(Some(to_version(
-        v, loc.bucket, &loc.key, loc.seq, &row, head,
-    )?))
+    Ok(Some(to_version(loc.bucket, &loc.key, loc.seq, &row, head)?))
 }
 
 /// All versions of one key, newest first.
@@ -95,44 +121,91 @@ pub(crate) fn versions_of<V: View>(v: &V, bucket: u128, key: &str) -> Result<Vec
         let (k, val) = e?;
         let seq = k.value().2;
         let row: ObjectRow = dec(val.value(), "objects")?;
-        out.push(to_version(v, bucket, key, seq, &row, head)?);
+        out.push(to_version(bucket, key, seq, &row, head)?);
     }
     Ok(out)
 }
 
+/// How many rows of `objects` [`list_heads`] steps over to reach a head before it looks the
+/// head up directly instead (keys with many old versions).
+const HEAD_SCAN_LIMIT: usize = 8;
+
 fn list_heads<V: View>(v: &V, bucket: u128, opts: &ListOptions) -> Result<Vec<ObjectVersion>> {
+    let mut out = Vec::new();
+    for_each_head(v, bucket, opts, |o| {
+        out.push(o);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Passes `f` each head that [`FilesQuery::list_objects`] lists, in order, so a caller that
+/// turns them into something else needs no list of them first.
+pub(crate) fn for_each_head<V: View>(
+    v: &V,
+    bucket: u128,
+    opts: &ListOptions,
+    mut f: impl FnMut(ObjectVersion) -> Result<()>,
+) -> Result<()> {
     let prefix = opts.prefix.as_deref().unwrap_or("");
     let start: &str = match opts.start_after.as_deref() {
         Some(s) if s >= prefix => s,
         _ => prefix,
     };
-    let mut out = Vec::new();
     let limit = opts.limit.unwrap_or(usize::MAX);
     if limit == 0 {
-        return Ok(out);
+        return Ok(());
     }
+    let mut listed = 0;
+    // `objects` is walked alongside `heads`: both are in key order, and a head is mostly the
+    // last version of its key, so the row of the next head is usually a few steps further on
+    // rather than a lookup away.
+    let objects = v.objects();
+    let mut rows = objects.range((bucket, start, 0)..)?;
+    let mut mimetypes = MimeGuesser::default();
     for e in v.heads().range((bucket, start)..)? {
         let (k, seq) = e?;
         let (b, key) = k.value();
-        if b != bucket || !key.starts_with(prefix) {
+        if b != bucket || (!prefix.is_empty() && !key.starts_with(prefix)) {
             break;
         }
         if opts.start_after.as_deref() == Some(key) {
             continue;
         }
         let seq = seq.value();
-        let row = object_row(v, bucket, key, seq)?.ok_or_else(|| {
+        let mut found = None;
+        for step in 0.. {
+            if step == HEAD_SCAN_LIMIT {
+                rows = objects.range((bucket, key, seq)..)?;
+            }
+            let Some(e) = rows.next() else { break };
+            let (at, row) = e?;
+            match at.value().cmp(&(bucket, key, seq)) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => {
+                    found = Some(dec::<ObjectRow>(row.value(), "objects")?)
+                }
+                std::cmp::Ordering::Greater => {}
+            }
+            break;
+        }
+        let row = found.ok_or_else(|| {
             Error::corrupt(format!("head of {key:?} points at a missing version"))
         })?;
         if row.file.is_none() && !opts.with_deleted {
             continue;
         }
-        out.push(to_version(v, bucket, key, seq, &row, Some(seq))?);
-        if out.len() >= limit {
+        let mimetype = match &row.mimetype {
+            Some(m) => m.clone(),
+            None => mimetypes.guess(key),
+        };
+        f(build_version(bucket, key, &row, true, mimetype)?)?;
+        listed += 1;
+        if listed >= limit {
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn bucket_versions<V: View>(v: &V, bucket: u128, with_markers: bool) -> Result<Vec<ObjectVersion>> {
@@ -384,6 +457,18 @@ impl ReadTx {
         match obj.file_id {
             Some(f) => self.open_file(f),
             None => Err(Error::VersionNotFound { version }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checksum_text;
+
+    #[test]
+    fn checksum_text_is_blake3_text() {
+        for h in [[0u8; 32], [0xff; 32], *blake3::hash(b"recfiles").as_bytes()] {
+            assert_eq!(checksum_text(&h), crate::content::blake3_text(&h));
         }
     }
 }

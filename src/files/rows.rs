@@ -1,5 +1,6 @@
 //! Stored rows of the files layer (bincode-encoded; see docs/FORMAT.md).
 
+use crate::content::FileRow;
 use crate::error::Result;
 use crate::ids::Timestamp;
 use crate::storage::{View, dec};
@@ -31,9 +32,57 @@ pub(crate) struct BucketRow {
 pub(crate) struct ObjectRow {
     pub version_id: u128,
     pub file: Option<u128>,
+    /// The size and digest of `file`, copied from its row when the version got it (a file's
+    /// content never changes), so listing versions needs no lookup in `files`. Present
+    /// exactly when `file` is.
+    pub content: Option<FileContent>,
     pub mimetype: Option<String>,
     pub created: Timestamp,
     pub updated: Timestamp,
+}
+
+/// What an [`ObjectRow`] keeps of its file's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FileContent {
+    pub size: u64,
+    /// Stored as a byte string (length, then the 32 bytes), which decodes in one copy rather
+    /// than as 32 separate elements.
+    #[serde(with = "digest_bytes")]
+    pub blake3: [u8; 32],
+}
+
+/// Serde helpers writing a 32-byte digest as a byte string.
+mod digest_bytes {
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub(super) fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(d)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        struct Digest;
+        impl Visitor<'_> for Digest {
+            type Value = [u8; 32];
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 32-byte digest")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<[u8; 32], E> {
+                v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(Digest)
+    }
+}
+
+impl FileContent {
+    pub(crate) fn of(row: &FileRow) -> FileContent {
+        FileContent {
+            size: row.size,
+            blake3: row.blake3,
+        }
+    }
 }
 
 /// Where a version's row lives.
@@ -105,5 +154,39 @@ pub(crate) fn part_row<V: View>(v: &V, upload: u128, part: u32) -> Result<Option
     match v.parts().get((upload, part))? {
         Some(g) => Ok(Some(dec(g.value(), "parts")?)),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{dec, enc};
+
+    #[test]
+    fn an_object_row_keeps_its_file_digest_through_encoding() {
+        let row = ObjectRow {
+            version_id: 7,
+            file: Some(9),
+            content: Some(FileContent {
+                size: 1234,
+                blake3: *blake3::hash(b"x").as_bytes(),
+            }),
+            mimetype: None,
+            created: Timestamp::now(),
+            updated: Timestamp::now(),
+        };
+        let bytes = enc(&row).unwrap();
+        let back: ObjectRow = dec(&bytes, "objects").unwrap();
+        assert_eq!(back.content, row.content);
+        assert_eq!(back.file, row.file);
+        // A digest of the wrong length does not decode.
+        let short = bytes
+            .windows(33)
+            .position(|w| w[0] == 32 && w[1..] == row.content.unwrap().blake3)
+            .unwrap();
+        let mut bad = bytes.clone();
+        bad[short] = 31;
+        bad.remove(short + 1);
+        assert!(dec::<ObjectRow>(&bad, "objects").is_err());
     }
 }

@@ -30,23 +30,28 @@ impl FilesMap {
         map
     }
 
-    /// Each key of a body's `_files` with its entry, borrowed (the first entry of a repeated
-    /// key wins), for read-only views that need no owned copy of the whole list.
-    pub(crate) fn index_of(
-        body: &Map<String, Value>,
-    ) -> HashMap<&str, (usize, &Map<String, Value>)> {
-        let mut index = HashMap::new();
+    /// Each key of a body's `_files` with its place in the list and its entry, borrowed and
+    /// sorted by key, one per key (the first entry of a repeated key wins): what a read-only
+    /// view merges with the bucket's heads, which come in key order too.
+    pub(crate) fn by_key(body: &Map<String, Value>) -> Vec<(&str, usize, &Map<String, Value>)> {
+        let mut out = Vec::new();
         if let Some(Value::Array(items)) = body.get(FILES_FIELD) {
-            for item in items {
+            out.reserve(items.len());
+            for (at, item) in items.iter().enumerate() {
                 if let Value::Object(entry) = item
                     && let Some(Value::String(key)) = entry.get("key")
                 {
-                    let at = index.len();
-                    index.entry(key.as_str()).or_insert((at, entry));
+                    out.push((key.as_str(), at, entry));
                 }
             }
         }
-        index
+        // `_files` is usually in key order already, without repeats: then there is nothing to do.
+        if !out.is_sorted_by(|a, b| a.0 < b.0) {
+            // Stable, so the first entry of a key stays first.
+            out.sort_by(|a, b| a.0.cmp(b.0));
+            out.dedup_by(|later, first| later.0 == first.0);
+        }
+        out
     }
 
     /// The entry of one key, read straight from a body without building the whole map.

@@ -4,7 +4,7 @@
 use super::FileObject;
 use super::files_map::FilesMap;
 use crate::error::{Error, Result};
-use crate::files::{FilesQuery, ListOptions, ObjectVersion};
+use crate::files::{FilesQuery, ListOptions, ObjectVersion, for_each_head};
 use crate::ids::{BucketId, RecordId};
 use crate::records::{Pid, Record, RecordsQuery, linked_bucket};
 use crate::storage::{Snapshot, with_view};
@@ -29,26 +29,41 @@ pub(crate) fn sorted_heads<S: Snapshot>(
 }
 
 /// The live heads of a bucket as files, in the order of the body's `_files` (the others after
-/// them, by key), each with its `_files` entry: cloned once, straight into its file.
+/// them, by key), each with the metadata of its `_files` entry.
 pub(crate) fn file_objects<S: Snapshot>(
     s: &S,
     bucket: BucketId,
     body: &Map<String, Value>,
 ) -> Result<Vec<FileObject>> {
-    let index = FilesMap::index_of(body);
-    let mut heads = s.list_objects(bucket, &ListOptions::default())?;
-    // Stable: keys not listed stay in key order after the listed ones.
-    heads.sort_by_key(|o| index.get(o.key.as_str()).map_or(index.len(), |(i, _)| *i));
-    Ok(heads
-        .into_iter()
-        .map(|o| {
-            let entry = index
-                .get(o.key.as_str())
-                .map(|(_, e)| (*e).clone())
-                .unwrap_or_default();
-            FileObject::new(o, entry)
-        })
-        .collect())
+    let listed = FilesMap::by_key(body);
+    // Heads come in key order too: one merge pass finds each head's entry.
+    let mut entries = listed.iter().peekable();
+    let mut files = Vec::with_capacity(listed.len());
+    // Each file's place in `_files`; past the end for files it does not list.
+    let mut places = Vec::with_capacity(listed.len());
+    with_view!(s, |v| for_each_head(
+        v,
+        bucket.raw(),
+        &ListOptions::default(),
+        |o| {
+            while entries.next_if(|e| e.0 < o.key.as_str()).is_some() {}
+            let (at, file) = match entries.next_if(|e| e.0 == o.key.as_str()) {
+                Some(&(_, at, entry)) => (at, FileObject::with_entry(o, entry)),
+                None => (usize::MAX, FileObject::new(o, Map::new())),
+            };
+            places.push(at);
+            files.push(file);
+            Ok(())
+        }
+    ))?;
+    // Usually `_files` already lists every file in key order and nothing moves.
+    if !places.is_sorted() {
+        let mut ranked: Vec<(usize, FileObject)> = places.into_iter().zip(files).collect();
+        // Stable: keys not listed stay in key order after the listed ones.
+        ranked.sort_by_key(|(at, _)| *at);
+        files = ranked.into_iter().map(|(_, f)| f).collect();
+    }
+    Ok(files)
 }
 
 /// A record's files as of one snapshot (a read-only files view): live heads of its bucket in
