@@ -118,6 +118,15 @@ pub(crate) fn stage(
             }
             digests.finish()
         });
+        // Starting writeback can block while the disk queue is full; a thread of its own
+        // keeps that off the thread that reads and writes. A kick that finds one pending is
+        // dropped: the pending one covers everything written so far.
+        let (kick, kicks) = std::sync::mpsc::sync_channel::<()>(1);
+        s.spawn(move || {
+            for () in kicks {
+                store.inner.start_writeback();
+            }
+        });
         let mut batch: Vec<Arc<Vec<u8>>> = Vec::with_capacity(per_batch);
         let mut held: Vec<Arc<Vec<u8>>> = Vec::new();
         let mut spare: Vec<Vec<u8>> = Vec::new();
@@ -153,7 +162,7 @@ pub(crate) fn stage(
                 }
                 Ok(())
             })?;
-            store.inner.start_writeback();
+            let _ = kick.try_send(());
             held.append(&mut batch);
             for chunk in std::mem::take(&mut held) {
                 match Arc::try_unwrap(chunk) {
@@ -162,7 +171,7 @@ pub(crate) fn stage(
                 }
             }
         }
-        drop((to_addresser, to_digester));
+        drop((to_addresser, to_digester, kick));
         if let Err(panic) = addresser.join() {
             std::panic::resume_unwind(panic);
         }
