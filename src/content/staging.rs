@@ -8,13 +8,13 @@
 
 use super::write::{ChunkSource, StreamLimits};
 use super::{Digests, FileRow, Hash, find_duplicate, put_file_row, release_chunk, store_chunk};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ids::{FileId, Timestamp};
 use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Who owns staged chunks: nobody yet (an upload in progress) or a committed multipart part.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -92,29 +92,37 @@ pub(crate) fn stage(
     let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
     // Three threads share the work: this one reads a batch of chunks, then writes it in one
     // short transaction (the stream is never read while the writer is held: a slow client must
-    // not block other writers); meanwhile an addresser hashes each chunk for its address and a
-    // digester computes the whole-file digest (blake3, and md5 when on). On two cores the
-    // hashing then runs beside the writing for a new upload, and both hashes run in parallel
-    // for content already stored (nothing to write). Chunks go out in file order and addresses
-    // come back in that order; the channels hold a whole batch, and nothing waits in a cycle.
-    // A chunk's buffer is reused once both hashers have let go of it.
+    // not block other writers); meanwhile an addresser hashes chunks for their addresses and a
+    // digester computes the whole-file digest (blake3, and md5 when on). A chunk's address is
+    // computed once, by whichever of the addresser and this thread gets to it first: this
+    // thread never waits for the addresser to catch up, and the addresser skips what is done.
+    // On two cores the hashing runs beside the writing for a new upload, and all of it in
+    // parallel for content already stored (nothing to write). A chunk's buffer is reused once
+    // the hashers have let go of it. The channels are bounded by a batch and only this thread
+    // sends, so nothing waits in a cycle.
+    struct Pending {
+        bytes: Vec<u8>,
+        address: OnceLock<Hash>,
+    }
+    impl Pending {
+        fn address(&self) -> Hash {
+            *self
+                .address
+                .get_or_init(|| *blake3::hash(&self.bytes).as_bytes())
+        }
+    }
     let digest = std::thread::scope(|s| -> Result<_> {
-        let (to_addresser, chunks_in) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(per_batch);
-        let (addresses_out, from_addresser) = std::sync::mpsc::sync_channel::<Hash>(per_batch);
-        let (to_digester, digest_in) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(per_batch);
-        let addresser = s.spawn(move || {
-            for chunk in chunks_in {
-                let address = *blake3::hash(&chunk).as_bytes();
-                drop(chunk);
-                if addresses_out.send(address).is_err() {
-                    break;
-                }
+        let (to_addresser, addresser_in) = std::sync::mpsc::sync_channel::<Arc<Pending>>(per_batch);
+        let (to_digester, digester_in) = std::sync::mpsc::sync_channel::<Arc<Pending>>(per_batch);
+        s.spawn(move || {
+            for chunk in addresser_in {
+                chunk.address();
             }
         });
         let digester = s.spawn(move || {
             let mut digests = Digests::new(with_md5);
-            for chunk in digest_in {
-                digests.update(&chunk);
+            for chunk in digester_in {
+                digests.update(&chunk.bytes);
             }
             digests.finish()
         });
@@ -127,8 +135,8 @@ pub(crate) fn stage(
                 store.inner.start_writeback();
             }
         });
-        let mut batch: Vec<Arc<Vec<u8>>> = Vec::with_capacity(per_batch);
-        let mut held: Vec<Arc<Vec<u8>>> = Vec::new();
+        let mut batch: Vec<Arc<Pending>> = Vec::with_capacity(per_batch);
+        let mut held: Vec<Arc<Pending>> = Vec::new();
         let mut spare: Vec<Vec<u8>> = Vec::new();
         let mut more = true;
         let mut offset = 0u64;
@@ -141,11 +149,14 @@ pub(crate) fn stage(
                 if buf.is_empty() {
                     spare.push(buf);
                 } else {
-                    let buf = Arc::new(buf);
+                    let chunk = Arc::new(Pending {
+                        bytes: buf,
+                        address: OnceLock::new(),
+                    });
                     // These fail only if a hasher panicked; the scope reports that.
-                    let _ = to_addresser.send(Arc::clone(&buf));
-                    let _ = to_digester.send(Arc::clone(&buf));
-                    batch.push(buf);
+                    let _ = to_addresser.send(Arc::clone(&chunk));
+                    let _ = to_digester.send(Arc::clone(&chunk));
+                    batch.push(chunk);
                 }
             }
             if batch.is_empty() {
@@ -153,12 +164,10 @@ pub(crate) fn stage(
             }
             store.write_with(Durability::Eventual, |tx| {
                 for chunk in &batch {
-                    let address = from_addresser
-                        .recv()
-                        .map_err(|_| Error::corrupt("the upload's hasher thread stopped"))?;
-                    store_chunk(&mut tx.t, &address, chunk)?;
+                    let address = chunk.address();
+                    store_chunk(&mut tx.t, &address, &chunk.bytes)?;
                     tx.t.staged_chunks.insert((id, offset), &address)?;
-                    offset += chunk.len() as u64;
+                    offset += chunk.bytes.len() as u64;
                 }
                 Ok(())
             })?;
@@ -166,15 +175,12 @@ pub(crate) fn stage(
             held.append(&mut batch);
             for chunk in std::mem::take(&mut held) {
                 match Arc::try_unwrap(chunk) {
-                    Ok(buf) => spare.push(buf),
+                    Ok(done) => spare.push(done.bytes),
                     Err(chunk) => held.push(chunk),
                 }
             }
         }
         drop((to_addresser, to_digester, kick));
-        if let Err(panic) = addresser.join() {
-            std::panic::resume_unwind(panic);
-        }
         match digester.join() {
             Ok(digest) => Ok(digest),
             Err(panic) => std::panic::resume_unwind(panic),
