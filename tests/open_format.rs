@@ -199,3 +199,20 @@ fn a_store_of_an_older_format_is_refused_and_keeps_its_version() {
         bincode::serde::decode_from_slice(&raw, bincode::config::standard()).unwrap();
     assert_eq!(version, 1, "a refused store is not rewritten");
 }
+
+#[test]
+fn a_store_file_cannot_be_opened_twice_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let first = Store::open(&path).unwrap();
+    let b = bucket(&first);
+    put(&first, b.id, "k", b"kept");
+    let err = Store::open(&path).expect_err("a second open of a store in use must fail");
+    assert!(err.to_string().contains("already open"), "{err}");
+    // The first handle is unaffected, and the store opens again once it is closed.
+    assert_eq!(read_all(&first, b.id, "k"), b"kept");
+    drop(first);
+    let again = Store::open(&path).unwrap();
+    assert_eq!(read_all(&again, b.id, "k"), b"kept");
+    assert_consistent(&again);
+}

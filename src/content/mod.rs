@@ -198,7 +198,10 @@ pub(crate) fn store_chunk(t: &mut WTables<'_>, hash: &Hash, bytes: &[u8]) -> Res
         }
         None => {
             let id = crate::ids::fresh_v7().as_u128();
-            t.chunks.insert(id, bytes)?;
+            if t.chunks.insert(id, bytes)?.is_some() {
+                // Ids are unique by construction; never overwrite stored bytes if that fails.
+                return Err(Error::corrupt(format!("chunk id {id:x} is already in use")));
+            }
             t.chunk_index.insert(hash, (id, 1))?;
         }
     }
