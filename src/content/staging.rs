@@ -90,18 +90,16 @@ pub(crate) fn stage(
     };
     let mut src = ChunkSource::new(reader, limits, cfg.chunk_size);
     let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
-    // The work is spread over threads so that reading the stream, hashing and writing overlap:
-    // - this thread only reads chunks from the stream (the caller's stream need not be Send)
-    //   and hands each to the others;
-    // - a writer collects a batch and writes it in one short transaction, opened only once the
-    //   batch has been read (a slow client never holds the single writer), then has a fourth
-    //   thread ask the kernel to start writing it back (that call can block);
-    // - an addresser hashes chunks for their addresses, and a digester computes the whole-file
-    //   digest (blake3, and md5 when on).
-    // A chunk's address is computed once, by whichever of the addresser and the writer gets to
-    // it first: the writer never waits for the addresser, which skips what is done. Buffers
-    // come back to this thread once every other thread has let go of them. Every channel is
-    // bounded by a batch and only this thread sends chunks, so nothing waits in a cycle.
+    // Three threads share the work: this one reads a batch of chunks, then writes it in one
+    // short transaction (the stream is never read while the writer is held: a slow client must
+    // not block other writers); meanwhile an addresser hashes chunks for their addresses and a
+    // digester computes the whole-file digest (blake3, and md5 when on). A chunk's address is
+    // computed once, by whichever of the addresser and this thread gets to it first: this
+    // thread never waits for the addresser to catch up, and the addresser skips what is done.
+    // On two cores the hashing runs beside the writing for a new upload, and all of it in
+    // parallel for content already stored (nothing to write). A chunk's buffer is reused once
+    // the hashers have let go of it. The channels are bounded by a batch and only this thread
+    // sends, so nothing waits in a cycle.
     struct Pending {
         bytes: Vec<u8>,
         address: OnceLock<Hash>,
@@ -116,11 +114,6 @@ pub(crate) fn stage(
     let digest = std::thread::scope(|s| -> Result<_> {
         let (to_addresser, addresser_in) = std::sync::mpsc::sync_channel::<Arc<Pending>>(per_batch);
         let (to_digester, digester_in) = std::sync::mpsc::sync_channel::<Arc<Pending>>(per_batch);
-        // `None` marks the end of the stream; a writer whose channel closes without it stops
-        // without writing what it holds (the upload failed, and its staging row goes).
-        let (to_writer, writer_in) =
-            std::sync::mpsc::sync_channel::<Option<Arc<Pending>>>(per_batch);
-        let (spare_out, spare_in) = std::sync::mpsc::channel::<Vec<u8>>();
         s.spawn(move || {
             for chunk in addresser_in {
                 chunk.address();
@@ -134,93 +127,64 @@ pub(crate) fn stage(
             digests.finish()
         });
         // Starting writeback can block while the disk queue is full; a thread of its own
-        // keeps that off the writer. A kick that finds one pending is dropped: the pending
-        // one covers everything written so far.
+        // keeps that off the thread that reads and writes. A kick that finds one pending is
+        // dropped: the pending one covers everything written so far.
         let (kick, kicks) = std::sync::mpsc::sync_channel::<()>(1);
         s.spawn(move || {
             for () in kicks {
                 store.inner.start_writeback();
             }
         });
-        let writer = s.spawn(move || -> Result<()> {
-            let mut batch: Vec<Arc<Pending>> = Vec::with_capacity(per_batch);
-            let mut held: Vec<Arc<Pending>> = Vec::new();
-            let mut offset = 0u64;
-            loop {
-                let mut ended = false;
-                while batch.len() < per_batch {
-                    match writer_in.recv() {
-                        Ok(Some(chunk)) => batch.push(chunk),
-                        Ok(None) => {
-                            ended = true;
-                            break;
-                        }
-                        Err(_) => return Ok(()),
-                    }
-                }
-                if !batch.is_empty() {
-                    store.write_with(Durability::Eventual, |tx| {
-                        for chunk in &batch {
-                            let address = chunk.address();
-                            store_chunk(&mut tx.t, &address, &chunk.bytes)?;
-                            tx.t.staged_chunks.insert((id, offset), &address)?;
-                            offset += chunk.bytes.len() as u64;
-                        }
-                        Ok(())
-                    })?;
-                    let _ = kick.try_send(());
-                    held.append(&mut batch);
-                    for chunk in std::mem::take(&mut held) {
-                        match Arc::try_unwrap(chunk) {
-                            Ok(done) => {
-                                let _ = spare_out.send(done.bytes);
-                            }
-                            Err(chunk) => held.push(chunk),
-                        }
-                    }
-                }
-                if ended {
-                    return Ok(());
-                }
-            }
-        });
-        let read = (|| -> Result<()> {
-            loop {
-                let mut buf = spare_in
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(cfg.chunk_size));
-                let more = src.next_chunk(&mut buf)?;
-                if !buf.is_empty() {
+        let mut batch: Vec<Arc<Pending>> = Vec::with_capacity(per_batch);
+        let mut held: Vec<Arc<Pending>> = Vec::new();
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let mut more = true;
+        let mut offset = 0u64;
+        while more {
+            while more && batch.len() < per_batch {
+                let mut buf = spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(cfg.chunk_size));
+                more = src.next_chunk(&mut buf)?;
+                if buf.is_empty() {
+                    spare.push(buf);
+                } else {
                     let chunk = Arc::new(Pending {
                         bytes: buf,
                         address: OnceLock::new(),
                     });
-                    // The hashers' sends fail only if one panicked (the scope reports that);
-                    // the writer's if it stopped on an error (its join reports that).
+                    // These fail only if a hasher panicked; the scope reports that.
                     let _ = to_addresser.send(Arc::clone(&chunk));
                     let _ = to_digester.send(Arc::clone(&chunk));
-                    if to_writer.send(Some(chunk)).is_err() {
-                        return Ok(());
-                    }
-                }
-                if !more {
-                    let _ = to_writer.send(None);
-                    return Ok(());
+                    batch.push(chunk);
                 }
             }
-        })();
-        drop((to_addresser, to_digester, to_writer));
-        let written = match writer.join() {
-            Ok(written) => written,
+            if batch.is_empty() {
+                break;
+            }
+            store.write_with(Durability::Eventual, |tx| {
+                for chunk in &batch {
+                    let address = chunk.address();
+                    store_chunk(&mut tx.t, &address, &chunk.bytes)?;
+                    tx.t.staged_chunks.insert((id, offset), &address)?;
+                    offset += chunk.bytes.len() as u64;
+                }
+                Ok(())
+            })?;
+            let _ = kick.try_send(());
+            held.append(&mut batch);
+            for chunk in std::mem::take(&mut held) {
+                match Arc::try_unwrap(chunk) {
+                    Ok(done) => spare.push(done.bytes),
+                    Err(chunk) => held.push(chunk),
+                }
+            }
+        }
+        drop((to_addresser, to_digester, kick));
+        match digester.join() {
+            Ok(digest) => Ok(digest),
             Err(panic) => std::panic::resume_unwind(panic),
-        };
-        let digest = match digester.join() {
-            Ok(digest) => digest,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        read?;
-        written?;
-        Ok(digest)
+        }
     })?;
     staged.size = src.total;
     staged.digest = digest;
