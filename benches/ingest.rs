@@ -17,6 +17,9 @@
 //! process that already touched other data) cannot promise on every kernel. The child's put is
 //! also the timed put of workload a, so the store it leaves behind serves workloads d and e.
 
+#[path = "common/reads.rs"]
+mod reads_common;
+use reads_common::{offsets, read_all};
 use recfiles::prelude::*;
 use recfiles::{FileReader, ReadVerification};
 use rusqlite::{Connection, params};
@@ -474,39 +477,6 @@ fn recfiles_record_files(store: &Store, pool: &Pool, n: usize) -> Res<RecordFile
 // ---------------------------------------------------------------------------------------------
 // d. reads
 
-/// Reads to the end through a 1 MiB buffer; returns the byte count and, when asked, the
-/// blake3 of the content (for the untimed warm-up pass that checks both sides agree).
-fn read_all(r: &mut impl Read, digest: bool) -> Res<(u64, Option<blake3::Hash>)> {
-    let mut buf = vec![0u8; MIB as usize];
-    let mut total = 0u64;
-    let mut h = digest.then(blake3::Hasher::new);
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if let Some(h) = h.as_mut() {
-            h.update(&buf[..n]);
-        }
-        std::hint::black_box(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, h.map(|h| h.finalize())))
-}
-
-fn offsets(size: u64, n: usize) -> Vec<u64> {
-    let span = size.saturating_sub(RANGE as u64).max(1);
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % span
-        })
-        .collect()
-}
-
 fn recfiles_random(r: &mut FileReader, offs: &[u64]) -> Res<Duration> {
     let t = Instant::now();
     for &o in offs {
@@ -548,7 +518,7 @@ fn small_chunks(dir: &Path, pool: &Pool, size: u64, fs_file: &File, o: &Opts) ->
     let t = Instant::now();
     read_all(&mut store.open_object(bucket, "large.bin")?, false)?;
     let seq = secs(t.elapsed());
-    let offs = offsets(size, o.ranges);
+    let offs = offsets(size, RANGE, o.ranges);
     let mut reader = store.open_object(bucket, "large.bin")?;
     let (mut fs_r, mut rf_r) = (Vec::new(), Vec::new());
     for _ in 0..o.reps {
@@ -723,7 +693,7 @@ fn run(o: &Opts) -> Res<()> {
     }
     let (fs_seq, rf_seq) = (mbs(median(fs_s)), mbs(median(rf_s)));
     eprintln!("d  seq read: fs {fs_seq:.1} MiB/s, recfiles {rf_seq:.1} MiB/s");
-    let offs = offsets(size, o.ranges);
+    let offs = offsets(size, RANGE, o.ranges);
     let mut reader = store.open_object(bucket, "large.bin")?;
     {
         let mut buf = vec![0u8; RANGE];

@@ -15,6 +15,9 @@
 //! `read_exact_at`). The first ranges pass of a reader is reported apart from the median of
 //! the following ones. Timings are never asserted.
 
+#[path = "common/reads.rs"]
+mod reads_common;
+use reads_common::{offsets, read_all};
 use recfiles::prelude::*;
 use recfiles::{FileReader, ReadVerification};
 use std::fs::File;
@@ -47,37 +50,6 @@ impl Read for Gen {
         self.pos += n as u64;
         Ok(n)
     }
-}
-
-fn read_all(r: &mut impl Read, digest: bool) -> Res<(u64, Option<blake3::Hash>)> {
-    let mut buf = vec![0u8; MIB as usize];
-    let mut total = 0u64;
-    let mut h = digest.then(blake3::Hasher::new);
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if let Some(h) = h.as_mut() {
-            h.update(&buf[..n]);
-        }
-        std::hint::black_box(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, h.map(|h| h.finalize())))
-}
-
-fn offsets(size: u64, n: usize) -> Vec<u64> {
-    let span = size.saturating_sub(RANGE as u64).max(1);
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % span
-        })
-        .collect()
 }
 
 fn rf_ranges(r: &mut FileReader, offs: &[u64]) -> Res<Duration> {
@@ -144,7 +116,7 @@ fn main() -> Res<()> {
     prepare(&fs_path, &store_path, size, chunk)?;
 
     let mib = size as f64 / MIB as f64;
-    let offs = offsets(size, 1_000);
+    let offs = offsets(size, RANGE, 1_000);
     println!(
         "reads of a {} MiB file, {reps} reps, {} ranges of 64 KiB",
         size / MIB,
