@@ -90,16 +90,17 @@ pub(crate) fn stage(
     };
     let mut src = ChunkSource::new(reader, limits, cfg.chunk_size);
     let per_batch = (cfg.staging_batch_bytes / cfg.chunk_size).max(1);
-    // Three threads share the work: this one reads a batch of chunks, then writes it in one
+    // Four threads share the work: this one reads a batch of chunks, then writes it in one
     // short transaction (the stream is never read while the writer is held: a slow client must
     // not block other writers); meanwhile an addresser hashes chunks for their addresses and a
     // digester computes the whole-file digest (blake3, and md5 when on). A chunk's address is
     // computed once, by whichever of the addresser and this thread gets to it first: this
     // thread never waits for the addresser to catch up, and the addresser skips what is done.
     // On two cores the hashing runs beside the writing for a new upload, and all of it in
-    // parallel for content already stored (nothing to write). A chunk's buffer is reused once
-    // the hashers have let go of it. The channels are bounded by a batch and only this thread
-    // sends, so nothing waits in a cycle.
+    // parallel for content already stored (nothing to write). A fourth thread asks the kernel
+    // to start writing each batch back. A chunk's buffer is reused once the hashers have let go
+    // of it. The channels are bounded by a batch and only this thread sends, so nothing waits
+    // in a cycle.
     struct Pending {
         bytes: Vec<u8>,
         address: OnceLock<Hash>,
