@@ -179,7 +179,9 @@ impl FileReader {
             }
             return Err(self.damaged(start, "chunk bytes do not match their hash"));
         }
-        if let (Some(w), Some(loc)) = (&watch, located) {
+        if let (Some(w), Some(loc), Some(d)) = (&watch, located, &self.direct)
+            && d.confirms(loc, bytes.value())
+        {
             w.learn(hash, loc);
         }
         drop(watch);

@@ -175,6 +175,31 @@ impl Direct {
         Ok(DirectRead::Done(n))
     }
 
+    /// Whether the storage at `loc` starts and ends with the same bytes as `bytes` (the chunk as
+    /// redb returned it). Checked before a place is learned: the place comes from matching
+    /// buffer addresses, and a wrong one would serve wrong bytes unchecked, so two small reads
+    /// confirm it first.
+    pub(crate) fn confirms(&self, loc: Loc, bytes: &[u8]) -> bool {
+        const PROBE: usize = 64;
+        if loc.len != bytes.len() as u64 {
+            return false;
+        }
+        let n = PROBE.min(bytes.len());
+        let tail = bytes.len() - n;
+        let mut buf = [0u8; PROBE];
+        let closed = self.closed.read();
+        if *closed || self.failed.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut same_at = |at: usize| {
+            self.backend
+                .read(loc.offset + at as u64, &mut buf[..n])
+                .is_ok()
+                && buf[..n] == bytes[at..at + n]
+        };
+        same_at(0) && same_at(tail)
+    }
+
     /// Starts watching the backend reads this thread makes, to learn where a chunk about to be
     /// loaded through redb lies. Dropping the watch stops it.
     pub(crate) fn watch(&self) -> Watch<'_> {
@@ -468,5 +493,38 @@ mod tests {
         );
         tap.close().unwrap();
         assert_eq!(d.read(&h(1), 0, &mut out).unwrap(), DirectRead::Unknown);
+    }
+
+    #[test]
+    fn a_place_is_confirmed_only_where_the_storage_holds_the_same_bytes() {
+        let (d, tap) = Direct::new(redb::backends::InMemoryBackend::new());
+        tap.set_len(4096).unwrap();
+        let chunk: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+        tap.write(1000, &chunk).unwrap();
+        let at = |offset| Loc { offset, len: 300 };
+        assert!(d.confirms(at(1000), &chunk));
+        assert!(!d.confirms(at(1001), &chunk), "shifted by one byte");
+        assert!(
+            !d.confirms(
+                Loc {
+                    offset: 1000,
+                    len: 299
+                },
+                &chunk
+            ),
+            "wrong length"
+        );
+        let mut tail_differs = chunk.clone();
+        tail_differs[299] ^= 1;
+        assert!(!d.confirms(at(1000), &tail_differs));
+        let short = &chunk[..20];
+        tap.write(2000, short).unwrap();
+        assert!(d.confirms(
+            Loc {
+                offset: 2000,
+                len: 20
+            },
+            short
+        ));
     }
 }
