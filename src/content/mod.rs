@@ -1,9 +1,10 @@
 //! Content: how are a file's bytes stored, deduplicated, read back and verified?
 //!
 //! A file is a list of chunks, each known by its blake3 hash and stored once however many
-//! files contain it (under a time-ordered id, found through `chunk_index`); a file that fits in one chunk is stored inline instead, as one
-//! `file_bytes` row keyed by its id (one row rather than a chunk, its count and a chunk list).
-//! Files are deduplicated whole by the blake3 of their content. Small content
+//! files contain it (under a time-ordered id, found through `chunk_index`); a file that fits
+//! in one chunk is stored inline instead, as one `file_bytes` row keyed by its id (one row
+//! rather than a chunk, its count and a chunk list). Files are deduplicated whole by the
+//! blake3 of their content. Small content
 //! is written inside the caller's transaction; large content is *staged* in short transactions
 //! of its own and adopted by the transaction that creates the object version (see
 //! the `staging` module). Readers check chunks against their hash as the store's
@@ -124,8 +125,20 @@ impl FileInstance {
     }
 }
 
+/// `blake3:<hex>` of a digest. Listings make one per file, so it is written into one buffer
+/// and copied into a string of the right size.
 pub(crate) fn blake3_text(h: &Hash) -> String {
-    format!("blake3:{}", hex(h))
+    const PREFIX: &[u8] = b"blake3:";
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; PREFIX.len() + 64];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    for (pair, b) in buf[PREFIX.len()..].chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    std::str::from_utf8(&buf)
+        .expect("the prefix and hex digits are ASCII")
+        .to_owned()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -342,4 +355,16 @@ pub(crate) fn register_file(
     put_file_row(t, id, &row)?;
     t.files_by_hash.insert(&blake3, id.raw())?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{blake3_text, hex};
+
+    #[test]
+    fn blake3_text_is_the_prefixed_hex_digest() {
+        for h in [[0u8; 32], [0xff; 32], *blake3::hash(b"recfiles").as_bytes()] {
+            assert_eq!(blake3_text(&h), format!("blake3:{}", hex(&h)));
+        }
+    }
 }

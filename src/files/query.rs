@@ -46,7 +46,7 @@ fn build_version(
     mimetype: String,
 ) -> Result<ObjectVersion> {
     let (size, checksum) = match (row.file, row.content) {
-        (Some(_), Some(c)) => (Some(c.size), Some(checksum_text(&c.blake3))),
+        (Some(_), Some(c)) => (Some(c.size), Some(crate::content::blake3_text(&c.blake3))),
         (None, _) => (None, None),
         (Some(f), None) => {
             return Err(Error::corrupt(format!(
@@ -68,22 +68,6 @@ fn build_version(
         created: row.created,
         updated: row.updated,
     })
-}
-
-/// `blake3:<hex>` of a digest, written into one buffer and copied into a string of the right
-/// size (the same text as `content::blake3_text`, which formats it in two steps).
-fn checksum_text(h: &[u8; 32]) -> String {
-    const PREFIX: &[u8] = b"blake3:";
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; PREFIX.len() + 64];
-    buf[..PREFIX.len()].copy_from_slice(PREFIX);
-    for (pair, b) in buf[PREFIX.len()..].chunks_exact_mut(2).zip(h) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
-    }
-    std::str::from_utf8(&buf)
-        .expect("the prefix and hex digits are ASCII")
-        .to_owned()
 }
 
 pub(crate) fn head_version<V: View>(
@@ -457,18 +441,6 @@ impl ReadTx {
         match obj.file_id {
             Some(f) => self.open_file(f),
             None => Err(Error::VersionNotFound { version }),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::checksum_text;
-
-    #[test]
-    fn checksum_text_is_blake3_text() {
-        for h in [[0u8; 32], [0xff; 32], *blake3::hash(b"recfiles").as_bytes()] {
-            assert_eq!(checksum_text(&h), crate::content::blake3_text(&h));
         }
     }
 }
