@@ -47,33 +47,8 @@ pub(crate) struct FileContent {
     pub size: u64,
     /// Stored as a byte string (length, then the 32 bytes), which decodes in one copy rather
     /// than as 32 separate elements.
-    #[serde(with = "digest_bytes")]
+    #[serde(with = "crate::storage::codec::digest_bytes")]
     pub blake3: [u8; 32],
-}
-
-/// Serde helpers writing a 32-byte digest as a byte string.
-mod digest_bytes {
-    use serde::de::{Error, Visitor};
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-
-    pub(super) fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(d)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        struct Digest;
-        impl Visitor<'_> for Digest {
-            type Value = [u8; 32];
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a 32-byte digest")
-            }
-            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<[u8; 32], E> {
-                v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
-            }
-        }
-        d.deserialize_bytes(Digest)
-    }
 }
 
 impl FileContent {

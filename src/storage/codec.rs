@@ -100,6 +100,32 @@ pub(crate) mod opt_bytes {
     }
 }
 
+/// Serde adapter for a 32-byte digest written as a byte string (its length, then the bytes):
+/// it decodes in one copy rather than as 32 separate elements.
+pub(crate) mod digest_bytes {
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub(crate) fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(d)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        struct Digest;
+        impl Visitor<'_> for Digest {
+            type Value = [u8; 32];
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 32-byte digest")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<[u8; 32], E> {
+                v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(Digest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{dec, enc};
