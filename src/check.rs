@@ -250,18 +250,20 @@ impl Store {
             }
             index.insert(h, (id, refs));
         }
+        // Each stored chunk's length, reading every chunk once.
+        let mut stored: HashMap<u128, u64> = HashMap::new();
+        for e in t.chunks.iter()? {
+            let (k, v) = e?;
+            stored.insert(k.value(), v.value().len() as u64);
+        }
         let mut layout: HashMap<u128, u64> = HashMap::new();
         for e in t.file_chunks.iter()? {
             let (k, v) = e?;
             let (f, off) = k.value();
             let h = v.value();
             *chunk_refs.entry(h).or_default() += 1;
-            let stored = match index.get(&h) {
-                Some((id, _)) => t.chunks.get(*id)?,
-                None => None,
-            };
-            let len = match stored {
-                Some(c) => c.value().len() as u64,
+            let len = match index.get(&h).and_then(|(id, _)| stored.get(id)) {
+                Some(len) => *len,
                 None => {
                     p.push(format!("file {f:x} names missing chunk {}", hex(&h)));
                     0
@@ -321,16 +323,15 @@ impl Store {
                     hex(h)
                 ));
             }
-            if t.chunks.get(*id)?.is_none() {
+            if !stored.contains_key(id) {
                 p.push(format!("chunk {} has a count but no bytes", hex(h)));
             }
         }
         for h in chunk_refs.keys() {
             p.push(format!("chunk {} is referenced but not counted", hex(h)));
         }
-        for e in t.chunks.iter()? {
-            let id = e?.0.value();
-            if !ids.contains_key(&id) {
+        for id in stored.keys() {
+            if !ids.contains_key(id) {
                 p.push(format!("chunk {id:x} is stored but not indexed"));
             }
         }
