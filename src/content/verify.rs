@@ -17,48 +17,43 @@ pub struct FixityReport {
     pub damaged: Vec<FileId>,
 }
 
-/// Re-hashes every chunk of a file (or its inline bytes) and the whole content. `Ok(true)` when everything matches.
+/// Re-hashes every chunk of a file (or its inline bytes) and the whole content. `Ok(true)`
+/// when everything matches.
 fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
     let mut digests = Digests::new(row.md5.is_some());
+    let mut length = 0u64;
+    let mut chunks = v
+        .file_chunks()
+        .range((id.raw(), 0)..=(id.raw(), u64::MAX))?;
     if let Some(bytes) = v.file_bytes().get(id.raw())? {
         // Inline content: no chunk rows may exist beside it.
-        let bytes = bytes.value();
-        if bytes.len() as u64 != row.size
-            || v.file_chunks()
-                .range((id.raw(), 0)..=(id.raw(), u64::MAX))?
-                .next()
-                .is_some()
-        {
+        if chunks.next().is_some() {
             return Ok(false);
         }
-        digests.update(bytes);
-        let (b3, md5) = digests.finish();
-        return Ok(b3 == row.blake3 && (row.md5.is_none() || md5 == row.md5));
+        digests.update(bytes.value());
+        length = bytes.value().len() as u64;
+    } else {
+        for e in chunks {
+            let (k, h) = e?;
+            let (off, hash) = (k.value().1, h.value());
+            if off != length {
+                return Ok(false);
+            }
+            let Some(id) = super::chunk_id(v, &hash)? else {
+                return Ok(false);
+            };
+            let Some(bytes) = v.chunks().get(id)? else {
+                return Ok(false);
+            };
+            let bytes = bytes.value();
+            if blake3::hash(bytes).as_bytes() != &hash {
+                return Ok(false);
+            }
+            digests.update(bytes);
+            length += bytes.len() as u64;
+        }
     }
-    let mut expected_offset = 0u64;
-    for e in v
-        .file_chunks()
-        .range((id.raw(), 0)..=(id.raw(), u64::MAX))?
-    {
-        let (k, h) = e?;
-        let (off, hash) = (k.value().1, h.value());
-        if off != expected_offset {
-            return Ok(false);
-        }
-        let Some(id) = super::chunk_id(v, &hash)? else {
-            return Ok(false);
-        };
-        let Some(bytes) = v.chunks().get(id)? else {
-            return Ok(false);
-        };
-        let bytes = bytes.value();
-        if blake3::hash(bytes).as_bytes() != &hash {
-            return Ok(false);
-        }
-        digests.update(bytes);
-        expected_offset += bytes.len() as u64;
-    }
-    if expected_offset != row.size {
+    if length != row.size {
         return Ok(false);
     }
     let (b3, md5) = digests.finish();
