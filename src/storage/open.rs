@@ -41,9 +41,8 @@ pub enum ReadVerification {
     /// after reopening, after the engine wrote over its place (when it moves or frees the
     /// chunk's page), after fixity found any damaged file (everything is forgotten), or when
     /// the set is full (it holds 16,384 chunks, about 1.6 MB; an arbitrary one makes room for
-    /// each new one). A
-    /// chunk the engine serves from its cache rather than the file (just written, say) is
-    /// hashed on every load until it is loaded from the file.
+    /// each new one). A chunk the engine serves from its cache rather than the file (just
+    /// written, say) is hashed on every load until it is loaded from the file.
     ///
     /// So damage that is in the file when an open store first reads a chunk is always caught;
     /// damage to bytes already checked, arising while the store stays open, is not caught by
@@ -279,7 +278,7 @@ pub(crate) struct Inner {
     // that needs the database to itself (exclusive, never waited for).
     db: parking_lot::RwLock<redb::Database>,
     pub(crate) cfg: Config,
-    /// A read-only handle on the store file (stores opened from a path), used to hint the
+    /// A second handle on the store file (stores opened from a path), used only to hint the
     /// kernel to start writing back while a large upload is still streaming.
     writeback: Option<std::fs::File>,
 }
