@@ -319,8 +319,10 @@ pub(crate) enum Written<'a> {
 }
 
 /// Registers freshly written content as a file, or finds the identical file already stored
-/// (then chunk references are given back and inline bytes are not written). Returns the file
-/// id; the caller then takes its own reference with [`retain_file`].
+/// (then chunk references are given back and inline bytes are not written). Either way the
+/// caller's reference is taken: a new file is stored once, with a count of one, rather than
+/// stored and then read back and rewritten to count the reference. Returns the file id and its
+/// row as stored.
 pub(crate) fn register_file(
     t: &mut WTables<'_>,
     size: u64,
@@ -329,7 +331,7 @@ pub(crate) fn register_file(
     content: Written<'_>,
     storage_class: &str,
     now: Timestamp,
-) -> Result<FileId> {
+) -> Result<(FileId, FileRow)> {
     let (blake3, md5) = digest;
     if let Some(existing) = find_duplicate(t, &blake3, size, md5)? {
         if let Written::Chunks(chunks) = content {
@@ -338,7 +340,7 @@ pub(crate) fn register_file(
                 release_chunk(t, h)?;
             }
         }
-        return Ok(existing);
+        return Ok((existing, retain_file(t, existing, now)?));
     }
     let id = FileId::new();
     match content {
@@ -351,10 +353,11 @@ pub(crate) fn register_file(
             t.file_bytes.insert(id.raw(), bytes)?;
         }
     }
-    let row = FileRow::new(size, (blake3, md5), chunk_size, storage_class, now);
+    let mut row = FileRow::new(size, (blake3, md5), chunk_size, storage_class, now);
+    row.refcount = 1;
     put_file_row(t, id, &row)?;
     t.files_by_hash.insert(&blake3, id.raw())?;
-    Ok(id)
+    Ok((id, row))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Turning a byte stream into chunks, with size limits enforced while reading.
 
-use super::{Digests, Hash, Written, register_file, store_chunk};
+use super::{Digests, FileRow, Hash, Written, register_file, store_chunk};
 use crate::error::{Error, Result, SizeLimit};
 use crate::ids::{BucketId, FileId, Timestamp};
 use crate::storage::WTables;
@@ -139,7 +139,7 @@ impl Read for Clamped<'_> {
 
 /// Writes a whole stream inside the current transaction and registers it as a file (or finds
 /// the identical file already stored). Content that fits in one chunk is stored inline; longer
-/// content as chunks. The caller takes its reference with `retain_file`.
+/// content as chunks. The returned row counts the caller's reference (see [`register_file`]).
 pub(crate) fn write_stream(
     t: &mut WTables<'_>,
     chunk_size: usize,
@@ -148,7 +148,7 @@ pub(crate) fn write_stream(
     limits: StreamLimits,
     storage_class: &str,
     now: Timestamp,
-) -> Result<(FileId, u64)> {
+) -> Result<(FileId, FileRow)> {
     let mut src = ChunkSource::new(reader, limits, chunk_size);
     let mut digests = Digests::new(with_md5);
     let mut chunks: Vec<(u64, Hash)> = Vec::new();
@@ -177,7 +177,7 @@ pub(crate) fn write_stream(
     } else {
         Written::Chunks(&chunks)
     };
-    let id = register_file(
+    register_file(
         t,
         size,
         digests.finish(),
@@ -185,8 +185,7 @@ pub(crate) fn write_stream(
         content,
         storage_class,
         now,
-    )?;
-    Ok((id, size))
+    )
 }
 
 fn store_piece(

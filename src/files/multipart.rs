@@ -331,7 +331,10 @@ impl Store {
             tx.t.parts.retain_in((u, 0)..=(u, u32::MAX), |_, _| false)?;
             tx.t.multipart.remove(u)?;
             tx.add_bucket_size(bucket, -i128::from(mp.size))?;
-            tx.append_version(bucket, &mp.key, Some(file), None)
+            {
+            let file = tx.retain(Some(file))?;
+            tx.append_version(bucket, &mp.key, file, None)
+        }
         })
     }
 

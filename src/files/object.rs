@@ -4,7 +4,7 @@ use super::query::version_by_id;
 use super::rows::*;
 use super::{Bucket, FilesQuery, ObjectVersion, validate_key, validate_tag};
 use crate::content::write::Cap;
-use crate::content::{StreamLimits, get_file_row, release_file, retain_file, write_stream};
+use crate::content::{FileRow, StreamLimits, get_file_row, release_file, retain_file, write_stream};
 use crate::error::{Error, Result, shorten};
 use crate::ids::{BucketId, FileId, VersionId};
 use crate::storage::{WriteTx, enc};
@@ -76,12 +76,8 @@ fn strip_algo<'a>(s: &'a str, algo: &str) -> &'a str {
 }
 
 impl WriteTx<'_> {
-    /// Checks caller-declared checksums against a stored file.
-    pub(crate) fn verify_declared(&self, file: FileId, opts: &PutOptions) -> Result<()> {
-        if opts.md5.is_none() && opts.blake3.is_none() {
-            return Ok(());
-        }
-        let row = get_file_row(&self.t, file)?.ok_or(Error::FileNotFound { file })?;
+    /// Checks caller-declared checksums against a stored file's row.
+    pub(crate) fn verify_declared(&self, row: &FileRow, opts: &PutOptions) -> Result<()> {
         if let Some(want) = &opts.md5 {
             let have = row.md5.map(|m| crate::content::hex(&m)).unwrap_or_default();
             if !strip_algo(want, "md5").eq_ignore_ascii_case(&have) {
@@ -112,15 +108,27 @@ impl WriteTx<'_> {
         self.put_bucket_row(bucket.raw(), &row)
     }
 
-    /// Appends a new version as the head of (bucket, key), demoting the previous head. With a
-    /// file, the version takes a reference to it and the bucket grows by its size.
+    /// Takes a reference to `file` for a version about to point at it, returning the file with
+    /// its row as stored.
+    pub(crate) fn retain(&mut self, file: Option<FileId>) -> Result<Option<(FileId, FileRow)>> {
+        match file {
+            Some(f) => Ok(Some((f, retain_file(&mut self.t, f, self.now)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Appends a new version as the head of (bucket, key), demoting the previous head. A file
+    /// comes with the reference the version holds already taken ([`Self::retain`]); the bucket
+    /// grows by its size.
     pub(crate) fn append_version(
         &mut self,
         bucket: BucketId,
         key: &str,
-        file: Option<FileId>,
+        retained: Option<(FileId, FileRow)>,
         mimetype: Option<String>,
     ) -> Result<ObjectVersion> {
+        let file = retained.as_ref().map(|(f, _)| *f);
+        let retained = retained.map(|(_, row)| row);
         let b = bucket.raw();
         let seq = match self
             .t
@@ -132,10 +140,6 @@ impl WriteTx<'_> {
             None => 0,
         };
         let vid = VersionId::new();
-        let retained = match file {
-            Some(f) => Some(retain_file(&mut self.t, f, self.now)?),
-            None => None,
-        };
         let row = ObjectRow {
             version_id: vid.raw(),
             file: file.map(|f| f.raw()),
@@ -181,10 +185,10 @@ impl WriteTx<'_> {
         bucket: BucketId,
         reader: &mut dyn Read,
         opts: &PutOptions,
-    ) -> Result<FileId> {
+    ) -> Result<(FileId, FileRow)> {
         let row = self.writable_bucket(bucket)?;
         let limits = limits_for(&row, opts.size)?;
-        let (file, _) = write_stream(
+        let (file, file_row) = write_stream(
             &mut self.t,
             self.cfg.chunk_size,
             self.cfg.md5 || opts.md5.is_some(),
@@ -193,8 +197,8 @@ impl WriteTx<'_> {
             &row.storage_class,
             self.now,
         )?;
-        self.verify_declared(file, opts)?;
-        Ok(file)
+        self.verify_declared(&file_row, opts)?;
+        Ok((file, file_row))
     }
 
     /// Stores `reader`'s bytes as the new head of `key` inside this transaction. The content
@@ -235,8 +239,8 @@ impl WriteTx<'_> {
             return Err(Error::FileAlreadySet { version });
         }
         let bucket = BucketId::from_raw(loc.bucket);
-        let file = self.store_stream(bucket, &mut reader, opts)?;
-        self.attach_file(version, &loc, obj, file)
+        let (file, row) = self.store_stream(bucket, &mut reader, opts)?;
+        self.attach_file(version, &loc, obj, file, row)
     }
 
     /// Points a version that has no content at an existing file (`FileAlreadySet` otherwise).
@@ -254,7 +258,8 @@ impl WriteTx<'_> {
             .size;
         let limits = limits_for(&row, None)?;
         limits.check_running(size)?;
-        self.attach_file(version, &loc, obj, file)
+        let row = retain_file(&mut self.t, file, self.now)?;
+        self.attach_file(version, &loc, obj, file, row)
     }
 
     fn attach_file(
@@ -263,8 +268,8 @@ impl WriteTx<'_> {
         loc: &VersionLoc,
         mut obj: ObjectRow,
         file: FileId,
+        fr: FileRow,
     ) -> Result<ObjectVersion> {
-        let fr = retain_file(&mut self.t, file, self.now)?;
         obj.file = Some(file.raw());
         obj.content = Some(FileContent::of(&fr));
         obj.updated = self.now;
@@ -382,7 +387,8 @@ impl WriteTx<'_> {
                 })?;
             object_row(&self.t, loc.bucket, &loc.key, loc.seq)?.and_then(|r| r.mimetype)
         };
-        let new = self.append_version(dest, key, obj.file_id, explicit)?;
+        let file = self.retain(obj.file_id)?;
+        let new = self.append_version(dest, key, file, explicit)?;
         for (k, v) in self.object_tags(obj.version_id)? {
             self.t
                 .object_tags

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::content::staging::{adopt, stage};
 use crate::content::write::Clamped;
-use crate::content::{FileInstance, FileReader};
+use crate::content::{FileInstance, FileReader, retain_file};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, FileId, VersionId};
 use crate::storage::Store;
@@ -96,8 +96,9 @@ impl Store {
             let row = tx.writable_bucket(bucket)?;
             limits_for(&row, None)?.check_running(staged.size)?;
             let file = adopt(tx, &staged, &row.storage_class)?;
-            tx.verify_declared(file, opts)?;
-            tx.append_version(bucket, key, Some(file), opts.mimetype.clone())
+            let row = retain_file(&mut tx.t, file, tx.now)?;
+            tx.verify_declared(&row, opts)?;
+            tx.append_version(bucket, key, Some((file, row)), opts.mimetype.clone())
         })?;
         staged.committed();
         Ok(out)

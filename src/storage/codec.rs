@@ -8,10 +8,29 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// A bincode writer into a `Vec` that starts with room for a typical row, so encoding a row
+/// costs one allocation instead of a growth step per power of two (bincode's own serde
+/// `encode_to_vec` starts from an empty `Vec`).
+struct RowWriter(Vec<u8>);
+
+impl bincode::enc::write::Writer for RowWriter {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Room reserved up front for an encoded row; most rows (ids, sizes, timestamps, a short
+/// string) fit, and a larger one grows as usual.
+const ROW_CAPACITY: usize = 256;
+
 /// Encodes a row.
 pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(v, config())
-        .map_err(|e| Error::corrupt(format!("cannot encode row: {e}")))
+    let mut w = RowWriter(Vec::with_capacity(ROW_CAPACITY));
+    bincode::serde::encode_into_writer(v, &mut w, config())
+        .map_err(|e| Error::corrupt(format!("cannot encode row: {e}")))?;
+    Ok(w.0)
 }
 
 /// Decodes a row; a row that does not decode is reported as corruption of `what`.
