@@ -76,6 +76,26 @@ fn create_record_makes_a_bucket_named_in_the_body_and_linked() {
 }
 
 #[test]
+fn removing_a_records_bucket_unlinks_it_from_the_record() {
+    let store = store();
+    let mut r = store.create_record(json!({"title": "t"})).unwrap();
+    let bucket = r.bucket_id().unwrap();
+    store.write(|tx| tx.remove_bucket(bucket)).unwrap();
+    assert_eq!(store.record_bucket(r.id()).unwrap(), None);
+    assert!(store.bucket(bucket).unwrap().is_none());
+    let err = store.update_files(&mut r, |f| f.len()).unwrap_err();
+    assert!(
+        matches!(err, Error::NoBucket { record } if record == r.id()),
+        "{err}"
+    );
+    // The record itself lives on, unchanged, and the store is consistent.
+    let back = store.record(r.id()).unwrap().unwrap();
+    assert_eq!(back.get("title"), Some(&json!("t")));
+    assert_eq!(back.revision_id(), r.revision_id());
+    assert_consistent(&store);
+}
+
+#[test]
 fn create_record_without_bucket_has_no_files_view() {
     let store = store();
     let mut r = store

@@ -80,15 +80,17 @@ impl WriteTx<'_> {
 
     /// Creates a bucket.
     pub fn create_bucket(&mut self, opts: &BucketOptions) -> Result<Bucket> {
-        self.create_bucket_with_id(BucketId::new(), opts)
+        self.create_bucket_with_id(BucketId::new(), opts, None)
     }
 
     /// Creates a bucket with a caller-chosen id (a record names its bucket in its body before
-    /// the bucket exists, so the body can be validated before anything is written).
+    /// the bucket exists, so the body can be validated before anything is written), belonging to
+    /// `record` if given.
     pub(crate) fn create_bucket_with_id(
         &mut self,
         id: BucketId,
         opts: &BucketOptions,
+        record: Option<u128>,
     ) -> Result<Bucket> {
         let location = match &opts.location {
             Some(name) => self
@@ -118,6 +120,7 @@ impl WriteTx<'_> {
             deleted: false,
             created: self.now,
             updated: self.now,
+            record,
         };
         self.put_bucket_row(id.raw(), &row)?;
         Ok(to_bucket(id.raw(), row))
@@ -245,8 +248,8 @@ impl WriteTx<'_> {
             }
         }
         self.t.buckets.remove(raw)?;
-        if let Some(record) = self.t.bucket_records.remove(raw)?.map(|g| g.value()) {
-            self.t.record_buckets.remove(record)?;
+        if let Some(record) = row.record {
+            self.unlink_record_bucket(record)?;
         }
         Ok(())
     }

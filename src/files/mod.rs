@@ -13,7 +13,7 @@ mod multipart;
 mod object;
 mod put;
 mod query;
-mod rows;
+pub(crate) mod rows;
 
 pub use bucket::{BucketOptions, SyncChange};
 pub use mimetype::guess_mimetype;

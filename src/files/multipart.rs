@@ -332,9 +332,9 @@ impl Store {
             tx.t.multipart.remove(u)?;
             tx.add_bucket_size(bucket, -i128::from(mp.size))?;
             {
-            let file = tx.retain(Some(file))?;
-            tx.append_version(bucket, &mp.key, file, None)
-        }
+                let file = tx.retain(Some(file))?;
+                tx.append_version(bucket, &mp.key, file, None)
+            }
         })
     }
 

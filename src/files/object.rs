@@ -4,7 +4,9 @@ use super::query::version_by_id;
 use super::rows::*;
 use super::{Bucket, FilesQuery, ObjectVersion, validate_key, validate_tag};
 use crate::content::write::Cap;
-use crate::content::{FileRow, StreamLimits, get_file_row, release_file, retain_file, write_stream};
+use crate::content::{
+    FileRow, StreamLimits, get_file_row, release_file, retain_file, write_stream,
+};
 use crate::error::{Error, Result, shorten};
 use crate::ids::{BucketId, FileId, VersionId};
 use crate::storage::{WriteTx, enc};

@@ -26,6 +26,8 @@ pub(crate) struct BucketRow {
     pub deleted: bool,
     pub created: Timestamp,
     pub updated: Timestamp,
+    /// The record this bucket belongs to, if any (the reverse of the record row's `bucket`).
+    pub record: Option<u128>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

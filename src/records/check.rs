@@ -3,6 +3,7 @@
 use super::pid::PidRow;
 use super::{RecordRow, RevisionRow};
 use crate::error::Result;
+use crate::files::rows::BucketRow;
 use crate::storage::{RTables, dec};
 use redb::ReadableTable;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,38 +48,31 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
         p.push(format!("revisions of missing record {id:x}"));
     }
 
-    let mut forward: BTreeMap<u128, u128> = BTreeMap::new();
-    for e in t.record_buckets.iter()? {
-        let (k, v) = e?;
-        forward.insert(k.value(), v.value());
-        if !records.contains_key(&k.value()) {
-            p.push(format!("bucket link of missing record {:x}", k.value()));
-        }
-        if t.buckets.get(v.value())?.is_none() {
-            p.push(format!(
-                "record {:x} links missing bucket {:x}",
-                k.value(),
-                v.value()
-            ));
-        }
-    }
-    let mut backward = 0usize;
-    for e in t.bucket_records.iter()? {
-        let (k, v) = e?;
-        backward += 1;
-        if forward.get(&v.value()) != Some(&k.value()) {
-            p.push(format!(
-                "bucket {:x} names record {:x}, which does not link it back",
-                k.value(),
-                v.value()
-            ));
+    // Links between records and buckets: each side names the other.
+    for (id, row) in &records {
+        let Some(bucket) = row.bucket else { continue };
+        match t.buckets.get(bucket)? {
+            None => p.push(format!("record {id:x} links missing bucket {bucket:x}")),
+            Some(g) => {
+                let b: BucketRow = dec(g.value(), "buckets")?;
+                if b.record != Some(*id) {
+                    p.push(format!(
+                        "record {id:x} links bucket {bucket:x}, which does not name it back"
+                    ));
+                }
+            }
         }
     }
-    if backward != forward.len() {
-        p.push(format!(
-            "{} record→bucket links but {backward} bucket→record links",
-            forward.len()
-        ));
+    for e in t.buckets.iter()? {
+        let (k, v) = e?;
+        let b: BucketRow = dec(v.value(), "buckets")?;
+        let Some(record) = b.record else { continue };
+        if records.get(&record).and_then(|r| r.bucket) != Some(k.value()) {
+            p.push(format!(
+                "bucket {:x} names record {record:x}, which does not link it back",
+                k.value()
+            ));
+        }
     }
 
     let mut pids: BTreeSet<(u128, String, String)> = BTreeSet::new();
@@ -145,11 +139,28 @@ mod tests {
         let bucket = r.bucket_id().unwrap();
         store
             .write(|tx| {
-                tx.t.bucket_records.remove(bucket.raw())?;
+                let mut row = tx.any_bucket(bucket)?;
+                row.record = None;
+                tx.put_bucket_row(bucket.raw(), &row)?;
                 Ok(())
             })
             .unwrap();
-        assert!(!problems(&store).is_empty());
+        let p = problems(&store);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("does not name it back"), "{p:?}");
+    }
+
+    #[test]
+    fn a_bucket_naming_a_record_that_does_not_link_it_is_reported() {
+        let store = Store::in_memory().unwrap();
+        let r = store.create_record(json!({})).unwrap();
+        assert!(problems(&store).is_empty());
+        store
+            .write(|tx| tx.unlink_record_bucket(r.id().raw()))
+            .unwrap();
+        let p = problems(&store);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("does not link it back"), "{p:?}");
     }
 
     #[test]

@@ -44,11 +44,10 @@ impl WriteTx<'_> {
         validate_body(self, &body)?;
         let json = body_to_json(&body)?;
         if let Some((bucket_id, bucket_opts)) = bucket {
-            self.create_bucket_with_id(bucket_id, bucket_opts)?;
-            self.t.record_buckets.insert(id.raw(), bucket_id.raw())?;
-            self.t.bucket_records.insert(bucket_id.raw(), id.raw())?;
+            self.create_bucket_with_id(bucket_id, bucket_opts, Some(id.raw()))?;
         }
-        self.write_revision(id, 0, self.now, Some(json))?;
+        let bucket = bucket.map(|(b, _)| b.raw());
+        self.write_revision(id, 0, self.now, bucket, Some(json))?;
         Ok(Record {
             id,
             revision_id: 0,
@@ -71,7 +70,7 @@ impl WriteTx<'_> {
         validate_body(self, &record.body)?;
         let json = body_to_json(&record.body)?;
         let rev = row.revision + 1;
-        self.write_revision(record.id, rev, row.created, Some(json))?;
+        self.write_revision(record.id, rev, row.created, row.bucket, Some(json))?;
         record.revision_id = rev;
         record.updated = self.now;
         Ok(())
@@ -86,7 +85,7 @@ impl WriteTx<'_> {
             return Err(Error::RecordDeleted { record: record.id });
         }
         let rev = row.revision + 1;
-        self.write_revision(record.id, rev, row.created, None)?;
+        self.write_revision(record.id, rev, row.created, row.bucket, None)?;
         if let Some(bucket) = linked_bucket(&self.t, record.id)? {
             self.delete_bucket(bucket)?;
         }
@@ -109,7 +108,7 @@ impl WriteTx<'_> {
         validate_body(self, &record.body)?;
         let json = body_to_json(&record.body)?;
         let rev = row.revision + 1;
-        self.write_revision(record.id, rev, row.created, Some(json))?;
+        self.write_revision(record.id, rev, row.created, row.bucket, Some(json))?;
         self.restore_linked_bucket(record.id)?;
         record.revision_id = rev;
         record.updated = self.now;
@@ -128,7 +127,7 @@ impl WriteTx<'_> {
         })?;
         let rev = row.revision + 1;
         let live = old.json.is_some();
-        self.write_revision(id, rev, row.created, old.json)?;
+        self.write_revision(id, rev, row.created, row.bucket, old.json)?;
         match (linked_bucket(&self.t, id)?, live) {
             (Some(_), true) => self.restore_linked_bucket(id)?,
             (Some(bucket), false) => {
@@ -195,6 +194,7 @@ impl WriteTx<'_> {
         id: RecordId,
         rev: u64,
         created: Timestamp,
+        bucket: Option<u128>,
         json: Option<Vec<u8>>,
     ) -> Result<()> {
         let revision = RevisionRow {
@@ -209,10 +209,22 @@ impl WriteTx<'_> {
             revision: rev,
             created,
             updated: self.now,
+            bucket,
         };
         self.t
             .records
             .insert(id.raw(), crate::storage::enc(&row)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Forgets a record's link to its bucket (the bucket is being removed).
+    pub(crate) fn unlink_record_bucket(&mut self, record: u128) -> Result<()> {
+        if let Some(mut row) = record_row(&self.t, RecordId::from_raw(record))? {
+            row.bucket = None;
+            self.t
+                .records
+                .insert(record, crate::storage::enc(&row)?.as_slice())?;
+        }
         Ok(())
     }
 
@@ -228,7 +240,7 @@ impl WriteTx<'_> {
 
 /// The bucket linked to a record, if any.
 pub(crate) fn linked_bucket<V: View>(v: &V, id: RecordId) -> Result<Option<BucketId>> {
-    Ok(v.record_buckets()
-        .get(id.raw())?
-        .map(|g| BucketId::from_raw(g.value())))
+    Ok(super::record_row(v, id)?
+        .and_then(|r| r.bucket)
+        .map(BucketId::from_raw))
 }

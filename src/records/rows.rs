@@ -17,6 +17,9 @@ pub(crate) struct RecordRow {
     pub revision: u64,
     pub created: Timestamp,
     pub updated: Timestamp,
+    /// The record's bucket (Invenio's `RecordsBuckets` link); the bucket's row names the record
+    /// back.
+    pub bucket: Option<u128>,
 }
 
 /// One revision of a record.

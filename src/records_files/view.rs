@@ -7,7 +7,6 @@ use super::list::file_objects;
 use crate::error::{Error, Result, shorten};
 use crate::files::{FilesQuery, ObjectVersion, PutOptions};
 use crate::ids::BucketId;
-use crate::records::linked_bucket;
 use crate::records::{FILES_FIELD, Record, record_row};
 use crate::storage::WriteTx;
 use serde_json::{Map, Value};
@@ -42,7 +41,7 @@ impl<'t> WriteTx<'t> {
                 record: record.id(),
             });
         }
-        let bucket = linked_bucket(&self.t, record.id())?.ok_or(Error::NoBucket {
+        let bucket = row.bucket.map(BucketId::from_raw).ok_or(Error::NoBucket {
             record: record.id(),
         })?;
         Ok(RecordFiles {

@@ -23,7 +23,7 @@ use crate::ids::Timestamp;
 /// The on-disk format this build writes and reads (see docs/FORMAT.md). Version 2 stores small
 /// files inline (`file_bytes`) and chunks under time-ordered ids (`chunk_index`); version 1
 /// stores are refused with `Error::FormatTooOld`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The immutable settings of an open store, fixed by its builder.
 #[derive(Debug, Clone)]

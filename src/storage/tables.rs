@@ -121,10 +121,6 @@ tables! {
     record_pids: (u128, &'static str, &'static str) => ();
     /// pid_type → the last value minted for it.
     pid_counters: &'static str => u64;
-    /// Record id → bucket id (Invenio's `RecordsBuckets`).
-    record_buckets: u128 => u128;
-    /// Bucket id → record id (reverse link).
-    bucket_records: u128 => u128;
     /// Schema URL → JSON Schema document (JSON text).
     schemas: &'static str => &'static [u8];
 }
