@@ -4,6 +4,7 @@ use crate::content::staging::{StagingOwner, StagingRow};
 use crate::content::{FileRow, Hash, hex};
 use crate::error::Result;
 use crate::files::{BucketRow, FileContent, MultipartRow, ObjectRow, PartRow, VersionLoc};
+use crate::storage::View;
 use crate::storage::{Store, dec};
 use redb::ReadableTable;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -64,7 +65,7 @@ impl Store {
 
         // Buckets, objects, heads, versions.
         let mut buckets: BTreeMap<u128, BucketRow> = BTreeMap::new();
-        for e in t.buckets.iter()? {
+        for e in t.buckets()?.iter()? {
             let (k, v) = e?;
             buckets.insert(k.value(), dec(v.value(), "buckets")?);
         }
@@ -73,11 +74,11 @@ impl Store {
         let mut latest: BTreeMap<(u128, String), u64> = BTreeMap::new();
         let mut version_ids: BTreeMap<u128, VersionLoc> = BTreeMap::new();
         let mut files: BTreeMap<u128, FileRow> = BTreeMap::new();
-        for e in t.files.iter()? {
+        for e in t.files()?.iter()? {
             let (k, v) = e?;
             files.insert(k.value(), dec(v.value(), "files")?);
         }
-        for e in t.objects.iter()? {
+        for e in t.objects()?.iter()? {
             let (k, v) = e?;
             let (b, key, seq) = k.value();
             let row: ObjectRow = dec(v.value(), "objects")?;
@@ -121,7 +122,7 @@ impl Store {
                 ));
             }
         }
-        for e in t.heads.iter()? {
+        for e in t.heads()?.iter()? {
             let (k, v) = e?;
             let (b, key) = k.value();
             match latest.remove(&(b, key.to_string())) {
@@ -137,7 +138,7 @@ impl Store {
             p.push(format!("{key:?} in {b:x} has versions but no head"));
         }
         let mut indexed = 0usize;
-        for e in t.versions.iter()? {
+        for e in t.versions()?.iter()? {
             let (k, v) = e?;
             indexed += 1;
             let loc: VersionLoc = dec(v.value(), "versions")?;
@@ -151,7 +152,7 @@ impl Store {
                 version_ids.len()
             ));
         }
-        for e in t.object_tags.iter()? {
+        for e in t.object_tags()?.iter()? {
             let (k, _) = e?;
             if !version_ids.contains_key(&k.value().0) {
                 p.push(format!(
@@ -161,7 +162,7 @@ impl Store {
                 ));
             }
         }
-        for e in t.bucket_tags.iter()? {
+        for e in t.bucket_tags()?.iter()? {
             let (k, _) = e?;
             if !buckets.contains_key(&k.value().0) {
                 p.push(format!(
@@ -176,7 +177,7 @@ impl Store {
         let mut chunk_refs: HashMap<Hash, u64> = HashMap::new();
         let mut part_staging: BTreeMap<u128, (u128, u32)> = BTreeMap::new();
         let mut uploads: BTreeSet<u128> = BTreeSet::new();
-        for e in t.multipart.iter()? {
+        for e in t.multipart()?.iter()? {
             let (k, v) = e?;
             let r: MultipartRow = dec(v.value(), "multipart")?;
             uploads.insert(k.value());
@@ -185,7 +186,7 @@ impl Store {
                 p.push(format!("upload {:x} lies in missing bucket", k.value()));
             }
         }
-        for e in t.parts.iter()? {
+        for e in t.parts()?.iter()? {
             let (k, v) = e?;
             let (u, n) = k.value();
             let r: PartRow = dec(v.value(), "parts")?;
@@ -195,7 +196,7 @@ impl Store {
             part_staging.insert(r.staging, (u, n));
         }
         let mut staging_ids = BTreeSet::new();
-        for e in t.staging.iter()? {
+        for e in t.staging()?.iter()? {
             let (k, v) = e?;
             let r: StagingRow = dec(v.value(), "staging")?;
             staging_ids.insert(k.value());
@@ -218,7 +219,7 @@ impl Store {
                 p.push(format!("part {n} of upload {u:x} has no staged content"));
             }
         }
-        for e in t.staged_chunks.iter()? {
+        for e in t.staged_chunks()?.iter()? {
             let (k, v) = e?;
             if !staging_ids.contains(&k.value().0) {
                 p.push(format!("staged chunk of missing staging {:x}", k.value().0));
@@ -228,7 +229,7 @@ impl Store {
 
         // Files and their chunks.
         let mut by_hash: HashMap<Hash, u128> = HashMap::new();
-        for e in t.files_by_hash.iter()? {
+        for e in t.files_by_hash()?.iter()? {
             let (k, v) = e?;
             by_hash.insert(k.value(), v.value());
             match files.get(&v.value()) {
@@ -242,7 +243,7 @@ impl Store {
         // The chunk index: hash → (id, count); every id named once.
         let mut index: HashMap<Hash, (u128, u64)> = HashMap::new();
         let mut ids: HashMap<u128, Hash> = HashMap::new();
-        for e in t.chunk_index.iter()? {
+        for e in t.chunk_index()?.iter()? {
             let (k, v) = e?;
             let (h, (id, refs)) = (k.value(), v.value());
             if ids.insert(id, h).is_some() {
@@ -252,12 +253,12 @@ impl Store {
         }
         // Each stored chunk's length, reading every chunk once.
         let mut stored: HashMap<u128, u64> = HashMap::new();
-        for e in t.chunks.iter()? {
+        for e in t.chunks()?.iter()? {
             let (k, v) = e?;
             stored.insert(k.value(), v.value().len() as u64);
         }
         let mut layout: HashMap<u128, u64> = HashMap::new();
-        for e in t.file_chunks.iter()? {
+        for e in t.file_chunks()?.iter()? {
             let (k, v) = e?;
             let (f, off) = k.value();
             let h = v.value();
@@ -280,7 +281,7 @@ impl Store {
                 p.push(format!("chunk list of missing file {f:x}"));
             }
         }
-        for e in t.file_bytes.iter()? {
+        for e in t.file_bytes()?.iter()? {
             let (k, v) = e?;
             let f = k.value();
             let len = v.value().len() as u64;

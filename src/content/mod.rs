@@ -152,14 +152,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn get_file_row<V: View>(v: &V, id: FileId) -> Result<Option<FileRow>> {
-    match v.files().get(id.raw())? {
+    match v.files()?.get(id.raw())? {
         Some(g) => Ok(Some(dec(g.value(), "files")?)),
         None => Ok(None),
     }
 }
 
 pub(crate) fn put_file_row(t: &mut WTables<'_>, id: FileId, row: &FileRow) -> Result<()> {
-    t.files.insert(id.raw(), enc(row)?.as_slice())?;
+    t.files.write()?.insert(id.raw(), enc(row)?.as_slice())?;
     Ok(())
 }
 
@@ -180,20 +180,25 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
         row.refcount -= 1;
         return put_file_row(t, id, &row);
     }
-    t.files.remove(id.raw())?;
-    if t.files_by_hash.get(&row.blake3)?.map(|g| g.value()) == Some(id.raw()) {
-        t.files_by_hash.remove(&row.blake3)?;
+    t.files.write()?.remove(id.raw())?;
+    if t.files_by_hash.read()?.get(&row.blake3)?.map(|g| g.value()) == Some(id.raw()) {
+        t.files_by_hash.write()?.remove(&row.blake3)?;
     }
     let hashes: Vec<Hash> = {
         let mut out = Vec::new();
-        for e in t.file_chunks.range((id.raw(), 0)..=(id.raw(), u64::MAX))? {
+        for e in t
+            .file_chunks
+            .read()?
+            .range((id.raw(), 0)..=(id.raw(), u64::MAX))?
+        {
             out.push(e?.1.value());
         }
         out
     };
     t.file_chunks
+        .write()?
         .retain_in((id.raw(), 0)..=(id.raw(), u64::MAX), |_, _| false)?;
-    t.file_bytes.remove(id.raw())?;
+    t.file_bytes.write()?.remove(id.raw())?;
     for h in hashes {
         release_chunk(t, &h)?;
     }
@@ -204,32 +209,32 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
 /// Every row that names a chunk (`file_chunks`, `staged_chunks`) takes its reference this way
 /// and gives it back with [`release_chunk`].
 pub(crate) fn store_chunk(t: &mut WTables<'_>, hash: &Hash, bytes: &[u8]) -> Result<()> {
-    let known = t.chunk_index.get(hash)?.map(|g| g.value());
+    let known = t.chunk_index.read()?.get(hash)?.map(|g| g.value());
     match known {
         Some((id, refs)) => {
-            t.chunk_index.insert(hash, (id, refs + 1))?;
+            t.chunk_index.write()?.insert(hash, (id, refs + 1))?;
         }
         None => {
             let id = crate::ids::fresh_v7().as_u128();
-            if t.chunks.insert(id, bytes)?.is_some() {
+            if t.chunks.write()?.insert(id, bytes)?.is_some() {
                 // Ids are unique by construction; never overwrite stored bytes if that fails.
                 return Err(Error::corrupt(format!("chunk id {id:x} is already in use")));
             }
-            t.chunk_index.insert(hash, (id, 1))?;
+            t.chunk_index.write()?.insert(hash, (id, 1))?;
         }
     }
     Ok(())
 }
 
 pub(crate) fn release_chunk(t: &mut WTables<'_>, hash: &Hash) -> Result<()> {
-    let known = t.chunk_index.get(hash)?.map(|g| g.value());
+    let known = t.chunk_index.read()?.get(hash)?.map(|g| g.value());
     match known {
         Some((id, refs)) if refs <= 1 => {
-            t.chunk_index.remove(hash)?;
-            t.chunks.remove(id)?;
+            t.chunk_index.write()?.remove(hash)?;
+            t.chunks.write()?.remove(id)?;
         }
         Some((id, refs)) => {
-            t.chunk_index.insert(hash, (id, refs - 1))?;
+            t.chunk_index.write()?.insert(hash, (id, refs - 1))?;
         }
         None => {}
     }
@@ -238,7 +243,7 @@ pub(crate) fn release_chunk(t: &mut WTables<'_>, hash: &Hash) -> Result<()> {
 
 /// The id under which the chunk with this hash is stored, if it is.
 pub(crate) fn chunk_id<V: View>(v: &V, hash: &Hash) -> Result<Option<u128>> {
-    Ok(v.chunk_index().get(hash)?.map(|g| g.value().0))
+    Ok(v.chunk_index()?.get(hash)?.map(|g| g.value().0))
 }
 
 /// Looks up a file instance.
@@ -292,6 +297,7 @@ pub(crate) fn find_duplicate(
 ) -> Result<Option<FileId>> {
     let existing = t
         .files_by_hash
+        .read()?
         .get(blake3)?
         .map(|g| FileId::from_raw(g.value()));
     let Some(id) = existing else {
@@ -346,17 +352,17 @@ pub(crate) fn register_file(
     match content {
         Written::Chunks(chunks) => {
             for (off, h) in chunks {
-                t.file_chunks.insert((id.raw(), *off), h)?;
+                t.file_chunks.write()?.insert((id.raw(), *off), h)?;
             }
         }
         Written::Inline(bytes) => {
-            t.file_bytes.insert(id.raw(), bytes)?;
+            t.file_bytes.write()?.insert(id.raw(), bytes)?;
         }
     }
     let mut row = FileRow::new(size, (blake3, md5), chunk_size, storage_class, now);
     row.refcount = 1;
     put_file_row(t, id, &row)?;
-    t.files_by_hash.insert(&blake3, id.raw())?;
+    t.files_by_hash.write()?.insert(&blake3, id.raw())?;
     Ok((id, row))
 }
 

@@ -77,7 +77,7 @@ pub(crate) fn stage(
             owner: StagingOwner::Upload,
             size: 0,
         };
-        tx.t.staging.insert(id, enc(&row)?.as_slice())?;
+        tx.t.staging.write()?.insert(id, enc(&row)?.as_slice())?;
         Ok(())
     })?;
     let mut staged = StagedContent {
@@ -167,7 +167,7 @@ pub(crate) fn stage(
                 for chunk in &batch {
                     let address = chunk.address();
                     store_chunk(&mut tx.t, &address, &chunk.bytes)?;
-                    tx.t.staged_chunks.insert((id, offset), &address)?;
+                    tx.t.staged_chunks.write()?.insert((id, offset), &address)?;
                     offset += chunk.bytes.len() as u64;
                 }
                 Ok(())
@@ -207,9 +207,10 @@ pub(crate) fn staged_chunks<T: ReadableTable<(u128, u64), Hash>>(
 
 /// Releases the chunks staged under `id` and removes its rows. Returns whether it existed.
 pub(crate) fn discard(t: &mut WTables<'_>, id: u128) -> Result<bool> {
-    let existed = t.staging.remove(id)?.is_some();
-    let chunks = staged_chunks(&t.staged_chunks, id)?;
+    let existed = t.staging.write()?.remove(id)?.is_some();
+    let chunks = staged_chunks(t.staged_chunks.read()?, id)?;
     t.staged_chunks
+        .write()?
         .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
     for (_, h) in chunks {
         release_chunk(t, &h)?;
@@ -257,16 +258,17 @@ pub(crate) fn adopt_assembled(
     }
     let file = FileId::new();
     for (id, base) in content.sources {
-        for (off, h) in staged_chunks(&t.staged_chunks, *id)? {
-            t.file_chunks.insert((file.raw(), base + off), h)?;
+        for (off, h) in staged_chunks(t.staged_chunks.read()?, *id)? {
+            t.file_chunks.write()?.insert((file.raw(), base + off), h)?;
         }
         t.staged_chunks
+            .write()?
             .retain_in((*id, 0)..=(*id, u64::MAX), |_, _| false)?;
-        t.staging.remove(*id)?;
+        t.staging.write()?.remove(*id)?;
     }
     let row = FileRow::new(content.size, content.digest, content.chunk_size, class, now);
     put_file_row(t, file, &row)?;
-    t.files_by_hash.insert(&blake3, file.raw())?;
+    t.files_by_hash.write()?.insert(&blake3, file.raw())?;
     Ok(file)
 }
 
@@ -282,7 +284,9 @@ pub(crate) fn claim_for_part(
         owner: StagingOwner::Part { upload, part },
         size: staged.size,
     };
-    t.staging.insert(staged.id, enc(&row)?.as_slice())?;
+    t.staging
+        .write()?
+        .insert(staged.id, enc(&row)?.as_slice())?;
     Ok(())
 }
 
@@ -290,12 +294,14 @@ pub(crate) fn claim_for_part(
 /// process left behind. Runs at every open. Returns how many were removed.
 pub fn clear_abandoned_staging(tx: &mut WriteTx<'_>) -> Result<usize> {
     let mut abandoned = Vec::new();
-    for e in tx.t.staging.iter()? {
+    for e in tx.t.staging.read()?.iter()? {
         let (k, v) = e?;
         let row: StagingRow = dec(v.value(), "staging")?;
         let keep = match row.owner {
             StagingOwner::Upload => false,
-            StagingOwner::Part { upload, part } => tx.t.parts.get((upload, part))?.is_some(),
+            StagingOwner::Part { upload, part } => {
+                tx.t.parts.read()?.get((upload, part))?.is_some()
+            }
         };
         if !keep {
             abandoned.push(k.value());
@@ -304,9 +310,9 @@ pub fn clear_abandoned_staging(tx: &mut WriteTx<'_>) -> Result<usize> {
     // Staged chunks whose staging row never committed (the row and the batch are separate
     // transactions) are orphans too.
     let mut orphan_ids = Vec::new();
-    for e in tx.t.staged_chunks.iter()? {
+    for e in tx.t.staged_chunks.read()?.iter()? {
         let id = e?.0.value().0;
-        if orphan_ids.last() != Some(&id) && tx.t.staging.get(id)?.is_none() {
+        if orphan_ids.last() != Some(&id) && tx.t.staging.read()?.get(id)?.is_none() {
             orphan_ids.push(id);
         }
     }

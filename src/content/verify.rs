@@ -23,9 +23,9 @@ fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
     let mut digests = Digests::new(row.md5.is_some());
     let mut length = 0u64;
     let mut chunks = v
-        .file_chunks()
+        .file_chunks()?
         .range((id.raw(), 0)..=(id.raw(), u64::MAX))?;
-    if let Some(bytes) = v.file_bytes().get(id.raw())? {
+    if let Some(bytes) = v.file_bytes()?.get(id.raw())? {
         // Inline content: no chunk rows may exist beside it.
         if chunks.next().is_some() {
             return Ok(false);
@@ -42,7 +42,7 @@ fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
             let Some(id) = super::chunk_id(v, &hash)? else {
                 return Ok(false);
             };
-            let Some(bytes) = v.chunks().get(id)? else {
+            let Some(bytes) = v.chunks()?.get(id)? else {
                 return Ok(false);
             };
             let bytes = bytes.value();
@@ -78,7 +78,7 @@ impl Store {
         let snap: ReadTx = self.snapshot()?;
         let mut report = FixityReport::default();
         let mut results = Vec::new();
-        for e in snap.t.files.iter()? {
+        for e in snap.t.files()?.iter()? {
             let (k, v) = e?;
             let id = FileId::from_raw(k.value());
             let row: FileRow = crate::storage::dec(v.value(), "files")?;

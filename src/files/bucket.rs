@@ -42,14 +42,14 @@ impl WriteTx<'_> {
     /// Creates a location. With `default`, the previous default stops being one.
     pub fn create_location(&mut self, name: &str, uri: &str, default: bool) -> Result<Location> {
         validate_location_name(name)?;
-        if self.t.locations.get(name)?.is_some() {
+        if self.t.locations.read()?.get(name)?.is_some() {
             return Err(Error::LocationExists {
                 name: name.to_string(),
             });
         }
         if default {
             let mut others = Vec::new();
-            for e in self.t.locations.iter()? {
+            for e in self.t.locations.read()?.iter()? {
                 let (k, v) = e?;
                 let r: LocationRow = dec(v.value(), "locations")?;
                 if r.default {
@@ -59,7 +59,10 @@ impl WriteTx<'_> {
             for (k, mut r) in others {
                 r.default = false;
                 r.updated = self.now;
-                self.t.locations.insert(k.as_str(), enc(&r)?.as_slice())?;
+                self.t
+                    .locations
+                    .write()?
+                    .insert(k.as_str(), enc(&r)?.as_slice())?;
             }
         }
         let row = LocationRow {
@@ -68,7 +71,10 @@ impl WriteTx<'_> {
             created: self.now,
             updated: self.now,
         };
-        self.t.locations.insert(name, enc(&row)?.as_slice())?;
+        self.t
+            .locations
+            .write()?
+            .insert(name, enc(&row)?.as_slice())?;
         Ok(Location {
             name: name.to_string(),
             uri: row.uri,
@@ -127,7 +133,7 @@ impl WriteTx<'_> {
     }
 
     pub(crate) fn put_bucket_row(&mut self, id: u128, row: &BucketRow) -> Result<()> {
-        self.t.buckets.insert(id, enc(row)?.as_slice())?;
+        self.t.buckets.write()?.insert(id, enc(row)?.as_slice())?;
         Ok(())
     }
 
@@ -212,7 +218,7 @@ impl WriteTx<'_> {
         }
         let raw = id.raw();
         let mut versions: Vec<(u128, Option<u128>)> = Vec::new();
-        for e in self.t.objects.range((raw, "", 0)..)? {
+        for e in self.t.objects.read()?.range((raw, "", 0)..)? {
             let (k, v) = e?;
             if k.value().0 != raw {
                 break;
@@ -221,7 +227,7 @@ impl WriteTx<'_> {
             versions.push((r.version_id, r.file));
         }
         for (vid, file) in versions {
-            self.t.versions.remove(vid)?;
+            self.t.versions.write()?.remove(vid)?;
             self.clear_object_tags(vid)?;
             if let Some(f) = file {
                 release_file(&mut self.t, FileId::from_raw(f))?;
@@ -233,21 +239,24 @@ impl WriteTx<'_> {
             Some(next) => {
                 self.t
                     .objects
+                    .write()?
                     .retain_in((raw, "", 0)..(next, "", 0), |_, _| false)?;
                 self.t
                     .heads
+                    .write()?
                     .retain_in((raw, "")..(next, ""), |_, _| false)?;
                 self.t
                     .bucket_tags
+                    .write()?
                     .retain_in((raw, "")..(next, ""), |_, _| false)?;
             }
             None => {
-                self.t.objects.retain(|k, _| k.0 != raw)?;
-                self.t.heads.retain(|k, _| k.0 != raw)?;
-                self.t.bucket_tags.retain(|k, _| k.0 != raw)?;
+                self.t.objects.write()?.retain(|k, _| k.0 != raw)?;
+                self.t.heads.write()?.retain(|k, _| k.0 != raw)?;
+                self.t.bucket_tags.write()?.retain(|k, _| k.0 != raw)?;
             }
         }
-        self.t.buckets.remove(raw)?;
+        self.t.buckets.write()?.remove(raw)?;
         if let Some(record) = row.record {
             self.unlink_record_bucket(record)?;
         }
@@ -342,12 +351,17 @@ impl WriteTx<'_> {
             });
         }
         self.any_bucket(id)?;
-        self.t.bucket_tags.insert((id.raw(), key), value)?;
+        self.t.bucket_tags.write()?.insert((id.raw(), key), value)?;
         Ok(())
     }
 
     /// Removes a bucket tag; a missing tag is not an error. Returns whether it existed.
     pub fn delete_bucket_tag(&mut self, id: BucketId, key: &str) -> Result<bool> {
-        Ok(self.t.bucket_tags.remove((id.raw(), key))?.is_some())
+        Ok(self
+            .t
+            .bucket_tags
+            .write()?
+            .remove((id.raw(), key))?
+            .is_some())
     }
 }

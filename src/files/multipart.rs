@@ -12,6 +12,7 @@ use crate::content::staging::{
 use crate::content::{Digests, StreamLimits};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, Timestamp, UploadId};
+use crate::storage::View;
 use crate::storage::{Store, WriteTx, enc};
 use crate::{FilesQuery, ObjectVersion};
 use redb::ReadableTable;
@@ -137,7 +138,10 @@ impl WriteTx<'_> {
             created: self.now,
             updated: self.now,
         };
-        self.t.multipart.insert(id.raw(), enc(&mp)?.as_slice())?;
+        self.t
+            .multipart
+            .write()?
+            .insert(id.raw(), enc(&mp)?.as_slice())?;
         self.add_bucket_size(bucket, i128::from(size))?;
         Ok(MultipartUpload::from_row(id, mp))
     }
@@ -160,8 +164,9 @@ impl WriteTx<'_> {
         let u = upload.raw();
         self.t
             .parts
+            .write()?
             .retain_in((u, 0)..=(u, u32::MAX), |_, _| false)?;
-        self.t.multipart.remove(u)?;
+        self.t.multipart.write()?.remove(u)?;
         self.add_bucket_size(BucketId::from_raw(mp.bucket), -i128::from(mp.size))
     }
 
@@ -169,7 +174,7 @@ impl WriteTx<'_> {
     pub fn expire_multipart(&mut self, older_than: std::time::Duration) -> Result<usize> {
         let cutoff = self.now.minus(older_than);
         let mut old = Vec::new();
-        for e in self.t.multipart.iter()? {
+        for e in self.t.multipart.read()?.iter()? {
             let (k, v) = e?;
             let r: MultipartRow = crate::storage::dec(v.value(), "multipart")?;
             if r.created < cutoff {
@@ -185,7 +190,7 @@ impl WriteTx<'_> {
     fn part_rows(&self, upload: UploadId) -> Result<Vec<(u32, PartRow)>> {
         let u = upload.raw();
         let mut out = Vec::new();
-        for e in self.t.parts.range((u, 0)..=(u, u32::MAX))? {
+        for e in self.t.parts.read()?.range((u, 0)..=(u, u32::MAX))? {
             let (k, v) = e?;
             out.push((k.value().1, crate::storage::dec(v.value(), "parts")?));
         }
@@ -251,6 +256,7 @@ impl Store {
                 updated: now,
             };
             tx.t.parts
+                .write()?
                 .insert((upload.raw(), n), enc(&row)?.as_slice())?;
             Ok(Part::from_row(n, mp.part_size, &row))
         })?;
@@ -281,9 +287,9 @@ impl Store {
         }
         let mut digests = Digests::new(self.inner.cfg.md5);
         for (n, p) in &parts {
-            for (_, h) in staged_chunks(&snap.t.staged_chunks, p.staging)? {
+            for (_, h) in staged_chunks(snap.t.staged_chunks()?, p.staging)? {
                 let stored = match crate::content::chunk_id(&snap.t, &h)? {
-                    Some(id) => snap.t.chunks.get(id)?,
+                    Some(id) => snap.t.chunks()?.get(id)?,
                     None => None,
                 };
                 let bytes = stored.ok_or_else(|| {
@@ -328,8 +334,10 @@ impl Store {
             let now = tx.now;
             let file = adopt_assembled(&mut tx.t, &content, &row.storage_class, now)?;
             let u = upload.raw();
-            tx.t.parts.retain_in((u, 0)..=(u, u32::MAX), |_, _| false)?;
-            tx.t.multipart.remove(u)?;
+            tx.t.parts
+                .write()?
+                .retain_in((u, 0)..=(u, u32::MAX), |_, _| false)?;
+            tx.t.multipart.write()?.remove(u)?;
             tx.add_bucket_size(bucket, -i128::from(mp.size))?;
             {
                 let file = tx.retain(Some(file))?;

@@ -135,6 +135,7 @@ impl WriteTx<'_> {
         let seq = match self
             .t
             .objects
+            .read()?
             .range((b, key, 0)..=(b, key, u64::MAX))?
             .next_back()
         {
@@ -152,14 +153,18 @@ impl WriteTx<'_> {
         };
         self.t
             .objects
+            .write()?
             .insert((b, key, seq), enc(&row)?.as_slice())?;
         let loc = VersionLoc {
             bucket: b,
             key: key.to_string(),
             seq,
         };
-        self.t.versions.insert(vid.raw(), enc(&loc)?.as_slice())?;
-        self.t.heads.insert((b, key), seq)?;
+        self.t
+            .versions
+            .write()?
+            .insert(vid.raw(), enc(&loc)?.as_slice())?;
+        self.t.heads.write()?.insert((b, key), seq)?;
         let (mut size, mut checksum) = (None, None);
         if let Some(fr) = retained {
             self.add_bucket_size(bucket, i128::from(fr.size))?;
@@ -275,7 +280,7 @@ impl WriteTx<'_> {
         obj.file = Some(file.raw());
         obj.content = Some(FileContent::of(&fr));
         obj.updated = self.now;
-        self.t.objects.insert(
+        self.t.objects.write()?.insert(
             (loc.bucket, loc.key.as_str(), loc.seq),
             enc(&obj)?.as_slice(),
         )?;
@@ -304,13 +309,14 @@ impl WriteTx<'_> {
         let (b, key) = (loc.bucket, loc.key.as_str());
         let obj =
             object_row(&self.t, b, key, loc.seq)?.ok_or(Error::VersionNotFound { version })?;
-        self.t.objects.remove((b, key, loc.seq))?;
-        self.t.versions.remove(version.raw())?;
+        self.t.objects.write()?.remove((b, key, loc.seq))?;
+        self.t.versions.write()?.remove(version.raw())?;
         self.clear_object_tags(version.raw())?;
         if head_seq(&self.t, b, key)? == Some(loc.seq) {
             let newest = match self
                 .t
                 .objects
+                .read()?
                 .range((b, key, 0)..=(b, key, u64::MAX))?
                 .next_back()
             {
@@ -319,10 +325,10 @@ impl WriteTx<'_> {
             };
             match newest {
                 Some(seq) => {
-                    self.t.heads.insert((b, key), seq)?;
+                    self.t.heads.write()?.insert((b, key), seq)?;
                 }
                 None => {
-                    self.t.heads.remove((b, key))?;
+                    self.t.heads.write()?.remove((b, key))?;
                 }
             }
         }
@@ -394,6 +400,7 @@ impl WriteTx<'_> {
         for (k, v) in self.object_tags(obj.version_id)? {
             self.t
                 .object_tags
+                .write()?
                 .insert((new.version_id.raw(), k.as_str()), v.as_str())?;
         }
         Ok(new)
@@ -406,18 +413,26 @@ impl WriteTx<'_> {
         if version_loc(&self.t, version.raw())?.is_none() {
             return Err(Error::VersionNotFound { version });
         }
-        self.t.object_tags.insert((version.raw(), key), value)?;
+        self.t
+            .object_tags
+            .write()?
+            .insert((version.raw(), key), value)?;
         Ok(())
     }
 
     /// Removes one tag of a version; returns whether it existed.
     pub fn delete_object_tag(&mut self, version: VersionId, key: &str) -> Result<bool> {
-        Ok(self.t.object_tags.remove((version.raw(), key))?.is_some())
+        Ok(self
+            .t
+            .object_tags
+            .write()?
+            .remove((version.raw(), key))?
+            .is_some())
     }
 
     pub(crate) fn clear_object_tags(&mut self, version: u128) -> Result<()> {
         let mut keys = Vec::new();
-        for e in self.t.object_tags.range((version, "")..)? {
+        for e in self.t.object_tags.read()?.range((version, "")..)? {
             let (k, _) = e?;
             let (v, key) = k.value();
             if v != version {
@@ -426,7 +441,7 @@ impl WriteTx<'_> {
             keys.push(key.to_string());
         }
         for k in keys {
-            self.t.object_tags.remove((version, k.as_str()))?;
+            self.t.object_tags.write()?.remove((version, k.as_str()))?;
         }
         Ok(())
     }

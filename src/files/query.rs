@@ -98,7 +98,7 @@ pub(crate) fn versions_of<V: View>(v: &V, bucket: u128, key: &str) -> Result<Vec
     let head = head_seq(v, bucket, key)?;
     let mut out = Vec::new();
     for e in v
-        .objects()
+        .objects()?
         .range((bucket, key, 0)..=(bucket, key, u64::MAX))?
         .rev()
     {
@@ -144,10 +144,10 @@ pub(crate) fn for_each_head<V: View>(
     // `objects` is walked alongside `heads`: both are in key order, and a head is mostly the
     // last version of its key, so the row of the next head is usually a few steps further on
     // rather than a lookup away.
-    let objects = v.objects();
+    let objects = v.objects()?;
     let mut rows = objects.range((bucket, start, 0)..)?;
     let mut mimetypes = MimeGuesser::default();
-    for e in v.heads().range((bucket, start)..)? {
+    for e in v.heads()?.range((bucket, start)..)? {
         let (k, seq) = e?;
         let (b, key) = k.value();
         if b != bucket || (!prefix.is_empty() && !key.starts_with(prefix)) {
@@ -195,7 +195,7 @@ pub(crate) fn for_each_head<V: View>(
 fn bucket_versions<V: View>(v: &V, bucket: u128, with_markers: bool) -> Result<Vec<ObjectVersion>> {
     let mut out = Vec::new();
     // Every key with versions has a head row, in key order.
-    for e in v.heads().range((bucket, "")..)? {
+    for e in v.heads()?.range((bucket, "")..)? {
         let (k, _) = e?;
         let (b, key) = k.value();
         if b != bucket {
@@ -221,7 +221,7 @@ pub trait FilesQuery: Snapshot {
     /// The location with that name.
     fn location(&self, name: &str) -> Result<Option<Location>> {
         with_view!(self, |v| {
-            match v.locations().get(name)? {
+            match v.locations()?.get(name)? {
                 Some(g) => {
                     let r: LocationRow = dec(g.value(), "locations")?;
                     Ok(Some(Location {
@@ -241,7 +241,7 @@ pub trait FilesQuery: Snapshot {
     fn locations(&self) -> Result<Vec<Location>> {
         with_view!(self, |v| {
             let mut out = Vec::new();
-            for e in v.locations().iter()? {
+            for e in v.locations()?.iter()? {
                 let (k, val) = e?;
                 let r: LocationRow = dec(val.value(), "locations")?;
                 out.push(Location {
@@ -286,7 +286,7 @@ pub trait FilesQuery: Snapshot {
     fn buckets(&self) -> Result<Vec<Bucket>> {
         with_view!(self, |v| {
             let mut out = Vec::new();
-            for e in v.buckets().iter()? {
+            for e in v.buckets()?.iter()? {
                 let (k, val) = e?;
                 let r: BucketRow = dec(val.value(), "buckets")?;
                 if !r.deleted {
@@ -301,7 +301,7 @@ pub trait FilesQuery: Snapshot {
     fn bucket_tags(&self, id: BucketId) -> Result<BTreeMap<String, String>> {
         with_view!(self, |v| {
             let mut out = BTreeMap::new();
-            for e in v.bucket_tags().range((id.raw(), "")..)? {
+            for e in v.bucket_tags()?.range((id.raw(), "")..)? {
                 let (k, val) = e?;
                 let (b, key) = k.value();
                 if b != id.raw() {
@@ -348,7 +348,7 @@ pub trait FilesQuery: Snapshot {
     fn object_tags(&self, version: VersionId) -> Result<BTreeMap<String, String>> {
         with_view!(self, |v| {
             let mut out = BTreeMap::new();
-            for e in v.object_tags().range((version.raw(), "")..)? {
+            for e in v.object_tags()?.range((version.raw(), "")..)? {
                 let (k, val) = e?;
                 let (id, key) = k.value();
                 if id != version.raw() {
@@ -376,7 +376,7 @@ pub trait FilesQuery: Snapshot {
     fn multipart_uploads(&self, bucket: BucketId) -> Result<Vec<MultipartUpload>> {
         with_view!(self, |v| {
             let mut out = Vec::new();
-            for e in v.multipart().iter()? {
+            for e in v.multipart()?.iter()? {
                 let (k, val) = e?;
                 let r: MultipartRow = dec(val.value(), "multipart")?;
                 if r.bucket == bucket.raw() {
@@ -393,7 +393,7 @@ pub trait FilesQuery: Snapshot {
             let mp = multipart_row(v, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
             let mut out = Vec::new();
             for e in v
-                .parts()
+                .parts()?
                 .range((upload.raw(), 0)..=(upload.raw(), u32::MAX))?
             {
                 let (k, val) = e?;

@@ -91,14 +91,14 @@ pub(crate) struct PartRow {
 }
 
 pub(crate) fn bucket_row<V: View>(v: &V, id: u128) -> Result<Option<BucketRow>> {
-    match v.buckets().get(id)? {
+    match v.buckets()?.get(id)? {
         Some(g) => Ok(Some(dec(g.value(), "buckets")?)),
         None => Ok(None),
     }
 }
 
 pub(crate) fn version_loc<V: View>(v: &V, id: u128) -> Result<Option<VersionLoc>> {
-    match v.versions().get(id)? {
+    match v.versions()?.get(id)? {
         Some(g) => Ok(Some(dec(g.value(), "versions")?)),
         None => Ok(None),
     }
@@ -110,25 +110,25 @@ pub(crate) fn object_row<V: View>(
     key: &str,
     seq: u64,
 ) -> Result<Option<ObjectRow>> {
-    match v.objects().get((bucket, key, seq))? {
+    match v.objects()?.get((bucket, key, seq))? {
         Some(g) => Ok(Some(dec(g.value(), "objects")?)),
         None => Ok(None),
     }
 }
 
 pub(crate) fn head_seq<V: View>(v: &V, bucket: u128, key: &str) -> Result<Option<u64>> {
-    Ok(v.heads().get((bucket, key))?.map(|g| g.value()))
+    Ok(v.heads()?.get((bucket, key))?.map(|g| g.value()))
 }
 
 pub(crate) fn multipart_row<V: View>(v: &V, id: u128) -> Result<Option<MultipartRow>> {
-    match v.multipart().get(id)? {
+    match v.multipart()?.get(id)? {
         Some(g) => Ok(Some(dec(g.value(), "multipart")?)),
         None => Ok(None),
     }
 }
 
 pub(crate) fn part_row<V: View>(v: &V, upload: u128, part: u32) -> Result<Option<PartRow>> {
-    match v.parts().get((upload, part))? {
+    match v.parts()?.get((upload, part))? {
         Some(g) => Ok(Some(dec(g.value(), "parts")?)),
         None => Ok(None),
     }

@@ -4,6 +4,7 @@ use super::pid::PidRow;
 use super::{RecordRow, RevisionRow};
 use crate::error::Result;
 use crate::files::rows::BucketRow;
+use crate::storage::View;
 use crate::storage::{RTables, dec};
 use redb::ReadableTable;
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,13 +14,13 @@ use std::collections::{BTreeMap, BTreeSet};
 /// both directions and to existing rows; PIDs and their reverse index naming existing records.
 pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
     let mut records: BTreeMap<u128, RecordRow> = BTreeMap::new();
-    for e in t.records.iter()? {
+    for e in t.records()?.iter()? {
         let (k, v) = e?;
         records.insert(k.value(), dec(v.value(), "records")?);
     }
 
     let mut revs: BTreeMap<u128, Vec<(u64, RevisionRow)>> = BTreeMap::new();
-    for e in t.record_revisions.iter()? {
+    for e in t.record_revisions()?.iter()? {
         let (k, v) = e?;
         let (id, rev) = k.value();
         revs.entry(id)
@@ -51,7 +52,7 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
     // Links between records and buckets: each side names the other.
     for (id, row) in &records {
         let Some(bucket) = row.bucket else { continue };
-        match t.buckets.get(bucket)? {
+        match t.buckets()?.get(bucket)? {
             None => p.push(format!("record {id:x} links missing bucket {bucket:x}")),
             Some(g) => {
                 let b: BucketRow = dec(g.value(), "buckets")?;
@@ -63,7 +64,7 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
             }
         }
     }
-    for e in t.buckets.iter()? {
+    for e in t.buckets()?.iter()? {
         let (k, v) = e?;
         let b: BucketRow = dec(v.value(), "buckets")?;
         let Some(record) = b.record else { continue };
@@ -76,7 +77,7 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
     }
 
     let mut pids: BTreeSet<(u128, String, String)> = BTreeSet::new();
-    for e in t.pids.iter()? {
+    for e in t.pids()?.iter()? {
         let (k, v) = e?;
         let (pt, pv) = k.value();
         let row: PidRow = dec(v.value(), "pids")?;
@@ -89,7 +90,7 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
         pids.insert((row.record, pt.to_string(), pv.to_string()));
     }
     let mut indexed: BTreeSet<(u128, String, String)> = BTreeSet::new();
-    for e in t.record_pids.iter()? {
+    for e in t.record_pids()?.iter()? {
         let (k, _) = e?;
         let (r, pt, pv) = k.value();
         indexed.insert((r, pt.to_string(), pv.to_string()));
@@ -123,7 +124,7 @@ mod tests {
         assert!(problems(&store).is_empty());
         store
             .write(|tx| {
-                tx.t.record_revisions.remove((r.id().raw(), 1))?;
+                tx.t.record_revisions.write()?.remove((r.id().raw(), 1))?;
                 Ok(())
             })
             .unwrap();
@@ -170,8 +171,8 @@ mod tests {
         store.mint_recid(r.id()).unwrap();
         store
             .write(|tx| {
-                tx.t.records.remove(r.id().raw())?;
-                tx.t.record_revisions.remove((r.id().raw(), 0))?;
+                tx.t.records.write()?.remove(r.id().raw())?;
+                tx.t.record_revisions.write()?.remove((r.id().raw(), 0))?;
                 Ok(())
             })
             .unwrap();

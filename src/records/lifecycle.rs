@@ -156,9 +156,10 @@ impl WriteTx<'_> {
         let raw = id.raw();
         self.t
             .record_revisions
+            .write()?
             .retain_in((raw, 0)..=(raw, u64::MAX), |_, _| false)?;
         let mut pids = Vec::new();
-        for e in self.t.record_pids.range((raw, "", "")..)? {
+        for e in self.t.record_pids.read()?.range((raw, "", "")..)? {
             let (k, _) = e?;
             let (r, t, v) = k.value();
             if r != raw {
@@ -167,10 +168,13 @@ impl WriteTx<'_> {
             pids.push((t.to_string(), v.to_string()));
         }
         for (t, v) in &pids {
-            self.t.pids.remove((t.as_str(), v.as_str()))?;
-            self.t.record_pids.remove((raw, t.as_str(), v.as_str()))?;
+            self.t.pids.write()?.remove((t.as_str(), v.as_str()))?;
+            self.t
+                .record_pids
+                .write()?
+                .remove((raw, t.as_str(), v.as_str()))?;
         }
-        self.t.records.remove(raw)?;
+        self.t.records.write()?.remove(raw)?;
         Ok(())
     }
 
@@ -203,6 +207,7 @@ impl WriteTx<'_> {
         };
         self.t
             .record_revisions
+            .write()?
             .insert((id.raw(), rev), crate::storage::enc(&revision)?.as_slice())?;
         let row = RecordRow {
             json,
@@ -213,6 +218,7 @@ impl WriteTx<'_> {
         };
         self.t
             .records
+            .write()?
             .insert(id.raw(), crate::storage::enc(&row)?.as_slice())?;
         Ok(())
     }
@@ -223,6 +229,7 @@ impl WriteTx<'_> {
             row.bucket = None;
             self.t
                 .records
+                .write()?
                 .insert(record, crate::storage::enc(&row)?.as_slice())?;
         }
         Ok(())

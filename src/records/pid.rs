@@ -57,7 +57,7 @@ pub(crate) struct PidRow {
 }
 
 pub(crate) fn pid_row<V: View>(v: &V, pid_type: &str, pid_value: &str) -> Result<Option<PidRow>> {
-    match v.pids().get((pid_type, pid_value))? {
+    match v.pids()?.get((pid_type, pid_value))? {
         Some(g) => Ok(Some(dec(g.value(), "pids")?)),
         None => Ok(None),
     }
@@ -158,9 +158,11 @@ impl WriteTx<'_> {
         };
         self.t
             .pids
+            .write()?
             .insert((pid_type, pid_value), enc(&row)?.as_slice())?;
         self.t
             .record_pids
+            .write()?
             .insert((record.raw(), pid_type, pid_value), ())?;
         Ok(to_pid(pid_type, pid_value, row))
     }
@@ -171,6 +173,7 @@ impl WriteTx<'_> {
         let mut next = self
             .t
             .pid_counters
+            .read()?
             .get(RECID)?
             .map(|g| g.value())
             .unwrap_or(0);
@@ -183,7 +186,7 @@ impl WriteTx<'_> {
             }
         }
         let pid = self.create_pid(RECID, &next.to_string(), record)?;
-        self.t.pid_counters.insert(RECID, next)?;
+        self.t.pid_counters.write()?.insert(RECID, next)?;
         Ok(pid)
     }
 
@@ -230,6 +233,7 @@ impl WriteTx<'_> {
         row.updated = self.now;
         self.t
             .pids
+            .write()?
             .insert((pid_type, pid_value), enc(&row)?.as_slice())?;
         Ok(to_pid(pid_type, pid_value, row))
     }

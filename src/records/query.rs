@@ -13,7 +13,7 @@ fn revisions<V: View>(v: &V, id: RecordId) -> Result<Vec<RecordRevision>> {
     let row = record_row(v, id)?.ok_or(Error::RecordNotFound { record: id })?;
     let mut out = Vec::new();
     for e in v
-        .record_revisions()
+        .record_revisions()?
         .range((id.raw(), 0)..=(id.raw(), u64::MAX))?
     {
         let (k, val) = e?;
@@ -30,7 +30,7 @@ fn revisions<V: View>(v: &V, id: RecordId) -> Result<Vec<RecordRevision>> {
 
 fn pids_of<V: View>(v: &V, id: RecordId) -> Result<Vec<Pid>> {
     let mut out = Vec::new();
-    for e in v.record_pids().range((id.raw(), "", "")..)? {
+    for e in v.record_pids()?.range((id.raw(), "", "")..)? {
         let (k, _) = e?;
         let (r, t, val) = k.value();
         if r != id.raw() {
@@ -81,7 +81,7 @@ pub trait RecordsQuery: Snapshot {
             let Some(row) = record_row(v, id)? else {
                 return Ok(None);
             };
-            match v.record_revisions().get((id.raw(), revision))? {
+            match v.record_revisions()?.get((id.raw(), revision))? {
                 Some(g) => {
                     let r: RevisionRow = dec(g.value(), "record_revisions")?;
                     Ok(Some(RecordRevision {

@@ -33,14 +33,14 @@ pub(crate) struct RevisionRow {
 }
 
 pub(crate) fn record_row<V: View>(v: &V, id: RecordId) -> Result<Option<RecordRow>> {
-    match v.records().get(id.raw())? {
+    match v.records()?.get(id.raw())? {
         Some(g) => Ok(Some(dec(g.value(), "records")?)),
         None => Ok(None),
     }
 }
 
 pub(crate) fn revision_row<V: View>(v: &V, id: RecordId, rev: u64) -> Result<Option<RevisionRow>> {
-    match v.record_revisions().get((id.raw(), rev))? {
+    match v.record_revisions()?.get((id.raw(), rev))? {
         Some(g) => Ok(Some(dec(g.value(), "record_revisions")?)),
         None => Ok(None),
     }

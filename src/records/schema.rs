@@ -34,19 +34,19 @@ impl WriteTx<'_> {
             schema: shorten(url),
             detail: e.to_string(),
         })?;
-        self.t.schemas.insert(url, text.as_slice())?;
+        self.t.schemas.write()?.insert(url, text.as_slice())?;
         Ok(())
     }
 
     /// Forgets a schema; returns whether it was registered. Records naming it can no longer
     /// be committed until it is registered again.
     pub fn remove_schema(&mut self, url: &str) -> Result<bool> {
-        Ok(self.t.schemas.remove(url)?.is_some())
+        Ok(self.t.schemas.write()?.remove(url)?.is_some())
     }
 }
 
 pub(crate) fn schema_doc<V: View>(v: &V, url: &str) -> Result<Option<Value>> {
-    match v.schemas().get(url)? {
+    match v.schemas()?.get(url)? {
         Some(g) => serde_json::from_slice(g.value())
             .map(Some)
             .map_err(|e| Error::corrupt(format!("schema {url:?} is not JSON: {e}"))),
@@ -56,7 +56,7 @@ pub(crate) fn schema_doc<V: View>(v: &V, url: &str) -> Result<Option<Value>> {
 
 pub(crate) fn all_schemas<V: View>(v: &V) -> Result<Vec<(String, Value)>> {
     let mut out = Vec::new();
-    for e in v.schemas().iter()? {
+    for e in v.schemas()?.iter()? {
         let (k, val) = e?;
         let doc: Value = serde_json::from_slice(val.value())
             .map_err(|e| Error::corrupt(format!("schema {:?} is not JSON: {e}", k.value())))?;

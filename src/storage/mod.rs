@@ -52,24 +52,20 @@ pub struct WriteTx<'t> {
 /// A consistent read snapshot: it sees the store as of the moment it began, whatever commits
 /// happen afterwards.
 pub struct ReadTx {
+    /// The snapshot's tables (they own the snapshot).
     pub(crate) t: RTables,
     pub(crate) cfg: Config,
-    // Keeps the snapshot alive for as long as the tables are used.
-    _txn: redb::ReadTransaction,
 }
 
 impl ReadTx {
     pub(crate) fn txn(&self) -> &redb::ReadTransaction {
-        &self._txn
+        self.t.txn()
     }
 
     pub(crate) fn begin(inner: &Inner) -> Result<ReadTx> {
-        let txn = inner.begin_read()?;
-        let t = RTables::open(&txn)?;
         Ok(ReadTx {
-            t,
+            t: RTables::open(inner.begin_read()?),
             cfg: inner.cfg.clone(),
-            _txn: txn,
         })
     }
 }
@@ -80,10 +76,12 @@ mod sealed {
     impl Sealed for super::WriteTx<'_> {}
 }
 
-/// Which concrete table set a snapshot holds (private plumbing of [`Snapshot`]).
-pub(crate) enum ViewRef<'a> {
+/// Which table set a snapshot holds (private plumbing of [`Snapshot`]). A write transaction's
+/// tables are named through [`Snapshot::Tables`] rather than here, because their lifetime (that
+/// of the transaction) cannot be shortened to the borrow's.
+pub(crate) enum ViewRef<'a, W> {
     Read(&'a RTables),
-    Write(&'a WTables<'a>),
+    Write(&'a W),
 }
 
 /// Read access shared by [`ReadTx`] and [`WriteTx`]: every query of the higher layers is written
@@ -91,8 +89,11 @@ pub(crate) enum ViewRef<'a> {
 /// it sees that transaction's own uncommitted changes). Sealed: only recfiles implements it.
 pub trait Snapshot: sealed::Sealed {
     #[doc(hidden)]
+    #[allow(private_bounds)]
+    type Tables: View;
+    #[doc(hidden)]
     #[allow(private_interfaces)]
-    fn view(&self) -> ViewRef<'_>;
+    fn view(&self) -> ViewRef<'_, Self::Tables>;
     #[doc(hidden)]
     #[allow(private_interfaces)]
     fn config(&self) -> &Config;
@@ -100,7 +101,9 @@ pub trait Snapshot: sealed::Sealed {
 
 impl Snapshot for ReadTx {
     #[allow(private_interfaces)]
-    fn view(&self) -> ViewRef<'_> {
+    type Tables = RTables;
+    #[allow(private_interfaces)]
+    fn view(&self) -> ViewRef<'_, RTables> {
         ViewRef::Read(&self.t)
     }
     #[allow(private_interfaces)]
@@ -109,9 +112,11 @@ impl Snapshot for ReadTx {
     }
 }
 
-impl Snapshot for WriteTx<'_> {
+impl<'t> Snapshot for WriteTx<'t> {
     #[allow(private_interfaces)]
-    fn view(&self) -> ViewRef<'_> {
+    type Tables = WTables<'t>;
+    #[allow(private_interfaces)]
+    fn view(&self) -> ViewRef<'_, WTables<'t>> {
         ViewRef::Write(&self.t)
     }
     #[allow(private_interfaces)]

@@ -357,7 +357,10 @@ impl Store {
         };
         store.init_or_check_format()?;
         // Whatever a dead process left half-uploaded is removed before anyone can see it.
-        store.write(|tx| crate::content::clear_abandoned_staging(tx).map(|_| ()))?;
+        store.write(|tx| {
+            tx.t.create_all()?;
+            crate::content::clear_abandoned_staging(tx).map(|_| ())
+        })?;
         Ok(store)
     }
 
@@ -378,7 +381,7 @@ impl Store {
                 found,
                 supported: FORMAT_VERSION,
             }),
-            // Version 1 keyed chunks by their hash; this build cannot read it.
+            // Older formats are laid out differently (docs/FORMAT.md); this build cannot read them.
             Some(found) if found < FORMAT_VERSION => Err(Error::FormatTooOld {
                 found,
                 oldest: FORMAT_VERSION,
@@ -396,10 +399,14 @@ impl Store {
         self.write(|tx| {
             let now = tx.now;
             tx.t.meta
+                .write()?
                 .insert("format_version", enc(&FORMAT_VERSION)?.as_slice())?;
             tx.t.meta
+                .write()?
                 .insert("chunk_size", enc(&chunk_size)?.as_slice())?;
-            tx.t.meta.insert("created", enc(&now)?.as_slice())?;
+            tx.t.meta
+                .write()?
+                .insert("created", enc(&now)?.as_slice())?;
             crate::files::create_default_location(tx)
         })
     }
@@ -423,7 +430,7 @@ impl Store {
         })?;
         let outcome = {
             let mut tx = WriteTx {
-                t: WTables::open(&txn)?,
+                t: WTables::open(&txn),
                 cfg: &self.inner.cfg,
                 now: Timestamp::now(),
             };

@@ -2,11 +2,59 @@
 
 use crate::error::Result;
 use redb::{
-    ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction,
+    Key, ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableDefinition, Value,
+    WriteTransaction,
 };
+use std::cell::OnceCell;
 
 /// 32-byte blake3 digest, the address of a chunk and the dedup key of a file.
 pub(crate) type Hash = [u8; 32];
+
+/// Returns the table in `cell`, opening it with `open` the first time.
+fn lazy<T, E>(cell: &OnceCell<T>, open: impl FnOnce() -> std::result::Result<T, E>) -> Result<&T>
+where
+    crate::error::Error: From<E>,
+{
+    if let Some(t) = cell.get() {
+        return Ok(t);
+    }
+    let t = open()?;
+    // A `OnceCell` is not shared between threads, so nothing can have filled it since `get`.
+    Ok(cell.get_or_init(|| t))
+}
+
+/// One table of a write transaction, opened the first time it is used. A transaction then pays
+/// (in opening, and in redb's bookkeeping at commit) only for the tables it touches, not for
+/// every table of the store.
+pub(crate) struct Lazy<'t, K: Key + 'static, V: Value + 'static> {
+    txn: &'t WriteTransaction,
+    def: TableDefinition<'static, K, V>,
+    cell: OnceCell<Table<'t, K, V>>,
+}
+
+impl<'t, K: Key + 'static, V: Value + 'static> Lazy<'t, K, V> {
+    fn new(txn: &'t WriteTransaction, def: TableDefinition<'static, K, V>) -> Self {
+        Lazy {
+            txn,
+            def,
+            cell: OnceCell::new(),
+        }
+    }
+
+    /// The table, for reading.
+    pub(crate) fn read(&self) -> Result<&Table<'t, K, V>> {
+        lazy(&self.cell, || self.txn.open_table(self.def))
+    }
+
+    /// The table, for writing.
+    pub(crate) fn write(&mut self) -> Result<&mut Table<'t, K, V>> {
+        self.read()?;
+        Ok(self
+            .cell
+            .get_mut()
+            .expect("the table was opened by the read just above"))
+    }
+}
 
 macro_rules! tables {
     ($( $(#[$doc:meta])* $field:ident : $k:ty => $v:ty ;)*) => {
@@ -18,27 +66,42 @@ macro_rules! tables {
                 TableDefinition::new(stringify!($field)); )*
         }
 
-        /// Every table, opened for writing inside one write transaction.
+        /// Every table of one write transaction, each opened when first used. (`pub` only so that
+        /// [`crate::storage::Snapshot::Tables`] may name it; the module is private.)
         #[allow(dead_code)]
-        pub(crate) struct WTables<'t> {
-            $( pub(crate) $field: Table<'t, $k, $v>, )*
+        pub struct WTables<'t> {
+            $( pub(crate) $field: Lazy<'t, $k, $v>, )*
         }
 
-        /// Every table, opened on one read snapshot.
+        /// Every table of one read snapshot, each opened when first used. Owns the snapshot.
         #[allow(dead_code)]
-        pub(crate) struct RTables {
-            $( pub(crate) $field: ReadOnlyTable<$k, $v>, )*
+        pub struct RTables {
+            $( $field: OnceCell<ReadOnlyTable<$k, $v>>, )*
+            // Declared last: the tables above are dropped before the snapshot they read.
+            txn: ReadTransaction,
         }
 
         impl<'t> WTables<'t> {
-            pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self> {
-                Ok(WTables { $( $field: txn.open_table(defs::$field)?, )* })
+            pub(crate) fn open(txn: &'t WriteTransaction) -> WTables<'t> {
+                WTables { $( $field: Lazy::new(txn, defs::$field), )* }
+            }
+
+            /// Opens every table, creating those the store lacks. Run at every open, so a read
+            /// snapshot finds every table of this format (even one no write has used yet).
+            pub(crate) fn create_all(&self) -> Result<()> {
+                $( self.$field.read()?; )*
+                Ok(())
             }
         }
 
         impl RTables {
-            pub(crate) fn open(txn: &ReadTransaction) -> Result<Self> {
-                Ok(RTables { $( $field: txn.open_table(defs::$field)?, )* })
+            pub(crate) fn open(txn: ReadTransaction) -> RTables {
+                RTables { $( $field: OnceCell::new(), )* txn }
+            }
+
+            /// The snapshot the tables are read from.
+            pub(crate) fn txn(&self) -> &ReadTransaction {
+                &self.txn
             }
         }
 
@@ -48,27 +111,30 @@ macro_rules! tables {
         pub(crate) trait View {
             $(
                 type $field: ReadableTable<$k, $v>;
-                fn $field(&self) -> &Self::$field;
+                fn $field(&self) -> Result<&Self::$field>;
             )*
         }
 
         impl View for RTables {
             $(
                 type $field = ReadOnlyTable<$k, $v>;
-                fn $field(&self) -> &Self::$field { &self.$field }
+                fn $field(&self) -> Result<&Self::$field> {
+                    lazy(&self.$field, || self.txn.open_table(defs::$field))
+                }
             )*
         }
 
         impl<'t> View for WTables<'t> {
             $(
                 type $field = Table<'t, $k, $v>;
-                fn $field(&self) -> &Self::$field { &self.$field }
+                fn $field(&self) -> Result<&Self::$field> { self.$field.read() }
             )*
         }
 
         /// The names of every table, for the integrity check.
         #[allow(dead_code)]
         pub(crate) const ALL_TABLES: &[&str] = &[$( stringify!($field), )*];
+
     };
 }
 
