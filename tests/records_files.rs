@@ -312,6 +312,52 @@ fn objects_added_out_of_band_join_files_field_at_the_next_flush() {
     assert_eq!(files(&store, &r).get("a").unwrap().get("x"), Some(json!(1)));
 }
 
+#[test]
+fn commit_lists_objects_put_out_of_band_into_a_new_records_bucket() {
+    // The view cannot take `_files` as up to date when the bucket already holds an object the
+    // body does not name: commit must list the bucket.
+    let store = store();
+    let mut r = store.create_record(json!({})).unwrap();
+    let bucket = r.bucket_id().unwrap();
+    store
+        .write(|tx| {
+            tx.put_object(bucket, "out", &b"o"[..], &PutOptions::default())?;
+            let mut files = tx.record_files(&mut r)?;
+            files.put("in", &b"i"[..])?;
+            files.commit()
+        })
+        .unwrap();
+    assert_eq!(files_field_keys(&r), ["in", "out"]);
+    let stored = store.record(r.id()).unwrap().unwrap();
+    assert_eq!(files_field_keys(&stored), ["in", "out"]);
+    assert_consistent(&store);
+}
+
+#[test]
+fn files_field_written_without_a_listing_equals_a_full_flush() {
+    // A new record's view starts in step with its empty bucket and commits without listing
+    // it; the `_files` it writes must be exactly what a flush would write.
+    let store = store();
+    let mut r = store.create_record(json!({})).unwrap();
+    store
+        .write(|tx| {
+            let mut files = tx.record_files(&mut r)?;
+            files.put("b", &b"bb"[..])?;
+            files.put("a", &b"a"[..])?;
+            files.put("b", &b"new b"[..])?;
+            files.set_metadata("a", "type", "txt")?;
+            files.put("c", &b"c"[..])?;
+            files.commit()
+        })
+        .unwrap();
+    let committed = store.record(r.id()).unwrap().unwrap();
+    let mut flushed = committed.clone();
+    store.update_files(&mut flushed, |f| f.flush()).unwrap();
+    assert_eq!(committed.get(FILES_FIELD), flushed.get(FILES_FIELD));
+    assert_eq!(files_field_keys(&committed), ["b", "a", "c"]);
+    assert_consistent(&store);
+}
+
 // ---- delete, rename, sort_by ------------------------------------------------------------------
 
 #[test]

@@ -1,6 +1,6 @@
 //! Object versions: put, delete markers, remove, restore, copy, tags.
 
-use super::query::version_by_id;
+use super::query::{to_bucket, version_by_id};
 use super::rows::*;
 use super::{Bucket, FilesQuery, ObjectVersion, validate_key, validate_tag};
 use crate::content::write::Cap;
@@ -102,7 +102,17 @@ impl WriteTx<'_> {
     }
 
     pub(crate) fn add_bucket_size(&mut self, bucket: BucketId, delta: i128) -> Result<()> {
-        let mut row = self.any_bucket(bucket)?;
+        let row = self.any_bucket(bucket)?;
+        self.add_bucket_size_to(bucket, row, delta)
+    }
+
+    /// [`Self::add_bucket_size`] for a caller that has just read the bucket's row.
+    fn add_bucket_size_to(
+        &mut self,
+        bucket: BucketId,
+        mut row: BucketRow,
+        delta: i128,
+    ) -> Result<()> {
         let size = i128::from(row.size) + delta;
         row.size = u64::try_from(size)
             .map_err(|_| Error::corrupt(format!("bucket {bucket} size would become {size}")))?;
@@ -125,6 +135,19 @@ impl WriteTx<'_> {
     pub(crate) fn append_version(
         &mut self,
         bucket: BucketId,
+        key: &str,
+        retained: Option<(FileId, FileRow)>,
+        mimetype: Option<String>,
+    ) -> Result<ObjectVersion> {
+        self.append_version_in(bucket, None, key, retained, mimetype)
+    }
+
+    /// [`Self::append_version`], given the bucket's row when the caller has just read it (and
+    /// changed nothing in the transaction since), so growing the bucket need not read it again.
+    fn append_version_in(
+        &mut self,
+        bucket: BucketId,
+        bucket_row: Option<BucketRow>,
         key: &str,
         retained: Option<(FileId, FileRow)>,
         mimetype: Option<String>,
@@ -167,7 +190,10 @@ impl WriteTx<'_> {
         self.t.heads.write()?.insert((b, key), seq)?;
         let (mut size, mut checksum) = (None, None);
         if let Some(fr) = retained {
-            self.add_bucket_size(bucket, i128::from(fr.size))?;
+            match bucket_row {
+                Some(row) => self.add_bucket_size_to(bucket, row, i128::from(fr.size))?,
+                None => self.add_bucket_size(bucket, i128::from(fr.size))?,
+            }
             size = Some(fr.size);
             checksum = Some(crate::content::blake3_text(&fr.blake3));
         }
@@ -192,8 +218,10 @@ impl WriteTx<'_> {
         bucket: BucketId,
         reader: &mut dyn Read,
         opts: &PutOptions,
-    ) -> Result<(FileId, FileRow)> {
-        let row = self.writable_bucket(bucket)?;
+    ) -> Result<(FileId, FileRow, BucketRow)> {
+        let stored = self.any_bucket(bucket)?;
+        let row = to_bucket(bucket.raw(), stored.clone());
+        check_writable(&row)?;
         let limits = limits_for(&row, opts.size)?;
         let (file, file_row) = write_stream(
             &mut self.t,
@@ -205,7 +233,7 @@ impl WriteTx<'_> {
             self.now,
         )?;
         self.verify_declared(&file_row, opts)?;
-        Ok((file, file_row))
+        Ok((file, file_row, stored))
     }
 
     /// Stores `reader`'s bytes as the new head of `key` inside this transaction. The content
@@ -219,8 +247,14 @@ impl WriteTx<'_> {
         opts: &PutOptions,
     ) -> Result<ObjectVersion> {
         validate_key(key, self.cfg.max_key_len)?;
-        let file = self.store_stream(bucket, &mut reader, opts)?;
-        self.append_version(bucket, key, Some(file), opts.mimetype.clone())
+        let (file, file_row, bucket_row) = self.store_stream(bucket, &mut reader, opts)?;
+        self.append_version_in(
+            bucket,
+            Some(bucket_row),
+            key,
+            Some((file, file_row)),
+            opts.mimetype.clone(),
+        )
     }
 
     /// Creates a version without content: a new head that is a delete marker until content is
@@ -246,7 +280,7 @@ impl WriteTx<'_> {
             return Err(Error::FileAlreadySet { version });
         }
         let bucket = BucketId::from_raw(loc.bucket);
-        let (file, row) = self.store_stream(bucket, &mut reader, opts)?;
+        let (file, row, _) = self.store_stream(bucket, &mut reader, opts)?;
         self.attach_file(version, &loc, obj, file, row)
     }
 

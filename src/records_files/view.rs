@@ -9,6 +9,7 @@ use crate::files::{FilesQuery, ObjectVersion, PutOptions};
 use crate::ids::BucketId;
 use crate::records::{FILES_FIELD, Record, record_row};
 use crate::storage::WriteTx;
+use redb::ReadableTable;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::io::Read;
@@ -27,6 +28,12 @@ pub struct RecordFiles<'a, 't> {
     tx: &'a mut WriteTx<'t>,
     record: &'a mut Record,
     bucket: BucketId,
+    /// `_files` is known to be what a flush would write: a flush made it so, or the view
+    /// opened on a record without `_files` over an empty bucket. Every change the view makes
+    /// keeps it so (a put updates its entry as a flush would; the other changes flush), and
+    /// nothing else can change the bucket or the body while the view borrows both, so
+    /// [`RecordFiles::commit`] then has no need to list the bucket again.
+    synced: bool,
 }
 
 impl<'t> WriteTx<'t> {
@@ -44,10 +51,12 @@ impl<'t> WriteTx<'t> {
         let bucket = row.bucket.map(BucketId::from_raw).ok_or(Error::NoBucket {
             record: record.id(),
         })?;
+        let synced = !record.body().contains_key(FILES_FIELD) && bucket_is_empty(self, bucket)?;
         Ok(RecordFiles {
             tx: self,
             record,
             bucket,
+            synced,
         })
     }
 }
@@ -126,6 +135,7 @@ impl RecordFiles<'_, '_> {
         if !files.is_empty() || body.contains_key(FILES_FIELD) {
             body.insert(FILES_FIELD.into(), Value::Array(files));
         }
+        self.synced = true;
         Ok(())
     }
 
@@ -295,7 +305,18 @@ impl RecordFiles<'_, '_> {
 
     /// Brings `_files` up to date and commits the record as a new revision.
     pub fn commit(mut self) -> Result<()> {
-        self.flush()?;
+        if !self.synced {
+            self.flush()?;
+        }
         self.tx.commit_record(self.record)
+    }
+}
+
+/// Whether `bucket` holds no version at all (not even a delete marker).
+fn bucket_is_empty(tx: &WriteTx<'_>, bucket: BucketId) -> Result<bool> {
+    let b = bucket.raw();
+    match tx.t.objects.read()?.range((b, "", 0)..)?.next() {
+        Some(e) => Ok(e?.0.value().0 != b),
+        None => Ok(true),
     }
 }
