@@ -94,28 +94,30 @@ impl<'r> ChunkSource<'r> {
             want = want.min(c.bytes.saturating_sub(self.total).saturating_add(1));
         }
         let want_len = want as usize;
-        if buf.len() >= want_len {
-            // A reused buffer: its bytes are initialised already, so read straight into them.
-            let mut filled = 0;
-            while filled < want_len {
-                match Clamped(&mut *self.reader).read(&mut buf[filled..want_len]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(source) => return Err(Error::UploadStream { source }),
-                }
-            }
-            buf.truncate(filled);
-        } else {
-            // read_to_end only initialises what the reader fills: resizing to a whole chunk
-            // first would zero 1 MiB for every 1 KiB file (it dominated small puts).
-            buf.clear();
-            Clamped(&mut *self.reader)
-                .take(want)
-                .read_to_end(buf)
-                .map_err(|source| Error::UploadStream { source })?;
+        // A reused buffer has its bytes initialised already: read straight into them. A fresh
+        // one starts small and doubles as the stream proves longer, so a 1 KiB file neither
+        // zeroes a whole chunk (which once dominated small puts) nor grows byte by byte.
+        if buf.len() < want_len {
+            buf.resize(want_len.min(FIRST_READ).max(buf.len()), 0);
         }
-        let filled = buf.len();
+        let mut filled = 0;
+        loop {
+            let room = buf.len().min(want_len);
+            if filled == room {
+                if room >= want_len {
+                    break;
+                }
+                buf.resize((room * 2).min(want_len), 0);
+                continue;
+            }
+            match Clamped(&mut *self.reader).read(&mut buf[filled..room]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(Error::UploadStream { source }),
+            }
+        }
+        buf.truncate(filled);
         self.total += filled as u64;
         self.limits.check_running(self.total)?;
         if filled < want as usize {
@@ -125,6 +127,10 @@ impl<'r> ChunkSource<'r> {
         Ok(!buf.is_empty() || !self.done)
     }
 }
+
+/// The size of a fresh buffer's first read: a small file fits at once, and a large stream's
+/// buffer doubles from there.
+const FIRST_READ: usize = 4 * 1024;
 
 /// A reader that cannot claim more bytes than it was given room for: std's `read_to_end`
 /// panics on such a (broken) reader, and no input may make the engine panic.

@@ -47,7 +47,11 @@ pub(crate) fn revision_row<V: View>(v: &V, id: RecordId, rev: u64) -> Result<Opt
 }
 
 pub(crate) fn body_to_json(body: &Map<String, Value>) -> Result<Vec<u8>> {
-    serde_json::to_vec(body).map_err(|e| Error::corrupt(format!("cannot encode record body: {e}")))
+    // Room for a typical body up front (serde_json's own `to_vec` starts at 128 bytes).
+    let mut out = Vec::with_capacity(512);
+    serde_json::to_writer(&mut out, body)
+        .map_err(|e| Error::corrupt(format!("cannot encode record body: {e}")))?;
+    Ok(out)
 }
 
 pub(crate) fn json_to_body(bytes: &[u8], id: RecordId) -> Result<Map<String, Value>> {
