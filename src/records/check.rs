@@ -38,10 +38,12 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
             ));
         }
         if let Some((_, last)) = list.last()
-            && last.json != row.json
+            && last.json.is_none() != row.deleted
         {
             p.push(format!(
-                "record {id:x}: current body differs from its last revision"
+                "record {id:x}: deleted is {} but its last revision {} a body",
+                row.deleted,
+                if last.json.is_some() { "has" } else { "lacks" }
             ));
         }
     }

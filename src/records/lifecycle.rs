@@ -64,7 +64,7 @@ impl WriteTx<'_> {
     /// not match its `$schema`; nothing is written then.
     pub fn commit_record(&mut self, record: &mut Record) -> Result<()> {
         let row = self.current_row(record)?;
-        if row.json.is_none() {
+        if row.deleted {
             return Err(Error::RecordDeleted { record: record.id });
         }
         validate_body(self, &record.body)?;
@@ -81,7 +81,7 @@ impl WriteTx<'_> {
     /// [`Self::undelete_record`] can bring it back.
     pub fn delete_record(&mut self, record: &mut Record) -> Result<()> {
         let row = self.current_row(record)?;
-        if row.json.is_none() {
+        if row.deleted {
             return Err(Error::RecordDeleted { record: record.id });
         }
         let rev = row.revision + 1;
@@ -100,7 +100,7 @@ impl WriteTx<'_> {
     /// revision; its bucket comes back too. Refused for a live record.
     pub fn undelete_record(&mut self, record: &mut Record) -> Result<()> {
         let row = self.current_row(record)?;
-        if row.json.is_some() {
+        if !row.deleted {
             return Err(Error::InvalidOperation {
                 reason: "Record is not deleted.",
             });
@@ -136,7 +136,7 @@ impl WriteTx<'_> {
             (None, _) => {}
         }
         let row = record_row(&self.t, id)?.ok_or(Error::RecordNotFound { record: id })?;
-        to_record(id, &row)
+        to_record(&self.t, id, &row)
     }
 
     /// Hard-deletes a record, live or soft-deleted: its row, its history, its persistent
@@ -201,8 +201,9 @@ impl WriteTx<'_> {
         bucket: Option<u128>,
         json: Option<Vec<u8>>,
     ) -> Result<()> {
+        let deleted = json.is_none();
         let revision = RevisionRow {
-            json: json.clone(),
+            json,
             updated: self.now,
         };
         self.t
@@ -210,8 +211,8 @@ impl WriteTx<'_> {
             .write()?
             .insert((id.raw(), rev), crate::storage::enc(&revision)?.as_slice())?;
         let row = RecordRow {
-            json,
             revision: rev,
+            deleted,
             created,
             updated: self.now,
             bucket,

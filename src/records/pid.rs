@@ -130,10 +130,10 @@ pub(crate) fn resolve<V: View>(v: &V, pid_type: &str, pid_value: &str) -> Result
     let rec = record_row(v, record)?.ok_or_else(|| {
         Error::corrupt(format!("pid {pid_type}:{pid_value} names missing record"))
     })?;
-    if rec.json.is_none() {
+    if rec.deleted {
         return Err(Error::RecordDeleted { record });
     }
-    to_record(record, &rec)
+    to_record(v, record, &rec)
 }
 
 impl WriteTx<'_> {

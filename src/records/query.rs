@@ -54,7 +54,7 @@ pub trait RecordsQuery: Snapshot {
     /// A record, soft-deleted or not. A soft-deleted record comes with an empty body.
     fn record_with_deleted(&self, id: RecordId) -> Result<Option<Record>> {
         with_view!(self, |v| match record_row(v, id)? {
-            Some(row) => Ok(Some(to_record(id, &row)?)),
+            Some(row) => Ok(Some(to_record(v, id, &row)?)),
             None => Ok(None),
         })
     }

@@ -7,14 +7,14 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The current state of a record.
+/// The current state of a record. Its body is that of its newest revision (kept once, in
+/// `record_revisions`), so the row stays small to write and to read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RecordRow {
-    /// JSON text of the body; `None` while soft-deleted.
-    #[serde(with = "crate::storage::codec::opt_bytes")]
-    pub json: Option<Vec<u8>>,
     /// The newest revision id; revisions 0..=revision all exist.
     pub revision: u64,
+    /// Soft-deleted (the newest revision has no body).
+    pub deleted: bool,
     pub created: Timestamp,
     pub updated: Timestamp,
     /// The record's bucket (Invenio's `RecordsBuckets` link); the bucket's row names the record
@@ -59,10 +59,23 @@ pub(crate) fn json_to_body(bytes: &[u8], id: RecordId) -> Result<Map<String, Val
         .map_err(|e| Error::corrupt(format!("record {id}: body is not a JSON object: {e}")))
 }
 
-pub(crate) fn to_record(id: RecordId, row: &RecordRow) -> Result<super::Record> {
-    let body = match &row.json {
-        Some(j) => json_to_body(j, id)?,
-        None => Map::new(),
+/// The record as `row` and its newest revision have it (an empty body while soft-deleted).
+pub(crate) fn to_record<V: View>(v: &V, id: RecordId, row: &RecordRow) -> Result<super::Record> {
+    let body = if row.deleted {
+        Map::new()
+    } else {
+        let rev = revision_row(v, id, row.revision)?.ok_or_else(|| {
+            Error::corrupt(format!("record {id}: revision {} is missing", row.revision))
+        })?;
+        match &rev.json {
+            Some(j) => json_to_body(j, id)?,
+            None => {
+                return Err(Error::corrupt(format!(
+                    "record {id}: live, but revision {} has no body",
+                    row.revision
+                )));
+            }
+        }
     };
     Ok(super::Record {
         id,
@@ -70,6 +83,6 @@ pub(crate) fn to_record(id: RecordId, row: &RecordRow) -> Result<super::Record> 
         body,
         created: row.created,
         updated: row.updated,
-        deleted: row.json.is_none(),
+        deleted: row.deleted,
     })
 }

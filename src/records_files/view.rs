@@ -43,7 +43,7 @@ impl<'t> WriteTx<'t> {
         let row = record_row(&self.t, record.id())?.ok_or(Error::RecordNotFound {
             record: record.id(),
         })?;
-        if row.json.is_none() {
+        if row.deleted {
             return Err(Error::RecordDeleted {
                 record: record.id(),
             });
