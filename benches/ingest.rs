@@ -659,6 +659,18 @@ fn run(o: &Opts) -> Res<()> {
             }
         }
     }
+    let secs_list = |v: &[f64]| {
+        v.iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    eprintln!(
+        "a  each put, s: fs {}; sqlite {}; recfiles {}",
+        secs_list(&fs_w),
+        secs_list(&sq_w),
+        secs_list(&rf_w)
+    );
     let (fs_w, sq_w, rf_w) = (median(fs_w), median(sq_w), median(rf_w));
     let mbs = |t: f64| size as f64 / MIB as f64 / t;
     eprintln!(
