@@ -63,7 +63,7 @@ impl Store {
         let t = &snap.t;
         let mut p = Vec::new();
 
-        // Buckets, objects, heads, versions.
+        // Buckets, objects, versions.
         let mut buckets: BTreeMap<u128, BucketRow> = BTreeMap::new();
         for e in t.buckets()?.iter()? {
             let (k, v) = e?;
@@ -71,7 +71,6 @@ impl Store {
         }
         let mut expected_size: HashMap<u128, u64> = HashMap::new();
         let mut file_refs: HashMap<u128, u64> = HashMap::new();
-        let mut latest: BTreeMap<(u128, String), u64> = BTreeMap::new();
         let mut version_ids: BTreeMap<u128, VersionLoc> = BTreeMap::new();
         let mut files: BTreeMap<u128, FileRow> = BTreeMap::new();
         for e in t.files()?.iter()? {
@@ -88,7 +87,6 @@ impl Store {
                     row.version_id
                 ));
             }
-            latest.insert((b, key.to_string()), seq);
             let loc = VersionLoc {
                 bucket: b,
                 key: key.to_string(),
@@ -121,21 +119,6 @@ impl Store {
                     row.version_id
                 ));
             }
-        }
-        for e in t.heads()?.iter()? {
-            let (k, v) = e?;
-            let (b, key) = k.value();
-            match latest.remove(&(b, key.to_string())) {
-                Some(seq) if seq == v.value() => {}
-                Some(seq) => p.push(format!(
-                    "head of {key:?} in {b:x} is version {} but the newest is {seq}",
-                    v.value()
-                )),
-                None => p.push(format!("head of {key:?} in {b:x} has no versions")),
-            }
-        }
-        for ((b, key), _) in latest {
-            p.push(format!("{key:?} in {b:x} has versions but no head"));
         }
         let mut indexed = 0usize;
         for e in t.versions()?.iter()? {

@@ -444,7 +444,7 @@ fn write_faults_lose_nothing_committed() {
 #[test]
 fn read_faults_lose_nothing_committed() {
     let mut t = Tally::default();
-    sweep(FaultKind::Read, 64 << 10, &mut t);
+    sweep(FaultKind::Read, 16 << 10, &mut t);
     eprintln!("read faults injected: {t:?}");
     assert!(
         t.faults > 100,

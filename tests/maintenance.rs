@@ -5,7 +5,7 @@ use common::*;
 use recfiles::prelude::*;
 use redb::{ReadableTable, TableDefinition};
 
-const HEADS: TableDefinition<(u128, &str), u64> = TableDefinition::new("heads");
+const VERSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("versions");
 const CHUNK_INDEX: TableDefinition<[u8; 32], (u128, u64)> = TableDefinition::new("chunk_index");
 const FILE_BYTES: TableDefinition<u128, &[u8]> = TableDefinition::new("file_bytes");
 const OBJECTS: TableDefinition<(u128, &str, u64), &[u8]> = TableDefinition::new("objects");
@@ -18,20 +18,20 @@ fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
 }
 
 #[test]
-fn check_reports_a_key_without_a_head() {
+fn check_reports_a_version_missing_from_the_version_index() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let b = {
+    let v = {
         let store = Store::open(&path).unwrap();
         let b = bucket(&store);
-        put(&store, b.id, "k", b"v");
+        let v = put(&store, b.id, "k", b"v");
         assert_consistent(&store);
-        b.id
+        v
     };
     tamper(&path, |tx| {
-        tx.open_table(HEADS)
+        tx.open_table(VERSIONS)
             .unwrap()
-            .remove((b.uuid().as_u128(), "k"))
+            .remove(v.version_id.uuid().as_u128())
             .unwrap();
     });
     let report = Store::open(&path).unwrap().check().unwrap();
@@ -40,7 +40,7 @@ fn check_reports_a_key_without_a_head() {
         report
             .problems
             .iter()
-            .any(|p| p.contains("has versions but no head")),
+            .any(|p| p.contains("version index rows for")),
         "{report:?}"
     );
 }

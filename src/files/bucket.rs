@@ -242,17 +242,12 @@ impl WriteTx<'_> {
                     .write()?
                     .retain_in((raw, "", 0)..(next, "", 0), |_, _| false)?;
                 self.t
-                    .heads
-                    .write()?
-                    .retain_in((raw, "")..(next, ""), |_, _| false)?;
-                self.t
                     .bucket_tags
                     .write()?
                     .retain_in((raw, "")..(next, ""), |_, _| false)?;
             }
             None => {
                 self.t.objects.write()?.retain(|k, _| k.0 != raw)?;
-                self.t.heads.write()?.retain(|k, _| k.0 != raw)?;
                 self.t.bucket_tags.write()?.retain(|k, _| k.0 != raw)?;
             }
         }

@@ -187,7 +187,6 @@ impl WriteTx<'_> {
             .versions
             .write()?
             .insert(vid.raw(), enc(&loc)?.as_slice())?;
-        self.t.heads.write()?.insert((b, key), seq)?;
         let (mut size, mut checksum) = (None, None);
         if let Some(fr) = retained {
             match bucket_row {
@@ -346,26 +345,7 @@ impl WriteTx<'_> {
         self.t.objects.write()?.remove((b, key, loc.seq))?;
         self.t.versions.write()?.remove(version.raw())?;
         self.clear_object_tags(version.raw())?;
-        if head_seq(&self.t, b, key)? == Some(loc.seq) {
-            let newest = match self
-                .t
-                .objects
-                .read()?
-                .range((b, key, 0)..=(b, key, u64::MAX))?
-                .next_back()
-            {
-                Some(e) => Some(e?.0.value().2),
-                None => None,
-            };
-            match newest {
-                Some(seq) => {
-                    self.t.heads.write()?.insert((b, key), seq)?;
-                }
-                None => {
-                    self.t.heads.write()?.remove((b, key))?;
-                }
-            }
-        }
+        // The head is the newest remaining version (found from `objects`, nothing to update).
         if let Some(f) = obj.file {
             let f = FileId::from_raw(f);
             let size = get_file_row(&self.t, f)?.map(|r| r.size).unwrap_or(0);

@@ -9,6 +9,7 @@ use crate::ids::{BucketId, FileId, UploadId, VersionId};
 use crate::storage::{ReadTx, Snapshot, View, dec, with_view};
 use redb::ReadableTable;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 pub(crate) fn to_bucket(id: u128, r: BucketRow) -> Bucket {
     Bucket {
@@ -75,11 +76,9 @@ pub(crate) fn head_version<V: View>(
     bucket: u128,
     key: &str,
 ) -> Result<Option<ObjectVersion>> {
-    let Some(seq) = head_seq(v, bucket, key)? else {
+    let Some((seq, row)) = head_row(v, bucket, key)? else {
         return Ok(None);
     };
-    let row = object_row(v, bucket, key, seq)?
-        .ok_or_else(|| Error::corrupt(format!("head of {key:?} points at a missing version")))?;
     Ok(Some(to_version(bucket, key, seq, &row, Some(seq))?))
 }
 
@@ -89,13 +88,13 @@ pub(crate) fn version_by_id<V: View>(v: &V, id: VersionId) -> Result<Option<Obje
     };
     let row = object_row(v, loc.bucket, &loc.key, loc.seq)?
         .ok_or_else(|| Error::corrupt(format!("version {id} has no row")))?;
-    let head = head_seq(v, loc.bucket, &loc.key)?;
+    let head = head_row(v, loc.bucket, &loc.key)?.map(|(seq, _)| seq);
     Ok(Some(to_version(loc.bucket, &loc.key, loc.seq, &row, head)?))
 }
 
 /// All versions of one key, newest first.
 pub(crate) fn versions_of<V: View>(v: &V, bucket: u128, key: &str) -> Result<Vec<ObjectVersion>> {
-    let head = head_seq(v, bucket, key)?;
+    let mut head = None;
     let mut out = Vec::new();
     for e in v
         .objects()?
@@ -104,8 +103,10 @@ pub(crate) fn versions_of<V: View>(v: &V, bucket: u128, key: &str) -> Result<Vec
     {
         let (k, val) = e?;
         let seq = k.value().2;
+        // Newest first: the first is the head.
+        let head = *head.get_or_insert(seq);
         let row: ObjectRow = dec(val.value(), "objects")?;
-        out.push(to_version(bucket, key, seq, &row, head)?);
+        out.push(to_version(bucket, key, seq, &row, Some(head))?);
     }
     Ok(out)
 }
@@ -141,43 +142,10 @@ pub(crate) fn for_each_head<V: View>(
         return Ok(());
     }
     let mut listed = 0;
-    // `objects` is walked alongside `heads`: both are in key order, and a head is mostly the
-    // last version of its key, so the row of the next head is usually a few steps further on
-    // rather than a lookup away.
-    let objects = v.objects()?;
-    let mut rows = objects.range((bucket, start, 0)..)?;
     let mut mimetypes = MimeGuesser::default();
-    for e in v.heads()?.range((bucket, start)..)? {
-        let (k, seq) = e?;
-        let (b, key) = k.value();
-        if b != bucket || (!prefix.is_empty() && !key.starts_with(prefix)) {
-            break;
-        }
-        if opts.start_after.as_deref() == Some(key) {
-            continue;
-        }
-        let seq = seq.value();
-        let mut found = None;
-        for step in 0.. {
-            if step == HEAD_SCAN_LIMIT {
-                rows = objects.range((bucket, key, seq)..)?;
-            }
-            let Some(e) = rows.next() else { break };
-            let (at, row) = e?;
-            match at.value().cmp(&(bucket, key, seq)) {
-                std::cmp::Ordering::Less => continue,
-                std::cmp::Ordering::Equal => {
-                    found = Some(dec::<ObjectRow>(row.value(), "objects")?)
-                }
-                std::cmp::Ordering::Greater => {}
-            }
-            break;
-        }
-        let row = found.ok_or_else(|| {
-            Error::corrupt(format!("head of {key:?} points at a missing version"))
-        })?;
+    let mut emit = |key: &str, row: ObjectRow| -> Result<bool> {
         if row.file.is_none() && !opts.with_deleted {
-            continue;
+            return Ok(true);
         }
         let mimetype = match &row.mimetype {
             Some(m) => m.clone(),
@@ -185,29 +153,89 @@ pub(crate) fn for_each_head<V: View>(
         };
         f(build_version(bucket, key, &row, true, mimetype)?)?;
         listed += 1;
-        if listed >= limit {
-            break;
+        Ok(listed < limit)
+    };
+    // The head of a key is its newest version, the last of its rows in `objects`. The rows are
+    // walked in order and the last of each key's run is kept; a key with many old versions is
+    // skipped to its head by a lookup rather than stepped through.
+    let objects = v.objects()?;
+    let mut rows = objects.range((bucket, start, 0)..)?;
+    // The key being walked, its newest row so far (undecoded) and how many rows it has had.
+    let mut current: Option<(String, redb::AccessGuard<'_, &'static [u8]>, usize)> = None;
+    loop {
+        let next = match rows.next() {
+            Some(e) => Some(e?),
+            None => None,
+        };
+        let next = next.and_then(|(k, val)| {
+            let (b, key, _) = k.value();
+            let listed_key = b == bucket && (prefix.is_empty() || key.starts_with(prefix));
+            listed_key.then(|| (key.to_string(), val))
+        });
+        match (&mut current, next) {
+            (Some((key, row, steps)), Some((next_key, val))) if *key == next_key => {
+                *row = val;
+                *steps += 1;
+                if *steps == HEAD_SCAN_LIMIT
+                    && let Some(e) = objects
+                        .range((bucket, key.as_str(), 0)..=(bucket, key.as_str(), u64::MAX))?
+                        .next_back()
+                {
+                    let (k, val) = e?;
+                    *row = val;
+                    // Carry on after the head.
+                    let head = (bucket, key.as_str(), k.value().2);
+                    rows = objects.range((Bound::Excluded(head), Bound::Unbounded))?;
+                }
+            }
+            (_, next) => {
+                if let Some((key, row, _)) = current.take()
+                    && !emit(&key, dec(row.value(), "objects")?)?
+                {
+                    return Ok(());
+                }
+                match next {
+                    Some((key, _)) if opts.start_after.as_deref() == Some(key.as_str()) => {
+                        // Past this key's rows without listing it.
+                        let last = (bucket, key.as_str(), u64::MAX);
+                        rows = objects.range((Bound::Excluded(last), Bound::Unbounded))?;
+                    }
+                    Some((key, val)) => current = Some((key, val, 1)),
+                    None => return Ok(()),
+                }
+            }
         }
     }
-    Ok(())
 }
 
 fn bucket_versions<V: View>(v: &V, bucket: u128, with_markers: bool) -> Result<Vec<ObjectVersion>> {
     let mut out = Vec::new();
-    // Every key with versions has a head row, in key order.
-    for e in v.heads()?.range((bucket, "")..)? {
-        let (k, _) = e?;
-        let (b, key) = k.value();
+    // Each key's versions, newest first, keys in order. Rows come oldest first within a key.
+    let mut key_rows: Vec<(u64, ObjectRow)> = Vec::new();
+    let mut key = String::new();
+    let mut flush = |key: &str, rows: &mut Vec<(u64, ObjectRow)>| -> Result<()> {
+        let head = rows.last().map(|(seq, _)| *seq);
+        for (seq, row) in rows.drain(..).rev() {
+            let o = to_version(bucket, key, seq, &row, head)?;
+            if with_markers || !o.is_delete_marker() {
+                out.push(o);
+            }
+        }
+        Ok(())
+    };
+    for e in v.objects()?.range((bucket, "", 0)..)? {
+        let (k, val) = e?;
+        let (b, k_key, seq) = k.value();
         if b != bucket {
             break;
         }
-        let versions = versions_of(v, bucket, key)?;
-        out.extend(
-            versions
-                .into_iter()
-                .filter(|o| with_markers || !o.is_delete_marker()),
-        );
+        if k_key != key {
+            flush(&key, &mut key_rows)?;
+            key = k_key.to_string();
+        }
+        key_rows.push((seq, dec(val.value(), "objects")?));
     }
+    flush(&key, &mut key_rows)?;
     Ok(out)
 }
 

@@ -116,8 +116,23 @@ pub(crate) fn object_row<V: View>(
     }
 }
 
-pub(crate) fn head_seq<V: View>(v: &V, bucket: u128, key: &str) -> Result<Option<u64>> {
-    Ok(v.heads()?.get((bucket, key))?.map(|g| g.value()))
+/// The head of `key` (its newest version: the highest sequence) and its row.
+pub(crate) fn head_row<V: View>(
+    v: &V,
+    bucket: u128,
+    key: &str,
+) -> Result<Option<(u64, ObjectRow)>> {
+    match v
+        .objects()?
+        .range((bucket, key, 0)..=(bucket, key, u64::MAX))?
+        .next_back()
+    {
+        Some(e) => {
+            let (k, val) = e?;
+            Ok(Some((k.value().2, dec(val.value(), "objects")?)))
+        }
+        None => Ok(None),
+    }
 }
 
 pub(crate) fn multipart_row<V: View>(v: &V, id: u128) -> Result<Option<MultipartRow>> {

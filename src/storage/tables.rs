@@ -149,8 +149,6 @@ tables! {
     bucket_tags: (u128, &'static str) => &'static str;
     /// (bucket id, object key, version sequence) → bincode `ObjectRow`.
     objects: (u128, &'static str, u64) => &'static [u8];
-    /// (bucket id, object key) → version sequence of the head.
-    heads: (u128, &'static str) => u64;
     /// Version id → bincode `VersionLoc` (where the version's row lives).
     versions: u128 => &'static [u8];
     /// (version id, tag key) → tag value.
