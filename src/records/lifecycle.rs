@@ -33,10 +33,17 @@ impl WriteTx<'_> {
     /// soft-deleted record), with or without a bucket. Nothing is written if any check fails.
     pub fn create_record_with(&mut self, body: Value, opts: &RecordOptions) -> Result<Record> {
         let mut body = into_object(body)?;
-        let id = opts.id.unwrap_or_default();
-        if record_row(&self.t, id)?.is_some() {
-            return Err(Error::RecordExists { record: id });
-        }
+        // A fresh id is a new UUID v7 (strictly increasing in this process, random bits across
+        // processes): only a caller's id can already be taken.
+        let id = match opts.id {
+            Some(id) => {
+                if record_row(&self.t, id)?.is_some() {
+                    return Err(Error::RecordExists { record: id });
+                }
+                id
+            }
+            None => RecordId::new(),
+        };
         let bucket = opts.bucket.as_ref().map(|b| (BucketId::new(), b));
         if let Some((bucket_id, _)) = &bucket {
             body.insert(BUCKET_FIELD.into(), Value::String(bucket_id.to_string()));
