@@ -1,7 +1,7 @@
 //! Maintenance: the integrity check of every invariant in docs/FORMAT.md, and compaction.
 
 use crate::content::staging::{StagingOwner, StagingRow};
-use crate::content::{FileRow, Hash, hex};
+use crate::content::{FileRow, Hash, hex, split_file_value};
 use crate::error::Result;
 use crate::files::{BucketRow, FileContent, MultipartRow, ObjectRow, PartRow, VersionLoc};
 use crate::storage::View;
@@ -75,7 +75,7 @@ impl Store {
         let mut files: BTreeMap<u128, FileRow> = BTreeMap::new();
         for e in t.files()?.iter()? {
             let (k, v) = e?;
-            files.insert(k.value(), dec(v.value(), "files")?);
+            files.insert(k.value(), split_file_value(v.value())?.0);
         }
         for e in t.objects()?.iter()? {
             let (k, v) = e?;
@@ -264,17 +264,12 @@ impl Store {
                 p.push(format!("chunk list of missing file {f:x}"));
             }
         }
-        for e in t.file_bytes()?.iter()? {
+        // Inline content follows its row in `files`.
+        for e in t.files()?.iter()? {
             let (k, v) = e?;
             let f = k.value();
-            let len = v.value().len() as u64;
-            if !files.contains_key(&f) {
-                p.push(format!("inline content of missing file {f:x}"));
-            }
-            if len == 0 {
-                p.push(format!("file {f:x}: empty inline content row"));
-            }
-            if layout.insert(f, len).is_some() {
+            let len = split_file_value(v.value())?.1.len() as u64;
+            if len > 0 && layout.insert(f, len).is_some() {
                 p.push(format!("file {f:x} has both chunks and inline content"));
             }
         }

@@ -122,9 +122,10 @@ fn content_that_fits_in_one_chunk_is_stored_inline_and_freed_with_its_file() {
         assert_consistent(&store);
         (b, first)
     };
-    // One inline row per distinct small content (the copy is deduplicated); only the content
-    // longer than a chunk has chunks.
-    assert_eq!(rows(&path, "file_bytes"), 2);
+    // One file per distinct content (the copy is deduplicated), and only the content longer
+    // than a chunk has chunks: the two small contents live inline, in their file rows (the
+    // consistency check above verified that each file's bytes add up to its size).
+    assert_eq!(rows(&path, "files"), 4);
     assert_eq!(rows(&path, "chunks"), 2);
     assert_eq!(rows(&path, "file_chunks"), 2);
 
@@ -138,11 +139,12 @@ fn content_that_fits_in_one_chunk_is_stored_inline_and_freed_with_its_file() {
     assert_eq!(r.read_range(1000, 10).unwrap(), b"");
     assert!(store.verify_file(first.file_id.unwrap()).unwrap());
 
-    // The last reference frees the inline row.
+    // The last reference frees the file row and its inline content.
     let again = store.object(b, "one again").unwrap().unwrap();
     store.remove_version(first.version_id).unwrap();
     store.remove_version(again.version_id).unwrap();
     assert_consistent(&store);
     drop(store);
-    assert_eq!(rows(&path, "file_bytes"), 1);
+    assert_eq!(rows(&path, "files"), 3);
+    assert_eq!(rows(&path, "chunks"), 2);
 }

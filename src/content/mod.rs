@@ -2,8 +2,8 @@
 //!
 //! A file is a list of chunks, each known by its blake3 hash and stored once however many
 //! files contain it (under a time-ordered id, found through `chunk_index`); a file that fits
-//! in one chunk is stored inline instead, as one `file_bytes` row keyed by its id (one row
-//! rather than a chunk, its count and a chunk list). Files are deduplicated whole by the
+//! in one chunk is stored inline instead, right after its row in `files` (no chunk, count or
+//! chunk list, and no row of its own). Files are deduplicated whole by the
 //! blake3 of their content. Small content
 //! is written inside the caller's transaction; large content is *staged* in short transactions
 //! of its own and adopted by the transaction that creates the object version (see
@@ -23,7 +23,7 @@ pub(crate) use write::{StreamLimits, write_stream};
 
 use crate::error::{Error, Result};
 use crate::ids::{FileId, Timestamp};
-use crate::storage::{Snapshot, View, WTables, dec, enc, with_view};
+use crate::storage::{Snapshot, View, WTables, dec_head, enc, with_view};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
@@ -151,34 +151,69 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// A `files` value: the file's row, then its inline content (none for chunked content).
+pub(crate) fn split_file_value(value: &[u8]) -> Result<(FileRow, &[u8])> {
+    let (row, used) = dec_head::<FileRow>(value, "files")?;
+    Ok((row, &value[used..]))
+}
+
 pub(crate) fn get_file_row<V: View>(v: &V, id: FileId) -> Result<Option<FileRow>> {
     match v.files()?.get(id.raw())? {
-        Some(g) => Ok(Some(dec(g.value(), "files")?)),
+        Some(g) => Ok(Some(split_file_value(g.value())?.0)),
         None => Ok(None),
     }
 }
 
-pub(crate) fn put_file_row(t: &mut WTables<'_>, id: FileId, row: &FileRow) -> Result<()> {
-    t.files.write()?.insert(id.raw(), enc(row)?.as_slice())?;
+/// Stores a file's row followed by its inline content.
+pub(crate) fn insert_file_row(
+    t: &mut WTables<'_>,
+    id: FileId,
+    row: &FileRow,
+    inline: &[u8],
+) -> Result<()> {
+    let mut value = enc(row)?;
+    value.extend_from_slice(inline);
+    t.files.write()?.insert(id.raw(), value.as_slice())?;
     Ok(())
+}
+
+/// Rewrites a file's row with `change` applied, keeping its inline content; returns the new
+/// row.
+pub(crate) fn update_file_row(
+    t: &mut WTables<'_>,
+    id: FileId,
+    change: impl FnOnce(&mut FileRow),
+) -> Result<FileRow> {
+    let (row, value) = {
+        let files = t.files.read()?;
+        let Some(g) = files.get(id.raw())? else {
+            return Err(Error::FileNotFound { file: id });
+        };
+        let (mut row, inline) = split_file_value(g.value())?;
+        change(&mut row);
+        let mut value = enc(&row)?;
+        value.extend_from_slice(inline);
+        (row, value)
+    };
+    t.files.write()?.insert(id.raw(), value.as_slice())?;
+    Ok(row)
 }
 
 /// Adds one reference (a version or an upload now points at the file).
 pub(crate) fn retain_file(t: &mut WTables<'_>, id: FileId, now: Timestamp) -> Result<FileRow> {
-    let mut row = get_file_row(t, id)?.ok_or(Error::FileNotFound { file: id })?;
-    row.refcount += 1;
-    row.updated = now;
-    put_file_row(t, id, &row)?;
-    Ok(row)
+    update_file_row(t, id, |row| {
+        row.refcount += 1;
+        row.updated = now;
+    })
 }
 
-/// Drops one reference; the last one frees the file row, its chunk list and every chunk no
-/// other file uses, in the same transaction.
+/// Drops one reference; the last one frees the file row (with its inline content), its chunk
+/// list and every chunk no other file uses, in the same transaction.
 pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
-    let mut row = get_file_row(t, id)?.ok_or(Error::FileNotFound { file: id })?;
+    let row = get_file_row(t, id)?.ok_or(Error::FileNotFound { file: id })?;
     if row.refcount > 1 {
-        row.refcount -= 1;
-        return put_file_row(t, id, &row);
+        update_file_row(t, id, |row| row.refcount -= 1)?;
+        return Ok(());
     }
     t.files.write()?.remove(id.raw())?;
     if t.files_by_hash.read()?.get(&row.blake3)?.map(|g| g.value()) == Some(id.raw()) {
@@ -198,7 +233,6 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
     t.file_chunks
         .write()?
         .retain_in((id.raw(), 0)..=(id.raw(), u64::MAX), |_, _| false)?;
-    t.file_bytes.write()?.remove(id.raw())?;
     for h in hashes {
         release_chunk(t, &h)?;
     }
@@ -304,10 +338,9 @@ pub(crate) fn find_duplicate(
         return Ok(None);
     };
     match get_file_row(t, id)? {
-        Some(mut row) if row.size == size => {
+        Some(row) if row.size == size => {
             if row.md5.is_none() && md5.is_some() {
-                row.md5 = md5;
-                put_file_row(t, id, &row)?;
+                update_file_row(t, id, |row| row.md5 = md5)?;
             }
             Ok(Some(id))
         }
@@ -349,19 +382,18 @@ pub(crate) fn register_file(
         return Ok((existing, retain_file(t, existing, now)?));
     }
     let id = FileId::new();
-    match content {
+    let inline = match content {
         Written::Chunks(chunks) => {
             for (off, h) in chunks {
                 t.file_chunks.write()?.insert((id.raw(), *off), h)?;
             }
+            &[][..]
         }
-        Written::Inline(bytes) => {
-            t.file_bytes.write()?.insert(id.raw(), bytes)?;
-        }
-    }
+        Written::Inline(bytes) => bytes,
+    };
     let mut row = FileRow::new(size, (blake3, md5), chunk_size, storage_class, now);
     row.refcount = 1;
-    put_file_row(t, id, &row)?;
+    insert_file_row(t, id, &row, inline)?;
     t.files_by_hash.write()?.insert(&blake3, id.raw())?;
     Ok((id, row))
 }

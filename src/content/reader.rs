@@ -28,16 +28,17 @@ pub struct FileReader {
     direct: Option<Arc<Direct>>,
     /// The file's blake3, which inline content is checked against.
     checksum: Hash,
-    /// Whether the content is one inline `file_bytes` row rather than chunks.
+    /// Whether the content is stored inline, after the file's row, rather than as chunks.
     inline: bool,
     pos: u64,
-    file_bytes: ReadOnlyTable<u128, &'static [u8]>,
+    files: ReadOnlyTable<u128, &'static [u8]>,
     file_chunks: ReadOnlyTable<(u128, u64), Hash>,
     chunk_index: ReadOnlyTable<Hash, (u128, u64)>,
     chunks: ReadOnlyTable<u128, &'static [u8]>,
     // The chunk last loaded through the engine: its offset in the file and its checked bytes,
-    // held in place in the engine's page (no copy) for as long as reads stay inside it.
-    current: Option<(u64, OwnedAccessGuard<&'static [u8]>)>,
+    // held in place in the engine's page (no copy) for as long as reads stay inside it. For
+    // inline content, the guard holds the file's row too, and the bytes start after it.
+    current: Option<Current>,
 }
 
 impl std::fmt::Debug for FileReader {
@@ -58,8 +59,11 @@ impl FileReader {
         checksum: Hash,
         cfg: &Config,
     ) -> Result<FileReader> {
-        let file_bytes = txn.open_table(crate::storage::defs::file_bytes)?;
-        let inline = file_bytes.get(file.raw())?.is_some();
+        let files = txn.open_table(crate::storage::defs::files)?;
+        let inline = match files.get(file.raw())? {
+            Some(g) => !super::split_file_value(g.value())?.1.is_empty(),
+            None => false,
+        };
         Ok(FileReader {
             file,
             size,
@@ -68,7 +72,7 @@ impl FileReader {
             checksum,
             inline,
             pos: 0,
-            file_bytes,
+            files,
             file_chunks: txn.open_table(crate::storage::defs::file_chunks)?,
             chunk_index: txn.open_table(crate::storage::defs::chunk_index)?,
             chunks: txn.open_table(crate::storage::defs::chunks)?,
@@ -115,9 +119,9 @@ impl FileReader {
     /// Reads from byte `pos` (< size) of the file into `out` (not empty), as many bytes as
     /// `out` holds or the chunk holding `pos` has left. Returns how many (at least one).
     fn read_at(&mut self, pos: u64, out: &mut [u8]) -> Result<usize> {
-        if let Some((start, b)) = &self.current {
-            let b = b.value();
-            if *start <= pos && pos < *start + b.len() as u64 {
+        if let Some(c) = &self.current {
+            let (start, b) = (c.start, c.bytes());
+            if start <= pos && pos < start + b.len() as u64 {
                 return Ok(copy_from(b, (pos - start) as usize, out));
             }
         }
@@ -185,22 +189,36 @@ impl FileReader {
             w.learn(hash, loc);
         }
         drop(watch);
-        Ok(self.current.insert((start, bytes)).1.value())
+        let current = self.current.insert(Current {
+            start,
+            guard: bytes,
+            skip: 0,
+        });
+        Ok(current.bytes())
     }
 
     /// Loads the file's inline content through the engine, checks it against the file's
     /// blake3 (unless `Never`), makes it current and returns it.
     fn load_inline(&mut self) -> Result<&[u8]> {
         self.current = None;
-        let Some(bytes) = self.file_bytes.get_owned(self.file.raw())? else {
+        let Some(value) = self.files.get_owned(self.file.raw())? else {
             return Err(self.damaged(0, "inline content is missing"));
         };
-        if self.mode != ReadVerification::Never
-            && blake3::hash(bytes.value()).as_bytes() != &self.checksum
+        let inline = super::split_file_value(value.value())?.1;
+        if inline.is_empty() {
+            return Err(self.damaged(0, "inline content is missing"));
+        }
+        if self.mode != ReadVerification::Never && blake3::hash(inline).as_bytes() != &self.checksum
         {
             return Err(self.damaged(0, "inline content does not match the file's hash"));
         }
-        Ok(self.current.insert((0, bytes)).1.value())
+        let skip = value.value().len() - inline.len();
+        let current = self.current.insert(Current {
+            start: 0,
+            guard: value,
+            skip,
+        });
+        Ok(current.bytes())
     }
 
     fn damaged(&self, offset: u64, what: &str) -> Error {
@@ -208,6 +226,21 @@ impl FileReader {
             file: Some(self.file),
             detail: format!("file {} at byte {offset}: {what}", self.file),
         }
+    }
+}
+
+/// Bytes loaded through the engine and kept for the reads that follow.
+struct Current {
+    /// Offset in the file of the first byte.
+    start: u64,
+    guard: OwnedAccessGuard<&'static [u8]>,
+    /// Bytes of the stored value before the content (the file row, for inline content).
+    skip: usize,
+}
+
+impl Current {
+    fn bytes(&self) -> &[u8] {
+        &self.guard.value()[self.skip..]
     }
 }
 

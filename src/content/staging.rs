@@ -7,7 +7,7 @@
 //! panic (its drop guard), or by the next open after a crash.
 
 use super::write::{ChunkSource, StreamLimits};
-use super::{Digests, FileRow, Hash, find_duplicate, put_file_row, release_chunk, store_chunk};
+use super::{Digests, FileRow, Hash, find_duplicate, insert_file_row, release_chunk, store_chunk};
 use crate::error::Result;
 use crate::ids::{FileId, Timestamp};
 use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
@@ -267,7 +267,7 @@ pub(crate) fn adopt_assembled(
         t.staging.write()?.remove(*id)?;
     }
     let row = FileRow::new(content.size, content.digest, content.chunk_size, class, now);
-    put_file_row(t, file, &row)?;
+    insert_file_row(t, file, &row, &[])?;
     t.files_by_hash.write()?.insert(&blake3, file.raw())?;
     Ok(file)
 }

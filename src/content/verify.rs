@@ -1,6 +1,6 @@
 //! Fixity: re-hashing stored content and recording the outcome on the file.
 
-use super::{Digests, FileRow, get_file_row, put_file_row};
+use super::{Digests, FileRow, get_file_row, split_file_value, update_file_row};
 use crate::error::{Error, Result};
 use crate::ids::{FileId, Timestamp};
 use crate::storage::{ReadTx, Store, View};
@@ -25,13 +25,18 @@ fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
     let mut chunks = v
         .file_chunks()?
         .range((id.raw(), 0)..=(id.raw(), u64::MAX))?;
-    if let Some(bytes) = v.file_bytes()?.get(id.raw())? {
+    let value = v.files()?.get(id.raw())?;
+    let inline = match &value {
+        Some(g) => split_file_value(g.value())?.1,
+        None => &[],
+    };
+    if !inline.is_empty() {
         // Inline content: no chunk rows may exist beside it.
         if chunks.next().is_some() {
             return Ok(false);
         }
-        digests.update(bytes.value());
-        length = bytes.value().len() as u64;
+        digests.update(inline);
+        length = inline.len() as u64;
     } else {
         for e in chunks {
             let (k, h) = e?;
@@ -81,7 +86,7 @@ impl Store {
         for e in snap.t.files()?.iter()? {
             let (k, v) = e?;
             let id = FileId::from_raw(k.value());
-            let row: FileRow = crate::storage::dec(v.value(), "files")?;
+            let row: FileRow = split_file_value(v.value())?.0;
             if !row.readable {
                 continue;
             }
@@ -112,10 +117,11 @@ impl Store {
         self.write(|tx| {
             for (id, ok) in results {
                 // A file removed since the snapshot has nothing to record.
-                if let Some(mut row) = get_file_row(&tx.t, *id)? {
-                    row.last_check = Some(*ok);
-                    row.last_check_at = Some(now);
-                    put_file_row(&mut tx.t, *id, &row)?;
+                if get_file_row(&tx.t, *id)?.is_some() {
+                    update_file_row(&mut tx.t, *id, |row| {
+                        row.last_check = Some(*ok);
+                        row.last_check_at = Some(now);
+                    })?;
                 }
             }
             Ok(())

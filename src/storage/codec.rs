@@ -45,6 +45,13 @@ pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     }
 }
 
+/// Decodes a row at the start of `bytes`, which may go on with other data (a file row is
+/// followed by its inline content); returns the row and how many bytes it took.
+pub(crate) fn dec_head<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<(T, usize)> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| Error::corrupt(format!("{what}: row does not decode: {e}")))
+}
+
 /// Serde adapter for `Option<Vec<u8>>` row fields: the bytes go through serde as one byte
 /// string instead of a sequence of `u8`s. bincode writes both the same way (a length, then the
 /// raw bytes), so the stored format is unchanged; only the per-byte calls go.

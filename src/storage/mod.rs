@@ -11,7 +11,7 @@ mod open;
 mod tables;
 
 pub use backend::{Backend, FaultKind, FaultPlan, FaultyBackend, FileBackend, MemoryBackend};
-pub(crate) use codec::{dec, enc};
+pub(crate) use codec::{dec, dec_head, enc};
 pub(crate) use direct::{Direct, DirectRead};
 pub(crate) use open::Inner;
 pub use open::{Durability, MultipartLimits, ReadVerification, Store, StoreBuilder};
@@ -20,9 +20,8 @@ pub(crate) use tables::{RTables, View, WTables, defs};
 use crate::error::Result;
 use crate::ids::Timestamp;
 
-/// The on-disk format this build writes and reads (see docs/FORMAT.md). Version 2 stores small
-/// files inline (`file_bytes`) and chunks under time-ordered ids (`chunk_index`); version 1
-/// stores are refused with `Error::FormatTooOld`.
+/// The on-disk format this build writes and reads (see docs/FORMAT.md, which says what each
+/// version changed). Older stores are refused with `Error::FormatTooOld`.
 pub const FORMAT_VERSION: u32 = 3;
 
 /// The immutable settings of an open store, fixed by its builder.

@@ -153,15 +153,13 @@ tables! {
     versions: u128 => &'static [u8];
     /// (version id, tag key) → tag value.
     object_tags: (u128, &'static str) => &'static str;
-    /// File id → bincode `FileRow`.
+    /// File id → bincode `FileRow`, followed by the file's whole content when it fits in one
+    /// chunk (stored inline: no `file_chunks`, `chunks` or `chunk_index` rows).
     files: u128 => &'static [u8];
     /// blake3 of a whole file's content → file id (whole-file dedup).
     files_by_hash: Hash => u128;
     /// (file id, byte offset of the chunk in the file) → chunk hash.
     file_chunks: (u128, u64) => Hash;
-    /// File id → the whole content of a file that fits in one chunk (stored inline: no
-    /// `file_chunks`, `chunks` or `chunk_index` rows).
-    file_bytes: u128 => &'static [u8];
     /// Chunk id → chunk bytes. Ids are UUID v7 (time-ordered), so new chunks append at the
     /// end of the tree instead of landing between (and rewriting) stored ones.
     chunks: u128 => &'static [u8];
