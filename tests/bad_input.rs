@@ -262,6 +262,67 @@ fn readers_failing_mid_stream_store_nothing() {
 }
 
 #[test]
+fn a_refused_put_leaves_nothing_even_when_the_transaction_carries_on() {
+    // Inside one write transaction the caller may catch a refused put and go on to commit
+    // other work: the refused put must not leave a file, a chunk or a reference behind.
+    let s = store();
+    let b = s.create_bucket(&BucketOptions::default()).unwrap().id;
+    s.put_object(
+        b,
+        "keep",
+        &content(9, 3 * CHUNK)[..],
+        &PutOptions::default(),
+    )
+    .unwrap();
+    let before = fingerprint(&s, &[b]).unwrap();
+    let files = file_count(&s);
+    let wrong_b3 = PutOptions {
+        blake3: Some(format!("blake3:{}", "0".repeat(64))),
+        ..PutOptions::default()
+    };
+    let wrong_md5 = PutOptions {
+        md5: Some("md5:00000000000000000000000000000000".into()),
+        ..PutOptions::default()
+    };
+    let lying = PutOptions {
+        size: Some(2 * CHUNK as u64),
+        ..PutOptions::default()
+    };
+    s.write(|tx| {
+        for fail_after in [0, 700, CHUNK + 1, 3 * CHUNK + 5] {
+            let e = tx
+                .put_object(
+                    b,
+                    "k",
+                    FailingReader { left: fail_after },
+                    &PutOptions::default(),
+                )
+                .unwrap_err();
+            assert!(matches!(e, Error::UploadStream { .. }), "{fail_after}: {e}");
+        }
+        for size in [SMALL, CHUNK + 1, 3 * CHUNK + 5] {
+            // New content, and content already stored (whole or as chunks).
+            for data in [content(40 + size as u64, size), content(9, 3 * CHUNK)] {
+                for opts in [&wrong_b3, &wrong_md5] {
+                    let e = tx.put_object(b, "k", &data[..], opts).unwrap_err();
+                    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{size}: {e}");
+                }
+            }
+            // Longer than declared: refused after chunks were written.
+            let e = tx
+                .put_object(b, "k", &content(50 + size as u64, 3 * CHUNK)[..], &lying)
+                .unwrap_err();
+            assert!(matches!(e, Error::UnexpectedFileSize { .. }), "{e}");
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(fingerprint(&s, &[b]).unwrap(), before);
+    assert_eq!(file_count(&s), files);
+    assert_check(&s);
+}
+
+#[test]
 fn readers_panicking_mid_stream_store_nothing_and_the_store_keeps_working() {
     let s = store();
     let b = s.create_bucket(&BucketOptions::default()).unwrap().id;

@@ -29,6 +29,9 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) type Hash = [u8; 32];
 
+/// The digests of a content: its blake3, and its md5 when computed.
+pub(crate) type ContentDigest = (Hash, Option<[u8; 16]>);
+
 /// The stored row of a file instance.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct FileRow {

@@ -1,6 +1,8 @@
 //! Turning a byte stream into chunks, with size limits enforced while reading.
 
-use super::{Digests, FileRow, Hash, Written, register_file, store_chunk};
+use super::{
+    ContentDigest, Digests, FileRow, Hash, Written, register_file, release_chunk, store_chunk,
+};
 use crate::error::{Error, Result, SizeLimit};
 use crate::ids::{BucketId, FileId, Timestamp};
 use crate::storage::WTables;
@@ -145,13 +147,20 @@ impl Read for Clamped<'_> {
 
 /// Writes a whole stream inside the current transaction and registers it as a file (or finds
 /// the identical file already stored). Content that fits in one chunk is stored inline; longer
-/// content as chunks. The returned row counts the caller's reference (see [`register_file`]).
+/// content as chunks. `check` sees the content's digests before anything is registered. The
+/// returned row counts the caller's reference (see [`register_file`]).
+///
+/// A stream that fails (or is refused by `check`) leaves nothing behind: the chunks it wrote
+/// are given back before the error is returned, so a caller that catches the error and goes
+/// on to commit the transaction commits no trace of it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_stream(
     t: &mut WTables<'_>,
     chunk_size: usize,
     with_md5: bool,
     reader: &mut dyn Read,
     limits: StreamLimits,
+    check: &dyn Fn(&ContentDigest) -> Result<()>,
     storage_class: &str,
     now: Timestamp,
 ) -> Result<(FileId, FileRow)> {
@@ -162,21 +171,35 @@ pub(crate) fn write_stream(
     // is stored inline. Buffers grow to the content's size rather than a chunk up front.
     let mut first: Vec<u8> = Vec::new();
     let mut buf = Vec::new();
-    while src.next_chunk(&mut buf)? {
-        if buf.is_empty() {
-            continue;
-        }
-        digests.update(&buf);
-        let at = src.total - buf.len() as u64;
-        if at == 0 {
-            std::mem::swap(&mut first, &mut buf);
-        } else {
-            if chunks.is_empty() {
-                store_piece(t, &first, 0, &mut chunks)?;
+    let streamed = (|| -> Result<ContentDigest> {
+        while src.next_chunk(&mut buf)? {
+            if buf.is_empty() {
+                continue;
             }
-            store_piece(t, &buf, at, &mut chunks)?;
+            digests.update(&buf);
+            let at = src.total - buf.len() as u64;
+            if at == 0 {
+                std::mem::swap(&mut first, &mut buf);
+            } else {
+                if chunks.is_empty() {
+                    store_piece(t, &first, 0, &mut chunks)?;
+                }
+                store_piece(t, &buf, at, &mut chunks)?;
+            }
         }
-    }
+        let digest = std::mem::replace(&mut digests, Digests::new(false)).finish();
+        check(&digest)?;
+        Ok(digest)
+    })();
+    let digest = match streamed {
+        Ok(digest) => digest,
+        Err(e) => {
+            for (_, h) in &chunks {
+                release_chunk(t, h)?;
+            }
+            return Err(e);
+        }
+    };
     let size = src.total;
     let content = if chunks.is_empty() && !first.is_empty() {
         Written::Inline(&first)
@@ -186,7 +209,7 @@ pub(crate) fn write_stream(
     register_file(
         t,
         size,
-        digests.finish(),
+        digest,
         chunk_size as u32,
         content,
         storage_class,

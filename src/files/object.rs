@@ -77,30 +77,33 @@ fn strip_algo<'a>(s: &'a str, algo: &str) -> &'a str {
         .unwrap_or(s)
 }
 
-impl WriteTx<'_> {
-    /// Checks caller-declared checksums against a stored file's row.
-    pub(crate) fn verify_declared(&self, row: &FileRow, opts: &PutOptions) -> Result<()> {
-        if let Some(want) = &opts.md5 {
-            let have = row.md5.map(|m| crate::content::hex(&m)).unwrap_or_default();
-            if !strip_algo(want, "md5").eq_ignore_ascii_case(&have) {
-                return Err(Error::ChecksumMismatch {
-                    expected: shorten(want),
-                    actual: format!("md5:{have}"),
-                });
-            }
+/// Checks caller-declared checksums against the digests of the content received.
+pub(crate) fn check_declared(
+    (blake3, md5): &crate::content::ContentDigest,
+    opts: &PutOptions,
+) -> Result<()> {
+    if let Some(want) = &opts.md5 {
+        let have = md5.map(|m| crate::content::hex(&m)).unwrap_or_default();
+        if !strip_algo(want, "md5").eq_ignore_ascii_case(&have) {
+            return Err(Error::ChecksumMismatch {
+                expected: shorten(want),
+                actual: format!("md5:{have}"),
+            });
         }
-        if let Some(want) = &opts.blake3 {
-            let have = crate::content::hex(&row.blake3);
-            if !strip_algo(want, "blake3").eq_ignore_ascii_case(&have) {
-                return Err(Error::ChecksumMismatch {
-                    expected: shorten(want),
-                    actual: format!("blake3:{have}"),
-                });
-            }
-        }
-        Ok(())
     }
+    if let Some(want) = &opts.blake3 {
+        let have = crate::content::hex(blake3);
+        if !strip_algo(want, "blake3").eq_ignore_ascii_case(&have) {
+            return Err(Error::ChecksumMismatch {
+                expected: shorten(want),
+                actual: format!("blake3:{have}"),
+            });
+        }
+    }
+    Ok(())
+}
 
+impl WriteTx<'_> {
     pub(crate) fn add_bucket_size(&mut self, bucket: BucketId, delta: i128) -> Result<()> {
         let row = self.any_bucket(bucket)?;
         self.add_bucket_size_to(bucket, row, delta)
@@ -228,10 +231,10 @@ impl WriteTx<'_> {
             self.cfg.md5 || opts.md5.is_some(),
             reader,
             limits,
+            &|digest| check_declared(digest, opts),
             &row.storage_class,
             self.now,
         )?;
-        self.verify_declared(&file_row, opts)?;
         Ok((file, file_row, stored))
     }
 

@@ -1,7 +1,7 @@
 //! Single-call conveniences of the files layer on [`Store`], including the staged put that
 //! keeps large uploads in bounded memory and off the writer.
 
-use super::object::{check_writable, limits_for};
+use super::object::{check_declared, check_writable, limits_for};
 use super::{
     Bucket, BucketOptions, FilesQuery, ListOptions, ObjectVersion, PutOptions, SyncChange,
     validate_key,
@@ -97,7 +97,7 @@ impl Store {
             limits_for(&row, None)?.check_running(staged.size)?;
             let file = adopt(tx, &staged, &row.storage_class)?;
             let row = retain_file(&mut tx.t, file, tx.now)?;
-            tx.verify_declared(&row, opts)?;
+            check_declared(&(row.blake3, row.md5), opts)?;
             tx.append_version(bucket, key, Some((file, row)), opts.mimetype.clone())
         })?;
         staged.committed();
