@@ -187,7 +187,7 @@ pub(crate) fn write_stream(
                 store_piece(t, &buf, at, &mut chunks)?;
             }
         }
-        let digest = std::mem::replace(&mut digests, Digests::new(false)).finish();
+        let digest = digests.finish();
         check(&digest)?;
         Ok(digest)
     })();
