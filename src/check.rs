@@ -73,9 +73,15 @@ impl Store {
         let mut file_refs: HashMap<u128, u64> = HashMap::new();
         let mut version_ids: BTreeMap<u128, VersionLoc> = BTreeMap::new();
         let mut files: BTreeMap<u128, FileRow> = BTreeMap::new();
+        // The length of each file's inline content (which follows its row in `files`).
+        let mut inline: Vec<(u128, u64)> = Vec::new();
         for e in t.files()?.iter()? {
             let (k, v) = e?;
-            files.insert(k.value(), split_file_value(v.value())?.0);
+            let (row, bytes) = split_file_value(v.value())?;
+            files.insert(k.value(), row);
+            if !bytes.is_empty() {
+                inline.push((k.value(), bytes.len() as u64));
+            }
         }
         for e in t.objects()?.iter()? {
             let (k, v) = e?;
@@ -264,12 +270,8 @@ impl Store {
                 p.push(format!("chunk list of missing file {f:x}"));
             }
         }
-        // Inline content follows its row in `files`.
-        for e in t.files()?.iter()? {
-            let (k, v) = e?;
-            let f = k.value();
-            let len = split_file_value(v.value())?.1.len() as u64;
-            if len > 0 && layout.insert(f, len).is_some() {
+        for (f, len) in inline {
+            if layout.insert(f, len).is_some() {
                 p.push(format!("file {f:x} has both chunks and inline content"));
             }
         }

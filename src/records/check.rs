@@ -51,30 +51,29 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
         p.push(format!("revisions of missing record {id:x}"));
     }
 
-    // Links between records and buckets: each side names the other.
-    for (id, row) in &records {
-        let Some(bucket) = row.bucket else { continue };
-        match t.buckets()?.get(bucket)? {
-            None => p.push(format!("record {id:x} links missing bucket {bucket:x}")),
-            Some(g) => {
-                let b: BucketRow = dec(g.value(), "buckets")?;
-                if b.record != Some(*id) {
-                    p.push(format!(
-                        "record {id:x} links bucket {bucket:x}, which does not name it back"
-                    ));
-                }
-            }
-        }
-    }
+    // Links between records and buckets: each side names the other. One pass over the
+    // buckets, then each record's link is looked up in what it found.
+    let mut owners: BTreeMap<u128, Option<u128>> = BTreeMap::new();
     for e in t.buckets()?.iter()? {
         let (k, v) = e?;
         let b: BucketRow = dec(v.value(), "buckets")?;
+        owners.insert(k.value(), b.record);
         let Some(record) = b.record else { continue };
         if records.get(&record).and_then(|r| r.bucket) != Some(k.value()) {
             p.push(format!(
                 "bucket {:x} names record {record:x}, which does not link it back",
                 k.value()
             ));
+        }
+    }
+    for (id, row) in &records {
+        let Some(bucket) = row.bucket else { continue };
+        match owners.get(&bucket) {
+            None => p.push(format!("record {id:x} links missing bucket {bucket:x}")),
+            Some(owner) if *owner != Some(*id) => p.push(format!(
+                "record {id:x} links bucket {bucket:x}, which does not name it back"
+            )),
+            Some(_) => {}
         }
     }
 
