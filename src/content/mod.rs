@@ -180,6 +180,16 @@ pub(crate) fn insert_file_row(
     Ok(())
 }
 
+/// A file's row and a copy of its inline content (empty for chunked content).
+fn read_file_value(t: &WTables<'_>, id: FileId) -> Result<(FileRow, Vec<u8>)> {
+    let files = t.files.read()?;
+    let g = files
+        .get(id.raw())?
+        .ok_or(Error::FileNotFound { file: id })?;
+    let (row, inline) = split_file_value(g.value())?;
+    Ok((row, inline.to_vec()))
+}
+
 /// Rewrites a file's row with `change` applied, keeping its inline content; returns the new
 /// row.
 pub(crate) fn update_file_row(
@@ -187,18 +197,9 @@ pub(crate) fn update_file_row(
     id: FileId,
     change: impl FnOnce(&mut FileRow),
 ) -> Result<FileRow> {
-    let (row, value) = {
-        let files = t.files.read()?;
-        let Some(g) = files.get(id.raw())? else {
-            return Err(Error::FileNotFound { file: id });
-        };
-        let (mut row, inline) = split_file_value(g.value())?;
-        change(&mut row);
-        let mut value = enc(&row)?;
-        value.extend_from_slice(inline);
-        (row, value)
-    };
-    t.files.write()?.insert(id.raw(), value.as_slice())?;
+    let (mut row, inline) = read_file_value(t, id)?;
+    change(&mut row);
+    insert_file_row(t, id, &row, &inline)?;
     Ok(row)
 }
 
@@ -213,10 +214,10 @@ pub(crate) fn retain_file(t: &mut WTables<'_>, id: FileId, now: Timestamp) -> Re
 /// Drops one reference; the last one frees the file row (with its inline content), its chunk
 /// list and every chunk no other file uses, in the same transaction.
 pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
-    let row = get_file_row(t, id)?.ok_or(Error::FileNotFound { file: id })?;
+    let (mut row, inline) = read_file_value(t, id)?;
     if row.refcount > 1 {
-        update_file_row(t, id, |row| row.refcount -= 1)?;
-        return Ok(());
+        row.refcount -= 1;
+        return insert_file_row(t, id, &row, &inline);
     }
     t.files.write()?.remove(id.raw())?;
     if t.files_by_hash.read()?.get(&row.blake3)?.map(|g| g.value()) == Some(id.raw()) {

@@ -7,7 +7,10 @@
 //! panic (its drop guard), or by the next open after a crash.
 
 use super::write::{ChunkSource, StreamLimits};
-use super::{Digests, FileRow, Hash, find_duplicate, insert_file_row, release_chunk, store_chunk};
+use super::{
+    Digests, FileRow, Hash, find_duplicate, insert_file_row, release_chunk, retain_file,
+    store_chunk,
+};
 use crate::error::Result;
 use crate::ids::{FileId, Timestamp};
 use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
@@ -219,9 +222,14 @@ pub(crate) fn discard(t: &mut WTables<'_>, id: u128) -> Result<bool> {
 }
 
 /// Turns staged content into a file inside the caller's transaction, or, if identical content
-/// is already stored, drops the staged copy and returns the existing file. The caller takes its
-/// reference with `retain_file`.
-pub(crate) fn adopt(tx: &mut WriteTx<'_>, staged: &StagedContent, class: &str) -> Result<FileId> {
+/// is already stored, drops the staged copy and returns the existing file. Either way the
+/// caller's reference is taken, as [`super::register_file`] does; the file's row comes back as
+/// stored.
+pub(crate) fn adopt(
+    tx: &mut WriteTx<'_>,
+    staged: &StagedContent,
+    class: &str,
+) -> Result<(FileId, FileRow)> {
     let now = tx.now;
     let content = Assembled {
         sources: &[(staged.id, 0)],
@@ -248,13 +256,13 @@ pub(crate) fn adopt_assembled(
     content: &Assembled<'_>,
     class: &str,
     now: Timestamp,
-) -> Result<FileId> {
+) -> Result<(FileId, FileRow)> {
     let (blake3, md5) = content.digest;
     if let Some(existing) = find_duplicate(t, &blake3, content.size, md5)? {
         for (id, _) in content.sources {
             discard(t, *id)?;
         }
-        return Ok(existing);
+        return Ok((existing, retain_file(t, existing, now)?));
     }
     let file = FileId::new();
     for (id, base) in content.sources {
@@ -266,10 +274,11 @@ pub(crate) fn adopt_assembled(
             .retain_in((*id, 0)..=(*id, u64::MAX), |_, _| false)?;
         t.staging.write()?.remove(*id)?;
     }
-    let row = FileRow::new(content.size, content.digest, content.chunk_size, class, now);
+    let mut row = FileRow::new(content.size, content.digest, content.chunk_size, class, now);
+    row.refcount = 1;
     insert_file_row(t, file, &row, &[])?;
     t.files_by_hash.write()?.insert(&blake3, file.raw())?;
-    Ok(file)
+    Ok((file, row))
 }
 
 /// Gives staged content to a multipart part.

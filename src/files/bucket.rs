@@ -144,9 +144,15 @@ impl WriteTx<'_> {
 
     /// A bucket that may be modified: it exists, is not deleted, is not locked.
     pub(crate) fn writable_bucket(&self, id: BucketId) -> Result<Bucket> {
-        let bucket = to_bucket(id.raw(), self.any_bucket(id)?);
+        Ok(self.writable_bucket_with_row(id)?.0)
+    }
+
+    /// [`Self::writable_bucket`], with the stored row too (for a caller that will update it).
+    pub(crate) fn writable_bucket_with_row(&self, id: BucketId) -> Result<(Bucket, BucketRow)> {
+        let row = self.any_bucket(id)?;
+        let bucket = to_bucket(id.raw(), row.clone());
         check_writable(&bucket)?;
-        Ok(bucket)
+        Ok((bucket, row))
     }
 
     /// Locks or unlocks a bucket. Returns the updated bucket.

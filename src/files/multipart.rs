@@ -339,10 +339,7 @@ impl Store {
                 .retain_in((u, 0)..=(u, u32::MAX), |_, _| false)?;
             tx.t.multipart.write()?.remove(u)?;
             tx.add_bucket_size(bucket, -i128::from(mp.size))?;
-            {
-                let file = tx.retain(Some(file))?;
-                tx.append_version(bucket, &mp.key, file, None)
-            }
+            tx.append_version(bucket, &mp.key, Some(file), None)
         })
     }
 

@@ -1,6 +1,6 @@
 //! Object versions: put, delete markers, remove, restore, copy, tags.
 
-use super::query::{to_bucket, version_by_id};
+use super::query::version_by_id;
 use super::rows::*;
 use super::{Bucket, FilesQuery, ObjectVersion, validate_key, validate_tag};
 use crate::content::write::Cap;
@@ -123,17 +123,8 @@ impl WriteTx<'_> {
         self.put_bucket_row(bucket.raw(), &row)
     }
 
-    /// Takes a reference to `file` for a version about to point at it, returning the file with
-    /// its row as stored.
-    pub(crate) fn retain(&mut self, file: Option<FileId>) -> Result<Option<(FileId, FileRow)>> {
-        match file {
-            Some(f) => Ok(Some((f, retain_file(&mut self.t, f, self.now)?))),
-            None => Ok(None),
-        }
-    }
-
     /// Appends a new version as the head of (bucket, key), demoting the previous head. A file
-    /// comes with the reference the version holds already taken ([`Self::retain`]); the bucket
+    /// comes with the version's reference already taken (and its row as stored); the bucket
     /// grows by its size.
     pub(crate) fn append_version(
         &mut self,
@@ -158,16 +149,7 @@ impl WriteTx<'_> {
         let file = retained.as_ref().map(|(f, _)| *f);
         let retained = retained.map(|(_, row)| row);
         let b = bucket.raw();
-        let seq = match self
-            .t
-            .objects
-            .read()?
-            .range((b, key, 0)..=(b, key, u64::MAX))?
-            .next_back()
-        {
-            Some(e) => e?.0.value().2 + 1,
-            None => 0,
-        };
+        let seq = head_seq(&self.t, b, key)?.map_or(0, |head| head + 1);
         let vid = VersionId::new();
         let row = ObjectRow {
             version_id: vid.raw(),
@@ -221,9 +203,7 @@ impl WriteTx<'_> {
         reader: &mut dyn Read,
         opts: &PutOptions,
     ) -> Result<(FileId, FileRow, BucketRow)> {
-        let stored = self.any_bucket(bucket)?;
-        let row = to_bucket(bucket.raw(), stored.clone());
-        check_writable(&row)?;
+        let (row, stored) = self.writable_bucket_with_row(bucket)?;
         let limits = limits_for(&row, opts.size)?;
         let (file, file_row) = write_stream(
             &mut self.t,
@@ -412,7 +392,10 @@ impl WriteTx<'_> {
                 })?;
             object_row(&self.t, loc.bucket, &loc.key, loc.seq)?.and_then(|r| r.mimetype)
         };
-        let file = self.retain(obj.file_id)?;
+        let file = match obj.file_id {
+            Some(f) => Some((f, retain_file(&mut self.t, f, self.now)?)),
+            None => None,
+        };
         let new = self.append_version(dest, key, file, explicit)?;
         for (k, v) in self.object_tags(obj.version_id)? {
             self.t

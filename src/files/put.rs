@@ -8,7 +8,7 @@ use super::{
 };
 use crate::content::staging::{adopt, stage};
 use crate::content::write::Clamped;
-use crate::content::{FileInstance, FileReader, retain_file};
+use crate::content::{FileInstance, FileReader};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, FileId, VersionId};
 use crate::storage::Store;
@@ -95,10 +95,9 @@ impl Store {
         let out = self.write(|tx| {
             let row = tx.writable_bucket(bucket)?;
             limits_for(&row, None)?.check_running(staged.size)?;
+            check_declared(&staged.digest, opts)?;
             let file = adopt(tx, &staged, &row.storage_class)?;
-            let row = retain_file(&mut tx.t, file, tx.now)?;
-            check_declared(&(row.blake3, row.md5), opts)?;
-            tx.append_version(bucket, key, Some((file, row)), opts.mimetype.clone())
+            tx.append_version(bucket, key, Some(file), opts.mimetype.clone())
         })?;
         staged.committed();
         Ok(out)

@@ -88,7 +88,7 @@ pub(crate) fn version_by_id<V: View>(v: &V, id: VersionId) -> Result<Option<Obje
     };
     let row = object_row(v, loc.bucket, &loc.key, loc.seq)?
         .ok_or_else(|| Error::corrupt(format!("version {id} has no row")))?;
-    let head = head_row(v, loc.bucket, &loc.key)?.map(|(seq, _)| seq);
+    let head = head_seq(v, loc.bucket, &loc.key)?;
     Ok(Some(to_version(loc.bucket, &loc.key, loc.seq, &row, head)?))
 }
 
@@ -161,19 +161,18 @@ pub(crate) fn for_each_head<V: View>(
     let objects = v.objects()?;
     let mut rows = objects.range((bucket, start, 0)..)?;
     // The key being walked, its newest row so far (undecoded) and how many rows it has had.
-    let mut current: Option<(String, redb::AccessGuard<'_, &'static [u8]>, usize)> = None;
+    let mut current: Option<(String, RawRow<'_>, usize)> = None;
     loop {
         let next = match rows.next() {
             Some(e) => Some(e?),
             None => None,
         };
-        let next = next.and_then(|(k, val)| {
+        let next = next.filter(|(k, _)| {
             let (b, key, _) = k.value();
-            let listed_key = b == bucket && (prefix.is_empty() || key.starts_with(prefix));
-            listed_key.then(|| (key.to_string(), val))
+            b == bucket && (prefix.is_empty() || key.starts_with(prefix))
         });
         match (&mut current, next) {
-            (Some((key, row, steps)), Some((next_key, val))) if *key == next_key => {
+            (Some((key, row, steps)), Some((k, val))) if k.value().1 == key.as_str() => {
                 *row = val;
                 *steps += 1;
                 if *steps == HEAD_SCAN_LIMIT
@@ -194,14 +193,16 @@ pub(crate) fn for_each_head<V: View>(
                 {
                     return Ok(());
                 }
-                match next {
-                    Some((key, _)) if opts.start_after.as_deref() == Some(key.as_str()) => {
-                        // Past this key's rows without listing it.
-                        let last = (bucket, key.as_str(), u64::MAX);
-                        rows = objects.range((Bound::Excluded(last), Bound::Unbounded))?;
-                    }
-                    Some((key, val)) => current = Some((key, val, 1)),
-                    None => return Ok(()),
+                let Some((k, val)) = next else {
+                    return Ok(());
+                };
+                let key = k.value().1;
+                if opts.start_after.as_deref() == Some(key) {
+                    // Past this key's rows without listing it.
+                    let last = (bucket, key, u64::MAX);
+                    rows = objects.range((Bound::Excluded(last), Bound::Unbounded))?;
+                } else {
+                    current = Some((key.to_string(), val, 1));
                 }
             }
         }

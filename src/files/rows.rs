@@ -116,12 +116,11 @@ pub(crate) fn object_row<V: View>(
     }
 }
 
-/// The head of `key` (its newest version: the highest sequence) and its row.
-pub(crate) fn head_row<V: View>(
-    v: &V,
-    bucket: u128,
-    key: &str,
-) -> Result<Option<(u64, ObjectRow)>> {
+/// A stored row, not yet decoded.
+pub(crate) type RawRow<'v> = redb::AccessGuard<'v, &'static [u8]>;
+
+/// The newest version of `key` (its head: the highest sequence), its row undecoded.
+fn newest<'v, V: View>(v: &'v V, bucket: u128, key: &str) -> Result<Option<(u64, RawRow<'v>)>> {
     match v
         .objects()?
         .range((bucket, key, 0)..=(bucket, key, u64::MAX))?
@@ -129,10 +128,27 @@ pub(crate) fn head_row<V: View>(
     {
         Some(e) => {
             let (k, val) = e?;
-            Ok(Some((k.value().2, dec(val.value(), "objects")?)))
+            Ok(Some((k.value().2, val)))
         }
         None => Ok(None),
     }
+}
+
+/// The head of `key` and its row.
+pub(crate) fn head_row<V: View>(
+    v: &V,
+    bucket: u128,
+    key: &str,
+) -> Result<Option<(u64, ObjectRow)>> {
+    match newest(v, bucket, key)? {
+        Some((seq, val)) => Ok(Some((seq, dec(val.value(), "objects")?))),
+        None => Ok(None),
+    }
+}
+
+/// The sequence number of the head of `key`.
+pub(crate) fn head_seq<V: View>(v: &V, bucket: u128, key: &str) -> Result<Option<u64>> {
+    Ok(newest(v, bucket, key)?.map(|(seq, _)| seq))
 }
 
 pub(crate) fn multipart_row<V: View>(v: &V, id: u128) -> Result<Option<MultipartRow>> {
