@@ -91,7 +91,7 @@ fn chunks_shared_between_different_files_are_kept_until_both_go() {
 /// Rows of a table in a closed store file, read with redb directly.
 fn rows(path: &Path, table: &str) -> u64 {
     use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
-    let db = redb::Database::open(path).unwrap();
+    let db = common::raw_db(path);
     let tx = db.begin_read().unwrap();
     let handle = tx
         .list_tables()

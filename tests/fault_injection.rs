@@ -86,7 +86,9 @@ impl Backend for SimDisk {
 }
 
 fn builder() -> StoreBuilder {
+    // A small journal fills often, so the sweeps strike checkpoints and direct-mode writes too.
     Store::builder()
+        .journal_size(64 << 10)
         .chunk_size(1024)
         .staging_batch(4096)
         .cache_size(1 << 20)

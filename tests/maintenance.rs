@@ -11,7 +11,7 @@ const FILES: TableDefinition<u128, &[u8]> = TableDefinition::new("files");
 const OBJECTS: TableDefinition<(u128, &str, u64), &[u8]> = TableDefinition::new("objects");
 
 fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
-    let db = redb::Database::open(path).unwrap();
+    let db = common::raw_db_mut(path);
     let tx = db.begin_write().unwrap();
     f(&tx);
     tx.commit().unwrap();

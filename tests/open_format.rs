@@ -30,7 +30,7 @@ fn a_store_from_a_newer_format_is_refused() {
     let path = dir.path().join("s.redb");
     drop(Store::open(&path).unwrap());
     {
-        let db = redb::Database::open(&path).unwrap();
+        let db = common::raw_db_mut(&path);
         let tx = db.begin_write().unwrap();
         {
             let mut meta = tx.open_table(META).unwrap();
@@ -171,7 +171,7 @@ fn a_store_of_an_older_format_is_refused_and_keeps_its_version() {
     let path = dir.path().join("s.redb");
     drop(Store::open(&path).unwrap());
     {
-        let db = redb::Database::open(&path).unwrap();
+        let db = common::raw_db_mut(&path);
         let tx = db.begin_write().unwrap();
         {
             let mut meta = tx.open_table(META).unwrap();
@@ -186,7 +186,7 @@ fn a_store_of_an_older_format_is_refused_and_keeps_its_version() {
         }
         other => panic!("{other:?}"),
     }
-    let db = redb::Database::open(&path).unwrap();
+    let db = common::raw_db(&path);
     let tx = db.begin_read().unwrap();
     let meta = tx.open_table(META).unwrap();
     let raw = meta
@@ -215,4 +215,33 @@ fn a_store_file_cannot_be_opened_twice_at_once() {
     let again = Store::open(&path).unwrap();
     assert_eq!(read_all(&again, b.id, "k"), b"kept");
     assert_consistent(&again);
+}
+
+#[test]
+fn a_store_from_before_the_journal_is_refused_by_its_version_and_left_alone() {
+    // Format 3 stores were plain redb files, with the format in their meta table.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx.open_table(META).unwrap();
+            let v3 = bincode::serde::encode_to_vec(3u32, bincode::config::standard()).unwrap();
+            meta.insert("format_version", v3.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    match Store::open(&path) {
+        Err(Error::FormatTooOld { found, oldest }) => {
+            assert_eq!((found, oldest), (3, FORMAT_VERSION));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the old file is not touched"
+    );
 }

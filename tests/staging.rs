@@ -18,7 +18,7 @@ fn builder() -> StoreBuilder {
 
 /// (staging rows, staged chunk rows, chunks) as the raw file holds them.
 fn raw_counts(path: &Path) -> (u64, u64, u64) {
-    let db = redb::Database::open(path).unwrap();
+    let db = common::raw_db(path);
     let r = db.begin_read().unwrap();
     (
         r.open_table(STAGING).unwrap().len().unwrap(),

@@ -34,13 +34,7 @@ fn verify_finds_a_corrupted_chunk_and_reads_refuse_the_damaged_range() {
         let i = put(&store, b.id, "intact", &bytes(4, 10_000));
         (b.id, d, i)
     };
-    let mut raw = std::fs::read(&path).unwrap();
-    let at = raw
-        .windows(64)
-        .position(|w| w == &marker[..64])
-        .expect("chunk bytes in the file");
-    raw[at + 100] ^= 0xFF;
-    std::fs::write(&path, &raw).unwrap();
+    assert!(common::damage_file(&path, &marker[..64], 100) >= 1);
 
     let store = Store::builder().chunk_size(4096).open(&path).unwrap();
     let report = store.verify_all().unwrap();
@@ -85,13 +79,7 @@ fn without_read_verification_damage_is_still_found_by_fixity() {
         let d = put(&store, b.id, "damaged", &marker[..4096]);
         (b.id, d)
     };
-    let mut raw = std::fs::read(&path).unwrap();
-    let at = raw
-        .windows(64)
-        .position(|w| w == &marker[..64])
-        .expect("chunk bytes in the file");
-    raw[at + 10] ^= 0xFF;
-    std::fs::write(&path, &raw).unwrap();
+    assert!(common::damage_file(&path, &marker[..64], 10) >= 1);
     let store = Store::builder()
         .chunk_size(4096)
         .verify_reads(false)

@@ -7,6 +7,7 @@
 mod backend;
 pub(crate) mod codec;
 mod direct;
+mod journal;
 mod open;
 mod tables;
 
@@ -22,7 +23,7 @@ use crate::ids::Timestamp;
 
 /// The on-disk format this build writes and reads (see docs/FORMAT.md, which says what each
 /// version changed). Older stores are refused with `Error::FormatTooOld`.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The immutable settings of an open store, fixed by its builder.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub(crate) struct Config {
     pub verify_reads: ReadVerification,
     /// Direct chunk reads past the engine's cache; set once the store is open.
     pub direct: Option<std::sync::Arc<Direct>>,
+    /// The commit journal of a store on a file or backend (none in memory); set once open.
+    pub journal: Option<std::sync::Arc<dyn journal::Checkpoint>>,
     pub multipart: MultipartLimits,
 }
 

@@ -2,6 +2,7 @@
 
 use super::backend::{Adapter, Backend};
 use super::direct::{Direct, Tap};
+use super::journal::{Checkpoint, Journal, JournalError, Shared};
 use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec, enc};
 use crate::error::{Error, Result};
 use crate::ids::Timestamp;
@@ -88,6 +89,7 @@ impl Default for MultipartLimits {
 #[derive(Debug, Clone)]
 pub struct StoreBuilder {
     cache_size: usize,
+    journal_bytes: u64,
     cfg: Config,
 }
 
@@ -95,6 +97,7 @@ impl Default for StoreBuilder {
     fn default() -> Self {
         StoreBuilder {
             cache_size: 64 * 1024 * 1024,
+            journal_bytes: super::journal::DEFAULT_REGION,
             cfg: Config {
                 chunk_size: 1024 * 1024 - 64,
                 md5: false,
@@ -103,6 +106,7 @@ impl Default for StoreBuilder {
                 staging_batch_bytes: 16 * 1024 * 1024,
                 verify_reads: ReadVerification::Once,
                 direct: None,
+                journal: None,
                 multipart: MultipartLimits::default(),
             },
         }
@@ -118,6 +122,15 @@ impl StoreBuilder {
     /// Bytes of page cache the engine may keep in memory.
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_size = bytes;
+        self
+    }
+
+    /// Bytes reserved at the head of a new store file for the commit journal (default 8 MiB,
+    /// at least 64 KiB; rounded up to 4 KiB). Small durable commits append there, so the
+    /// journal's size sets how many fit between two checkpoints. A store keeps the size it was
+    /// created with; the option has no effect on an existing file or an in-memory store.
+    pub fn journal_size(mut self, bytes: u64) -> Self {
+        self.journal_bytes = bytes;
         self
     }
 
@@ -219,32 +232,46 @@ impl StoreBuilder {
     /// Opens the store file at `path`, creating it if it does not exist.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         self.validate()?;
+        let path = path.as_ref();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path.as_ref())?;
+            .open(path)?;
         // A second handle, only for the writeback hint; without it the store works the same.
         let writeback = file.try_clone().ok();
         let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
-        self.start(Direct::new(backend), writeback)
+        let journal = Arc::new(Journal::new(backend, self.journal_bytes));
+        match self.start(
+            Direct::new(Shared(journal.clone())),
+            Some(journal),
+            writeback,
+        ) {
+            Err(Error::NotAStore { detail }) if detail == PLAIN_REDB => Err(plain_redb(path)),
+            other => other,
+        }
     }
 
-    /// Opens a store kept in memory only.
+    /// Opens a store kept in memory only (no journal: nothing is ever synced).
     pub fn in_memory(self) -> Result<Store> {
-        self.open_backend(super::MemoryBackend::new())
+        self.validate()?;
+        let backend = Adapter(Box::new(super::MemoryBackend::new()));
+        self.start(Direct::new(backend), None, None)
     }
 
     /// Opens (or initialises) a store on a backend of your own, e.g. a [`super::FaultyBackend`].
+    /// The backend holds the whole store file, journal included.
     pub fn open_backend(self, backend: impl Backend) -> Result<Store> {
         self.validate()?;
-        self.start(Direct::new(Adapter(Box::new(backend))), None)
+        let journal = Arc::new(Journal::new(Adapter(Box::new(backend)), self.journal_bytes));
+        self.start(Direct::new(Shared(journal.clone())), Some(journal), None)
     }
 
     fn start(
         mut self,
         (direct, tap): (Arc<Direct>, Tap),
+        journal: Option<Arc<dyn Checkpoint>>,
         writeback: Option<std::fs::File>,
     ) -> Result<Store> {
         let db = self
@@ -252,11 +279,53 @@ impl StoreBuilder {
             .create_with_backend(tap)
             .map_err(open_error)?;
         self.cfg.direct = Some(direct);
+        self.cfg.journal = journal;
         Store::start(db, self.cfg, writeback)
     }
 }
 
+/// The detail of the `NotAStore` error for a plain redb file, refined by [`plain_redb`] when
+/// the file has a path.
+const PLAIN_REDB: &str = "a plain redb file, without a recfiles journal";
+
+/// What a plain redb file at `path` is: a store of a format before the journal (read from its
+/// `meta` table without changing the file), or some other database.
+fn plain_redb(path: &Path) -> Error {
+    use redb::ReadableDatabase;
+    let found = (|| -> Option<u32> {
+        let db = redb::ReadOnlyDatabase::open(path).ok()?;
+        let read = db.begin_read().ok()?;
+        let meta = read.open_table(super::defs::meta).ok()?;
+        let v = meta.get("format_version").ok()??;
+        let found = dec::<u32>(v.value(), "meta.format_version").ok()?;
+        Some(found)
+    })();
+    match found {
+        Some(found) => Error::FormatTooOld {
+            found,
+            oldest: FORMAT_VERSION,
+        },
+        None => Error::NotAStore {
+            detail: "a redb database that is not a recfiles store".into(),
+        },
+    }
+}
+
 fn open_error(e: redb::DatabaseError) -> Error {
+    if let redb::DatabaseError::Storage(redb::StorageError::Io(io)) = &e
+        && let Some(j) = io.get_ref().and_then(|i| i.downcast_ref::<JournalError>())
+    {
+        return match j {
+            JournalError::PlainRedb => Error::NotAStore {
+                detail: PLAIN_REDB.into(),
+            },
+            JournalError::Foreign(detail) => Error::NotAStore {
+                detail: detail.clone(),
+            },
+            JournalError::Damaged(detail) => Error::corrupt(detail.clone()),
+            JournalError::Failed => Error::Io(std::io::Error::other(j.to_string())),
+        };
+    }
     match e {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
             Error::NotAStore { detail }
@@ -462,5 +531,17 @@ impl Store {
     /// A read snapshot that the caller keeps (for example to hold a file reader open).
     pub fn snapshot(&self) -> Result<ReadTx> {
         ReadTx::begin(&self.inner)
+    }
+
+    /// Writes every page the commit journal holds to its place in the store file and empties
+    /// the journal (see docs/FORMAT.md). Durability never needs it: the store checkpoints by
+    /// itself when the journal fills and when it closes. It bounds what a reopen after a crash
+    /// replays, and puts committed bytes where tools that read the database region find them.
+    /// Safe at any time, also while other threads commit. An in-memory store has no journal.
+    pub fn checkpoint(&self) -> Result<()> {
+        match &self.inner.cfg.journal {
+            Some(j) => j.checkpoint().map_err(Error::Io),
+            None => Ok(()),
+        }
     }
 }

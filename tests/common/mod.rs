@@ -163,3 +163,148 @@ pub fn file_count(store: &Store) -> u64 {
     assert!(r.damaged.is_empty(), "damaged files: {:?}", r.damaged);
     r.checked
 }
+
+/// The database inside a store file, opened with redb directly, to count rows (`raw_db`) or to
+/// tamper with them (`raw_db_mut`). A store file starts with its commit journal; the database
+/// follows at the offset the file's header gives. Pages of the journal's current generation
+/// (what a process that died left there) are laid over the file in memory; they are read
+/// independently of the engine, from the layout docs/FORMAT.md describes.
+///
+/// `raw_db` never writes the file: whatever redb writes (its own recovery after a crash, say)
+/// stays in memory. `raw_db_mut` writes through, and so wants a cleanly closed store.
+pub fn raw_db(path: &std::path::Path) -> redb::Database {
+    open_region(path, false)
+}
+
+/// See [`raw_db`].
+pub fn raw_db_mut(path: &std::path::Path) -> redb::Database {
+    open_region(path, true)
+}
+
+fn open_region(path: &std::path::Path, persist: bool) -> redb::Database {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open store file");
+    let raw = std::fs::read(path).expect("read store file");
+    assert_eq!(&raw[..8], b"recfjrnl", "not a store file");
+    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let region = u64_at(&raw, 16) as usize;
+    let generation = u64_at(&raw, 24);
+    let mut db = raw[region..].to_vec();
+    let (mut pos, mut seq, mut replayed) = (4096usize, 0u64, 0);
+    while pos + 64 <= region {
+        let head = &raw[pos..pos + 64];
+        let (len, min_len) = (u64_at(head, 24) as usize, u64_at(head, 32) as usize);
+        let (count, payload_len) = (u32_at(head, 40) as usize, u32_at(head, 44) as usize);
+        if &head[..8] != b"recfbtch"
+            || u64_at(head, 8) != generation
+            || u64_at(head, 16) != seq
+            || pos + 64 + payload_len > region
+        {
+            break;
+        }
+        let payload = &raw[pos + 64..pos + 64 + payload_len];
+        let mut h = blake3::Hasher::new();
+        h.update(&head[..48]);
+        h.update(payload);
+        if h.finalize().as_bytes()[..16] != head[48..64] {
+            break;
+        }
+        // Cut to the shortest length since the batch before, lay the pages, set the length.
+        db.truncate(min_len);
+        let mut data = count * 10;
+        for i in 0..count {
+            let e = &payload[i * 10..i * 10 + 10];
+            let (at, n) = (u64_at(e, 0) as usize * 4096, u16::from_le_bytes([e[8], e[9]]));
+            if db.len() < at + 4096 {
+                db.resize(at + 4096, 0);
+            }
+            db[at..at + 4096].fill(0);
+            db[at..at + n as usize].copy_from_slice(&payload[data..data + n as usize]);
+            data += n as usize;
+        }
+        db.resize(len, 0);
+        seq += 1;
+        replayed += 1;
+        pos = (pos + 64 + payload_len).div_ceil(4096) * 4096;
+    }
+    assert!(
+        !persist || replayed == 0,
+        "tamper only with a cleanly closed store (its journal empty)"
+    );
+    redb::Builder::new()
+        .create_with_backend(Region {
+            file,
+            region: region as u64,
+            persist,
+            db: std::sync::Mutex::new(db),
+        })
+        .expect("open the database region")
+}
+
+/// A store file seen from its database's first byte on, held in memory (and written through
+/// when `persist`).
+#[derive(Debug)]
+struct Region {
+    file: std::fs::File,
+    region: u64,
+    persist: bool,
+    db: std::sync::Mutex<Vec<u8>>,
+}
+
+impl redb::StorageBackend for Region {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.db.lock().unwrap().len() as u64)
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let db = self.db.lock().unwrap();
+        let src = db
+            .get(offset as usize..offset as usize + out.len())
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.db.lock().unwrap().resize(len as usize, 0);
+        if self.persist {
+            self.file.set_len(self.region + len)?;
+        }
+        Ok(())
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut db = self.db.lock().unwrap();
+        let end = offset as usize + data.len();
+        if db.len() < end {
+            db.resize(end, 0);
+        }
+        db[offset as usize..end].copy_from_slice(data);
+        if self.persist {
+            std::os::unix::fs::FileExt::write_all_at(&self.file, data, self.region + offset)?;
+        }
+        Ok(())
+    }
+}
+
+/// Flips the byte `at` bytes into every copy of `needle` in the file at `path` (the store may
+/// hold stale copies of a page, in free space or in its journal: all of them go). Returns how
+/// many copies there were.
+pub fn damage_file(path: &std::path::Path, needle: &[u8], at: usize) -> usize {
+    let mut raw = std::fs::read(path).unwrap();
+    let hits: Vec<usize> = raw
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    for &i in &hits {
+        raw[i + at] ^= 0xFF;
+    }
+    std::fs::write(path, &raw).unwrap();
+    hits.len()
+}
