@@ -61,6 +61,10 @@ const BATCH_SUMMED: usize = 48;
 /// Bytes of a page's entry in a batch: page index (u64) and stored length (u16).
 const ENTRY: usize = 10;
 
+/// A single write at least this long (a content chunk's page) switches to direct mode: big
+/// values gain nothing from the journal and would only be copied into the overlay.
+const DIRECT_WRITE: usize = 64 * 1024;
+
 /// The journal region of a new store, header page included.
 pub(crate) const DEFAULT_REGION: u64 = 8 * 1024 * 1024;
 /// The smallest region a store may be created with.
@@ -131,8 +135,11 @@ struct State {
     overlay: HashMap<u64, Box<[u8]>>,
     /// Pages written since the last sync (indexes may repeat).
     pending: Vec<u64>,
-    /// Writes go straight to the file until the next sync.
+    /// Writes go straight to the file (until a sync that finds few bytes written since the one
+    /// before).
     direct: bool,
+    /// Bytes written in direct mode since the last sync.
+    direct_bytes: u64,
     /// The database length the last batch of this generation recorded (recovery takes the
     /// length from the last batch it replays, so a sync after a length change logs one).
     logged_len: u64,
@@ -300,9 +307,12 @@ impl<B: StorageBackend> Journal<B> {
     /// when the batch is large or the journal has no room for it.
     fn commit(&self, st: &mut State) -> io::Result<()> {
         if st.direct {
-            // Everything is in place: the file's own length is the database's again.
+            // Everything is in place: the file's own length is the database's again. Direct
+            // mode lasts while syncs come between large amounts of writing (redb syncs when it
+            // grows the file, in the middle of a large upload); a small commit ends it.
             self.inner.sync_data()?;
-            st.direct = false;
+            st.direct = st.direct_bytes >= self.big_batch(st);
+            st.direct_bytes = 0;
             st.logged_len = st.len;
             st.min_len = st.len;
             return Ok(());
@@ -321,7 +331,7 @@ impl<B: StorageBackend> Journal<B> {
             &pages,
             &st.overlay,
         );
-        let big = batch.len() as u64 > (st.region - PAGE) / 4;
+        let big = batch.len() as u64 > self.big_batch(st);
         if big || st.tail + batch.len() as u64 > st.region {
             return self.checkpoint_locked(st);
         }
@@ -332,6 +342,11 @@ impl<B: StorageBackend> Journal<B> {
         st.logged_len = st.len;
         st.min_len = st.len;
         Ok(())
+    }
+
+    /// A batch longer than this is checkpointed instead of logged.
+    fn big_batch(&self, st: &State) -> u64 {
+        (st.region - PAGE) / 4
     }
 
     /// Writes the overlay to its places, syncs, and starts a new (empty) generation.
@@ -381,13 +396,17 @@ impl<B: StorageBackend> Journal<B> {
             let new_pages = (first..=last)
                 .filter(|p| !st.overlay.contains_key(p))
                 .count() as u64;
-            if (st.overlay.len() as u64 + new_pages) * PAGE > st.region {
+            if data.len() >= DIRECT_WRITE
+                || (st.overlay.len() as u64 + new_pages) * PAGE > st.region
+            {
                 self.checkpoint_locked(st)?;
                 st.direct = true;
+                st.direct_bytes = 0;
             }
         }
         if st.direct {
             self.inner.write(st.region + offset, data)?;
+            st.direct_bytes += data.len() as u64;
             st.len = st.len.max(end);
             st.phys = st.phys.max(st.region + end);
             return Ok(());

@@ -218,7 +218,10 @@ fn open_region(path: &std::path::Path, persist: bool) -> redb::Database {
         let mut data = count * 10;
         for i in 0..count {
             let e = &payload[i * 10..i * 10 + 10];
-            let (at, n) = (u64_at(e, 0) as usize * 4096, u16::from_le_bytes([e[8], e[9]]));
+            let (at, n) = (
+                u64_at(e, 0) as usize * 4096,
+                u16::from_le_bytes([e[8], e[9]]),
+            );
             if db.len() < at + 4096 {
                 db.resize(at + 4096, 0);
             }
