@@ -132,20 +132,31 @@ struct State {
     /// The storage's own length (region included).
     phys: u64,
     /// Pages written since the last checkpoint, by page index.
-    overlay: HashMap<u64, Box<[u8]>>,
-    /// Pages written since the last sync (indexes may repeat).
+    overlay: HashMap<u64, Held>,
+    /// Pages written since the last sync, each once.
     pending: Vec<u64>,
+    /// Counts syncs and checkpoints: a held page whose epoch is the current one is pending.
+    epoch: u64,
+    /// Page buffers of the last checkpoint, for reuse.
+    spare: Vec<Box<[u8]>>,
     /// Writes go straight to the file (until a sync that finds few bytes written since the one
     /// before).
     direct: bool,
-    /// Bytes written in direct mode since the last sync.
-    direct_bytes: u64,
+    /// Bytes written since the last sync, in either mode.
+    written: u64,
     /// The database length the last batch of this generation recorded (recovery takes the
     /// length from the last batch it replays, so a sync after a length change logs one).
     logged_len: u64,
     /// The smallest length since the last batch: a page past it that no later write touched
     /// reads as zeros, however long the database grew again.
     min_len: u64,
+}
+
+/// A page held in the overlay.
+struct Held {
+    buf: Box<[u8]>,
+    /// The epoch of the page's last write.
+    epoch: u64,
 }
 
 impl<B: StorageBackend> Journal<B> {
@@ -311,28 +322,34 @@ impl<B: StorageBackend> Journal<B> {
             // mode lasts while syncs come between large amounts of writing (redb syncs when it
             // grows the file, in the middle of a large upload); a small commit ends it.
             self.inner.sync_data()?;
-            st.direct = st.direct_bytes >= self.big_batch(st);
-            st.direct_bytes = 0;
+            st.direct = st.written >= self.big_batch(st);
+            st.written = 0;
             st.logged_len = st.len;
             st.min_len = st.len;
             return Ok(());
         }
+        st.written = 0;
         let length_changed = st.len != st.logged_len || st.min_len < st.len;
         if st.pending.is_empty() && (st.tail == PAGE || !length_changed) {
             // Nothing to log: without batches the file's own length is the database's.
             return self.inner.sync_data();
         }
+        if st.pending.len() as u64 * PAGE > self.big_batch(st) {
+            return self.checkpoint_locked(st);
+        }
         let mut pages = std::mem::take(&mut st.pending);
         pages.sort_unstable();
-        pages.dedup();
         let batch = encode_batch(
             (st.generation, st.seq),
             (st.len, st.min_len.min(st.len)),
             &pages,
             &st.overlay,
         );
-        let big = batch.len() as u64 > self.big_batch(st);
-        if big || st.tail + batch.len() as u64 > st.region {
+        // Keep the list's allocation for the next sync.
+        pages.clear();
+        st.pending = pages;
+        st.epoch += 1;
+        if st.tail + batch.len() as u64 > st.region {
             return self.checkpoint_locked(st);
         }
         self.inner.write(st.tail, &batch)?;
@@ -352,6 +369,7 @@ impl<B: StorageBackend> Journal<B> {
     /// Writes the overlay to its places, syncs, and starts a new (empty) generation.
     fn checkpoint_locked(&self, st: &mut State) -> io::Result<()> {
         st.pending.clear();
+        st.epoch += 1;
         if st.overlay.is_empty() && st.tail == PAGE {
             return self.inner.sync_data();
         }
@@ -369,7 +387,7 @@ impl<B: StorageBackend> Journal<B> {
                 run_start = p;
             }
             let keep = st.len.saturating_sub(p * PAGE).min(PAGE) as usize;
-            run.extend_from_slice(&st.overlay[&p][..keep]);
+            run.extend_from_slice(&st.overlay[&p].buf[..keep]);
         }
         if !run.is_empty() {
             self.inner.write(st.region + run_start * PAGE, &run)?;
@@ -380,7 +398,13 @@ impl<B: StorageBackend> Journal<B> {
             .write(0, &header_page(st.region, st.generation))?;
         self.inner.sync_data()?;
         st.phys = st.phys.max(st.region + st.len);
-        st.overlay.clear();
+        let keep = (st.region / PAGE) as usize;
+        let State { overlay, spare, .. } = st;
+        for (_, held) in overlay.drain() {
+            if spare.len() < keep {
+                spare.push(held.buf);
+            }
+        }
         st.tail = PAGE;
         st.seq = 0;
         st.logged_len = st.len;
@@ -391,43 +415,61 @@ impl<B: StorageBackend> Journal<B> {
     fn write_locked(&self, st: &mut State, offset: u64, data: &[u8]) -> io::Result<()> {
         let end = offset + data.len() as u64;
         if !st.direct {
-            let first = offset / PAGE;
-            let last = (end - 1) / PAGE;
-            let new_pages = (first..=last)
-                .filter(|p| !st.overlay.contains_key(p))
-                .count() as u64;
+            let (first, last) = (offset / PAGE, (end - 1) / PAGE);
+            let (mut new_held, mut new_pending) = (0u64, 0u64);
+            for p in first..=last {
+                match st.overlay.get(&p) {
+                    None => (new_held, new_pending) = (new_held + 1, new_pending + 1),
+                    Some(h) if h.epoch != st.epoch => new_pending += 1,
+                    Some(_) => {}
+                }
+            }
+            // A chunk's page, more held than the region holds, or a commit too big to log:
+            // straight to the file from here on.
             if data.len() >= DIRECT_WRITE
-                || (st.overlay.len() as u64 + new_pages) * PAGE > st.region
+                || (st.overlay.len() as u64 + new_held) * PAGE > st.region
+                || (st.pending.len() as u64 + new_pending) * PAGE > self.big_batch(st)
             {
                 self.checkpoint_locked(st)?;
                 st.direct = true;
-                st.direct_bytes = 0;
             }
         }
+        st.written += data.len() as u64;
         if st.direct {
             self.inner.write(st.region + offset, data)?;
-            st.direct_bytes += data.len() as u64;
             st.len = st.len.max(end);
             st.phys = st.phys.max(st.region + end);
             return Ok(());
         }
+        let (region, phys, epoch) = (st.region, st.phys, st.epoch);
         let mut at = offset;
         while at < end {
             let page = at / PAGE;
             let in_page = (at % PAGE) as usize;
             let n = ((PAGE - at % PAGE).min(end - at)) as usize;
             let src = &data[(at - offset) as usize..][..n];
-            if !st.overlay.contains_key(&page) {
-                let mut buf = vec![0u8; PAGE as usize].into_boxed_slice();
-                if n < PAGE as usize {
-                    self.read_file(st, page * PAGE, &mut buf)?;
+            match st.overlay.get_mut(&page) {
+                Some(held) => {
+                    held.buf[in_page..in_page + n].copy_from_slice(src);
+                    if held.epoch != epoch {
+                        held.epoch = epoch;
+                        st.pending.push(page);
+                    }
                 }
-                st.overlay.insert(page, buf);
+                None => {
+                    let mut buf = st
+                        .spare
+                        .pop()
+                        .unwrap_or_else(|| vec![0u8; PAGE as usize].into_boxed_slice());
+                    // A whole page overwrites the buffer; a part is laid over the file's page.
+                    if n < PAGE as usize {
+                        self.read_file((region, phys), page * PAGE, &mut buf)?;
+                    }
+                    buf[in_page..in_page + n].copy_from_slice(src);
+                    st.overlay.insert(page, Held { buf, epoch });
+                    st.pending.push(page);
+                }
             }
-            if let Some(buf) = st.overlay.get_mut(&page) {
-                buf[in_page..in_page + n].copy_from_slice(src);
-            }
-            st.pending.push(page);
             at += n as u64;
         }
         st.len = st.len.max(end);
@@ -436,13 +478,10 @@ impl<B: StorageBackend> Journal<B> {
 
     /// Reads database bytes from the file alone (no overlay); bytes past the file's end read as
     /// zeros.
-    fn read_file(&self, st: &State, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        let have = st
-            .phys
-            .saturating_sub(st.region + offset)
-            .min(out.len() as u64) as usize;
+    fn read_file(&self, (region, phys): (u64, u64), offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let have = phys.saturating_sub(region + offset).min(out.len() as u64) as usize;
         if have > 0 {
-            self.inner.read(st.region + offset, &mut out[..have])?;
+            self.inner.read(region + offset, &mut out[..have])?;
         }
         out[have..].fill(0);
         Ok(())
@@ -544,10 +583,10 @@ impl<B: StorageBackend> StorageBackend for Journal<B> {
                 format!("read of {}..{end} past the end ({})", offset, st.len),
             ));
         }
-        self.read_file(&st, offset, out)?;
+        self.read_file((st.region, st.phys), offset, out)?;
         if !st.overlay.is_empty() && !out.is_empty() {
             for page in offset / PAGE..=(end - 1) / PAGE {
-                if let Some(buf) = st.overlay.get(&page) {
+                if let Some(Held { buf, .. }) = st.overlay.get(&page) {
                     let from = (page * PAGE).max(offset);
                     let to = ((page + 1) * PAGE).min(end);
                     out[(from - offset) as usize..(to - offset) as usize].copy_from_slice(
@@ -570,9 +609,9 @@ impl<B: StorageBackend> StorageBackend for Journal<B> {
             st.pending.retain(|&p| p < keep);
             // The page that now holds the end keeps zeros past it, as the file would.
             if !len.is_multiple_of(PAGE)
-                && let Some(buf) = st.overlay.get_mut(&(len / PAGE))
+                && let Some(held) = st.overlay.get_mut(&(len / PAGE))
             {
-                buf[(len % PAGE) as usize..].fill(0);
+                held.buf[(len % PAGE) as usize..].fill(0);
             }
         }
         st.len = len;
@@ -736,11 +775,11 @@ fn encode_batch(
     (generation, seq): (u64, u64),
     (len, min_len): (u64, u64),
     pages: &[u64],
-    overlay: &HashMap<u64, Box<[u8]>>,
+    overlay: &HashMap<u64, Held>,
 ) -> Vec<u8> {
     let stored: Vec<(u64, &[u8])> = pages
         .iter()
-        .filter_map(|p| overlay.get(p).map(|b| (*p, trim_zeros(b))))
+        .filter_map(|p| overlay.get(p).map(|h| (*p, trim_zeros(&h.buf))))
         .collect();
     let payload_len: usize =
         stored.len() * ENTRY + stored.iter().map(|(_, b)| b.len()).sum::<usize>();
