@@ -61,9 +61,10 @@ const BATCH_SUMMED: usize = 48;
 /// Bytes of a page's entry in a batch: page index (u64) and stored length (u16).
 const ENTRY: usize = 10;
 
-/// A single write at least this long (a content chunk's page) switches to direct mode: big
-/// values gain nothing from the journal and would only be copied into the overlay.
-const DIRECT_WRITE: usize = 64 * 1024;
+/// A commit that writes more than this (in 4 KiB pages) is written in place, not logged: its
+/// pages are mostly large values in runs of neighbouring pages, which cost as little to sync in
+/// place as in the journal, and logging them would write them twice.
+const BIG_COMMIT: u64 = 256 * 1024;
 
 /// The journal region of a new store, header page included.
 pub(crate) const DEFAULT_REGION: u64 = 8 * 1024 * 1024;
@@ -363,7 +364,7 @@ impl<B: StorageBackend> Journal<B> {
 
     /// A batch longer than this is checkpointed instead of logged.
     fn big_batch(&self, st: &State) -> u64 {
-        (st.region - PAGE) / 4
+        ((st.region - PAGE) / 4).min(BIG_COMMIT)
     }
 
     /// Writes the overlay to its places, syncs, and starts a new (empty) generation.
@@ -424,10 +425,9 @@ impl<B: StorageBackend> Journal<B> {
                     Some(_) => {}
                 }
             }
-            // A chunk's page, more held than the region holds, or a commit too big to log:
-            // straight to the file from here on.
-            if data.len() >= DIRECT_WRITE
-                || (st.overlay.len() as u64 + new_held) * PAGE > st.region
+            // More held than the region holds, or a commit too big to log: straight to the
+            // file from here on.
+            if (st.overlay.len() as u64 + new_held) * PAGE > st.region
                 || (st.pending.len() as u64 + new_pending) * PAGE > self.big_batch(st)
             {
                 self.checkpoint_locked(st)?;
