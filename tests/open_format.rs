@@ -105,6 +105,19 @@ fn builder_options_out_of_range_are_refused() {
         Store::builder().max_key_len(0).in_memory(),
         Err(Error::InvalidConfig { .. })
     ));
+    for bad in [0, 60 * 1024, 64 * 1024 + 1, (1 << 30) + 4096] {
+        assert!(
+            matches!(
+                Store::builder().journal_size(bad).in_memory(),
+                Err(Error::InvalidConfig {
+                    option: "journal_size",
+                    ..
+                })
+            ),
+            "{bad}"
+        );
+    }
+    assert!(Store::builder().journal_size(64 * 1024).in_memory().is_ok());
 }
 
 #[test]

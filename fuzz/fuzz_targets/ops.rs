@@ -11,7 +11,9 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use recfiles::prelude::*;
 use recfiles::{Error, MultipartLimits, RecordId, RecordsQuery, SyncChange, UploadId};
-use recfiles_fuzz::{SeenBucket, SeenUpload, SeenVersion, assert_check, content, kind, observe};
+use recfiles_fuzz::{
+    SeenBucket, SeenUpload, SeenVersion, SimDisk, assert_check, content, kind, observe,
+};
 use std::collections::BTreeMap;
 
 const KEYS: [&str; 4] = ["a", "b", "a/b", "ü.txt"];
@@ -26,6 +28,9 @@ const MAX_PARTS: u64 = 4;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
+    /// The process dies (or the power goes) and the store is reopened on what was synced:
+    /// everything observable must be as before, every call having been durable when it returned.
+    Crash,
     CreateBucket {
         quota: Option<u16>,
         max_file: Option<u16>,
@@ -415,8 +420,10 @@ fn quota(q: Option<u16>) -> Option<u64> {
     q.map(|q| u64::from(q) * 4)
 }
 
-fn run(ops: Vec<Op>) {
-    let store = Store::builder()
+fn open(disk: &SimDisk) -> Store {
+    Store::builder()
+        // A small journal: commits are logged, checkpointed and replayed often.
+        .journal_size(64 << 10)
         .cache_size(1 << 20)
         .chunk_size(CHUNK)
         .staging_batch(BATCH)
@@ -426,8 +433,13 @@ fn run(ops: Vec<Op>) {
             max_parts: MAX_PARTS,
             ..MultipartLimits::default()
         })
-        .in_memory()
-        .expect("in-memory store");
+        .open_backend(disk.clone())
+        .expect("store on a simulated disk")
+}
+
+fn run(ops: Vec<Op>) {
+    let mut disk = SimDisk::default();
+    let mut store = open(&disk);
     let mut m = Model::default();
     let first = store
         .create_bucket(&BucketOptions::default())
@@ -436,7 +448,12 @@ fn run(ops: Vec<Op>) {
     m.bucket_order.push(first.id);
 
     for op in ops.into_iter().take(48) {
-        step(&store, &mut m, &op);
+        if let Op::Crash = op {
+            disk = SimDisk::from_image(disk.durable_image());
+            store = open(&disk);
+        } else {
+            step(&store, &mut m, &op);
+        }
         let seen = observe(&store, &m.bucket_order);
         m.learn_ids(&seen);
         assert_eq!(m.seen(), seen, "store and model differ after {op:?}");
@@ -447,6 +464,8 @@ fn run(ops: Vec<Op>) {
 
 fn step(store: &Store, m: &mut Model, op: &Op) {
     match *op {
+        // Handled by `run`, which owns the store.
+        Op::Crash => {}
         Op::CreateBucket { quota: q, max_file } => {
             let opts = BucketOptions {
                 quota_size: quota(q),

@@ -191,3 +191,57 @@ pub fn kind(e: &recfiles::Error) -> &'static str {
         _ => "Other",
     }
 }
+
+/// A disk in memory that knows which bytes a sync made durable: a store on it can be "crashed"
+/// by reopening a new store on [`SimDisk::durable_image`] (a power cut: only what was synced).
+#[derive(Debug, Clone, Default)]
+pub struct SimDisk(std::sync::Arc<std::sync::Mutex<(Vec<u8>, Vec<u8>)>>);
+
+impl SimDisk {
+    /// A disk holding `image`, all of it durable.
+    pub fn from_image(image: Vec<u8>) -> SimDisk {
+        SimDisk(std::sync::Arc::new(std::sync::Mutex::new((
+            image.clone(),
+            image,
+        ))))
+    }
+
+    /// The bytes the last sync made durable.
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.0.lock().unwrap().1.clone()
+    }
+}
+
+impl recfiles::Backend for SimDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.0.lock().unwrap().0.len() as u64)
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let s = self.0.lock().unwrap();
+        let src = s
+            .0
+            .get(offset as usize..offset as usize + out.len())
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.lock().unwrap().0.resize(len as usize, 0);
+        Ok(())
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        let mut guard = self.0.lock().unwrap();
+        let (written, durable) = &mut *guard;
+        durable.clone_from(written);
+        Ok(())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut s = self.0.lock().unwrap();
+        let end = offset as usize + data.len();
+        if s.0.len() < end {
+            s.0.resize(end, 0);
+        }
+        s.0[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+}

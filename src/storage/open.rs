@@ -125,10 +125,11 @@ impl StoreBuilder {
         self
     }
 
-    /// Bytes reserved at the head of a new store file for the commit journal (default 8 MiB,
-    /// at least 64 KiB; rounded up to 4 KiB). Small durable commits append there, so the
-    /// journal's size sets how many fit between two checkpoints. A store keeps the size it was
-    /// created with; the option has no effect on an existing file or an in-memory store.
+    /// Bytes reserved at the head of a new store file for the commit journal: a multiple of
+    /// 4 KiB from 64 KiB to 1 GiB, default 8 MiB. Small durable commits append there, so its
+    /// size sets how many fit between two checkpoints; the pages they wrote are held in memory
+    /// until then (at most about twice this size). A store keeps the size it was created with;
+    /// the option has no effect on an existing file or an in-memory store.
     pub fn journal_size(mut self, bytes: u64) -> Self {
         self.journal_bytes = bytes;
         self
@@ -203,6 +204,14 @@ impl StoreBuilder {
                 option: "staging_batch",
                 value: c.staging_batch_bytes.to_string(),
                 reason: "must hold at least one chunk",
+            });
+        }
+        let j = self.journal_bytes;
+        if !(super::journal::MIN_REGION..=MAX_JOURNAL).contains(&j) || !j.is_multiple_of(4096) {
+            return Err(Error::InvalidConfig {
+                option: "journal_size",
+                value: j.to_string(),
+                reason: "must be a multiple of 4 KiB between 64 KiB and 1 GiB",
             });
         }
         if c.max_key_len == 0 {
@@ -283,6 +292,9 @@ impl StoreBuilder {
         Store::start(db, self.cfg, writeback)
     }
 }
+
+/// The largest journal region a builder accepts.
+const MAX_JOURNAL: u64 = 1 << 30;
 
 /// The detail of the `NotAStore` error for a plain redb file, refined by [`plain_redb`] when
 /// the file has a path.
