@@ -120,6 +120,9 @@ fn after_the_first_load_a_range_reads_only_its_own_bytes_unless_always() {
         let b = bucket(&store).id;
         let data = bytes(7, 8 * CHUNK);
         put(&store, b, "f", &data);
+        // In place, so reads reach the storage (pages still in the journal's overlay are read
+        // from memory).
+        store.checkpoint().unwrap();
         assert_eq!(read_all(&store, b, "f").unwrap(), data);
 
         // A new reader (a new snapshot) of the same store.

@@ -201,12 +201,16 @@ impl<B: StorageBackend> Journal<B> {
 
     fn recover(&self, st: &mut State) -> io::Result<()> {
         let phys = self.inner.len()?;
-        if phys == 0 {
+        if phys == 0 || self.all_zeros(phys)? {
+            // A new store (or one whose creation never became durable). The region's length
+            // is made durable before the header: a header is only ever found with its region.
             st.region = self.new_region;
             st.generation = 1;
+            self.inner.set_len(0)?;
+            self.inner.set_len(st.region)?;
+            self.inner.sync_data()?;
             self.inner
                 .write(0, &header_page(st.region, st.generation))?;
-            self.inner.set_len(st.region)?;
             self.inner.sync_data()?;
             st.phys = st.region;
             st.tail = PAGE;
@@ -267,6 +271,26 @@ impl<B: StorageBackend> Journal<B> {
         st.min_len = st.len;
         st.tail = PAGE;
         Ok(())
+    }
+
+    /// Whether the storage holds nothing but zeros (what a creation that was cut off before
+    /// its header became durable leaves). Only a short storage is read through.
+    fn all_zeros(&self, phys: u64) -> io::Result<bool> {
+        const MOST: u64 = 64 * 1024 * 1024;
+        if phys > MOST {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; phys.min(1024 * 1024) as usize];
+        let mut at = 0;
+        while at < phys {
+            let n = (phys - at).min(buf.len() as u64) as usize;
+            self.inner.read(at, &mut buf[..n])?;
+            if buf[..n].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += n as u64;
+        }
+        Ok(true)
     }
 
     /// The batch at `pos` if it is whole and belongs to `generation` (and has sequence `seq`,
@@ -583,9 +607,17 @@ impl<B: StorageBackend> StorageBackend for Journal<B> {
                 format!("read of {}..{end} past the end ({})", offset, st.len),
             ));
         }
-        self.read_file((st.region, st.phys), offset, out)?;
-        if !st.overlay.is_empty() && !out.is_empty() {
-            for page in offset / PAGE..=(end - 1) / PAGE {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let pages = offset / PAGE..=(end - 1) / PAGE;
+        // A page redb wrote since the last checkpoint (often read back soon) needs no file read.
+        let all_held = !st.overlay.is_empty() && pages.clone().all(|p| st.overlay.contains_key(&p));
+        if !all_held {
+            self.read_file((st.region, st.phys), offset, out)?;
+        }
+        if !st.overlay.is_empty() {
+            for page in pages {
                 if let Some(Held { buf, .. }) = st.overlay.get(&page) {
                     let from = (page * PAGE).max(offset);
                     let to = ((page + 1) * PAGE).min(end);
@@ -1117,6 +1149,28 @@ mod tests {
             }
             assert_eq!(mem.images().1, junk, "nothing written to a foreign file");
         }
+    }
+
+    #[test]
+    fn a_creation_cut_off_before_its_header_was_durable_starts_over() {
+        // Only the region's length reached the disk: the storage is all zeros.
+        let mem = Mem::from_image(vec![0u8; MIN_REGION as usize]);
+        let j = Journal::new(mem.clone(), MIN_REGION * 2);
+        assert_eq!(j.len().unwrap(), 0);
+        j.write(0, &[9u8; 100]).unwrap();
+        j.sync_data().unwrap();
+        let reopened = Journal::new(Mem::from_image(mem.images().0), MIN_REGION);
+        same(&contents(&reopened), &[9u8; 100], "reopened");
+        // A header never appears without its region: a short file with a header is damaged.
+        let mut short = mem.images().0;
+        short.truncate(PAGE as usize * 2);
+        let err = Journal::new(Mem::from_image(short), MIN_REGION)
+            .len()
+            .unwrap_err();
+        assert!(matches!(
+            err.get_ref().and_then(|e| e.downcast_ref::<JournalError>()),
+            Some(JournalError::Damaged(_))
+        ));
     }
 
     #[test]
