@@ -1,9 +1,10 @@
 //! recfiles: records and their files in one embedded, transactional file.
 //!
 //! recfiles rebuilds Invenio-Records-Files (with the parts of Invenio-Files-REST and
-//! Invenio-Records it stands on) as an embedded storage engine. One redb file holds JSON
-//! records with revisions, buckets of versioned objects, and the chunked, deduplicated file
-//! content itself; there is no database server and no directory tree of data files.
+//! Invenio-Records it stands on) as an embedded storage engine. One file (a commit journal,
+//! then a redb database) holds JSON records with revisions, buckets of versioned objects, and
+//! the chunked, deduplicated file content itself; there is no database server and no directory
+//! tree of data files.
 //!
 //! # A tour: Store → Record → its files → a FileObject
 //!

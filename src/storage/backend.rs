@@ -1,4 +1,4 @@
-//! Pluggable byte storage under the redb file: the real file, memory, and a fault-injecting
+//! Pluggable byte storage under the store file (journal and database): the real file, memory, and a fault-injecting
 //! wrapper that tests use to prove a failed write, read or sync loses nothing committed.
 
 use redb::StorageBackend;

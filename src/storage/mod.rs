@@ -1,7 +1,8 @@
 //! Storage: where do bytes and rows live?
 //!
-//! Owns the redb file: the table definitions, the key and value encodings, the format version
-//! and the transaction wrappers every higher layer works through. Nothing above this module
+//! Owns the store file (its commit journal and the redb database after it): the table
+//! definitions, the key and value encodings, the format version and the transaction wrappers
+//! every higher layer works through. Nothing above this module
 //! names a redb type, so the engine can change without touching the public API.
 
 mod backend;

@@ -397,7 +397,7 @@ impl Inner {
     }
 }
 
-/// An open recfiles store: one redb file holding records, buckets, object versions and file
+/// An open recfiles store: one file holding records, buckets, object versions and file
 /// content. Cheap to clone; clones share the same open file and may be used from many threads.
 #[derive(Clone)]
 pub struct Store {
