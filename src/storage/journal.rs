@@ -114,6 +114,9 @@ pub(crate) struct Journal<B> {
     inner: B,
     /// Region size for a new (empty) storage; an existing one says its own.
     new_region: u64,
+    /// A second handle on the store file, when it is one, to allocate space as the file grows
+    /// (see [`Journal::set_storage_len`]).
+    file: Option<std::fs::File>,
     opened: AtomicBool,
     failed: AtomicBool,
     st: RwLock<State>,
@@ -166,10 +169,40 @@ impl<B: StorageBackend> Journal<B> {
         Journal {
             inner,
             new_region: new_region.div_ceil(PAGE).max(MIN_REGION / PAGE) * PAGE,
+            file: None,
             opened: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             st: RwLock::new(State::default()),
         }
+    }
+
+    /// Gives the journal a second handle on the store file `inner` writes, used only to
+    /// allocate space when the file grows.
+    pub(crate) fn with_file(mut self, file: Option<std::fs::File>) -> Journal<B> {
+        self.file = file;
+        self
+    }
+
+    /// Sets the storage's length. Growth is allocated first where the platform allows (Linux
+    /// `fallocate`): the new space then reads as zeros as after a plain `set_len`, but a write
+    /// into it skips the filesystem's per-page allocation work, which took about a fifth of the
+    /// writing thread's time in a large upload. If allocation fails (no space, or a filesystem
+    /// without it), the plain `set_len` decides.
+    fn set_storage_len(&self, from: u64, to: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if to > from
+            && let Some(file) = &self.file
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor belongs to `file`, open for the whole call, and the call
+            // touches no memory of ours. Mode 0 only allocates; bytes already there are kept.
+            unsafe {
+                libc::fallocate(file.as_raw_fd(), 0, from as i64, (to - from) as i64);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (&self.file, from);
+        self.inner.set_len(to)
     }
 
     fn ready(&self) -> io::Result<()> {
@@ -207,7 +240,7 @@ impl<B: StorageBackend> Journal<B> {
             st.region = self.new_region;
             st.generation = 1;
             self.inner.set_len(0)?;
-            self.inner.set_len(st.region)?;
+            self.set_storage_len(0, st.region)?;
             self.inner.sync_data()?;
             self.inner
                 .write(0, &header_page(st.region, st.generation))?;
@@ -633,7 +666,7 @@ impl<B: StorageBackend> StorageBackend for Journal<B> {
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
         self.ready()?;
         let mut st = self.st.write();
-        let r = self.inner.set_len(st.region + len);
+        let r = self.set_storage_len(st.phys, st.region + len);
         self.guard(r)?;
         if len < st.len {
             let keep = len.div_ceil(PAGE);

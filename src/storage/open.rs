@@ -251,7 +251,8 @@ impl StoreBuilder {
         // A second handle, only for the writeback hint; without it the store works the same.
         let writeback = file.try_clone().ok();
         let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
-        let journal = Arc::new(Journal::new(backend, self.journal_bytes));
+        let grow = writeback.as_ref().and_then(|f| f.try_clone().ok());
+        let journal = Arc::new(Journal::new(backend, self.journal_bytes).with_file(grow));
         match self.start(
             Direct::new(Shared(journal.clone())),
             Some(journal),
