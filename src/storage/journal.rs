@@ -183,11 +183,12 @@ impl<B: StorageBackend> Journal<B> {
         self
     }
 
-    /// Sets the storage's length. Growth is allocated first where the platform allows (Linux
-    /// `fallocate`): the new space then reads as zeros as after a plain `set_len`, but a write
-    /// into it skips the filesystem's per-page allocation work, which took about a fifth of the
-    /// writing thread's time in a large upload. If allocation fails (no space, or a filesystem
-    /// without it), the plain `set_len` decides.
+    /// Sets the storage's length. When the database grows, the new space is allocated first
+    /// where the platform allows (Linux `fallocate`): it then reads as zeros as after a plain
+    /// `set_len`, but a write into it skips the filesystem's per-page allocation work, which
+    /// took about a fifth of the writing thread's time in a large upload (the space is taken on
+    /// disk at once instead of as pages are written; redb grows the file as it fills). If
+    /// allocation fails (no space, or a filesystem without it), the plain `set_len` decides.
     fn set_storage_len(&self, from: u64, to: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         if to > from
@@ -239,8 +240,9 @@ impl<B: StorageBackend> Journal<B> {
             // is made durable before the header: a header is only ever found with its region.
             st.region = self.new_region;
             st.generation = 1;
+            // The region stays sparse: an empty store takes no space for it on disk.
             self.inner.set_len(0)?;
-            self.set_storage_len(0, st.region)?;
+            self.inner.set_len(st.region)?;
             self.inner.sync_data()?;
             self.inner
                 .write(0, &header_page(st.region, st.generation))?;
