@@ -130,9 +130,9 @@ pub(crate) enum DirectRead {
 
 impl Direct {
     /// Wraps `backend`; give redb the returned [`Tap`].
-    pub(crate) fn new(backend: impl StorageBackend) -> (Arc<Direct>, Tap) {
+    pub(crate) fn new(backend: Arc<dyn StorageBackend>) -> (Arc<Direct>, Tap) {
         let direct = Arc::new(Direct {
-            backend: Arc::new(backend),
+            backend,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             located: Mutex::new(Located::default()),
             epoch: AtomicU64::new(0),
@@ -405,7 +405,7 @@ mod tests {
     }
 
     fn direct() -> Arc<Direct> {
-        Direct::new(redb::backends::InMemoryBackend::new()).0
+        Direct::new(Arc::new(redb::backends::InMemoryBackend::new())).0
     }
 
     #[test]
@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_direct_read_reads_the_located_bytes_and_stops_at_the_chunk_end() {
-        let (d, tap) = Direct::new(redb::backends::InMemoryBackend::new());
+        let (d, tap) = Direct::new(Arc::new(redb::backends::InMemoryBackend::new()));
         tap.set_len(1000).unwrap();
         tap.write(500, b"0123456789").unwrap();
         d.watch().learn(
@@ -497,7 +497,7 @@ mod tests {
 
     #[test]
     fn a_place_is_confirmed_only_where_the_storage_holds_the_same_bytes() {
-        let (d, tap) = Direct::new(redb::backends::InMemoryBackend::new());
+        let (d, tap) = Direct::new(Arc::new(redb::backends::InMemoryBackend::new()));
         tap.set_len(4096).unwrap();
         let chunk: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
         tap.write(1000, &chunk).unwrap();

@@ -21,11 +21,14 @@
 //!   file are untouched, so the sync carries just the batch.
 //! * **A checkpoint** writes the overlay's pages to their places, syncs, then starts a new
 //!   journal *generation* (a new header, synced), which makes every batch of the old one void.
-//!   It runs when the journal is full, when a sync's batch would be large (big commits gain
-//!   nothing from the journal), and when the store closes.
-//! * **Direct mode.** When the overlay outgrows the region (a large upload streams through
-//!   redb's cache), a checkpoint empties it and writes go straight to the file until the next
-//!   sync, as if there were no journal.
+//!   It runs when the journal is full, on [`crate::Store::checkpoint`], when the store closes,
+//!   and before direct mode.
+//! * **Direct mode.** When the pages written since the last sync pass [`BIG_COMMIT`] (a big
+//!   commit: mostly large values in runs of neighbouring pages, as cheap to sync in place) or
+//!   the overlay outgrows the region, a checkpoint empties the overlay and writes go straight
+//!   to the file, as if there were no journal. It lasts while each sync follows that much
+//!   writing (a large upload, which redb syncs each time it grows the file); the first small
+//!   commit's sync ends it.
 //! * **Recovery**, before redb reads anything: the batches of the current generation are
 //!   written to their places in order, up to the first that is missing, torn or damaged; then
 //!   a new generation starts. A valid batch of the current generation further on means a batch
@@ -382,7 +385,7 @@ impl<B: StorageBackend> Journal<B> {
             // mode lasts while syncs come between large amounts of writing (redb syncs when it
             // grows the file, in the middle of a large upload); a small commit ends it.
             self.inner.sync_data()?;
-            st.direct = st.written >= self.big_batch(st);
+            st.direct = st.written >= self.big_commit(st);
             st.written = 0;
             st.logged_len = st.len;
             st.min_len = st.len;
@@ -394,7 +397,7 @@ impl<B: StorageBackend> Journal<B> {
             // Nothing to log: without batches the file's own length is the database's.
             return self.inner.sync_data();
         }
-        if st.pending.len() as u64 * PAGE > self.big_batch(st) {
+        if st.pending.len() as u64 * PAGE > self.big_commit(st) {
             return self.checkpoint_locked(st);
         }
         let mut pages = std::mem::take(&mut st.pending);
@@ -421,8 +424,9 @@ impl<B: StorageBackend> Journal<B> {
         Ok(())
     }
 
-    /// A batch longer than this is checkpointed instead of logged.
-    fn big_batch(&self, st: &State) -> u64 {
+    /// Pages (in bytes) written since the last sync past which a commit goes in place instead
+    /// of through the journal: [`BIG_COMMIT`], or a quarter of a smaller region.
+    fn big_commit(&self, st: &State) -> u64 {
         ((st.region - PAGE) / 4).min(BIG_COMMIT)
     }
 
@@ -487,7 +491,7 @@ impl<B: StorageBackend> Journal<B> {
             // More held than the region holds, or a commit too big to log: straight to the
             // file from here on.
             if (st.overlay.len() as u64 + new_held) * PAGE > st.region
-                || (st.pending.len() as u64 + new_pending) * PAGE > self.big_batch(st)
+                || (st.pending.len() as u64 + new_pending) * PAGE > self.big_commit(st)
             {
                 self.checkpoint_locked(st)?;
                 st.direct = true;
@@ -565,53 +569,6 @@ impl<B: StorageBackend> Checkpoint for Journal<B> {
             self.checkpoint_locked(&mut st)
         };
         self.guard(r)
-    }
-}
-
-/// A journal shared by redb (through this) and the store (for [`Checkpoint`]).
-#[derive(Debug)]
-pub(crate) struct Shared<B: StorageBackend>(pub(crate) std::sync::Arc<Journal<B>>);
-
-impl<B: StorageBackend> StorageBackend for Shared<B> {
-    fn len(&self) -> Result<u64, io::Error> {
-        self.0.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        self.0.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        self.0.set_len(len)
-    }
-    fn sync_data(&self) -> Result<(), io::Error> {
-        self.0.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        self.0.write(offset, data)
-    }
-    fn close(&self) -> Result<(), io::Error> {
-        self.0.close()
-    }
-    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.0.try_lock_range(start, end)
-    }
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, BackendError> {
-        self.0.try_lock_shared_range(start, end)
-    }
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.0.lock_range(start, end)
-    }
-    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.0.lock_shared_range(start, end)
-    }
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.0.unlock_range(start, end)
-    }
-    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.0.query_lock_range(start, end)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::backend::{Adapter, Backend};
 use super::direct::{Direct, Tap};
-use super::journal::{Checkpoint, Journal, JournalError, Shared};
+use super::journal::{Checkpoint, Journal, JournalError};
 use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec, enc};
 use crate::error::{Error, Result};
 use crate::ids::Timestamp;
@@ -253,11 +253,7 @@ impl StoreBuilder {
         let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
         let grow = writeback.as_ref().and_then(|f| f.try_clone().ok());
         let journal = Arc::new(Journal::new(backend, self.journal_bytes).with_file(grow));
-        match self.start(
-            Direct::new(Shared(journal.clone())),
-            Some(journal),
-            writeback,
-        ) {
+        match self.start(Direct::new(journal.clone()), Some(journal), writeback) {
             Err(Error::NotAStore { detail }) if detail == PLAIN_REDB => Err(plain_redb(path)),
             other => other,
         }
@@ -267,7 +263,7 @@ impl StoreBuilder {
     pub fn in_memory(self) -> Result<Store> {
         self.validate()?;
         let backend = Adapter(Box::new(super::MemoryBackend::new()));
-        self.start(Direct::new(backend), None, None)
+        self.start(Direct::new(Arc::new(backend)), None, None)
     }
 
     /// Opens (or initialises) a store on a backend of your own, e.g. a [`super::FaultyBackend`].
@@ -275,7 +271,7 @@ impl StoreBuilder {
     pub fn open_backend(self, backend: impl Backend) -> Result<Store> {
         self.validate()?;
         let journal = Arc::new(Journal::new(Adapter(Box::new(backend)), self.journal_bytes));
-        self.start(Direct::new(Shared(journal.clone())), Some(journal), None)
+        self.start(Direct::new(journal.clone()), Some(journal), None)
     }
 
     fn start(
