@@ -242,6 +242,9 @@ impl StoreBuilder {
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         self.validate()?;
         let path = path.as_ref();
+        if starts_like_redb(path) {
+            return Err(plain_redb(path));
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -253,10 +256,7 @@ impl StoreBuilder {
         let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
         let grow = writeback.as_ref().and_then(|f| f.try_clone().ok());
         let journal = Arc::new(Journal::new(backend, self.journal_bytes).with_file(grow));
-        match self.start(Direct::new(journal.clone()), Some(journal), writeback) {
-            Err(Error::NotAStore { detail }) if detail == PLAIN_REDB => Err(plain_redb(path)),
-            other => other,
-        }
+        self.start(Direct::new(journal.clone()), Some(journal), writeback)
     }
 
     /// Opens a store kept in memory only (no journal: nothing is ever synced).
@@ -293,9 +293,15 @@ impl StoreBuilder {
 /// The largest journal region a builder accepts.
 const MAX_JOURNAL: u64 = 1 << 30;
 
-/// The detail of the `NotAStore` error for a plain redb file, refined by [`plain_redb`] when
-/// the file has a path.
-const PLAIN_REDB: &str = "a plain redb file, without a recfiles journal";
+/// Whether the file at `path` starts like a redb database (a store file starts with its
+/// journal's header instead).
+fn starts_like_redb(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head == *b"redb")
+}
 
 /// What a plain redb file at `path` is: a store of a format before the journal (read from its
 /// `meta` table without changing the file), or some other database.
@@ -325,11 +331,8 @@ fn open_error(e: redb::DatabaseError) -> Error {
         && let Some(j) = io.get_ref().and_then(|i| i.downcast_ref::<JournalError>())
     {
         return match j {
-            JournalError::PlainRedb => Error::NotAStore {
-                detail: PLAIN_REDB.into(),
-            },
-            JournalError::Foreign(detail) => Error::NotAStore {
-                detail: detail.clone(),
+            JournalError::PlainRedb | JournalError::Foreign(_) => Error::NotAStore {
+                detail: j.to_string(),
             },
             JournalError::Damaged(detail) => Error::corrupt(detail.clone()),
             JournalError::Failed => Error::Io(std::io::Error::other(j.to_string())),
