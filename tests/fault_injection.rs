@@ -22,68 +22,11 @@ mod common;
 use common::content;
 use recfiles::prelude::*;
 use recfiles::{
-    Backend, Error, FaultKind, FaultPlan, FaultyBackend, FileBackend, FilesQuery, MultipartLimits,
+    Error, FaultKind, FaultPlan, FaultyBackend, FileBackend, FilesQuery, MultipartLimits,
+    SimulatedDisk,
 };
 use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::sync::{Arc, Mutex};
-
-/// A disk in memory that knows which bytes a sync made durable.
-#[derive(Debug, Default)]
-struct DiskState {
-    written: Vec<u8>,
-    durable: Vec<u8>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct SimDisk(Arc<Mutex<DiskState>>);
-
-impl SimDisk {
-    fn from_image(image: Vec<u8>) -> SimDisk {
-        SimDisk(Arc::new(Mutex::new(DiskState {
-            written: image.clone(),
-            durable: image,
-        })))
-    }
-    fn images(&self) -> (Vec<u8>, Vec<u8>) {
-        let s = self.0.lock().unwrap();
-        (s.durable.clone(), s.written.clone())
-    }
-}
-
-impl Backend for SimDisk {
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.0.lock().unwrap().written.len() as u64)
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        let s = self.0.lock().unwrap();
-        let start = offset as usize;
-        let src = s
-            .written
-            .get(start..start + out.len())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
-        out.copy_from_slice(src);
-        Ok(())
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.lock().unwrap().written.resize(len as usize, 0);
-        Ok(())
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        let mut s = self.0.lock().unwrap();
-        s.durable = s.written.clone();
-        Ok(())
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let mut s = self.0.lock().unwrap();
-        let end = offset as usize + data.len();
-        if s.written.len() < end {
-            s.written.resize(end, 0);
-        }
-        s.written[offset as usize..end].copy_from_slice(data);
-        Ok(())
-    }
-}
+use std::io::Read;
 
 fn builder() -> StoreBuilder {
     // A small journal fills often, so the sweeps strike checkpoints and direct-mode writes too.
@@ -290,7 +233,7 @@ impl StoreExt for Store {
 
 /// Every state a fault-free run passes through, after each successful call.
 fn reference_states() -> Vec<State> {
-    let store = builder().open_backend(SimDisk::default()).unwrap();
+    let store = builder().open_backend(SimulatedDisk::new()).unwrap();
     let mut states = vec![state(&store).unwrap()];
     workload(&store, |s| states.push(state(s).unwrap())).unwrap();
     states
@@ -340,7 +283,7 @@ struct Tally {
 /// and writable again. Returns the position of the state found.
 fn reopen_and_verify(image: Vec<u8>, states: &[State], allowed: &[usize], what: &str) -> usize {
     let store = builder()
-        .open_backend(SimDisk::from_image(image))
+        .open_backend(SimulatedDisk::from_image(image))
         .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let report = store.check().unwrap();
     assert!(
@@ -374,7 +317,7 @@ fn sweep(kind: FaultKind, cache: usize, tally: &mut Tally) {
     let states = reference_states();
     for n in countdowns() {
         let plan = FaultPlan::new();
-        let disk = SimDisk::default();
+        let disk = SimulatedDisk::new();
         let store = builder()
             .cache_size(cache)
             .open_backend(FaultyBackend::new(disk.clone(), plan.clone()))
@@ -404,7 +347,7 @@ fn sweep(kind: FaultKind, cache: usize, tally: &mut Tally) {
             result.unwrap_or_else(|e| panic!("{what}: fault at close failed the workload: {e}"));
             vec![done]
         };
-        let (durable, written) = disk.images();
+        let (durable, written) = (disk.durable_image(), disk.written_image());
         // `done` calls succeeded: the state after them is states[done]. The failing call may be
         // durable too: redb frees pages in a pass after the commit is published, and a read or
         // write error there fails commit() although the transaction is durable ("outcome
@@ -530,7 +473,7 @@ fn transient_faults_never_damage_the_store() {
     ] {
         for n in (0u64..).filter(|n| full || n % 29 == 0) {
             let plan = FaultPlan::new();
-            let disk = SimDisk::default();
+            let disk = SimulatedDisk::new();
             let store = builder()
                 .cache_size(cache)
                 .open_backend(FaultyBackend::new(disk.clone(), plan.clone()))
@@ -564,9 +507,11 @@ fn transient_faults_never_damage_the_store() {
                 assert!(report.problems.is_empty(), "{what}: live check {report:?}");
             }
             drop(store);
-            let (durable, written) = disk.images();
+            let (durable, written) = (disk.durable_image(), disk.written_image());
             for (image, name) in [(written, "written"), (durable, "durable")] {
-                let reopened = builder().open_backend(SimDisk::from_image(image)).unwrap();
+                let reopened = builder()
+                    .open_backend(SimulatedDisk::from_image(image))
+                    .unwrap();
                 let report = reopened.check().unwrap();
                 assert!(report.is_ok(), "{what}: {name} image: {report:?}");
                 state(&reopened).unwrap();

@@ -10,9 +10,11 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use recfiles::prelude::*;
-use recfiles::{Error, MultipartLimits, RecordId, RecordsQuery, SyncChange, UploadId};
+use recfiles::{
+    Error, MultipartLimits, RecordId, RecordsQuery, SimulatedDisk, SyncChange, UploadId,
+};
 use recfiles_fuzz::{
-    SeenBucket, SeenUpload, SeenVersion, SimDisk, assert_check, content, kind, observe,
+    SeenBucket, SeenUpload, SeenVersion, assert_check, content, kind, observe,
 };
 use std::collections::BTreeMap;
 
@@ -420,7 +422,7 @@ fn quota(q: Option<u16>) -> Option<u64> {
     q.map(|q| u64::from(q) * 4)
 }
 
-fn open(disk: &SimDisk) -> Store {
+fn open(disk: &SimulatedDisk) -> Store {
     Store::builder()
         // A small journal: commits are logged, checkpointed and replayed often.
         .journal_size(64 << 10)
@@ -438,7 +440,7 @@ fn open(disk: &SimDisk) -> Store {
 }
 
 fn run(ops: Vec<Op>) {
-    let mut disk = SimDisk::default();
+    let mut disk = SimulatedDisk::new();
     let mut store = open(&disk);
     let mut m = Model::default();
     let first = store
@@ -449,7 +451,7 @@ fn run(ops: Vec<Op>) {
 
     for op in ops.into_iter().take(48) {
         if let Op::Crash = op {
-            disk = SimDisk::from_image(disk.durable_image());
+            disk = SimulatedDisk::from_image(disk.durable_image());
             store = open(&disk);
         } else {
             step(&store, &mut m, &op);

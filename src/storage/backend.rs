@@ -94,6 +94,82 @@ impl Backend for MemoryBackend {
     }
 }
 
+/// A disk in memory that knows which bytes a sync made durable, for crash tests: a store on it
+/// can be "crashed" by opening a new store on [`SimulatedDisk::durable_image`] (a power cut:
+/// only what was synced survives) or on [`SimulatedDisk::written_image`] (a killed process:
+/// every completed write survives). Clones share the same disk.
+#[derive(Debug, Clone, Default)]
+pub struct SimulatedDisk(Arc<parking_lot::Mutex<DiskImages>>);
+
+#[derive(Debug, Default)]
+struct DiskImages {
+    written: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+impl SimulatedDisk {
+    /// An empty disk.
+    pub fn new() -> SimulatedDisk {
+        SimulatedDisk::default()
+    }
+
+    /// A disk holding `image`, all of it durable.
+    pub fn from_image(image: Vec<u8>) -> SimulatedDisk {
+        SimulatedDisk(Arc::new(parking_lot::Mutex::new(DiskImages {
+            written: image.clone(),
+            durable: image,
+        })))
+    }
+
+    /// The bytes the last sync made durable.
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.0.lock().durable.clone()
+    }
+
+    /// Every byte written so far, synced or not.
+    pub fn written_image(&self) -> Vec<u8> {
+        self.0.lock().written.clone()
+    }
+}
+
+impl Backend for SimulatedDisk {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.lock().written.len() as u64)
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let d = self.0.lock();
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|at| d.written.get(at..at.checked_add(out.len())?))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        self.0.lock().written.resize(len, 0);
+        Ok(())
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let mut guard = self.0.lock();
+        let d = &mut *guard;
+        d.durable.clone_from(&d.written);
+        Ok(())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let at = usize::try_from(offset).map_err(io::Error::other)?;
+        let end = at
+            .checked_add(data.len())
+            .ok_or_else(|| io::Error::other("offset overflow"))?;
+        let mut d = self.0.lock();
+        if d.written.len() < end {
+            d.written.resize(end, 0);
+        }
+        d.written[at..end].copy_from_slice(data);
+        Ok(())
+    }
+}
+
 /// Which operations a [`FaultPlan`] may fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {

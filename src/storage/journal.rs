@@ -104,6 +104,14 @@ impl std::fmt::Display for JournalError {
 
 impl std::error::Error for JournalError {}
 
+impl JournalError {
+    /// The journal's own error inside an I/O error from the backend, if it is one.
+    pub(crate) fn of(e: &io::Error) -> Option<&JournalError> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<JournalError>())
+    }
+}
+
 fn jerr(e: JournalError) -> io::Error {
     let kind = match e {
         JournalError::Failed => io::ErrorKind::Other,
@@ -238,7 +246,11 @@ impl<B: StorageBackend> Journal<B> {
 
     fn recover(&self, st: &mut State) -> io::Result<()> {
         let phys = self.inner.len()?;
-        if phys == 0 || self.all_zeros(phys)? {
+        let mut head = [0u8; 48];
+        let have = phys.min(head.len() as u64) as usize;
+        self.inner.read(0, &mut head[..have])?;
+        // A store's header is never zeros, so the whole storage is read only when it starts so.
+        if phys == 0 || (head == [0u8; 48] && self.all_zeros(phys)?) {
             // A new store (or one whose creation never became durable). The region's length
             // is made durable before the header: a header is only ever found with its region.
             st.region = self.new_region;
@@ -254,9 +266,6 @@ impl<B: StorageBackend> Journal<B> {
             st.tail = PAGE;
             return Ok(());
         }
-        let mut head = [0u8; 48];
-        let have = phys.min(head.len() as u64) as usize;
-        self.inner.read(0, &mut head[..have])?;
         if head[..4] == *b"redb" {
             return Err(jerr(JournalError::PlainRedb));
         }
@@ -274,7 +283,8 @@ impl<B: StorageBackend> Journal<B> {
         st.region = region;
         let mut pos = PAGE;
         let mut seq = 0;
-        let mut replayed = None;
+        let mut replayed = false;
+        let mut full = vec![0u8; PAGE as usize];
         while let Some(batch) = self.read_batch(region, generation, pos, Some(seq))? {
             // Cut where the database was shortest since the batch before (what lay past that
             // and was not written again is gone), then lay the pages, then the final length.
@@ -282,12 +292,12 @@ impl<B: StorageBackend> Journal<B> {
                 self.inner.set_len(region + batch.min_len)?;
             }
             for (page, bytes) in batch.pages() {
-                let mut full = vec![0u8; PAGE as usize];
                 full[..bytes.len()].copy_from_slice(bytes);
+                full[bytes.len()..].fill(0);
                 self.inner.write(region + page * PAGE, &full)?;
             }
             self.inner.set_len(region + batch.len)?;
-            replayed = Some(batch.len);
+            replayed = true;
             seq += 1;
             pos = next_batch_at(pos, batch.payload.len() as u64);
         }
@@ -296,7 +306,7 @@ impl<B: StorageBackend> Journal<B> {
                 "the batch at byte {pos} is unreadable but a later one at byte {at} is intact"
             ))));
         }
-        if replayed.is_some() {
+        if replayed {
             self.inner.sync_data()?;
         }
         // A new generation voids every batch just replayed (and anything older).
@@ -890,54 +900,14 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parking_lot::Mutex;
-    use std::sync::Arc;
+    use crate::storage::SimulatedDisk;
+    use crate::storage::backend::Adapter;
 
-    /// Storage in memory that knows what a sync made durable.
-    #[derive(Debug, Clone, Default)]
-    struct Mem(Arc<Mutex<(Vec<u8>, Vec<u8>)>>);
+    type Mem = SimulatedDisk;
 
-    impl Mem {
-        fn from_image(image: Vec<u8>) -> Mem {
-            Mem(Arc::new(Mutex::new((image.clone(), image))))
-        }
-        /// (durable, written) images.
-        fn images(&self) -> (Vec<u8>, Vec<u8>) {
-            let s = self.0.lock();
-            (s.1.clone(), s.0.clone())
-        }
-    }
-
-    impl StorageBackend for Mem {
-        fn len(&self) -> io::Result<u64> {
-            Ok(self.0.lock().0.len() as u64)
-        }
-        fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-            let s = self.0.lock();
-            let src =
-                s.0.get(offset as usize..offset as usize + out.len())
-                    .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-            out.copy_from_slice(src);
-            Ok(())
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.0.lock().0.resize(len as usize, 0);
-            Ok(())
-        }
-        fn sync_data(&self) -> io::Result<()> {
-            let mut s = self.0.lock();
-            s.1 = s.0.clone();
-            Ok(())
-        }
-        fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-            let mut s = self.0.lock();
-            let end = offset as usize + data.len();
-            if s.0.len() < end {
-                s.0.resize(end, 0);
-            }
-            s.0[offset as usize..end].copy_from_slice(data);
-            Ok(())
-        }
+    /// A journal over a simulated disk (which knows what each sync made durable).
+    fn journal(disk: &Mem, region: u64) -> Journal<Adapter> {
+        Journal::new(Adapter(Box::new(disk.clone())), region)
     }
 
     struct Rng(u64);
@@ -962,7 +932,7 @@ mod tests {
         }
     }
 
-    fn contents(j: &Journal<Mem>) -> Vec<u8> {
+    fn contents(j: &Journal<Adapter>) -> Vec<u8> {
         let mut out = vec![0u8; j.len().unwrap() as usize];
         j.read(0, &mut out).unwrap();
         out
@@ -978,8 +948,8 @@ mod tests {
     fn reopening_after_a_crash_gives_back_what_was_synced() {
         for seed in 1..=200u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let mut mem = Mem::default();
-            let mut j = Journal::new(mem.clone(), MIN_REGION);
+            let mut mem = Mem::new();
+            let mut j = journal(&mem, MIN_REGION);
             let mut cur: Vec<u8> = Vec::new();
             // The state at the last sync, then after every change since.
             let mut history: Vec<Vec<u8>> = vec![Vec::new()];
@@ -1025,7 +995,7 @@ mod tests {
                         &format!("seed {seed} step {step}: live"),
                     ),
                     _ => {
-                        let (durable, written) = mem.images();
+                        let (durable, written) = (mem.durable_image(), mem.written_image());
                         let how = rng.below(3);
                         let image = match how {
                             0 => durable,
@@ -1044,7 +1014,7 @@ mod tests {
                             }
                         };
                         mem = Mem::from_image(image);
-                        let j2 = Journal::new(mem.clone(), MIN_REGION);
+                        let j2 = journal(&mem, MIN_REGION);
                         let got = contents(&j2);
                         let what = format!("seed {seed} step {step}, crash of kind {how}");
                         assert!(
@@ -1078,15 +1048,15 @@ mod tests {
 
     /// Three synced commits, the process dies: (image, what the commits wrote).
     fn three_commits() -> (Vec<u8>, Vec<u8>) {
-        let mem = Mem::default();
-        let j = Journal::new(mem.clone(), MIN_REGION * 4);
+        let mem = Mem::new();
+        let j = journal(&mem, MIN_REGION * 4);
         for i in 0..3u8 {
             j.write(u64::from(i) * PAGE, &vec![i + 1; PAGE as usize])
                 .unwrap();
             j.sync_data().unwrap();
         }
         let want = contents(&j);
-        (mem.images().0, want)
+        (mem.durable_image(), want)
     }
 
     #[test]
@@ -1094,7 +1064,7 @@ mod tests {
         let (mut image, want) = three_commits();
         let at = batch_positions(&image)[2];
         image[at + 60] ^= 0xFF;
-        let j = Journal::new(Mem::from_image(image), MIN_REGION);
+        let j = journal(&Mem::from_image(image), MIN_REGION);
         let got = contents(&j);
         // The third commit is gone, the two before it are back, length included.
         same(&got, &want[..2 * PAGE as usize], "after a torn third batch");
@@ -1105,13 +1075,10 @@ mod tests {
         let (mut image, _) = three_commits();
         let at = batch_positions(&image)[1];
         image[at + 60] ^= 0xFF;
-        let j = Journal::new(Mem::from_image(image), MIN_REGION);
+        let j = journal(&Mem::from_image(image), MIN_REGION);
         let err = j.len().unwrap_err();
         assert!(
-            matches!(
-                err.get_ref().and_then(|e| e.downcast_ref::<JournalError>()),
-                Some(JournalError::Damaged(_))
-            ),
+            matches!(JournalError::of(&err), Some(JournalError::Damaged(_))),
             "{err:?}"
         );
     }
@@ -1120,11 +1087,11 @@ mod tests {
     fn a_damaged_header_refuses_the_open_and_foreign_files_are_left_alone() {
         let (mut image, _) = three_commits();
         image[20] ^= 1;
-        let err = Journal::new(Mem::from_image(image), MIN_REGION)
+        let err = journal(&Mem::from_image(image), MIN_REGION)
             .len()
             .unwrap_err();
         assert!(matches!(
-            err.get_ref().and_then(|e| e.downcast_ref::<JournalError>()),
+            JournalError::of(&err),
             Some(JournalError::Damaged(_))
         ));
         for (junk, plain) in [
@@ -1132,14 +1099,18 @@ mod tests {
             (vec![7u8; 9000], false),
         ] {
             let mem = Mem::from_image(junk.clone());
-            let err = Journal::new(mem.clone(), MIN_REGION).len().unwrap_err();
-            let e = err.get_ref().and_then(|e| e.downcast_ref::<JournalError>());
+            let err = journal(&mem, MIN_REGION).len().unwrap_err();
+            let e = JournalError::of(&err);
             if plain {
                 assert!(matches!(e, Some(JournalError::PlainRedb)), "{err:?}");
             } else {
                 assert!(matches!(e, Some(JournalError::Foreign(_))), "{err:?}");
             }
-            assert_eq!(mem.images().1, junk, "nothing written to a foreign file");
+            assert_eq!(
+                mem.written_image(),
+                junk,
+                "nothing written to a foreign file"
+            );
         }
     }
 
@@ -1147,45 +1118,45 @@ mod tests {
     fn a_creation_cut_off_before_its_header_was_durable_starts_over() {
         // Only the region's length reached the disk: the storage is all zeros.
         let mem = Mem::from_image(vec![0u8; MIN_REGION as usize]);
-        let j = Journal::new(mem.clone(), MIN_REGION * 2);
+        let j = journal(&mem, MIN_REGION * 2);
         assert_eq!(j.len().unwrap(), 0);
         j.write(0, &[9u8; 100]).unwrap();
         j.sync_data().unwrap();
-        let reopened = Journal::new(Mem::from_image(mem.images().0), MIN_REGION);
+        let reopened = journal(&Mem::from_image(mem.durable_image()), MIN_REGION);
         same(&contents(&reopened), &[9u8; 100], "reopened");
         // A header never appears without its region: a short file with a header is damaged.
-        let mut short = mem.images().0;
+        let mut short = mem.durable_image();
         short.truncate(PAGE as usize * 2);
-        let err = Journal::new(Mem::from_image(short), MIN_REGION)
+        let err = journal(&Mem::from_image(short), MIN_REGION)
             .len()
             .unwrap_err();
         assert!(matches!(
-            err.get_ref().and_then(|e| e.downcast_ref::<JournalError>()),
+            JournalError::of(&err),
             Some(JournalError::Damaged(_))
         ));
     }
 
     #[test]
     fn small_commits_append_to_the_journal_and_leave_the_database_pages_alone() {
-        let mem = Mem::default();
-        let j = Journal::new(mem.clone(), MIN_REGION * 4);
+        let mem = Mem::new();
+        let j = journal(&mem, MIN_REGION * 4);
         j.set_len(8 * PAGE).unwrap();
         j.sync_data().unwrap();
         let region = (MIN_REGION * 4) as usize;
-        let before = mem.images().0[region..].to_vec();
+        let before = mem.durable_image()[region..].to_vec();
         for i in 0..5u8 {
             j.write(PAGE, &[i + 1; 100]).unwrap();
             j.sync_data().unwrap();
         }
-        let (durable, _) = mem.images();
+        let durable = mem.durable_image();
         same(&durable[region..], &before, "database pages untouched");
         assert_eq!(batch_positions(&durable).len(), 5);
         // Trailing zeros are not stored: five batches of one 100-byte page fit in five pages.
         assert_eq!(batch_positions(&durable)[4], 5 * PAGE as usize);
         Checkpoint::checkpoint(&j).unwrap();
-        let (durable, _) = mem.images();
+        let durable = mem.durable_image();
         assert_eq!(durable[region + PAGE as usize..][..100], [5u8; 100]);
-        let reopened = Journal::new(Mem::from_image(durable), MIN_REGION);
+        let reopened = journal(&Mem::from_image(durable), MIN_REGION);
         same(
             &contents(&reopened),
             &contents(&j),

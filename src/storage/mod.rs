@@ -12,7 +12,9 @@ mod journal;
 mod open;
 mod tables;
 
-pub use backend::{Backend, FaultKind, FaultPlan, FaultyBackend, FileBackend, MemoryBackend};
+pub use backend::{
+    Backend, FaultKind, FaultPlan, FaultyBackend, FileBackend, MemoryBackend, SimulatedDisk,
+};
 pub(crate) use codec::{dec, dec_head, enc};
 pub(crate) use direct::{Direct, DirectRead};
 pub(crate) use open::Inner;

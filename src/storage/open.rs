@@ -328,7 +328,7 @@ fn plain_redb(path: &Path) -> Error {
 
 fn open_error(e: redb::DatabaseError) -> Error {
     if let redb::DatabaseError::Storage(redb::StorageError::Io(io)) = &e
-        && let Some(j) = io.get_ref().and_then(|i| i.downcast_ref::<JournalError>())
+        && let Some(j) = JournalError::of(io)
     {
         return match j {
             JournalError::PlainRedb | JournalError::Foreign(_) => Error::NotAStore {
