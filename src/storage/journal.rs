@@ -35,9 +35,17 @@
 //!   before it was damaged after it was made durable: the open fails with a corruption error
 //!   rather than silently drop commits.
 //!
+//! * **Deferred syncs.** A commit made under [`deferring_sync`] (`Store::write` does) writes its
+//!   batch and starts the disk on it, and returns without waiting; redb finishes the commit
+//!   (freeing pages of earlier ones) while the disk works, and the caller then settles the sync
+//!   ([`Checkpoint::settle`]) before it reports the commit done. Only the last batch can be
+//!   unsettled, and everything else that changes the file (the next batch, a checkpoint, a
+//!   length change) settles it first, so a crash still keeps a prefix of the batches.
+//!
 //! What redb relies on holds: after `sync_data`, every earlier write survives a crash (it is in a
-//! synced batch or, in direct mode, synced in place), and a write not yet synced may or may not
-//! survive, as in a plain file. The database pages in the file only ever change at a checkpoint
+//! synced batch or, in direct mode, synced in place) — for a deferred sync, once it is settled,
+//! which its caller does before anyone learns of the commit — and a write not yet synced may or
+//! may not survive, as in a plain file. The database pages in the file only ever change at a checkpoint
 //! or in direct mode, and both begin with the journal void or the overlay written out and synced.
 //!
 //! Locking: redb locks the storage before it reads anything; recovery runs on redb's first
@@ -52,6 +60,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Page size of the overlay and of journal alignment.
 const PAGE: u64 = 4096;
+
+thread_local! {
+    /// Set while this thread runs a commit whose caller settles the sync itself
+    /// ([`deferring_sync`]).
+    static DEFER_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `commit` (a redb commit on this thread) so that the journal writes its batch and starts
+/// the disk on it, but leaves the wait for durability to the caller's [`Checkpoint::settle`].
+/// The caller must settle before telling anyone the commit is durable.
+pub(crate) fn deferring_sync<T>(commit: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DEFER_SYNC.set(false);
+        }
+    }
+    DEFER_SYNC.set(true);
+    let _reset = Reset;
+    commit()
+}
 const HEADER_MAGIC: [u8; 8] = *b"recfjrnl";
 const BATCH_MAGIC: [u8; 8] = *b"recfbtch";
 /// Version of the header page's layout.
@@ -156,6 +185,9 @@ struct State {
     spare: Vec<Box<[u8]>>,
     /// The last batch's buffer, for reuse.
     batch: Vec<u8>,
+    /// The last batch is written but not yet synced: its commit's caller settles it
+    /// ([`deferring_sync`]). Only the last batch is ever in this state.
+    unsynced: bool,
     /// Writes go straight to the file (until a sync that finds few bytes written since the one
     /// before).
     direct: bool,
@@ -397,6 +429,7 @@ impl<B: StorageBackend> Journal<B> {
             // mode lasts while syncs come between large amounts of writing (redb syncs when it
             // grows the file, in the middle of a large upload); a small commit ends it.
             self.inner.sync_data()?;
+            st.unsynced = false;
             st.direct = st.written >= self.big_commit(st);
             st.written = 0;
             st.logged_len = st.len;
@@ -407,11 +440,14 @@ impl<B: StorageBackend> Journal<B> {
         let length_changed = st.len != st.logged_len || st.min_len < st.len;
         if st.pending.is_empty() && (st.tail == PAGE || !length_changed) {
             // Nothing to log: without batches the file's own length is the database's.
-            return self.inner.sync_data();
+            self.inner.sync_data()?;
+            st.unsynced = false;
+            return Ok(());
         }
         if st.pending.len() as u64 * PAGE > self.big_commit(st) {
             return self.checkpoint_locked(st);
         }
+        self.settle_locked(st)?;
         let mut pages = std::mem::take(&mut st.pending);
         pages.sort_unstable();
         let mut batch = std::mem::take(&mut st.batch);
@@ -438,12 +474,51 @@ impl<B: StorageBackend> Journal<B> {
             return self.checkpoint_locked(st);
         }
         written?;
-        self.inner.sync_data()?;
+        if DEFER_SYNC.get() {
+            self.start_writeback(st.tail, batch_len);
+            st.unsynced = true;
+        } else {
+            self.inner.sync_data()?;
+        }
         st.tail = next_batch_at(st.tail, batch_len - BATCH_HEADER);
         st.seq += 1;
         st.logged_len = st.len;
         st.min_len = st.len;
         Ok(())
+    }
+
+    /// Syncs the last batch if its commit deferred the sync ([`deferring_sync`]). Anything that
+    /// changes the file other than appending a batch comes after this, so a batch is durable
+    /// before any later change to the file can be.
+    fn settle_locked(&self, st: &mut State) -> io::Result<()> {
+        if st.unsynced {
+            self.inner.sync_data()?;
+            st.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel to start writing `len` bytes at `offset` to the disk (Linux
+    /// `sync_file_range`), so the device works while the committing thread finishes its commit;
+    /// the sync that settles the batch then waits for less. Only a hint: without a file handle,
+    /// or elsewhere, it does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        #[cfg(target_os = "linux")]
+        if let Some(file) = &self.file {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor belongs to `file`, open for the whole call, and the call
+            // touches no memory of ours. A failure only means no early start.
+            unsafe {
+                libc::sync_file_range(
+                    file.as_raw_fd(),
+                    offset as i64,
+                    len as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (&self.file, offset, len);
     }
 
     /// Pages (in bytes) written since the last sync past which a commit goes in place instead
@@ -454,6 +529,7 @@ impl<B: StorageBackend> Journal<B> {
 
     /// Writes the overlay to its places, syncs, and starts a new (empty) generation.
     fn checkpoint_locked(&self, st: &mut State) -> io::Result<()> {
+        self.settle_locked(st)?;
         st.pending.clear();
         st.epoch += 1;
         if st.overlay.is_empty() && st.tail == PAGE {
@@ -578,6 +654,9 @@ impl<B: StorageBackend> Journal<B> {
 pub(crate) trait Checkpoint: std::fmt::Debug + Send + Sync {
     /// Writes the overlay in place and starts a new, empty generation.
     fn checkpoint(&self) -> io::Result<()>;
+
+    /// Makes the last commit durable if it ran under [`deferring_sync`].
+    fn settle(&self) -> io::Result<()>;
 }
 
 impl<B: StorageBackend> Checkpoint for Journal<B> {
@@ -590,6 +669,13 @@ impl<B: StorageBackend> Checkpoint for Journal<B> {
         } else {
             self.checkpoint_locked(&mut st)
         };
+        self.guard(r)
+    }
+
+    fn settle(&self) -> io::Result<()> {
+        self.ready()?;
+        let mut st = self.st.write();
+        let r = self.settle_locked(&mut st);
         self.guard(r)
     }
 }
@@ -647,7 +733,9 @@ impl<B: StorageBackend> StorageBackend for Journal<B> {
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
         self.ready()?;
         let mut st = self.st.write();
-        let r = self.set_storage_len(st.phys, st.region + len);
+        let r = self
+            .settle_locked(&mut st)
+            .and_then(|()| self.set_storage_len(st.phys, st.region + len));
         self.guard(r)?;
         if len < st.len {
             let keep = len.div_ceil(PAGE);
@@ -974,8 +1062,11 @@ mod tests {
             let mut cur: Vec<u8> = Vec::new();
             // The state at the last sync, then after every change since.
             let mut history: Vec<Vec<u8>> = vec![Vec::new()];
+            // Where in `history` a deferred sync happened that is not settled yet: until it is,
+            // the file may hold that state or the one before.
+            let mut deferred: Option<usize> = None;
             for step in 0..400u64 {
-                match rng.below(20) {
+                match rng.below(22) {
                     0..=10 => {
                         // Mostly page-sized writes, as redb does; some spans and odd sizes.
                         let len = match rng.below(10) {
@@ -999,16 +1090,38 @@ mod tests {
                     11 => {
                         let len = rng.below(cur.len() as u64 + 3 * PAGE) as usize;
                         cur.resize(len, 0);
+                        // A length change settles a deferred sync first.
+                        if let Some(at) = deferred.take() {
+                            history.drain(..at);
+                        }
                         j.set_len(len as u64).unwrap();
                         history.push(cur.clone());
                     }
                     12..=16 => {
                         j.sync_data().unwrap();
                         history = vec![cur.clone()];
+                        deferred = None;
                     }
                     17 => {
                         Checkpoint::checkpoint(&j).unwrap();
                         history = vec![cur.clone()];
+                        deferred = None;
+                    }
+                    19 => {
+                        // A commit whose caller settles later (`Store::write`): the batch is
+                        // written, its sync waits. One still unsettled is settled first.
+                        if let Some(at) = deferred.take() {
+                            history.drain(..at);
+                        }
+                        deferring_sync(|| j.sync_data()).unwrap();
+                        history.push(cur.clone());
+                        deferred = Some(history.len() - 1);
+                    }
+                    20 => {
+                        Checkpoint::settle(&j).unwrap();
+                        if let Some(at) = deferred.take() {
+                            history.drain(..at);
+                        }
                     }
                     18 => same(
                         &contents(&j),
@@ -1054,6 +1167,7 @@ mod tests {
                         j = j2;
                         cur = got;
                         history = vec![cur.clone()];
+                        deferred = None;
                     }
                 }
             }

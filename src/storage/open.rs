@@ -2,7 +2,7 @@
 
 use super::backend::{Adapter, Backend};
 use super::direct::{Direct, Tap};
-use super::journal::{Checkpoint, Journal, JournalError};
+use super::journal::{Checkpoint, Journal, JournalError, deferring_sync};
 use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec, enc};
 use crate::error::{Error, Result};
 use crate::ids::Timestamp;
@@ -523,7 +523,16 @@ impl Store {
         };
         match outcome {
             Ok(Ok(out)) => {
-                txn.commit()?;
+                match &self.inner.cfg.journal {
+                    // The journal starts the disk on the commit's batch and returns; redb then
+                    // finishes its commit (freeing pages of earlier ones) while the disk works,
+                    // and the wait for durability comes last.
+                    Some(journal) if durability == Durability::Immediate => {
+                        deferring_sync(|| txn.commit())?;
+                        journal.settle().map_err(Error::Io)?;
+                    }
+                    _ => txn.commit()?,
+                }
                 Ok(out)
             }
             Ok(Err(e)) => Err(e),
