@@ -38,7 +38,7 @@
 //! * **Deferred syncs.** A commit made under [`deferring_sync`] (`Store::write` does) writes its
 //!   batch and starts the disk on it, and returns without waiting; redb finishes the commit
 //!   (freeing pages of earlier ones) while the disk works, and the caller then settles the sync
-//!   ([`Checkpoint::settle`]) before it reports the commit done. Only the last batch can be
+//!   ([`JournalControl::settle`]) before it reports the commit done. Only the last batch can be
 //!   unsettled, and everything else that changes the file (the next batch, a checkpoint, a
 //!   length change) settles it first, so a crash still keeps a prefix of the batches.
 //!
@@ -68,7 +68,7 @@ thread_local! {
 }
 
 /// Runs `commit` (a redb commit on this thread) so that the journal writes its batch and starts
-/// the disk on it, but leaves the wait for durability to the caller's [`Checkpoint::settle`].
+/// the disk on it, but leaves the wait for durability to the caller's [`JournalControl::settle`].
 /// The caller must settle before telling anyone the commit is durable.
 pub(crate) fn deferring_sync<T>(commit: impl FnOnce() -> T) -> T {
     struct Reset;
@@ -155,7 +155,8 @@ pub(crate) struct Journal<B> {
     /// Region size for a new (empty) storage; an existing one says its own.
     new_region: u64,
     /// A second handle on the store file, when it is one, to allocate space as the file grows
-    /// (see [`Journal::set_storage_len`]).
+    /// (see [`Journal::set_storage_len`]) and to start writeback early
+    /// ([`Journal::start_writeback`]).
     file: Option<std::fs::File>,
     opened: AtomicBool,
     failed: AtomicBool,
@@ -222,7 +223,7 @@ impl<B: StorageBackend> Journal<B> {
     }
 
     /// Gives the journal a second handle on the store file `inner` writes, used only to
-    /// allocate space when the file grows.
+    /// allocate space when the file grows and to start writeback early.
     pub(crate) fn with_file(mut self, file: Option<std::fs::File>) -> Journal<B> {
         self.file = file;
         self
@@ -498,10 +499,11 @@ impl<B: StorageBackend> Journal<B> {
         Ok(())
     }
 
-    /// Asks the kernel to start writing `len` bytes at `offset` to the disk (Linux
-    /// `sync_file_range`), so the device works while the committing thread finishes its commit;
-    /// the sync that settles the batch then waits for less. Only a hint: without a file handle,
-    /// or elsewhere, it does nothing.
+    /// Asks the kernel to start writing `len` bytes of the file at `offset` to the disk (`len`
+    /// 0: to the end), without waiting (Linux `sync_file_range`). A deferred sync starts its
+    /// batch this way, so the disk works while the committing thread finishes; staged uploads
+    /// start each batch, so the final sync finds little left to write. Only a hint, never a
+    /// promise of durability: without a file handle, or elsewhere, it does nothing.
     fn start_writeback(&self, offset: u64, len: u64) {
         #[cfg(target_os = "linux")]
         if let Some(file) = &self.file {
@@ -649,17 +651,20 @@ impl<B: StorageBackend> Journal<B> {
     }
 }
 
-/// A journal's checkpoint, for [`crate::Store::checkpoint`] (which does not know the backend's
-/// type).
-pub(crate) trait Checkpoint: std::fmt::Debug + Send + Sync {
+/// What the store asks of its journal directly, not through redb (the store does not know the
+/// backend's type).
+pub(crate) trait JournalControl: std::fmt::Debug + Send + Sync {
     /// Writes the overlay in place and starts a new, empty generation.
     fn checkpoint(&self) -> io::Result<()>;
 
     /// Makes the last commit durable if it ran under [`deferring_sync`].
     fn settle(&self) -> io::Result<()>;
+
+    /// Asks the kernel to start writing the file's dirty pages to disk, without waiting.
+    fn start_writeback(&self);
 }
 
-impl<B: StorageBackend> Checkpoint for Journal<B> {
+impl<B: StorageBackend> JournalControl for Journal<B> {
     fn checkpoint(&self) -> io::Result<()> {
         self.ready()?;
         let mut st = self.st.write();
@@ -677,6 +682,10 @@ impl<B: StorageBackend> Checkpoint for Journal<B> {
         let mut st = self.st.write();
         let r = self.settle_locked(&mut st);
         self.guard(r)
+    }
+
+    fn start_writeback(&self) {
+        Journal::start_writeback(self, 0, 0);
     }
 }
 
@@ -1103,7 +1112,7 @@ mod tests {
                         deferred = None;
                     }
                     17 => {
-                        Checkpoint::checkpoint(&j).unwrap();
+                        JournalControl::checkpoint(&j).unwrap();
                         history = vec![cur.clone()];
                         deferred = None;
                     }
@@ -1118,7 +1127,7 @@ mod tests {
                         deferred = Some(history.len() - 1);
                     }
                     20 => {
-                        Checkpoint::settle(&j).unwrap();
+                        JournalControl::settle(&j).unwrap();
                         if let Some(at) = deferred.take() {
                             history.drain(..at);
                         }
@@ -1288,7 +1297,7 @@ mod tests {
         assert_eq!(batch_positions(&durable).len(), 5);
         // Trailing zeros are not stored: five batches of one 100-byte page fit in five pages.
         assert_eq!(batch_positions(&durable)[4], 5 * PAGE as usize);
-        Checkpoint::checkpoint(&j).unwrap();
+        JournalControl::checkpoint(&j).unwrap();
         let durable = mem.durable_image();
         assert_eq!(durable[region + PAGE as usize..][..100], [5u8; 100]);
         let reopened = journal(&Mem::from_image(durable), MIN_REGION);

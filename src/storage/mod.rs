@@ -40,7 +40,7 @@ pub(crate) struct Config {
     /// Direct chunk reads past the engine's cache; set once the store is open.
     pub direct: Option<std::sync::Arc<Direct>>,
     /// The commit journal of a store on a file or backend (none in memory); set once open.
-    pub journal: Option<std::sync::Arc<dyn journal::Checkpoint>>,
+    pub journal: Option<std::sync::Arc<dyn journal::JournalControl>>,
     pub multipart: MultipartLimits,
 }
 

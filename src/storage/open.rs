@@ -2,7 +2,7 @@
 
 use super::backend::{Adapter, Backend};
 use super::direct::{Direct, Tap};
-use super::journal::{Checkpoint, Journal, JournalError, deferring_sync};
+use super::journal::{Journal, JournalControl, JournalError, deferring_sync};
 use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec, enc};
 use crate::error::{Error, Result};
 use crate::ids::Timestamp;
@@ -251,19 +251,19 @@ impl StoreBuilder {
             .create(true)
             .truncate(false)
             .open(path)?;
-        // A second handle, only for the writeback hint; without it the store works the same.
-        let writeback = file.try_clone().ok();
+        // A second handle, for allocating ahead and writeback hints; without it the store works
+        // the same.
+        let hints = file.try_clone().ok();
         let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
-        let grow = writeback.as_ref().and_then(|f| f.try_clone().ok());
-        let journal = Arc::new(Journal::new(backend, self.journal_bytes).with_file(grow));
-        self.start(Direct::new(journal.clone()), Some(journal), writeback)
+        let journal = Arc::new(Journal::new(backend, self.journal_bytes).with_file(hints));
+        self.start(Direct::new(journal.clone()), Some(journal))
     }
 
     /// Opens a store kept in memory only (no journal: nothing is ever synced).
     pub fn in_memory(self) -> Result<Store> {
         self.validate()?;
         let backend = Adapter(Box::new(super::MemoryBackend::new()));
-        self.start(Direct::new(Arc::new(backend)), None, None)
+        self.start(Direct::new(Arc::new(backend)), None)
     }
 
     /// Opens (or initialises) a store on a backend of your own, e.g. a [`super::FaultyBackend`].
@@ -271,14 +271,13 @@ impl StoreBuilder {
     pub fn open_backend(self, backend: impl Backend) -> Result<Store> {
         self.validate()?;
         let journal = Arc::new(Journal::new(Adapter(Box::new(backend)), self.journal_bytes));
-        self.start(Direct::new(journal.clone()), Some(journal), None)
+        self.start(Direct::new(journal.clone()), Some(journal))
     }
 
     fn start(
         mut self,
         (direct, tap): (Arc<Direct>, Tap),
-        journal: Option<Arc<dyn Checkpoint>>,
-        writeback: Option<std::fs::File>,
+        journal: Option<Arc<dyn JournalControl>>,
     ) -> Result<Store> {
         let db = self
             .redb_builder()
@@ -286,7 +285,7 @@ impl StoreBuilder {
             .map_err(open_error)?;
         self.cfg.direct = Some(direct);
         self.cfg.journal = journal;
-        Store::start(db, self.cfg, writeback)
+        Store::start(db, self.cfg)
     }
 }
 
@@ -359,9 +358,6 @@ pub(crate) struct Inner {
     // that needs the database to itself (exclusive, never waited for).
     db: parking_lot::RwLock<redb::Database>,
     pub(crate) cfg: Config,
-    /// A second handle on the store file (stores opened from a path), used only to hint the
-    /// kernel to start writing back while a large upload is still streaming.
-    writeback: Option<std::fs::File>,
 }
 
 impl Inner {
@@ -370,17 +366,9 @@ impl Inner {
     /// so the disk works while the next batch is hashed instead of all at the final fsync.
     /// Only a hint: durability still comes from the commit's fsync alone.
     pub(crate) fn start_writeback(&self) {
-        #[cfg(target_os = "linux")]
-        if let Some(file) = &self.writeback {
-            use std::os::fd::AsRawFd;
-            // SAFETY: the descriptor belongs to `file`, which stays open for the whole call,
-            // and the call touches no memory of ours. A failure only means no early writeback.
-            unsafe {
-                libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-            }
+        if let Some(journal) = &self.cfg.journal {
+            journal.start_writeback();
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = &self.writeback;
     }
 
     pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
@@ -428,12 +416,11 @@ impl Store {
         StoreBuilder::new()
     }
 
-    fn start(db: redb::Database, cfg: Config, writeback: Option<std::fs::File>) -> Result<Store> {
+    fn start(db: redb::Database, cfg: Config) -> Result<Store> {
         let store = Store {
             inner: Arc::new(Inner {
                 db: parking_lot::RwLock::new(db),
                 cfg,
-                writeback,
             }),
         };
         store.init_or_check_format()?;
