@@ -433,6 +433,13 @@ pub enum Error {
         /// The record concerned.
         record: RecordId,
     },
+    /// A record's files can be set all at once only while its bucket has no live file
+    /// (Invenio-Records-Files' `RuntimeError("Can not update existing files.")`).
+    #[error("record {record} already has files; they can not be set all at once")]
+    FilesExist {
+        /// The record concerned.
+        record: RecordId,
+    },
     /// The record's files view refused the operation (Invenio-Records-Files' checks).
     #[error("file {key:?} of record {record}: {reason}")]
     RecordFile {

@@ -989,3 +989,133 @@ fn puts_inside_one_update_keep_files_in_put_order_and_each_entry_is_its_dump() {
     assert_eq!(dumps[1]["size"], json!(7));
     assert_consistent(&store);
 }
+
+// ---- record.files = {...} and FileObject.get_version ------------------------------------------
+
+fn content(store: &Store, bucket: BucketId, key: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut store.open_object(bucket, key).unwrap(), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn set_all_puts_the_files_in_the_order_given() {
+    let store = store();
+    let mut r = store.create_record(json!({})).unwrap();
+    let put = store
+        .update_files(&mut r, |f| {
+            f.set_all([("b.txt", &b"second"[..]), ("a.txt", &b"first"[..])])
+        })
+        .unwrap();
+    assert_eq!(
+        put.iter().map(|f| f.key().to_string()).collect::<Vec<_>>(),
+        ["b.txt", "a.txt"]
+    );
+    assert_eq!(files_field_keys(&r), ["b.txt", "a.txt"]);
+    assert_eq!(keys(&store, &r), ["b.txt", "a.txt"]);
+    let bucket = r.bucket_id().unwrap();
+    assert_eq!(content(&store, bucket, "b.txt"), b"second");
+    assert_eq!(content(&store, bucket, "a.txt"), b"first");
+    // The stored record carries the same `_files`.
+    let back = store.record(r.id()).unwrap().unwrap();
+    assert_eq!(files_field_keys(&back), ["b.txt", "a.txt"]);
+    assert_consistent(&store);
+}
+
+#[test]
+fn set_all_is_refused_while_the_bucket_has_a_live_file() {
+    let store = store();
+    let mut r = record_with(&store, &["x"]);
+    let revision = r.revision_id();
+    let err = store
+        .update_files(&mut r, |f| f.set_all([("y", &b"y"[..])]))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::FilesExist { record } if record == r.id()),
+        "{err}"
+    );
+    // Nothing was stored and the record is as it was.
+    assert_eq!(keys(&store, &r), ["x"]);
+    let bucket = r.bucket_id().unwrap();
+    assert!(store.object(bucket, "y").unwrap().is_none());
+    assert_eq!(
+        store.record(r.id()).unwrap().unwrap().revision_id(),
+        revision
+    );
+
+    // Once the only file is deleted (a delete marker is no live file), it is accepted.
+    store.update_files(&mut r, |f| f.delete("x")).unwrap();
+    store
+        .update_files(&mut r, |f| f.set_all([("y", &b"y"[..])]))
+        .unwrap();
+    assert_eq!(keys(&store, &r), ["y"]);
+    assert_consistent(&store);
+}
+
+#[test]
+fn set_all_failing_part_way_stores_none_of_the_files() {
+    let store = store();
+    let opts = RecordOptions {
+        bucket: Some(BucketOptions {
+            quota_size: Some(10),
+            ..BucketOptions::default()
+        }),
+        ..RecordOptions::default()
+    };
+    let mut r = store.create_record_with(json!({}), &opts).unwrap();
+    let err = store
+        .update_files(&mut r, |f| {
+            f.set_all([("small", &b"12345"[..]), ("big", &b"1234567890"[..])])
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::FileSize { .. }), "{err}");
+    let bucket = store.bucket(r.bucket_id().unwrap()).unwrap().unwrap();
+    assert_eq!(bucket.size, 0);
+    assert!(store.object(bucket.id, "small").unwrap().is_none());
+    assert!(r.get(FILES_FIELD).is_none());
+    assert_consistent(&store);
+}
+
+#[test]
+fn get_version_gives_the_head_or_exactly_the_version_asked_for() {
+    let store = store();
+    let mut r = record_with(&store, &["a", "other"]);
+    let first = store
+        .update_files(&mut r, |f| Ok(f.get("a")?.version_id()))
+        .unwrap();
+    store
+        .update_files(&mut r, |f| f.put("a", &b"v2"[..]))
+        .unwrap();
+    let (second, other) = store
+        .update_files(&mut r, |f| {
+            Ok((f.get("a")?.version_id(), f.get("other")?.version_id()))
+        })
+        .unwrap();
+    let marker = store.update_files(&mut r, |f| f.delete("a")).unwrap();
+    store
+        .update_files(&mut r, |f| {
+            // Without an id: the live head, and "a" has none now.
+            assert!(f.get_version("a", None)?.is_none());
+            assert_eq!(
+                f.get_version("other", None)?.map(|o| o.version_id),
+                Some(other)
+            );
+            // With one: that version, older versions and the delete marker included.
+            let v1 = f.get_version("a", Some(first))?.expect("first version");
+            assert_eq!(
+                (v1.version_id, v1.is_head, v1.size),
+                (first, false, Some(1))
+            );
+            let v2 = f.get_version("a", Some(second))?.expect("second version");
+            assert_eq!((v2.is_head, v2.size), (false, Some(2)));
+            let m = f
+                .get_version("a", Some(marker.version_id))?
+                .expect("marker");
+            assert!(m.is_delete_marker() && m.is_head);
+            // An id of another key, or of no version at all, names nothing here.
+            assert!(f.get_version("a", Some(other))?.is_none());
+            assert!(f.get_version("a", Some(VersionId::new()))?.is_none());
+            Ok(())
+        })
+        .unwrap();
+}

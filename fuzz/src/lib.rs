@@ -188,6 +188,7 @@ pub fn kind(e: &recfiles::Error) -> &'static str {
         ReservedKey { .. } => "ReservedKey",
         NoBucket { .. } => "NoBucket",
         RecordFile { .. } => "RecordFile",
+        FilesExist { .. } => "FilesExist",
         _ => "Other",
     }
 }

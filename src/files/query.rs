@@ -357,6 +357,23 @@ pub trait FilesQuery: Snapshot {
         with_view!(self, |v| version_by_id(v, id))
     }
 
+    /// Invenio's `ObjectVersion.get(bucket, key, version_id)`: with a version id, exactly that
+    /// version of `key` in `bucket` (older versions and delete markers included; `None` if the
+    /// id names no version of that key); without one, the live head as [`Self::object`].
+    fn object_version(
+        &self,
+        bucket: BucketId,
+        key: &str,
+        version: Option<VersionId>,
+    ) -> Result<Option<ObjectVersion>> {
+        match version {
+            None => self.object(bucket, key),
+            Some(id) => Ok(self
+                .version(id)?
+                .filter(|o| o.bucket == bucket && o.key == key)),
+        }
+    }
+
     /// The heads of a bucket in key order, filtered and paginated by `opts`.
     fn list_objects(&self, bucket: BucketId, opts: &ListOptions) -> Result<Vec<ObjectVersion>> {
         with_view!(self, |v| list_heads(v, bucket.raw(), opts))

@@ -5,8 +5,8 @@ use super::FileObject;
 use super::files_map::FilesMap;
 use super::list::file_objects;
 use crate::error::{Error, Result, shorten};
-use crate::files::{FilesQuery, ObjectVersion, PutOptions};
-use crate::ids::BucketId;
+use crate::files::{FilesQuery, ListOptions, ObjectVersion, PutOptions};
+use crate::ids::{BucketId, VersionId};
 use crate::records::{FILES_FIELD, Record, record_row};
 use crate::storage::WriteTx;
 use redb::ReadableTable;
@@ -113,6 +113,18 @@ impl RecordFiles<'_, '_> {
         Ok(FileObject::new(obj, entry))
     }
 
+    /// A version of the file `key`: with a version id, exactly that version (older versions
+    /// and delete markers included), without one the live head; `None` if there is no such
+    /// version of that key in the record's bucket. Invenio's `FileObject.get_version`; a
+    /// [`FileObject`] here is a plain value without a transaction, so the view answers.
+    pub fn get_version(
+        &self,
+        key: &str,
+        version: Option<VersionId>,
+    ) -> Result<Option<ObjectVersion>> {
+        self.tx.object_version(self.bucket, key, version)
+    }
+
     /// The keys of `_files`, in order (not the bucket's content).
     pub fn keys(&self) -> Vec<String> {
         self.map().keys().into_iter().map(str::to_string).collect()
@@ -195,6 +207,30 @@ impl RecordFiles<'_, '_> {
             None => entries.push(Value::Object(file.dumps())),
         }
         file
+    }
+
+    /// Sets the record's files all at once, in the order given (Invenio's
+    /// `record.files = {key: stream, ...}`): each is put as by [`put`](Self::put). Refused with
+    /// `FilesExist`, before anything is stored, when the bucket already has a live file. An
+    /// error from one of the puts leaves the earlier ones in the transaction: return the error
+    /// from the [`Store::write`](crate::Store::write) closure and nothing of it is stored.
+    pub fn set_all<K: AsRef<str>, R: Read>(
+        &mut self,
+        files: impl IntoIterator<Item = (K, R)>,
+    ) -> Result<Vec<FileObject>> {
+        let one = ListOptions {
+            limit: Some(1),
+            ..ListOptions::default()
+        };
+        if !self.tx.list_objects(self.bucket, &one)?.is_empty() {
+            return Err(Error::FilesExist {
+                record: self.record.id(),
+            });
+        }
+        files
+            .into_iter()
+            .map(|(key, reader)| self.put(key.as_ref(), reader))
+            .collect()
     }
 
     /// Deletes `key` (a delete marker becomes its head) and drops it from `_files`. Returns the
