@@ -77,6 +77,14 @@ pub enum Error {
     /// Reading from or writing to the file system (not the store) failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A durable commit was complete and on its way to the disk when waiting for the disk
+    /// failed: the commit may or may not survive a crash. Nothing later is accepted on this
+    /// open store (every call fails); reopen it to see which it was.
+    #[error("the commit's outcome is unknown: its sync failed: {source}")]
+    CommitUnknown {
+        /// The failed sync.
+        source: std::io::Error,
+    },
     /// The file was written by a newer recfiles whose format this version does not understand.
     #[error("store format version {found} is newer than the supported version {supported}")]
     FormatTooNew {

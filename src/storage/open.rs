@@ -516,7 +516,9 @@ impl Store {
                     // and the wait for durability comes last.
                     Some(journal) if durability == Durability::Immediate => {
                         deferring_sync(|| txn.commit())?;
-                        journal.settle().map_err(Error::Io)?;
+                        journal
+                            .settle()
+                            .map_err(|source| Error::CommitUnknown { source })?;
                     }
                     _ => txn.commit()?,
                 }
