@@ -1,5 +1,5 @@
-//! Crash consistency: a child process ingests continuously (small and staged files, new
-//! versions, deletes, removals, identical content) and reports every call it completed; the
+//! Crash consistency: a child process ingests continuously (small and staged files, multipart
+//! uploads, new versions, deletes, removals, identical content) and reports every call it completed; the
 //! parent kills it with SIGKILL at random moments and reopens the store each time.
 //!
 //! After every kill: every reported call is present (each version reads back byte for byte),
@@ -17,6 +17,7 @@ mod common;
 
 use common::content;
 use recfiles::prelude::*;
+use recfiles::{FilesQuery, MultipartLimits};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -28,7 +29,15 @@ const CHILD_ENV: &str = "RECFILES_CRASH_CHILD";
 fn builder() -> StoreBuilder {
     // Small chunks and batches: a "large" file is staged over many transactions, so kills
     // often land in the middle of one.
-    Store::builder().chunk_size(4096).staging_batch(16 * 1024)
+    Store::builder()
+        .chunk_size(4096)
+        .staging_batch(16 * 1024)
+        .multipart_limits(MultipartLimits {
+            min_part_size: 1024,
+            max_part_size: 64 * 1024,
+            max_parts: 1000,
+            ..MultipartLimits::default()
+        })
 }
 
 struct Rng(u64);
@@ -58,6 +67,10 @@ fn crash_child() {
     let mut rng = Rng(seed | 1);
     let store = builder().open(&path).unwrap();
     let bucket = store.buckets().unwrap()[0].id;
+    // Uploads a killed child left open are given up (nothing of them is visible).
+    for upload in store.snapshot().unwrap().multipart_uploads(bucket).unwrap() {
+        store.abort_multipart(upload.id).unwrap();
+    }
     let out = std::io::stdout();
     let report = |line: String| {
         // One write per line, flushed at once: the parent sees whole lines or nothing.
@@ -78,7 +91,11 @@ fn crash_child() {
                     rng.below(9000) as usize
                 };
                 let s = rng.next();
-                put(&store, bucket, key, s, size, &report);
+                if size > 2048 && rng.below(3) == 0 {
+                    put_multipart(&store, bucket, key, s, size, &mut rng, &report);
+                } else {
+                    put(&store, bucket, key, s, size, &report);
+                }
                 recent.push((s, size));
             }
             5 if !recent.is_empty() => {
@@ -126,22 +143,69 @@ fn put(
     report(format!("DONE PUT {key} {}", v.version_id));
 }
 
+/// The same content as [`put`], reported the same way, sent as a multipart upload: parts of a
+/// random size, in a random order, one of them sent twice. A kill anywhere in it leaves either
+/// no new version (an open upload, given up by the next child) or the completed one.
+fn put_multipart(
+    store: &Store,
+    bucket: BucketId,
+    key: &str,
+    seed: u64,
+    size: usize,
+    rng: &mut Rng,
+    report: &impl Fn(String),
+) {
+    report(format!("BEGIN PUT {key} {seed} {size} MP"));
+    let data = content(seed, size);
+    let part_size = 1024 + rng.below(16 * 1024);
+    let upload = store
+        .init_multipart(bucket, key, size as u64, part_size)
+        .unwrap();
+    let last = upload.last_part_number();
+    let mut order: Vec<u32> = (0..=last).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let again = order[rng.below(order.len() as u64) as usize];
+    order.push(again);
+    for n in order {
+        let from = (u64::from(n) * part_size) as usize;
+        let len = upload.expected_part_size(n) as usize;
+        store
+            .upload_part(upload.id, n, &data[from..from + len])
+            .unwrap();
+    }
+    let v = store.complete_multipart(upload.id).unwrap();
+    report(format!("DONE PUT {key} {}", v.version_id));
+}
+
 /// key → versions, newest first: (id, content as (seed, size) or `None` for a delete marker).
 type Model = BTreeMap<String, Vec<(VersionId, Option<(u64, usize)>)>>;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Call {
-    Put { key: String, seed: u64, size: usize },
-    Del { key: String },
-    Rm { version: VersionId },
+    Put {
+        key: String,
+        seed: u64,
+        size: usize,
+        /// Sent as a multipart upload.
+        multipart: bool,
+    },
+    Del {
+        key: String,
+    },
+    Rm {
+        version: VersionId,
+    },
 }
 
 fn parse_begin(words: &[&str]) -> Call {
     match words {
-        ["PUT", key, seed, size] => Call::Put {
+        ["PUT", key, seed, size, how @ ..] if how.is_empty() || how == ["MP"] => Call::Put {
             key: key.to_string(),
             seed: seed.parse().unwrap(),
             size: size.parse().unwrap(),
+            multipart: !how.is_empty(),
         },
         ["DEL", key] => Call::Del {
             key: key.to_string(),
@@ -156,7 +220,9 @@ fn parse_begin(words: &[&str]) -> Call {
 /// Applies a call; `id` is the new version's id (`None`: not known, as for the call in flight).
 fn apply(model: &mut Model, call: &Call, id: Option<VersionId>) {
     match call {
-        Call::Put { key, seed, size } => {
+        Call::Put {
+            key, seed, size, ..
+        } => {
             let id = id.unwrap_or_else(unknown_id);
             model
                 .entry(key.clone())
@@ -254,6 +320,7 @@ struct Tally {
     in_flight_at_kill: u64,
     in_flight_landed: u64,
     staged_put_in_flight: u64,
+    multipart_put_in_flight: u64,
 }
 
 fn round(path: &Path, seed: u64, model: &mut Model, tally: &mut Tally, rng: &mut Rng) {
@@ -358,10 +425,15 @@ fn round(path: &Path, seed: u64, model: &mut Model, tally: &mut Tally, rng: &mut
         tally.in_flight_landed += 1;
         *model = model_from(&seen, &with_call);
     }
-    if let Some(Call::Put { size, .. }) = in_flight
-        && size > 16 * 1024
+    if let Some(Call::Put {
+        size, multipart, ..
+    }) = in_flight
     {
-        tally.staged_put_in_flight += 1;
+        if multipart {
+            tally.multipart_put_in_flight += 1;
+        } else if size > 16 * 1024 {
+            tally.staged_put_in_flight += 1;
+        }
     }
     let fixity = store.verify_all().unwrap();
     assert!(
