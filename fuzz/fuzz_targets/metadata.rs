@@ -118,6 +118,10 @@ enum Call {
         name: String,
         value: Json,
     },
+    SetAllFiles {
+        r: u8,
+        files: Vec<(String, u8, u16)>,
+    },
 }
 
 /// Arbitrary JSON.
@@ -439,6 +443,42 @@ fuzz_target!(|calls: Vec<Call>| {
                                     Some(v),
                                     "metadata {name:?} not stored as sent"
                                 );
+                            })
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                None => Ok(()),
+            },
+            Call::SetAllFiles { r, files } => match records
+                .get(usize::from(*r) % records.len().max(1))
+            {
+                Some(id) => match store.record(*id) {
+                    Ok(Some(mut rec)) if rec.bucket_id().is_some() => {
+                        let sent: Vec<(String, Vec<u8>)> = files
+                            .iter()
+                            .map(|(k, seed, len)| {
+                                (k.clone(), content(*seed, usize::from(*len) % 3000))
+                            })
+                            .collect();
+                        store
+                            .update_files(&mut rec, |f| {
+                                f.set_all(sent.iter().map(|(k, d)| (k.as_str(), &d[..])))
+                            })
+                            .map(|_| {
+                                // Accepted: each key holds the last content sent for it.
+                                let bucket = rec.bucket_id().expect("bucket");
+                                for (k, _) in &sent {
+                                    let last =
+                                        &sent.iter().rev().find(|(k2, _)| k2 == k).expect("sent").1;
+                                    let mut back = Vec::new();
+                                    store
+                                        .open_object(bucket, k)
+                                        .expect("open")
+                                        .read_to_end(&mut back)
+                                        .expect("read");
+                                    assert_eq!(&back, last, "set_all stored other bytes for {k:?}");
+                                }
                             })
                     }
                     Ok(_) => Ok(()),
