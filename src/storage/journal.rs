@@ -45,8 +45,9 @@
 //! What redb relies on holds: after `sync_data`, every earlier write survives a crash (it is in a
 //! synced batch or, in direct mode, synced in place) — for a deferred sync, once it is settled,
 //! which its caller does before anyone learns of the commit — and a write not yet synced may or
-//! may not survive, as in a plain file. The database pages in the file only ever change at a checkpoint
-//! or in direct mode, and both begin with the journal void or the overlay written out and synced.
+//! may not survive, as in a plain file. The database pages in the file only ever change at a
+//! checkpoint or in direct mode, and both begin with the journal void or the overlay written out
+//! and synced.
 //!
 //! Locking: redb locks the storage before it reads anything; recovery runs on redb's first
 //! access, so it runs under that lock.
@@ -61,26 +62,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Page size of the overlay and of journal alignment.
 const PAGE: u64 = 4096;
 
-thread_local! {
-    /// Set while this thread runs a commit whose caller settles the sync itself
-    /// ([`deferring_sync`]).
-    static DEFER_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `commit` (a redb commit on this thread) so that the journal writes its batch and starts
-/// the disk on it, but leaves the wait for durability to the caller's [`JournalControl::settle`].
-/// The caller must settle before telling anyone the commit is durable.
-pub(crate) fn deferring_sync<T>(commit: impl FnOnce() -> T) -> T {
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            DEFER_SYNC.set(false);
-        }
-    }
-    DEFER_SYNC.set(true);
-    let _reset = Reset;
-    commit()
-}
 const HEADER_MAGIC: [u8; 8] = *b"recfjrnl";
 const BATCH_MAGIC: [u8; 8] = *b"recfbtch";
 /// Version of the header page's layout.
@@ -102,6 +83,27 @@ const BIG_COMMIT: u64 = 256 * 1024;
 pub(crate) const DEFAULT_REGION: u64 = 8 * 1024 * 1024;
 /// The smallest region a store may be created with.
 pub(crate) const MIN_REGION: u64 = 16 * PAGE;
+
+thread_local! {
+    /// Set while this thread runs a commit whose caller settles the sync itself
+    /// ([`deferring_sync`]).
+    static DEFER_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `commit` (a redb commit on this thread) so that the journal writes its batch and starts
+/// the disk on it, but leaves the wait for durability to the caller's [`JournalControl::settle`].
+/// The caller must settle before telling anyone the commit is durable.
+pub(crate) fn deferring_sync<T>(commit: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DEFER_SYNC.set(false);
+        }
+    }
+    DEFER_SYNC.set(true);
+    let _reset = Reset;
+    commit()
+}
 
 /// Why a file could not be opened through the journal. Travels inside an `io::Error` (redb's
 /// backend contract) and is turned into the store's own error at open.
