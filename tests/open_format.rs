@@ -258,3 +258,44 @@ fn a_store_from_before_the_journal_is_refused_by_its_version_and_left_alone() {
         "the old file is not touched"
     );
 }
+
+/// An open after a crash reports the engine's check of the file through `on_repair`, with
+/// fractions from 0 to 1 that never go back; a cleanly closed store opens without a check and
+/// the callback is never called. The content is intact either way.
+#[test]
+fn on_repair_reports_the_check_after_a_crash_and_only_then() {
+    use recfiles::SimulatedDisk;
+    use std::sync::{Arc, Mutex};
+    let disk = SimulatedDisk::new();
+    let store = Store::builder().open_backend(disk.clone()).unwrap();
+    let b = bucket(&store);
+    let data = common::content(7, 300_000);
+    store
+        .put_object(b.id, "big", &data[..], &PutOptions::default())
+        .unwrap();
+    // A crash: the bytes as they are while the store is still open (every call was durable).
+    let crashed = disk.written_image();
+    drop(store);
+    let closed = disk.written_image();
+
+    let open_counting = |image: Vec<u8>| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let store = Store::builder()
+            .on_repair(move |p| log.lock().unwrap().push(p))
+            .open_backend(SimulatedDisk::from_image(image))
+            .unwrap();
+        assert_eq!(read_all(&store, b.id, "big"), data);
+        assert!(store.check().unwrap().is_ok());
+        let seen = seen.lock().unwrap().clone();
+        seen
+    };
+    let progress = open_counting(crashed);
+    assert!(!progress.is_empty(), "no progress reported after a crash");
+    assert!(
+        progress.iter().all(|p| (0.0..=1.0).contains(p)),
+        "{progress:?}"
+    );
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert_eq!(open_counting(closed), Vec::<f64>::new());
+}
