@@ -287,8 +287,7 @@ fn on_repair_reports_the_check_after_a_crash_and_only_then() {
             .unwrap();
         assert_eq!(read_all(&store, b.id, "big"), data);
         assert!(store.check().unwrap().is_ok());
-        let seen = seen.lock().unwrap().clone();
-        seen
+        seen.lock().unwrap().clone()
     };
     let progress = open_counting(crashed);
     assert!(!progress.is_empty(), "no progress reported after a crash");
