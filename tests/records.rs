@@ -576,6 +576,61 @@ fn schema_may_refer_to_another_registered_schema() {
     assert!(matches!(err, Error::SchemaValidation { .. }), "{err}");
 }
 
+/// Validators are cached; a schema replaced, a schema it refers to replaced, a replacement
+/// rolled back and a schema removed must each be seen by the very next validation.
+#[test]
+fn validation_follows_every_change_to_the_registered_schemas() {
+    let store = store();
+    let defs = "https://example.org/defs.json";
+    let main = "https://example.org/main.json";
+    let title = |min: u64| json!({"definitions": {"title": {"type": "string", "minLength": min}}});
+    store.register_schema(defs, &title(2)).unwrap();
+    store
+        .register_schema(
+            main,
+            &json!({"properties": {"title": {"$ref": "https://example.org/defs.json#/definitions/title"}}, "required": ["title"]}),
+        )
+        .unwrap();
+    let accepts = |body: serde_json::Value| store.create_record(body).is_ok();
+    let short = json!({"$schema": main, "title": "x"});
+    let untitled = json!({"$schema": main});
+    assert!(!accepts(short.clone()));
+    assert!(!accepts(untitled.clone()));
+
+    // The referred schema changes: the same body now passes.
+    store.register_schema(defs, &title(1)).unwrap();
+    assert!(accepts(short.clone()));
+
+    // A change rolled back changes nothing, and the uncommitted change is seen inside its
+    // own transaction.
+    let err = store
+        .write(|tx| {
+            tx.register_schema(defs, &title(5))?;
+            let inside = tx.create_record(short.clone());
+            assert!(
+                matches!(inside, Err(Error::SchemaValidation { .. })),
+                "{inside:?}"
+            );
+            Err::<(), _>(Error::InvalidOperation {
+                reason: "roll back".into(),
+            })
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidOperation { .. }));
+    assert!(accepts(short.clone()));
+
+    // The schema itself is replaced: the requirement goes.
+    store
+        .register_schema(main, &json!({"type": "object"}))
+        .unwrap();
+    assert!(accepts(untitled.clone()));
+
+    // Removed: the body names a schema that is no longer there.
+    store.write(|tx| tx.remove_schema(main)).unwrap();
+    let err = store.create_record(untitled).unwrap_err();
+    assert!(matches!(err, Error::SchemaNotFound { .. }), "{err}");
+}
+
 // ---- persistent identifiers -------------------------------------------------------------------
 
 #[test]

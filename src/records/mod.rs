@@ -28,6 +28,7 @@ pub(crate) use lifecycle::linked_bucket;
 pub use pid::{Pid, PidStatus, RECID};
 pub use query::RecordsQuery;
 pub(crate) use rows::*;
+pub(crate) use schema::SchemaCache;
 
 use crate::files::BucketOptions;
 use crate::ids::{BucketId, RecordId, Timestamp};

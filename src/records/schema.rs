@@ -4,11 +4,33 @@
 
 use crate::error::{Error, Result, SchemaViolation, shorten};
 use crate::storage::{Snapshot, View, WriteTx, with_view};
+use parking_lot::Mutex;
 use redb::ReadableTable;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Most violations one error lists.
 const MAX_VIOLATIONS: usize = 100;
+
+/// Most compiled schemas the cache keeps; past it, it starts over.
+const CACHED_SCHEMAS: usize = 64;
+
+/// Compiled validators, so a record's validation does not parse every registered schema and
+/// compile its own anew. A validator is a pure function of the schema's URL and the documents
+/// of all registered schemas (any of them may be `$ref`'d), so it is cached under a blake3 of
+/// exactly those bytes as a transaction sees them: a schema registered, replaced or removed in
+/// a transaction (committed or not) gives another key, and nothing ever needs invalidating.
+#[derive(Clone, Default)]
+pub(crate) struct SchemaCache(Arc<Mutex<HashMap<[u8; 32], Arc<jsonschema::Validator>>>>);
+
+impl std::fmt::Debug for SchemaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaCache")
+            .field("validators", &self.0.lock().len())
+            .finish()
+    }
+}
 
 /// The body field naming the schema a record must match.
 pub const SCHEMA_FIELD: &str = "$schema";
@@ -24,8 +46,13 @@ impl WriteTx<'_> {
                 detail: "the URL is empty or contains a NUL character".into(),
             });
         }
-        let others = all_schemas(&self.t)?;
-        let others: Vec<(String, Value)> = others.into_iter().filter(|(u, _)| u != url).collect();
+        // The other schemas as they will be: one that refers to this URL must find the new
+        // document there, not miss it (a replaced schema others `$ref` stays replaceable).
+        let mut others: Vec<(String, Value)> = all_schemas(&self.t)?
+            .into_iter()
+            .filter(|(u, _)| u != url)
+            .collect();
+        others.push((url.to_string(), schema.clone()));
         compile(url, schema, &others).map_err(|detail| Error::InvalidSchema {
             schema: shorten(url),
             detail,
@@ -95,23 +122,7 @@ pub(crate) fn validate_body<S: Snapshot + ?Sized>(s: &S, body: &Map<String, Valu
             });
         }
     };
-    let (schema, others) = with_view!(s, |v| {
-        let schema = schema_doc(v, url)?;
-        let others = if schema.is_some() {
-            all_schemas(v)?
-        } else {
-            Vec::new()
-        };
-        Ok::<_, Error>((schema, others))
-    })?;
-    let schema = schema.ok_or_else(|| Error::SchemaNotFound {
-        schema: shorten(url),
-    })?;
-    let others: Vec<(String, Value)> = others.into_iter().filter(|(u, _)| u != url).collect();
-    let validator = compile(url, &schema, &others).map_err(|detail| Error::InvalidSchema {
-        schema: shorten(url),
-        detail,
-    })?;
+    let validator = validator_for(s, url)?;
     let instance = Value::Object(body.clone());
     let errors: Vec<SchemaViolation> = validator
         .iter_errors(&instance)
@@ -129,4 +140,56 @@ pub(crate) fn validate_body<S: Snapshot + ?Sized>(s: &S, body: &Map<String, Valu
             errors,
         })
     }
+}
+
+/// The compiled validator of the schema registered under `url`, from the cache when the
+/// registered schemas are byte for byte what they were when it was compiled.
+fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<jsonschema::Validator>> {
+    // Every registered schema's URL and bytes, in key order, as this transaction sees them.
+    let (key, found) = with_view!(s, |v| {
+        let mut h = blake3::Hasher::new();
+        h.update(&(url.len() as u64).to_le_bytes());
+        h.update(url.as_bytes());
+        let mut found = false;
+        for e in v.schemas()?.iter()? {
+            let (k, val) = e?;
+            found |= k.value() == url;
+            let (k, val) = (k.value().as_bytes(), val.value());
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(k);
+            h.update(&(val.len() as u64).to_le_bytes());
+            h.update(val);
+        }
+        Ok::<_, Error>((*h.finalize().as_bytes(), found))
+    })?;
+    if !found {
+        return Err(Error::SchemaNotFound {
+            schema: shorten(url),
+        });
+    }
+    let cache = &s.config().schemas.0;
+    if let Some(v) = cache.lock().get(&key) {
+        return Ok(Arc::clone(v));
+    }
+    let (schema, others) = with_view!(s, |v| Ok::<_, Error>((
+        schema_doc(v, url)?,
+        all_schemas(v)?
+    )))?;
+    let schema = schema.ok_or_else(|| Error::SchemaNotFound {
+        schema: shorten(url),
+    })?;
+    let others: Vec<(String, Value)> = others.into_iter().filter(|(u, _)| u != url).collect();
+    let validator =
+        Arc::new(
+            compile(url, &schema, &others).map_err(|detail| Error::InvalidSchema {
+                schema: shorten(url),
+                detail,
+            })?,
+        );
+    let mut cache = cache.lock();
+    if cache.len() >= CACHED_SCHEMAS {
+        cache.clear();
+    }
+    cache.insert(key, Arc::clone(&validator));
+    Ok(validator)
 }

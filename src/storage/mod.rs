@@ -42,6 +42,8 @@ pub(crate) struct Config {
     /// The commit journal of a store on a file or backend (none in memory); set once open.
     pub journal: Option<std::sync::Arc<dyn journal::JournalControl>>,
     pub multipart: MultipartLimits,
+    /// Compiled JSON Schemas, shared by every handle on the store.
+    pub schemas: crate::records::SchemaCache,
 }
 
 /// A write transaction: every change made through it commits together or not at all.

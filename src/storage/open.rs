@@ -120,6 +120,7 @@ impl Default for StoreBuilder {
                 direct: None,
                 journal: None,
                 multipart: MultipartLimits::default(),
+                schemas: Default::default(),
             },
         }
     }
