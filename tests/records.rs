@@ -612,7 +612,7 @@ fn validation_follows_every_change_to_the_registered_schemas() {
                 "{inside:?}"
             );
             Err::<(), _>(Error::InvalidOperation {
-                reason: "roll back".into(),
+                reason: "roll back",
             })
         })
         .unwrap_err();
