@@ -79,9 +79,6 @@ const ENTRY: usize = 10;
 /// place as in the journal, and logging them would write them twice.
 const BIG_COMMIT: u64 = 256 * 1024;
 
-/// Most page buffers a checkpoint keeps for reuse (1 MiB).
-const SPARE_PAGES: usize = 256;
-
 /// The journal region of a new store, header page included.
 pub(crate) const DEFAULT_REGION: u64 = 8 * 1024 * 1024;
 /// The smallest region a store may be created with.
@@ -187,7 +184,7 @@ struct State {
     pending: Vec<u64>,
     /// Counts syncs and checkpoints: a held page whose epoch is the current one is pending.
     epoch: u64,
-    /// Page buffers of the last checkpoint, for reuse (at most [`SPARE_PAGES`]).
+    /// Page buffers of the last checkpoint, for reuse.
     spare: Vec<Box<[u8]>>,
     /// The last batch's buffer, for reuse.
     batch: Vec<u8>,
@@ -567,9 +564,7 @@ impl<B: StorageBackend> Journal<B> {
             .write(0, &header_page(st.region, st.generation))?;
         self.inner.sync_data()?;
         st.phys = st.phys.max(st.region + st.len);
-        // Enough buffers for the next generation's first commits; the rest go back to the
-        // allocator, so an idle store does not hold a second journal's worth of memory.
-        let keep = ((st.region / PAGE) as usize).min(SPARE_PAGES);
+        let keep = (st.region / PAGE) as usize;
         let State { overlay, spare, .. } = st;
         for (_, held) in overlay.drain() {
             if spare.len() < keep {
