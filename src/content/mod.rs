@@ -338,9 +338,20 @@ pub(crate) fn find_duplicate(
         .read()?
         .get(blake3)?
         .map(|g| FileId::from_raw(g.value()));
-    let Some(id) = existing else {
-        return Ok(None);
-    };
+    match existing {
+        Some(id) => same_content(t, id, size, md5),
+        None => Ok(None),
+    }
+}
+
+/// `id`, the file the dedup index names for a hash, if it also has `size` (so it holds the
+/// same content); it learns the md5 when it did not have one yet.
+fn same_content(
+    t: &mut WTables<'_>,
+    id: FileId,
+    size: u64,
+    md5: Option<[u8; 16]>,
+) -> Result<Option<FileId>> {
     match get_file_row(t, id)? {
         Some(row) if row.size == size => {
             if row.md5.is_none() && md5.is_some() {
@@ -376,7 +387,19 @@ pub(crate) fn register_file(
     now: Timestamp,
 ) -> Result<(FileId, FileRow)> {
     let (blake3, md5) = digest;
-    if let Some(existing) = find_duplicate(t, &blake3, size, md5)? {
+    let id = FileId::new();
+    // The dedup index is keyed by hash, so its entries sit at random places in the tree: the
+    // new file claims its hash and learns in the same descent whether a file had it (new
+    // content is the common case); a duplicate gives the entry back to the file it found.
+    let previous = t
+        .files_by_hash
+        .write()?
+        .insert(&blake3, id.raw())?
+        .map(|g| FileId::from_raw(g.value()));
+    if let Some(existing) = previous
+        && let Some(existing) = same_content(t, existing, size, md5)?
+    {
+        t.files_by_hash.write()?.insert(&blake3, existing.raw())?;
         if let Written::Chunks(chunks) = content {
             // All shared with the existing file.
             for (_, h) in chunks {
@@ -385,7 +408,6 @@ pub(crate) fn register_file(
         }
         return Ok((existing, retain_file(t, existing, now)?));
     }
-    let id = FileId::new();
     let inline = match content {
         Written::Chunks(chunks) => {
             for (off, h) in chunks {
@@ -398,7 +420,6 @@ pub(crate) fn register_file(
     let mut row = FileRow::new(size, (blake3, md5), chunk_size, storage_class, now);
     row.refcount = 1;
     insert_file_row(t, id, &row, inline)?;
-    t.files_by_hash.write()?.insert(&blake3, id.raw())?;
     Ok((id, row))
 }
 
