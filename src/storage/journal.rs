@@ -1058,6 +1058,14 @@ mod tests {
         out
     }
 
+    /// The model's side of settling a deferred sync: the state it synced is now the oldest the
+    /// file may show.
+    fn settle_model(history: &mut Vec<Vec<u8>>, deferred: &mut Option<usize>) {
+        if let Some(at) = deferred.take() {
+            history.drain(..at);
+        }
+    }
+
     /// Random writes, length changes, syncs and checkpoints against a plain model of the bytes,
     /// with crashes at random moments: a power cut (only synced bytes survive), a dying process
     /// (every write survives) or a partial writeback (some unsynced pages survive). The store
@@ -1102,9 +1110,7 @@ mod tests {
                         let len = rng.below(cur.len() as u64 + 3 * PAGE) as usize;
                         cur.resize(len, 0);
                         // A length change settles a deferred sync first.
-                        if let Some(at) = deferred.take() {
-                            history.drain(..at);
-                        }
+                        settle_model(&mut history, &mut deferred);
                         j.set_len(len as u64).unwrap();
                         history.push(cur.clone());
                     }
@@ -1121,18 +1127,14 @@ mod tests {
                     19 => {
                         // A commit whose caller settles later (`Store::write`): the batch is
                         // written, its sync waits. One still unsettled is settled first.
-                        if let Some(at) = deferred.take() {
-                            history.drain(..at);
-                        }
+                        settle_model(&mut history, &mut deferred);
                         deferring_sync(|| j.sync_data()).unwrap();
                         history.push(cur.clone());
                         deferred = Some(history.len() - 1);
                     }
                     20 => {
                         JournalControl::settle(&j).unwrap();
-                        if let Some(at) = deferred.take() {
-                            history.drain(..at);
-                        }
+                        settle_model(&mut history, &mut deferred);
                     }
                     18 => same(
                         &contents(&j),
