@@ -42,7 +42,8 @@ pub(crate) struct Config {
     /// The commit journal of a store on a file or backend (none in memory); set once open.
     pub journal: Option<std::sync::Arc<dyn journal::JournalControl>>,
     pub multipart: MultipartLimits,
-    /// Compiled JSON Schemas, shared by every handle on the store.
+    /// Not a setting: compiled JSON Schemas, shared by every handle on the store (keyed by
+    /// content, so sharing it wider would be harmless too).
     pub schemas: crate::records::SchemaCache,
 }
 

@@ -249,8 +249,8 @@ impl StoreBuilder {
     /// checks a store that was not closed cleanly. After a crash the engine verifies every page
     /// of the file before the store opens, content included: measured here, 0.7 s for a 4 GiB
     /// store in the page cache and 7.3 s from a cold disk. An app can show this instead of
-    /// seeming to hang.
-    /// A cleanly closed store opens without it, and the callback is not called.
+    /// seeming to hang. A cleanly closed store opens without the check, and the callback is not
+    /// called.
     pub fn on_repair(mut self, progress: impl Fn(f64) + Send + Sync + 'static) -> Self {
         self.repair = Some(RepairHook(Arc::new(progress)));
         self
