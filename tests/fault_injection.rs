@@ -593,14 +593,16 @@ fn concurrent_durable_writers_lose_nothing_at_a_power_cut() {
             ];
             if seen[0] + seen[1] >= last + 10 {
                 last = seen[0] + seen[1];
-                cuts.push((seen, disk.durable_image(), disk.written_image()));
+                let (durable, written) = disk.images();
+                cuts.push((seen, durable, written));
             }
             std::thread::yield_now();
         }
     });
     // And one when all is done: the last put of each thread is then synced by nobody but
     // itself.
-    cuts.push(([PUTS; 2], disk.durable_image(), disk.written_image()));
+    let (durable, written) = disk.images();
+    cuts.push(([PUTS; 2], durable, written));
     assert!(
         cuts.len() >= 3,
         "the writers finished before any cut was taken"

@@ -130,6 +130,15 @@ impl SimulatedDisk {
     pub fn written_image(&self) -> Vec<u8> {
         self.0.lock().written.clone()
     }
+
+    /// Both images at one instant: `(durable, written)`. A partial writeback (some unsynced
+    /// pages on top of the synced bytes) must be built from such a pair: images taken one
+    /// after the other while another thread writes can straddle a sync, and mixing them can
+    /// give a state no crash could leave.
+    pub fn images(&self) -> (Vec<u8>, Vec<u8>) {
+        let d = self.0.lock();
+        (d.durable.clone(), d.written.clone())
+    }
 }
 
 impl Backend for SimulatedDisk {
