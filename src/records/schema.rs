@@ -171,21 +171,22 @@ fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<jsonschem
     if let Some(v) = cache.lock().get(&key) {
         return Ok(Arc::clone(v));
     }
-    let (schema, others) = with_view!(s, |v| Ok::<_, Error>((
-        schema_doc(v, url)?,
-        all_schemas(v)?
-    )))?;
-    let schema = schema.ok_or_else(|| Error::SchemaNotFound {
+    // A miss: parse every registered schema once; the one under `url` is the root, the others
+    // what its `$ref`s may name.
+    let (root, others): (Vec<_>, Vec<_>) = with_view!(s, |v| all_schemas(v))?
+        .into_iter()
+        .partition(|(u, _)| u == url);
+    let (_, schema) = root
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::SchemaNotFound {
+            schema: shorten(url),
+        })?;
+    let validator = compile(url, &schema, &others).map_err(|detail| Error::InvalidSchema {
         schema: shorten(url),
+        detail,
     })?;
-    let others: Vec<(String, Value)> = others.into_iter().filter(|(u, _)| u != url).collect();
-    let validator =
-        Arc::new(
-            compile(url, &schema, &others).map_err(|detail| Error::InvalidSchema {
-                schema: shorten(url),
-                detail,
-            })?,
-        );
+    let validator = Arc::new(validator);
     let mut cache = cache.lock();
     if cache.len() >= CACHED_SCHEMAS {
         cache.clear();
