@@ -171,18 +171,17 @@ fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<jsonschem
     if let Some(v) = cache.lock().get(&key) {
         return Ok(Arc::clone(v));
     }
-    // A miss: parse every registered schema once; the one under `url` is the root, the others
-    // what its `$ref`s may name.
-    let (root, others): (Vec<_>, Vec<_>) = with_view!(s, |v| all_schemas(v))?
-        .into_iter()
-        .partition(|(u, _)| u == url);
-    let (_, schema) = root
-        .into_iter()
-        .next()
+    // A miss: parse every registered schema once. All of them, the root included, are what
+    // its `$ref`s may name, as at registration.
+    let all = with_view!(s, |v| all_schemas(v))?;
+    let schema = all
+        .iter()
+        .find(|(u, _)| u == url)
+        .map(|(_, doc)| doc)
         .ok_or_else(|| Error::SchemaNotFound {
             schema: shorten(url),
         })?;
-    let validator = compile(url, &schema, &others).map_err(|detail| Error::InvalidSchema {
+    let validator = compile(url, schema, &all).map_err(|detail| Error::InvalidSchema {
         schema: shorten(url),
         detail,
     })?;
