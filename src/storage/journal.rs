@@ -66,6 +66,15 @@ const HEADER_MAGIC: [u8; 8] = *b"recfjrnl";
 const BATCH_MAGIC: [u8; 8] = *b"recfbtch";
 /// Version of the header page's layout.
 const LAYOUT: u32 = 1;
+/// Where the header's second copy lies in the header page: a damaged sector at the head of the
+/// file leaves the other copy readable.
+const HEADER_COPY: usize = 2048;
+/// Bytes of one header copy.
+const HEADER: usize = 48;
+/// Header flag: the store's creation has not finished. While it is set, a database without
+/// redb's magic number holds nothing anyone was told was committed, and recovery starts the
+/// store over instead of refusing it.
+const CREATING: u32 = 1;
 /// Bytes of a batch's header: magic, generation, sequence, database length, its smallest length
 /// since the batch before, page count, payload length, checksum.
 const BATCH_HEADER: u64 = 64;
@@ -160,6 +169,9 @@ pub(crate) struct Journal<B> {
     /// (see [`Journal::set_storage_len`]) and to start writeback early
     /// ([`Journal::start_writeback`]).
     file: Option<std::fs::File>,
+    /// What the database's first bytes are once its creation finished (redb's magic number),
+    /// when the journal carries a store; see [`Journal::with_database_magic`].
+    db_magic: Option<&'static [u8]>,
     opened: AtomicBool,
     failed: AtomicBool,
     st: RwLock<State>,
@@ -170,6 +182,8 @@ struct State {
     /// Bytes before the database: header page plus journal.
     region: u64,
     generation: u64,
+    /// The store's creation has not finished (the header's [`CREATING`] flag).
+    creating: bool,
     /// Sequence number of the next batch.
     seq: u64,
     /// Where the next batch goes, from the start of the file.
@@ -218,6 +232,7 @@ impl<B: StorageBackend> Journal<B> {
             inner,
             new_region: new_region.div_ceil(PAGE).max(MIN_REGION / PAGE) * PAGE,
             file: None,
+            db_magic: None,
             opened: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             st: RwLock::new(State::default()),
@@ -228,6 +243,16 @@ impl<B: StorageBackend> Journal<B> {
     /// allocate space when the file grows and to start writeback early.
     pub(crate) fn with_file(mut self, file: Option<std::fs::File>) -> Journal<B> {
         self.file = file;
+        self
+    }
+
+    /// Marks new storage as *being created* until [`JournalControl::finish_creation`], and
+    /// tells recovery what a database whose creation finished starts with. A crash in between
+    /// (the engine grows the file and writes its first pages before it writes its magic
+    /// number) then leaves a file that opens as a new store, instead of a database without its
+    /// magic number that the engine refuses for good.
+    pub(crate) fn with_database_magic(mut self, magic: &'static [u8]) -> Journal<B> {
+        self.db_magic = Some(magic);
         self
     }
 
@@ -283,35 +308,28 @@ impl<B: StorageBackend> Journal<B> {
 
     fn recover(&self, st: &mut State) -> io::Result<()> {
         let phys = self.inner.len()?;
-        let mut head = [0u8; 48];
+        let mut head = [0u8; HEADER_COPY + HEADER];
         let have = phys.min(head.len() as u64) as usize;
         self.inner.read(0, &mut head[..have])?;
         // A store's header is never zeros, so the whole storage is read only when it starts so.
-        if phys == 0 || (head == [0u8; 48] && self.all_zeros(phys)?) {
+        if phys == 0 || (head[..HEADER] == [0u8; HEADER] && self.all_zeros(phys)?) {
             // A new store (or one whose creation never became durable). The region's length
             // is made durable before the header: a header is only ever found with its region.
             st.region = self.new_region;
-            st.generation = 1;
             // The region stays sparse: an empty store takes no space for it on disk.
             self.inner.set_len(0)?;
-            self.inner.set_len(st.region)?;
-            self.inner.sync_data()?;
-            self.inner
-                .write(0, &header_page(st.region, st.generation))?;
-            self.inner.sync_data()?;
-            st.phys = st.region;
-            st.tail = PAGE;
-            return Ok(());
+            return self.start_new(st, 1);
         }
         if head[..4] == *b"redb" {
             return Err(jerr(JournalError::PlainRedb));
         }
-        if have < head.len() {
+        if have < HEADER {
             return Err(jerr(JournalError::Foreign(format!(
                 "{phys} bytes long, shorter than a header"
             ))));
         }
-        let (region, generation) = parse_header(&head).map_err(jerr)?;
+        let header = read_header(&head[..have]).map_err(jerr)?;
+        let (region, generation) = (header.region, header.generation);
         if phys < region {
             return Err(jerr(JournalError::Damaged(format!(
                 "the file ({phys} bytes) is shorter than its journal region ({region} bytes)"
@@ -338,6 +356,11 @@ impl<B: StorageBackend> Journal<B> {
             seq += 1;
             pos = next_batch_at(pos, batch.payload.len() as u64);
         }
+        if header.creating && !self.database_created(region)? {
+            // The engine never finished creating its database, so nothing in it was ever
+            // committed: start the store over.
+            return self.start_new(st, generation + 1);
+        }
         if let Some(at) = self.later_batch(region, generation, pos)? {
             return Err(jerr(JournalError::Damaged(format!(
                 "the batch at byte {pos} is unreadable but a later one at byte {at} is intact"
@@ -346,16 +369,62 @@ impl<B: StorageBackend> Journal<B> {
         if replayed {
             self.inner.sync_data()?;
         }
+        st.creating = header.creating;
         // A new generation voids every batch just replayed (and anything older).
-        st.generation = generation + 1;
-        self.inner.write(0, &header_page(region, st.generation))?;
-        self.inner.sync_data()?;
+        st.generation = generation;
+        self.new_generation(st)?;
         st.phys = self.inner.len()?;
         st.len = st.phys - region;
         st.logged_len = st.len;
         st.min_len = st.len;
-        st.tail = PAGE;
         Ok(())
+    }
+
+    /// Starts an empty database after the region: the region's length made durable first, then
+    /// a header of `generation` (marked as being created when the journal carries a store).
+    fn start_new(&self, st: &mut State, generation: u64) -> io::Result<()> {
+        self.inner.set_len(st.region)?;
+        self.inner.sync_data()?;
+        st.creating = self.db_magic.is_some();
+        st.generation = generation - 1;
+        self.new_generation(st)?;
+        st.phys = st.region;
+        st.len = 0;
+        st.logged_len = 0;
+        st.min_len = 0;
+        Ok(())
+    }
+
+    /// Writes a header of the next generation and syncs it, voiding every batch of the current
+    /// one; the next batch goes first in the journal.
+    fn new_generation(&self, st: &mut State) -> io::Result<()> {
+        st.generation += 1;
+        self.inner.write(
+            0,
+            &header_page(&Header {
+                region: st.region,
+                generation: st.generation,
+                creating: st.creating,
+            }),
+        )?;
+        self.inner.sync_data()?;
+        st.tail = PAGE;
+        st.seq = 0;
+        Ok(())
+    }
+
+    /// Whether the database after `region` starts with the magic number its engine writes last
+    /// when it creates it (always true for a journal that does not carry a store).
+    fn database_created(&self, region: u64) -> io::Result<bool> {
+        let Some(magic) = self.db_magic else {
+            return Ok(true);
+        };
+        if self.inner.len()? < region + magic.len() as u64 {
+            return Ok(false);
+        }
+        let mut first = vec![0u8; magic.len()];
+        self.inner.read(region, &mut first)?;
+        Ok(first == magic)
     }
 
     /// Whether the storage holds nothing but zeros (what a creation that was cut off before
@@ -559,10 +628,7 @@ impl<B: StorageBackend> Journal<B> {
             self.inner.write(st.region + run_start * PAGE, &run)?;
         }
         self.inner.sync_data()?;
-        st.generation += 1;
-        self.inner
-            .write(0, &header_page(st.region, st.generation))?;
-        self.inner.sync_data()?;
+        self.new_generation(st)?;
         st.phys = st.phys.max(st.region + st.len);
         let keep = (st.region / PAGE) as usize;
         let State { overlay, spare, .. } = st;
@@ -571,8 +637,6 @@ impl<B: StorageBackend> Journal<B> {
                 spare.push(held.buf);
             }
         }
-        st.tail = PAGE;
-        st.seq = 0;
         st.logged_len = st.len;
         st.min_len = st.len;
         Ok(())
@@ -664,6 +728,11 @@ pub(crate) trait JournalControl: std::fmt::Debug + Send + Sync {
 
     /// Asks the kernel to start writing the file's dirty pages to disk, without waiting.
     fn start_writeback(&self);
+
+    /// Records, durably, that the store's creation finished (its database and first tables
+    /// are committed): from here on a database without its magic number is damage, not an
+    /// unfinished creation. Does nothing for a store created earlier.
+    fn finish_creation(&self) -> io::Result<()>;
 }
 
 impl<B: StorageBackend> JournalControl for Journal<B> {
@@ -688,6 +757,25 @@ impl<B: StorageBackend> JournalControl for Journal<B> {
 
     fn start_writeback(&self) {
         Journal::start_writeback(self, 0, 0);
+    }
+
+    fn finish_creation(&self) -> io::Result<()> {
+        self.ready()?;
+        let mut st = self.st.write();
+        if !st.creating {
+            return Ok(());
+        }
+        // Everything logged goes to its place first: the new generation voids the journal.
+        let r = if st.direct {
+            self.commit(&mut st)
+        } else {
+            self.checkpoint_locked(&mut st)
+        }
+        .and_then(|()| {
+            st.creating = false;
+            self.new_generation(&mut st)
+        });
+        self.guard(r)
     }
 }
 
@@ -831,21 +919,55 @@ impl<B: StorageBackend> StorageBackend for Journal<B> {
 // ---------------------------------------------------------------------------------------------
 // Encodings (little endian throughout; docs/FORMAT.md has the same tables)
 
-/// The header page: magic, layout version, reserved zeros, region bytes, generation, and a
-/// checksum of those 32 bytes.
-fn header_page(region: u64, generation: u64) -> Vec<u8> {
+/// What a header page says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    region: u64,
+    generation: u64,
+    /// The [`CREATING`] flag.
+    creating: bool,
+}
+
+/// The header page: two copies (at 0 and at [`HEADER_COPY`]) of magic, layout version, flags,
+/// region bytes, generation, and a checksum of those 32 bytes.
+fn header_page(h: &Header) -> Vec<u8> {
+    let mut one = [0u8; HEADER];
+    one[0..8].copy_from_slice(&HEADER_MAGIC);
+    one[8..12].copy_from_slice(&LAYOUT.to_le_bytes());
+    let flags = if h.creating { CREATING } else { 0 };
+    one[12..16].copy_from_slice(&flags.to_le_bytes());
+    one[16..24].copy_from_slice(&h.region.to_le_bytes());
+    one[24..32].copy_from_slice(&h.generation.to_le_bytes());
+    let sum = checksum(&one[..32], &[]);
+    one[32..48].copy_from_slice(&sum);
     let mut page = vec![0u8; PAGE as usize];
-    page[0..8].copy_from_slice(&HEADER_MAGIC);
-    page[8..12].copy_from_slice(&LAYOUT.to_le_bytes());
-    page[16..24].copy_from_slice(&region.to_le_bytes());
-    page[24..32].copy_from_slice(&generation.to_le_bytes());
-    let sum = checksum(&page[..32], &[]);
-    page[32..48].copy_from_slice(&sum);
+    page[..HEADER].copy_from_slice(&one);
+    page[HEADER_COPY..HEADER_COPY + HEADER].copy_from_slice(&one);
     page
 }
 
-/// Region size and generation from a header page.
-fn parse_header(head: &[u8; 48]) -> Result<(u64, u64), JournalError> {
+/// The header from the head of the file (`head` holds its first bytes, up to the end of the
+/// second copy): the intact copy, or of two intact copies the later generation (a torn header
+/// write leaves one of each; the new one is only written once what it voids is in place). With
+/// neither intact, the first copy's fault. Stores made before the second copy have only the
+/// first.
+fn read_header(head: &[u8]) -> Result<Header, JournalError> {
+    let copy = |at: usize| -> Result<Header, JournalError> {
+        let bytes: &[u8; HEADER] = head
+            .get(at..at + HEADER)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| JournalError::Foreign("no recfiles header".into()))?;
+        parse_header(bytes)
+    };
+    match (copy(0), copy(HEADER_COPY)) {
+        (Ok(a), Ok(b)) => Ok(if b.generation > a.generation { b } else { a }),
+        (Ok(h), Err(_)) | (Err(_), Ok(h)) => Ok(h),
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
+/// One header copy.
+fn parse_header(head: &[u8; HEADER]) -> Result<Header, JournalError> {
     if head[..4] == *b"redb" {
         return Err(JournalError::PlainRedb);
     }
@@ -857,20 +979,25 @@ fn parse_header(head: &[u8; 48]) -> Result<(u64, u64), JournalError> {
             "the header's checksum does not match".into(),
         ));
     }
+    let word = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default());
     let layout = u32::from_le_bytes(head[8..12].try_into().unwrap_or_default());
     if layout != LAYOUT {
         return Err(JournalError::Foreign(format!(
             "journal layout {layout}, this build reads {LAYOUT}"
         )));
     }
-    let region = u64::from_le_bytes(head[16..24].try_into().unwrap_or_default());
-    let generation = u64::from_le_bytes(head[24..32].try_into().unwrap_or_default());
+    let flags = u32::from_le_bytes(head[12..16].try_into().unwrap_or_default());
+    let (region, generation) = (word(16), word(24));
     if region < MIN_REGION || region % PAGE != 0 {
         return Err(JournalError::Damaged(format!(
             "journal region of {region} bytes"
         )));
     }
-    Ok((region, generation))
+    Ok(Header {
+        region,
+        generation,
+        creating: flags & CREATING != 0,
+    })
 }
 
 fn checksum(head: &[u8], payload: &[u8]) -> [u8; 16] {
@@ -1233,8 +1360,16 @@ mod tests {
 
     #[test]
     fn a_damaged_header_refuses_the_open_and_foreign_files_are_left_alone() {
-        let (mut image, _) = three_commits();
+        let (mut image, want) = three_commits();
+        // One damaged copy: the other one opens the store, with every commit.
+        for at in [20, HEADER_COPY + 20] {
+            let mut one = image.clone();
+            one[at] ^= 1;
+            let j = journal(&Mem::from_image(one), MIN_REGION);
+            same(&contents(&j), &want, "opened through the other header copy");
+        }
         image[20] ^= 1;
+        image[HEADER_COPY + 20] ^= 1;
         let err = journal(&Mem::from_image(image), MIN_REGION)
             .len()
             .unwrap_err();
@@ -1260,6 +1395,27 @@ mod tests {
                 "nothing written to a foreign file"
             );
         }
+    }
+
+    #[test]
+    fn of_two_intact_header_copies_the_later_generation_counts() {
+        let at = |generation| Header {
+            region: MIN_REGION,
+            generation,
+            creating: false,
+        };
+        let (old, new) = (header_page(&at(5)), header_page(&at(6)));
+        // A header write torn between its sectors leaves one copy of each.
+        let mut torn = old.clone();
+        torn[..HEADER].copy_from_slice(&new[..HEADER]);
+        assert_eq!(read_header(&torn).unwrap(), at(6));
+        let mut torn = new.clone();
+        torn[..HEADER].copy_from_slice(&old[..HEADER]);
+        assert_eq!(read_header(&torn).unwrap(), at(6));
+        // A header of before the second copy: the first alone.
+        let mut single = old.clone();
+        single[HEADER_COPY..].fill(0);
+        assert_eq!(read_header(&single).unwrap(), at(5));
     }
 
     #[test]

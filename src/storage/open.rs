@@ -283,7 +283,11 @@ impl StoreBuilder {
         // the same.
         let hints = file.try_clone().ok();
         let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
-        let journal = Arc::new(Journal::new(backend, self.journal_bytes).with_file(hints));
+        let journal = Arc::new(
+            Journal::new(backend, self.journal_bytes)
+                .with_file(hints)
+                .with_database_magic(&REDB_MAGIC),
+        );
         self.start(Direct::new(journal.clone()), Some(journal))
     }
 
@@ -298,7 +302,10 @@ impl StoreBuilder {
     /// The backend holds the whole store file, journal included.
     pub fn open_backend(self, backend: impl Backend) -> Result<Store> {
         self.validate()?;
-        let journal = Arc::new(Journal::new(Adapter(Box::new(backend)), self.journal_bytes));
+        let journal = Arc::new(
+            Journal::new(Adapter(Box::new(backend)), self.journal_bytes)
+                .with_database_magic(&REDB_MAGIC),
+        );
         self.start(Direct::new(journal.clone()), Some(journal))
     }
 
@@ -319,6 +326,10 @@ impl StoreBuilder {
 
 /// The largest journal region a builder accepts.
 const MAX_JOURNAL: u64 = 1 << 30;
+
+/// The first bytes of a redb database, which redb writes last when it creates one (redb 4's
+/// file format; docs/RELIABILITY.md lists what the journal assumes of redb).
+const REDB_MAGIC: [u8; 9] = *b"redb\x1A\x0A\xA9\x0D\x0A";
 
 /// Whether the file at `path` starts like a redb database (a store file starts with its
 /// journal's header instead).
@@ -457,6 +468,9 @@ impl Store {
             tx.t.create_all()?;
             crate::content::clear_abandoned_staging(tx).map(|_| ())
         })?;
+        if let Some(journal) = &store.inner.cfg.journal {
+            journal.finish_creation().map_err(Error::Io)?;
+        }
         Ok(store)
     }
 
