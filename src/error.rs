@@ -365,6 +365,18 @@ pub enum Error {
         /// The `$schema` value.
         schema: String,
     },
+    /// A JSON document (a record body, with the file metadata its `_files` holds, or a schema)
+    /// nests arrays and objects deeper than [`crate::MAX_JSON_DEPTH`]: the store could not read
+    /// it back. Nothing was written.
+    #[error("{what} nests JSON {depth} levels deep; at most {limit} are accepted")]
+    JsonTooDeep {
+        /// What the document is (a record body or a schema, with its id or URL).
+        what: String,
+        /// How deep it nests (the document itself is level 1).
+        depth: usize,
+        /// The most accepted.
+        limit: usize,
+    },
     /// A schema could not be compiled.
     #[error("invalid JSON schema {schema:?}: {detail}")]
     InvalidSchema {

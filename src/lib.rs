@@ -128,8 +128,8 @@ pub use files::{
 };
 pub use ids::{BucketId, FileId, RecordId, Timestamp, UploadId, VersionId};
 pub use records::{
-    BUCKET_FIELD, FILES_FIELD, Pid, PidStatus, RECID, Record, RecordOptions, RecordRevision,
-    RecordsQuery,
+    BUCKET_FIELD, FILES_FIELD, MAX_JSON_DEPTH, Pid, PidStatus, RECID, Record, RecordOptions,
+    RecordRevision, RecordsQuery,
 };
 pub use records_files::{
     DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery,

@@ -907,3 +907,124 @@ fn refusals_inside_a_record_files_update_roll_back_the_whole_update() {
     s.update_files(&mut r, |f| put_then(f, "fine.txt")).unwrap();
     assert_check(&s);
 }
+
+/// `levels` arrays nested in one another around `inner`.
+fn nested(levels: usize, inner: serde_json::Value) -> serde_json::Value {
+    (0..levels).fold(inner, |v, _| serde_json::Value::Array(vec![v]))
+}
+
+/// Whatever a store accepts it can read back: a record body, file metadata in `_files` and a
+/// schema nested past `MAX_JSON_DEPTH` are refused when written (`JsonTooDeep`, nothing stored),
+/// one at the limit is stored and read back, and `check()` stays clean.
+#[test]
+fn json_nested_too_deep_to_read_back_is_refused_when_written() {
+    use recfiles::MAX_JSON_DEPTH;
+    use serde_json::json;
+    let s = records_store();
+    // The body is level 1, "deep" holds the rest.
+    let at_limit = json!({"title": "deep", "deep": nested(MAX_JSON_DEPTH - 1, json!(1))});
+    let r = s.create_record(at_limit.clone()).unwrap();
+    assert_eq!(
+        s.record(r.id()).unwrap().unwrap().body()["deep"],
+        at_limit["deep"]
+    );
+    let ids = [r.id()];
+    for levels in [MAX_JSON_DEPTH, 127, 128, 140, 1_000] {
+        let body = json!({"title": "too deep", "deep": nested(levels, json!(1))});
+        let e = record_refused(&s, &ids, || s.create_record(body.clone()));
+        assert!(
+            matches!(e, Error::JsonTooDeep { depth, limit, .. }
+                if depth == levels + 1 && limit == MAX_JSON_DEPTH),
+            "{levels}: {e}"
+        );
+        let mut copy = s.record(r.id()).unwrap().unwrap();
+        copy.body_mut()
+            .insert("deep".into(), nested(levels, json!(1)));
+        let e = record_refused(&s, &ids, || s.commit_record(&mut copy));
+        assert!(matches!(e, Error::JsonTooDeep { .. }), "{levels}: {e}");
+    }
+    // File metadata lives three levels down (body, `_files`, the file's entry).
+    let mut with_file = s.record(r.id()).unwrap().unwrap();
+    s.update_files(&mut with_file, |f| f.put("a.txt", &b"a"[..]).map(drop))
+        .unwrap();
+    let ids = [with_file.id()];
+    let mut copy = with_file.clone();
+    let e = record_refused(&s, &ids, || {
+        s.update_files(&mut copy, |f| {
+            f.set_metadata("a.txt", "description", nested(126, json!("x")))
+        })
+    });
+    assert!(matches!(e, Error::JsonTooDeep { .. }), "{e}");
+    assert_eq!(
+        s.record(with_file.id()).unwrap().unwrap(),
+        with_file,
+        "the record reads back as it was"
+    );
+    // A schema too deep is refused, and every other schema keeps working.
+    let deep_schema = (0..140).fold(
+        json!({"type": "string"}),
+        |v, _| json!({"type": "object", "properties": {"a": v}}),
+    );
+    let e = s
+        .register_schema("https://example.org/deep.json", &deep_schema)
+        .unwrap_err();
+    assert!(matches!(e, Error::JsonTooDeep { .. }), "{e}");
+    s.register_schema("https://example.org/other.json", &json!({"type": "object"}))
+        .unwrap();
+    s.create_record(json!({"$schema": SCHEMA, "title": "still validated"}))
+        .unwrap();
+    let e = s
+        .create_record(json!({"$schema": SCHEMA, "year": 1800}))
+        .unwrap_err();
+    assert!(matches!(e, Error::SchemaValidation { .. }), "{e}");
+    assert_check(&s);
+}
+
+/// A `$ref` that leads back to itself through `$ref`s alone constrains nothing: refused at
+/// registration, so it never accepts every body. Recursive schemas that do constrain are fine.
+#[test]
+fn a_schema_whose_reference_loops_on_itself_is_refused() {
+    use serde_json::json;
+    let s = records_store();
+    for (url, schema) in [
+        ("loop", json!({"$ref": "loop"})),
+        ("https://example.org/self.json", json!({"$ref": "#"})),
+        (
+            "https://example.org/inner.json",
+            json!({"type": "object", "properties": {"a": {"$ref": "#/properties/a"}}}),
+        ),
+    ] {
+        let e = s.register_schema(url, &schema).unwrap_err();
+        assert!(matches!(e, Error::InvalidSchema { .. }), "{url}: {e}");
+        let e = s.create_record(json!({"$schema": url})).unwrap_err();
+        assert!(matches!(e, Error::SchemaNotFound { .. }), "{url}: {e}");
+    }
+    // Two schemas that refer to each other by `$ref` alone.
+    s.register_schema("https://example.org/a.json", &json!({"type": "object"}))
+        .unwrap();
+    s.register_schema("https://example.org/b.json", &json!({"$ref": "a.json"}))
+        .unwrap();
+    let e = s
+        .register_schema("https://example.org/a.json", &json!({"$ref": "b.json"}))
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidSchema { .. }), "{e}");
+    let tree = json!({
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "child": {"$ref": "#"}},
+        "required": ["title"]
+    });
+    s.register_schema("https://example.org/tree.json", &tree)
+        .unwrap();
+    s.create_record(
+        json!({"$schema": "https://example.org/tree.json", "title": "t",
+        "child": {"title": "c"}}),
+    )
+    .unwrap();
+    let e = s
+        .create_record(
+            json!({"$schema": "https://example.org/tree.json", "title": "t",
+            "child": {"title": 5}}),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::SchemaValidation { .. }), "{e}");
+}

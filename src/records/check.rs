@@ -1,9 +1,11 @@
-//! The record invariants of docs/FORMAT.md, verified by [`crate::Store::check`].
+//! The record invariants of docs/FORMAT.md, verified by [`crate::Store::check`], and that every
+//! stored body and schema parses back.
 
 use super::pid::PidRow;
-use super::{RecordRow, RevisionRow};
+use super::{RecordRow, RevisionRow, json_to_body};
 use crate::error::Result;
 use crate::files::rows::BucketRow;
+use crate::ids::RecordId;
 use crate::storage::View;
 use crate::storage::{RTables, dec};
 use redb::ReadableTable;
@@ -23,9 +25,20 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
     for e in t.record_revisions()?.iter()? {
         let (k, v) = e?;
         let (id, rev) = k.value();
-        revs.entry(id)
-            .or_default()
-            .push((rev, dec(v.value(), "record_revisions")?));
+        let row: RevisionRow = dec(v.value(), "record_revisions")?;
+        // A body that does not parse back could never be read.
+        if let Some(json) = &row.json
+            && let Err(e) = json_to_body(json, RecordId::from_raw(id))
+        {
+            p.push(format!("record {id:x} revision {rev}: {e}"));
+        }
+        revs.entry(id).or_default().push((rev, row));
+    }
+    for e in t.schemas()?.iter()? {
+        let (k, v) = e?;
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(v.value()) {
+            p.push(format!("schema {:?} does not parse: {e}", k.value()));
+        }
     }
     for (id, row) in &records {
         let list = revs.remove(id).unwrap_or_default();
@@ -163,6 +176,38 @@ mod tests {
         let p = problems(&store);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("does not link it back"), "{p:?}");
+    }
+
+    #[test]
+    fn a_body_or_schema_that_does_not_parse_back_is_reported() {
+        let store = Store::in_memory().unwrap();
+        let r = store.create_record(json!({"title": "t"})).unwrap();
+        assert!(problems(&store).is_empty());
+        // Written past the checks, as a store of an earlier build could hold them.
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        store
+            .write(|tx| {
+                let row = crate::records::RevisionRow {
+                    json: Some(deep.clone().into_bytes()),
+                    updated: tx.now,
+                };
+                let row = crate::storage::enc(&row)?;
+                tx.t.record_revisions
+                    .write()?
+                    .insert((r.id().raw(), 0), row.as_slice())?;
+                tx.t.schemas
+                    .write()?
+                    .insert("https://example.org/deep.json", deep.as_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+        let p = problems(&store);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("revision 0") && p[0].contains("recursion limit"),
+            "{p:?}"
+        );
+        assert!(p[1].contains("deep.json"), "{p:?}");
     }
 
     #[test]

@@ -48,8 +48,8 @@ impl WriteTx<'_> {
         if let Some((bucket_id, _)) = &bucket {
             body.insert(BUCKET_FIELD.into(), Value::String(bucket_id.to_string()));
         }
-        validate_body(self, &body)?;
         let json = body_to_json(&body)?;
+        validate_body(self, &body)?;
         if let Some((bucket_id, bucket_opts)) = bucket {
             self.create_bucket_with_id(bucket_id, bucket_opts, Some(id.raw()))?;
         }
@@ -74,8 +74,8 @@ impl WriteTx<'_> {
         if row.deleted {
             return Err(Error::RecordDeleted { record: record.id });
         }
-        validate_body(self, &record.body)?;
         let json = body_to_json(&record.body)?;
+        validate_body(self, &record.body)?;
         let rev = row.revision + 1;
         self.write_revision(record.id, rev, row.created, row.bucket, Some(json))?;
         record.revision_id = rev;
@@ -112,8 +112,8 @@ impl WriteTx<'_> {
                 reason: "Record is not deleted.",
             });
         }
-        validate_body(self, &record.body)?;
         let json = body_to_json(&record.body)?;
+        validate_body(self, &record.body)?;
         let rev = row.revision + 1;
         self.write_revision(record.id, rev, row.created, row.bucket, Some(json))?;
         self.restore_linked_bucket(record.id)?;

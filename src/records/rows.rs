@@ -46,7 +46,53 @@ pub(crate) fn revision_row<V: View>(v: &V, id: RecordId, rev: u64) -> Result<Opt
     }
 }
 
+/// How deep a stored JSON document (a record body with its `_files`, a schema) may nest arrays
+/// and objects, the document itself being level 1. Reading it back parses with serde_json,
+/// which refuses more than 127 levels; anything deeper is refused when written, so whatever is
+/// stored can be read.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// How deep `v` nests arrays and objects (a scalar is 0, `{}` is 1), walked without recursion
+/// (a value built in memory can nest deeper than the stack allows).
+pub(crate) fn json_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 1usize)];
+    while let Some((v, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level);
+        stack.extend(children.map(|c| (c, level + 1)));
+    }
+    deepest
+}
+
+/// Refuses `doc` if it nests deeper than [`MAX_JSON_DEPTH`]; `what` names it in the error.
+pub(crate) fn check_depth(doc: &Value, what: impl FnOnce() -> String) -> Result<()> {
+    let depth = json_depth(doc);
+    if depth > MAX_JSON_DEPTH {
+        return Err(Error::JsonTooDeep {
+            what: what(),
+            depth,
+            limit: MAX_JSON_DEPTH,
+        });
+    }
+    Ok(())
+}
+
+/// Encodes a record body, refusing one nested deeper than [`MAX_JSON_DEPTH`].
 pub(crate) fn body_to_json(body: &Map<String, Value>) -> Result<Vec<u8>> {
+    // The body's own level, then each value's.
+    let depth = 1 + body.values().map(json_depth).max().unwrap_or(0);
+    if depth > MAX_JSON_DEPTH {
+        return Err(Error::JsonTooDeep {
+            what: "a record body".into(),
+            depth,
+            limit: MAX_JSON_DEPTH,
+        });
+    }
     // Room for a typical body up front (serde_json's own `to_vec` starts at 128 bytes).
     let mut out = Vec::with_capacity(512);
     serde_json::to_writer(&mut out, body)

@@ -46,6 +46,7 @@ impl WriteTx<'_> {
                 detail: "the URL is empty or contains a NUL character".into(),
             });
         }
+        super::check_depth(schema, || format!("schema {:?}", shorten(url)))?;
         // The other schemas as they will be: one that refers to this URL must find the new
         // document there, not miss it (a replaced schema others `$ref` stays replaceable).
         let mut others: Vec<(String, Value)> = all_schemas(&self.t)?
@@ -53,10 +54,12 @@ impl WriteTx<'_> {
             .filter(|(u, _)| u != url)
             .collect();
         others.push((url.to_string(), schema.clone()));
-        compile(url, schema, &others).map_err(|detail| Error::InvalidSchema {
-            schema: shorten(url),
-            detail,
-        })?;
+        compile(url, schema, &others)
+            .and_then(|_| ref_loop(url, schema, &others))
+            .map_err(|detail| Error::InvalidSchema {
+                schema: shorten(url),
+                detail,
+            })?;
         let text = serde_json::to_vec(schema).map_err(|e| Error::InvalidSchema {
             schema: shorten(url),
             detail: e.to_string(),
@@ -90,6 +93,70 @@ pub(crate) fn all_schemas<V: View>(v: &V) -> Result<Vec<(String, Value)>> {
         out.push((k.value().to_string(), doc));
     }
     Ok(out)
+}
+
+/// Refuses a schema with a `$ref` that never reaches a schema of its own: one that leads,
+/// through documents made of nothing but `$ref`s, back to where it started (`{"$ref": "loop"}`
+/// registered as `loop`). The validator compiles such a chain but it constrains nothing, so
+/// every body would pass. Follows the chain from every `$ref` in the schema, through the
+/// registered documents (`others`, the schema itself among them); a reference it cannot
+/// follow was already refused by compiling.
+fn ref_loop(
+    url: &str,
+    schema: &Value,
+    others: &[(String, Value)],
+) -> std::result::Result<(), String> {
+    let doc_of = |u: &str| others.iter().find(|(d, _)| d == u).map(|(_, v)| v);
+    let mut pending = vec![(url.to_string(), schema)];
+    while let Some((base, v)) = pending.pop() {
+        match v {
+            Value::Array(items) => pending.extend(items.iter().map(|i| (base.clone(), i))),
+            Value::Object(map) => {
+                pending.extend(map.values().map(|i| (base.clone(), i)));
+                let Some(Value::String(first)) = map.get("$ref") else {
+                    continue;
+                };
+                // Follow the chain while each step is a document of only a `$ref`.
+                let mut seen = std::collections::HashSet::new();
+                let (mut at, mut reference) = (base.clone(), first.clone());
+                loop {
+                    let (doc_url, pointer) = resolve_ref(&at, &reference);
+                    if !seen.insert((doc_url.clone(), pointer.clone())) {
+                        return Err(format!(
+                            "the reference {first:?} leads back to itself through $refs alone"
+                        ));
+                    }
+                    let target = doc_of(&doc_url).and_then(|d| d.pointer(&pointer));
+                    let next = match target {
+                        Some(Value::Object(t)) if t.len() == 1 => t.get("$ref"),
+                        _ => None,
+                    };
+                    match next {
+                        Some(Value::String(r)) => (at, reference) = (doc_url, r.clone()),
+                        _ => break,
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The document URL and JSON pointer a `$ref` names, relative to the document at `base`.
+fn resolve_ref(base: &str, reference: &str) -> (String, String) {
+    let (doc, pointer) = reference.split_once('#').unwrap_or((reference, ""));
+    let doc_url = if doc.is_empty() {
+        base.to_string()
+    } else if doc.contains("://") {
+        doc.to_string()
+    } else {
+        match base.rfind('/') {
+            Some(cut) => format!("{}{doc}", &base[..=cut]),
+            None => doc.to_string(),
+        }
+    };
+    (doc_url, pointer.to_string())
 }
 
 fn compile(
