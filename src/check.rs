@@ -27,35 +27,50 @@ impl CheckReport {
 }
 
 impl Store {
-    /// Verifies every invariant of the format (one head per key, reference counts of files and
-    /// chunks, bucket sizes, links between tables, record revisions) on a consistent snapshot,
-    /// then runs the engine's own integrity check when no other transaction is open.
+    /// Runs the engine's own integrity check (every page's checksum and the trees' structure)
+    /// when no other transaction is open, then, unless it failed, verifies every invariant of
+    /// the format (one head per key, reference counts of files and chunks, bucket sizes, links
+    /// between tables, record revisions, bodies and schemas that parse) on a consistent
+    /// snapshot. The engine goes first so the walk over the tables never reads a damaged page
+    /// it has not checked. A store the engine cannot read is `Error::Corruption`.
     pub fn check(&self) -> Result<CheckReport> {
-        let mut report = CheckReport {
-            problems: self.check_tables()?,
-            engine_ok: None,
-        };
-        if let Some(mut db) = self.inner.db_exclusive() {
-            report.engine_ok = match db.check_integrity() {
-                Ok(ok) => Some(ok),
-                Err(redb::DatabaseError::TransactionInProgress) => None,
-                Err(e) => return Err(e.into()),
+        let engine_ok = self.inner.contain(|| {
+            let Some(mut db) = self.inner.db_exclusive() else {
+                return Ok(None);
             };
+            match db.check_integrity() {
+                Ok(ok) => Ok(Some(ok)),
+                Err(redb::DatabaseError::TransactionInProgress) => Ok(None),
+                Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail))) => {
+                    Err(crate::Error::corrupt(format!(
+                        "the storage engine's integrity check failed: {detail}"
+                    )))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })?;
+        if engine_ok == Some(false) {
+            // The engine found damage and rolled back to the last state it could verify; the
+            // tables are checked as they are now.
         }
-        Ok(report)
+        let problems = self.inner.contain(|| self.check_tables())?;
+        Ok(CheckReport {
+            problems,
+            engine_ok,
+        })
     }
 
     /// Reclaims free space in the store file. Returns whether anything was compacted. Fails
     /// with an engine error while other transactions are open.
     pub fn compact(&self) -> Result<bool> {
-        match self.inner.db_exclusive() {
+        self.inner.contain(|| match self.inner.db_exclusive() {
             Some(mut db) => match db.compact() {
                 Ok(done) => Ok(done),
                 Err(redb::CompactionError::TransactionInProgress) => Ok(false),
                 Err(e) => Err(e.into()),
             },
             None => Ok(false),
-        }
+        })
     }
 
     fn check_tables(&self) -> Result<Vec<String>> {

@@ -103,6 +103,10 @@ pub enum Error {
         /// The oldest format version this build reads.
         oldest: u32,
     },
+    /// The store was opened for reading only ([`crate::StoreBuilder::open_read_only`],
+    /// [`crate::StoreBuilder::salvage`]): nothing can be written through it.
+    #[error("the store was opened read-only")]
+    ReadOnly,
     /// The file is a redb database but not a recfiles store (no or foreign `meta` table).
     #[error("not a recfiles store: {detail}")]
     NotAStore {

@@ -136,8 +136,8 @@ pub use records_files::{
 };
 pub use storage::{
     Backend, Durability, FORMAT_VERSION, FaultKind, FaultPlan, FaultyBackend, FileBackend,
-    MemoryBackend, MultipartLimits, ReadTx, ReadVerification, SimulatedDisk, Snapshot, Store,
-    StoreBuilder, WriteTx,
+    MemoryBackend, MultipartLimits, ReadTx, ReadVerification, SalvageReport, SimulatedDisk,
+    Snapshot, Store, StoreBuilder, WriteTx,
 };
 
 /// Everything a typical user needs, including the query traits.

@@ -4,7 +4,7 @@
 use super::Hash;
 use crate::error::{Error, Result};
 use crate::ids::FileId;
-use crate::storage::{Config, Direct, DirectRead, ReadVerification};
+use crate::storage::{Config, Direct, DirectRead, Poison, ReadVerification};
 use redb::{OwnedAccessGuard, ReadOnlyTable};
 use std::sync::Arc;
 
@@ -26,6 +26,8 @@ pub struct FileReader {
     size: u64,
     mode: ReadVerification,
     direct: Option<Arc<Direct>>,
+    /// The store's engine-panic flag: a damaged page read through this reader stops the store.
+    poison: Arc<Poison>,
     /// The file's blake3, which inline content is checked against.
     checksum: Hash,
     /// Whether the content is stored inline, after the file's row, rather than as chunks.
@@ -69,6 +71,7 @@ impl FileReader {
             size,
             mode: cfg.verify_reads,
             direct: cfg.direct.clone(),
+            poison: Arc::clone(&cfg.poison),
             checksum,
             inline,
             pos: 0,
@@ -119,6 +122,11 @@ impl FileReader {
     /// Reads from byte `pos` (< size) of the file into `out` (not empty), as many bytes as
     /// `out` holds or the chunk holding `pos` has left. Returns how many (at least one).
     fn read_at(&mut self, pos: u64, out: &mut [u8]) -> Result<usize> {
+        let poison = Arc::clone(&self.poison);
+        poison.contain(|| self.read_at_contained(pos, out))
+    }
+
+    fn read_at_contained(&mut self, pos: u64, out: &mut [u8]) -> Result<usize> {
         if let Some(c) = &self.current {
             let (start, b) = (c.start, c.bytes());
             if start <= pos && pos < start + b.len() as u64 {

@@ -69,6 +69,10 @@ impl Store {
     /// Verifies one file's content against its checksums, records `last_check` and
     /// `last_check_at`, and returns the result.
     pub fn verify_file(&self, id: FileId) -> Result<bool> {
+        self.inner.contain(|| self.verify_file_contained(id))
+    }
+
+    fn verify_file_contained(&self, id: FileId) -> Result<bool> {
         let snap = self.snapshot()?;
         let row = get_file_row(&snap.t, id)?.ok_or(Error::FileNotFound { file: id })?;
         let ok = check_content(&snap.t, id, &row)?;
@@ -80,6 +84,10 @@ impl Store {
     /// Verifies every readable file in the store (fixity), recording each result, and reports
     /// the damaged ones.
     pub fn verify_all(&self) -> Result<FixityReport> {
+        self.inner.contain(|| self.verify_all_contained())
+    }
+
+    fn verify_all_contained(&self) -> Result<FixityReport> {
         let snap: ReadTx = self.snapshot()?;
         let mut report = FixityReport::default();
         let mut results = Vec::new();

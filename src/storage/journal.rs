@@ -92,6 +92,8 @@ const BIG_COMMIT: u64 = 256 * 1024;
 pub(crate) const DEFAULT_REGION: u64 = 8 * 1024 * 1024;
 /// The smallest region a store may be created with.
 pub(crate) const MIN_REGION: u64 = 16 * PAGE;
+/// The largest region a store may be created with.
+pub(crate) const MAX_REGION: u64 = 1 << 30;
 
 thread_local! {
     /// Set while this thread runs a commit whose caller settles the sync itself
@@ -172,6 +174,9 @@ pub(crate) struct Journal<B> {
     /// What the database's first bytes are once its creation finished (redb's magic number),
     /// when the journal carries a store; see [`Journal::with_database_magic`].
     db_magic: Option<&'static [u8]>,
+    /// Recovery keeps what it can read instead of refusing a damaged journal (a salvage open,
+    /// on storage that is never written back to the file).
+    salvage: bool,
     opened: AtomicBool,
     failed: AtomicBool,
     st: RwLock<State>,
@@ -184,6 +189,8 @@ struct State {
     generation: u64,
     /// The store's creation has not finished (the header's [`CREATING`] flag).
     creating: bool,
+    /// What a salvage recovery had to leave out.
+    lost: Option<String>,
     /// Sequence number of the next batch.
     seq: u64,
     /// Where the next batch goes, from the start of the file.
@@ -233,6 +240,7 @@ impl<B: StorageBackend> Journal<B> {
             new_region: new_region.div_ceil(PAGE).max(MIN_REGION / PAGE) * PAGE,
             file: None,
             db_magic: None,
+            salvage: false,
             opened: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             st: RwLock::new(State::default()),
@@ -253,6 +261,15 @@ impl<B: StorageBackend> Journal<B> {
     /// magic number that the engine refuses for good.
     pub(crate) fn with_database_magic(mut self, magic: &'static [u8]) -> Journal<B> {
         self.db_magic = Some(magic);
+        self
+    }
+
+    /// Makes recovery salvage: a damaged journal is replayed up to the damage and the rest is
+    /// left out (said by [`JournalControl::lost`]) instead of refusing the open, and a header
+    /// whose two copies are damaged is found again from the database's magic number. Only for
+    /// storage whose writes never reach the store file.
+    pub(crate) fn salvaging(mut self) -> Journal<B> {
+        self.salvage = true;
         self
     }
 
@@ -328,7 +345,12 @@ impl<B: StorageBackend> Journal<B> {
                 "{phys} bytes long, shorter than a header"
             ))));
         }
-        let header = read_header(&head[..have]).map_err(jerr)?;
+        let header = match read_header(&head[..have]) {
+            Ok(h) => h,
+            Err(JournalError::PlainRedb) => return Err(jerr(JournalError::PlainRedb)),
+            Err(e) if self.salvage => self.salvage_header(phys, st, e)?,
+            Err(e) => return Err(jerr(e)),
+        };
         let (region, generation) = (header.region, header.generation);
         if phys < region {
             return Err(jerr(JournalError::Damaged(format!(
@@ -362,9 +384,22 @@ impl<B: StorageBackend> Journal<B> {
             return self.start_new(st, generation + 1);
         }
         if let Some(at) = self.later_batch(region, generation, pos)? {
-            return Err(jerr(JournalError::Damaged(format!(
-                "the batch at byte {pos} is unreadable but a later one at byte {at} is intact"
-            ))));
+            if !self.salvage {
+                return Err(jerr(JournalError::Damaged(format!(
+                    "the batch at byte {pos} is unreadable but a later one at byte {at} is intact"
+                ))));
+            }
+            let mut later = 1;
+            let mut from = at;
+            while let Some(next) = self.later_batch(region, generation, from)? {
+                later += 1;
+                from = next;
+            }
+            st.lost = Some(format!(
+                "the journal batch at byte {pos} (commit {seq} since the last checkpoint) is \
+                 damaged: it and the commits after it are left out ({later} intact batches \
+                 after it were not replayed)"
+            ));
         }
         if replayed {
             self.inner.sync_data()?;
@@ -378,6 +413,42 @@ impl<B: StorageBackend> Journal<B> {
         st.logged_len = st.len;
         st.min_len = st.len;
         Ok(())
+    }
+
+    /// For a salvage open whose header copies are both damaged (`fault`): the region is where
+    /// the database's magic number lies on a page boundary. Nothing is replayed: without the
+    /// header's generation, the batches at the head of the journal may be a voided
+    /// generation's, whose pages later checkpoints have overwritten. The database is then as
+    /// the last checkpoint (or write in place) left it.
+    fn salvage_header(&self, phys: u64, st: &mut State, fault: JournalError) -> io::Result<Header> {
+        let Some(magic) = self.db_magic else {
+            return Err(jerr(fault));
+        };
+        let mut first = vec![0u8; magic.len()];
+        let mut region = MIN_REGION;
+        let found = loop {
+            if region > MAX_REGION || region + magic.len() as u64 > phys {
+                break None;
+            }
+            self.inner.read(region, &mut first)?;
+            if first == magic {
+                break Some(region);
+            }
+            region += PAGE;
+        };
+        let Some(region) = found else {
+            return Err(jerr(fault));
+        };
+        st.lost = Some(format!(
+            "both copies of the journal header are damaged ({fault}); the database was found at \
+             byte {region}, and the commits made since its last checkpoint are left out"
+        ));
+        // Generations start at 1: no batch belongs to generation 0.
+        Ok(Header {
+            region,
+            generation: 0,
+            creating: false,
+        })
     }
 
     /// Starts an empty database after the region: the region's length made durable first, then
@@ -733,6 +804,9 @@ pub(crate) trait JournalControl: std::fmt::Debug + Send + Sync {
     /// are committed): from here on a database without its magic number is damage, not an
     /// unfinished creation. Does nothing for a store created earlier.
     fn finish_creation(&self) -> io::Result<()>;
+
+    /// What a salvage open left out, if anything.
+    fn lost(&self) -> Option<String>;
 }
 
 impl<B: StorageBackend> JournalControl for Journal<B> {
@@ -757,6 +831,10 @@ impl<B: StorageBackend> JournalControl for Journal<B> {
 
     fn start_writeback(&self) {
         Journal::start_writeback(self, 0, 0);
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.st.read().lost.clone()
     }
 
     fn finish_creation(&self) -> io::Result<()> {

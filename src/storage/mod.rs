@@ -7,18 +7,21 @@
 
 mod backend;
 pub(crate) mod codec;
+mod contain;
 mod direct;
 mod journal;
 mod open;
+mod read_only;
 mod tables;
 
 pub use backend::{
     Backend, FaultKind, FaultPlan, FaultyBackend, FileBackend, MemoryBackend, SimulatedDisk,
 };
 pub(crate) use codec::{dec, dec_head, enc};
+pub(crate) use contain::Poison;
 pub(crate) use direct::{Direct, DirectRead};
 pub(crate) use open::Inner;
-pub use open::{Durability, MultipartLimits, ReadVerification, Store, StoreBuilder};
+pub use open::{Durability, MultipartLimits, ReadVerification, SalvageReport, Store, StoreBuilder};
 pub(crate) use tables::{RTables, View, WTables, defs};
 
 use crate::error::Result;
@@ -45,6 +48,11 @@ pub(crate) struct Config {
     /// Not a setting: compiled JSON Schemas, shared by every handle on the store (keyed by
     /// content, so sharing it wider would be harmless too).
     pub schemas: crate::records::SchemaCache,
+    /// Not a setting: set once the engine panicked on damaged data; every handle and reader
+    /// of the store shares it.
+    pub poison: std::sync::Arc<Poison>,
+    /// Opened with `open_read_only` or `salvage`: write transactions are refused.
+    pub read_only: bool,
 }
 
 /// A write transaction: every change made through it commits together or not at all.

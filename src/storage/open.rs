@@ -121,6 +121,8 @@ impl Default for StoreBuilder {
                 journal: None,
                 multipart: MultipartLimits::default(),
                 schemas: Default::default(),
+                poison: Default::default(),
+                read_only: false,
             },
         }
     }
@@ -291,6 +293,53 @@ impl StoreBuilder {
         self.start(Direct::new(journal.clone()), Some(journal))
     }
 
+    /// Opens the store file at `path` for reading only; the file is never written. A store
+    /// that was not closed cleanly opens too: the journal's replay and the engine's repair
+    /// happen in memory. Every write is refused with [`Error::ReadOnly`]. The file is locked
+    /// shared, so the open fails while a process has it open for writing (and a writer's open
+    /// fails while it is open read-only). Staged uploads a crashed writer left are not
+    /// cleared, so [`Store::check`] may report them.
+    pub fn open_read_only(self, path: impl AsRef<Path>) -> Result<Store> {
+        self.open_without_writing(path.as_ref(), false)
+            .map(|(store, _)| store)
+    }
+
+    /// Opens, for reading only like [`StoreBuilder::open_read_only`], a store whose journal is
+    /// damaged so that [`StoreBuilder::open`] refuses it: the journal is replayed up to the
+    /// damage and the commits after it are left out; with both copies of the journal's header
+    /// damaged, the database is found by its magic number and opened as its last checkpoint
+    /// left it. The report says what was left out. Copy out what is needed (or export it)
+    /// and keep the damaged file: nothing in it is changed.
+    pub fn salvage(self, path: impl AsRef<Path>) -> Result<(Store, SalvageReport)> {
+        self.open_without_writing(path.as_ref(), true)
+    }
+
+    fn open_without_writing(
+        mut self,
+        path: &Path,
+        salvage: bool,
+    ) -> Result<(Store, SalvageReport)> {
+        self.validate()?;
+        if starts_like_redb(path) {
+            return Err(plain_redb(path));
+        }
+        let file = super::read_only::ReadOnlyFile::open(path)?;
+        let mut journal = Journal::new(Adapter(Box::new(file)), self.journal_bytes)
+            .with_database_magic(&REDB_MAGIC);
+        if salvage {
+            journal = journal.salvaging();
+        }
+        let journal = Arc::new(journal);
+        self.cfg.read_only = true;
+        let store = self.start(Direct::new(journal.clone()), Some(journal.clone()))?;
+        Ok((
+            store,
+            SalvageReport {
+                lost: journal.lost(),
+            },
+        ))
+    }
+
     /// Opens a store kept in memory only (no journal: nothing is ever synced).
     pub fn in_memory(self) -> Result<Store> {
         self.validate()?;
@@ -314,18 +363,31 @@ impl StoreBuilder {
         (direct, tap): (Arc<Direct>, Tap),
         journal: Option<Arc<dyn JournalControl>>,
     ) -> Result<Store> {
-        let db = self
-            .redb_builder()
-            .create_with_backend(tap)
-            .map_err(open_error)?;
-        self.cfg.direct = Some(direct);
-        self.cfg.journal = journal;
-        Store::start(db, self.cfg)
+        // A damaged file can make the engine panic while it opens, or while the store reads
+        // its format and clears staging: that is a corrupt store, not a crash of the caller.
+        let poison = Arc::clone(&self.cfg.poison);
+        poison.contain(|| {
+            let db = self
+                .redb_builder()
+                .create_with_backend(tap)
+                .map_err(open_error)?;
+            self.cfg.direct = Some(direct);
+            self.cfg.journal = journal;
+            Store::start(db, self.cfg)
+        })
     }
 }
 
+/// What [`StoreBuilder::salvage`] had to leave out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SalvageReport {
+    /// What was left out and why (the damaged journal batch and how many intact ones followed
+    /// it, or a lost header); `None` when the store opened whole.
+    pub lost: Option<String>,
+}
+
 /// The largest journal region a builder accepts.
-const MAX_JOURNAL: u64 = 1 << 30;
+const MAX_JOURNAL: u64 = super::journal::MAX_REGION;
 
 /// The first bytes of a redb database, which redb writes last when it creates one (redb 4's
 /// file format; docs/RELIABILITY.md lists what the journal assumes of redb).
@@ -411,11 +473,22 @@ impl Inner {
     }
 
     pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        self.cfg.poison.check()?;
+        if self.cfg.read_only {
+            return Err(Error::ReadOnly);
+        }
         Ok(self.db.read().begin_write()?)
     }
 
     pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        self.cfg.poison.check()?;
         Ok(self.db.read().begin_read()?)
+    }
+
+    /// Runs `f`, which calls into the engine, with an engine panic turned into
+    /// `Error::Corruption` (see `storage::contain`).
+    pub(crate) fn contain<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.cfg.poison.contain(f)
     }
 
     /// The database to itself, if no other thread is starting a transaction right now.
@@ -463,6 +536,9 @@ impl Store {
             }),
         };
         store.init_or_check_format()?;
+        if store.inner.cfg.read_only {
+            return Ok(store);
+        }
         // Whatever a dead process left half-uploaded is removed before anyone can see it.
         store.write(|tx| {
             tx.t.create_all()?;
@@ -500,6 +576,9 @@ impl Store {
             None if has_tables => Err(Error::NotAStore {
                 detail: "redb file without a recfiles meta table".into(),
             }),
+            None if self.inner.cfg.read_only => Err(Error::NotAStore {
+                detail: "an empty file, or a store whose creation never finished".into(),
+            }),
             None => self.initialise(),
         }
     }
@@ -529,6 +608,14 @@ impl Store {
     }
 
     pub(crate) fn write_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.inner.contain(|| self.write_contained(durability, f))
+    }
+
+    fn write_contained<T>(
         &self,
         durability: Durability,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
@@ -577,12 +664,12 @@ impl Store {
 
     /// Runs `f` on a consistent snapshot of the store.
     pub fn read<T>(&self, f: impl FnOnce(&ReadTx) -> Result<T>) -> Result<T> {
-        f(&ReadTx::begin(&self.inner)?)
+        self.inner.contain(|| f(&ReadTx::begin(&self.inner)?))
     }
 
     /// A read snapshot that the caller keeps (for example to hold a file reader open).
     pub fn snapshot(&self) -> Result<ReadTx> {
-        ReadTx::begin(&self.inner)
+        self.inner.contain(|| ReadTx::begin(&self.inner))
     }
 
     /// Writes every page the commit journal holds to its place in the store file and empties
