@@ -135,10 +135,11 @@ pub use records_files::{
     DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery,
 };
 pub use storage::{
-    Backend, Durability, FORMAT_VERSION, FaultKind, FaultPlan, FaultyBackend, FileBackend,
-    MemoryBackend, MultipartLimits, ReadTx, ReadVerification, SalvageReport, SimulatedDisk,
+    Backend, Durability, FORMAT_VERSION, MultipartLimits, ReadTx, ReadVerification, SalvageReport,
     Snapshot, Store, StoreBuilder, WriteTx,
 };
+#[cfg(feature = "testing")]
+pub use storage::{FaultKind, FaultPlan, FaultyBackend, FileBackend, SimulatedDisk};
 
 /// Everything a typical user needs, including the query traits.
 pub mod prelude {

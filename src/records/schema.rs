@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Most violations one error lists.
+#[cfg(feature = "schema")]
 const MAX_VIOLATIONS: usize = 100;
 
 /// Most compiled schemas the cache keeps; past it, it starts over.
@@ -22,7 +23,14 @@ const CACHED_SCHEMAS: usize = 64;
 /// exactly those bytes as a transaction sees them: a schema registered, replaced or removed in
 /// a transaction (committed or not) gives another key, and nothing ever needs invalidating.
 #[derive(Clone, Default)]
-pub(crate) struct SchemaCache(Arc<Mutex<HashMap<[u8; 32], Arc<jsonschema::Validator>>>>);
+pub(crate) struct SchemaCache(Arc<Mutex<HashMap<[u8; 32], Arc<Validator>>>>);
+
+/// A compiled schema.
+#[cfg(feature = "schema")]
+type Validator = jsonschema::Validator;
+/// Without the `schema` feature no schema compiles, so there is never a validator.
+#[cfg(not(feature = "schema"))]
+enum Validator {}
 
 impl std::fmt::Debug for SchemaCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -159,11 +167,38 @@ fn resolve_ref(base: &str, reference: &str) -> (String, String) {
     (doc_url, pointer.to_string())
 }
 
+#[cfg(not(feature = "schema"))]
+fn compile(
+    _url: &str,
+    _schema: &Value,
+    _others: &[(String, Value)],
+) -> std::result::Result<Validator, String> {
+    Err("this build has no JSON Schema validation (the `schema` feature is off)".into())
+}
+
+#[cfg(not(feature = "schema"))]
+fn violations(validator: &Validator, _instance: &Value) -> Vec<SchemaViolation> {
+    match *validator {}
+}
+
+#[cfg(feature = "schema")]
+fn violations(validator: &Validator, instance: &Value) -> Vec<SchemaViolation> {
+    validator
+        .iter_errors(instance)
+        .take(MAX_VIOLATIONS)
+        .map(|e| SchemaViolation {
+            pointer: e.instance_path().as_str().to_string(),
+            message: e.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(feature = "schema")]
 fn compile(
     url: &str,
     schema: &Value,
     others: &[(String, Value)],
-) -> std::result::Result<jsonschema::Validator, String> {
+) -> std::result::Result<Validator, String> {
     let mut builder = jsonschema::Registry::new();
     for (u, doc) in others {
         builder = builder.add(u, doc).map_err(|e| e.to_string())?;
@@ -191,14 +226,7 @@ pub(crate) fn validate_body<S: Snapshot + ?Sized>(s: &S, body: &Map<String, Valu
     };
     let validator = validator_for(s, url)?;
     let instance = Value::Object(body.clone());
-    let errors: Vec<SchemaViolation> = validator
-        .iter_errors(&instance)
-        .take(MAX_VIOLATIONS)
-        .map(|e| SchemaViolation {
-            pointer: e.instance_path().as_str().to_string(),
-            message: e.to_string(),
-        })
-        .collect();
+    let errors = violations(&validator, &instance);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -211,7 +239,7 @@ pub(crate) fn validate_body<S: Snapshot + ?Sized>(s: &S, body: &Map<String, Valu
 
 /// The compiled validator of the schema registered under `url`, from the cache when the
 /// registered schemas are byte for byte what they were when it was compiled.
-fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<jsonschema::Validator>> {
+fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<Validator>> {
     // Every registered schema's URL and bytes, in key order, as this transaction sees them.
     let (key, found) = with_view!(s, |v| {
         let mut h = blake3::Hasher::new();

@@ -13,16 +13,19 @@ mod journal;
 mod open;
 mod read_only;
 mod tables;
+#[cfg(any(test, feature = "testing"))]
+mod testing;
 
-pub use backend::{
-    Backend, FaultKind, FaultPlan, FaultyBackend, FileBackend, MemoryBackend, SimulatedDisk,
-};
+pub use backend::Backend;
+pub(crate) use backend::MemoryBackend;
 pub(crate) use codec::{dec, dec_head, enc};
 pub(crate) use contain::Poison;
 pub(crate) use direct::{Direct, DirectRead};
 pub(crate) use open::Inner;
 pub use open::{Durability, MultipartLimits, ReadVerification, SalvageReport, Store, StoreBuilder};
 pub(crate) use tables::{RTables, View, WTables, defs};
+#[cfg(any(test, feature = "testing"))]
+pub use testing::{FaultKind, FaultPlan, FaultyBackend, FileBackend, SimulatedDisk};
 
 use crate::error::Result;
 use crate::ids::Timestamp;
