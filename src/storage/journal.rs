@@ -212,6 +212,9 @@ struct State {
     /// The last batch is written but not yet synced: its commit's caller settles it
     /// ([`deferring_sync`]). Only the last batch is ever in this state.
     unsynced: bool,
+    /// Batches written since the journal opened: names the unsynced one, so a sync made
+    /// without the lock knows whether the batch it covered is still the unsynced one.
+    batches: u64,
     /// Writes go straight to the file (until a sync that finds few bytes written since the one
     /// before).
     direct: bool,
@@ -617,6 +620,7 @@ impl<B: StorageBackend> Journal<B> {
             return self.checkpoint_locked(st);
         }
         written?;
+        st.batches += 1;
         if DEFER_SYNC.get() {
             self.start_writeback(st.tail, batch_len);
             st.unsynced = true;
@@ -824,9 +828,24 @@ impl<B: StorageBackend> JournalControl for Journal<B> {
 
     fn settle(&self) -> io::Result<()> {
         self.ready()?;
+        let batch = {
+            let st = self.st.read();
+            if !st.unsynced {
+                return Ok(());
+            }
+            st.batches
+        };
+        // The wait for the disk runs without the lock, so other writers keep writing into the
+        // overlay (memory only) meanwhile. Whatever else would change the file first settles
+        // under the lock (a second sync, harmless), so the batch is still durable before any
+        // later change of the file; a sync covers every write completed before it began.
+        let r = self.inner.sync_data();
+        self.guard(r)?;
         let mut st = self.st.write();
-        let r = self.settle_locked(&mut st);
-        self.guard(r)
+        if st.unsynced && st.batches == batch {
+            st.unsynced = false;
+        }
+        Ok(())
     }
 
     fn start_writeback(&self) {

@@ -9,6 +9,7 @@ mod backend;
 pub(crate) mod codec;
 mod contain;
 mod direct;
+mod group;
 mod journal;
 mod open;
 mod read_only;

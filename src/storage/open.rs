@@ -378,6 +378,16 @@ impl StoreBuilder {
     }
 }
 
+/// Commits `txn` durably through the journal: the batch is written and the disk started on it
+/// while redb finishes the commit (freeing pages of earlier ones); the wait for the disk comes
+/// last.
+fn commit_durably(journal: &dyn JournalControl, txn: redb::WriteTransaction) -> Result<()> {
+    deferring_sync(|| txn.commit())?;
+    journal
+        .settle()
+        .map_err(|source| Error::CommitUnknown { source })
+}
+
 /// What [`StoreBuilder::salvage`] had to leave out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SalvageReport {
@@ -459,6 +469,8 @@ pub(crate) struct Inner {
     // that needs the database to itself (exclusive, never waited for).
     db: parking_lot::RwLock<redb::Database>,
     pub(crate) cfg: Config,
+    /// Concurrent durable writers sharing syncs (see `storage::group`).
+    group: super::group::GroupCommit,
 }
 
 impl Inner {
@@ -533,6 +545,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db: parking_lot::RwLock::new(db),
                 cfg,
+                group: Default::default(),
             }),
         };
         store.init_or_check_format()?;
@@ -620,6 +633,8 @@ impl Store {
         durability: Durability,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
+        let grouped = durability == Durability::Immediate && self.inner.cfg.journal.is_some();
+        let _writer = grouped.then(|| self.inner.group.enter());
         let mut txn = self.inner.begin_write()?;
         txn.set_durability(match durability {
             Durability::Immediate => redb::Durability::Immediate,
@@ -643,11 +658,18 @@ impl Store {
                     // The journal starts the disk on the commit's batch and returns; redb then
                     // finishes its commit (freeing pages of earlier ones) while the disk works,
                     // and the wait for durability comes last.
+                    Some(journal) if grouped && self.inner.group.crowded() => {
+                        // Others are writing: commit now, share a sync with them.
+                        txn.set_durability(redb::Durability::None)?;
+                        txn.commit()?;
+                        self.inner.group.wait_durable(|| {
+                            let mut empty = self.inner.begin_write()?;
+                            empty.set_durability(redb::Durability::Immediate)?;
+                            commit_durably(journal.as_ref(), empty)
+                        })?;
+                    }
                     Some(journal) if durability == Durability::Immediate => {
-                        deferring_sync(|| txn.commit())?;
-                        journal
-                            .settle()
-                            .map_err(|source| Error::CommitUnknown { source })?;
+                        commit_durably(journal.as_ref(), txn)?;
                     }
                     _ => txn.commit()?,
                 }
