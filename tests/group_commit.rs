@@ -124,3 +124,23 @@ fn a_failing_or_panicking_writer_in_a_group_rolls_back_only_its_own_changes() {
         common::assert_consistent(s);
     }
 }
+
+/// With quick repair on (the default), redb commits in two phases; the journal folds the two
+/// syncs into one batch, so a lone durable commit still costs one sync.
+#[test]
+fn a_lone_durable_commit_costs_one_sync_with_quick_repair() {
+    let disk = CountingDisk::default();
+    let store = Store::builder().open_backend(disk.clone()).unwrap();
+    let b = common::bucket(&store);
+    let before = disk.syncs.load(Ordering::Relaxed);
+    for i in 0..50 {
+        common::put(&store, b.id, &format!("k{i}"), b"small");
+    }
+    let syncs = disk.syncs.load(Ordering::Relaxed) - before;
+    // A checkpoint now and then adds two (pages in place, then the new header).
+    assert!(syncs <= 50 + 4, "{syncs} syncs for 50 commits");
+    let reopened = Store::builder()
+        .open_backend(SimulatedDisk::from_image(disk.disk.durable_image()))
+        .unwrap();
+    assert_eq!(common::read_all(&reopened, b.id, "k49"), b"small");
+}

@@ -259,44 +259,71 @@ fn a_store_from_before_the_journal_is_refused_by_its_version_and_left_alone() {
     );
 }
 
-/// An open after a crash reports the engine's check of the file through `on_repair`, with
-/// fractions from 0 to 1 that never go back; a cleanly closed store opens without a check and
-/// the callback is never called. The content is intact either way.
-#[test]
-fn on_repair_reports_the_check_after_a_crash_and_only_then() {
+/// Images of a store (a 300 KB put, then small commits) killed while open and cleanly closed,
+/// made with quick repair `quick`; with the content put.
+fn crashed_and_closed(quick: bool) -> (Vec<u8>, Vec<u8>, BucketId, Vec<u8>) {
     use recfiles::SimulatedDisk;
-    use std::sync::{Arc, Mutex};
     let disk = SimulatedDisk::new();
-    let store = Store::builder().open_backend(disk.clone()).unwrap();
+    let store = Store::builder()
+        .quick_repair(quick)
+        .open_backend(disk.clone())
+        .unwrap();
     let b = bucket(&store);
     let data = common::content(7, 300_000);
     store
         .put_object(b.id, "big", &data[..], &PutOptions::default())
         .unwrap();
+    for i in 0..5 {
+        put(&store, b.id, &format!("small{i}"), b"after the big one");
+    }
     // A crash: the bytes as they are while the store is still open (every call was durable).
     let crashed = disk.written_image();
     drop(store);
-    let closed = disk.written_image();
+    (crashed, disk.written_image(), b.id, data)
+}
 
-    let open_counting = |image: Vec<u8>| {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        let store = Store::builder()
-            .on_repair(move |p| log.lock().unwrap().push(p))
-            .open_backend(SimulatedDisk::from_image(image))
-            .unwrap();
-        assert_eq!(read_all(&store, b.id, "big"), data);
-        assert!(store.check().unwrap().is_ok());
-        seen.lock().unwrap().clone()
-    };
-    let progress = open_counting(crashed);
+/// Opens `image`, checks its content and consistency, and returns what `on_repair` reported.
+fn open_counting(image: Vec<u8>, b: BucketId, data: &[u8], quick: bool) -> Vec<f64> {
+    use recfiles::SimulatedDisk;
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let store = Store::builder()
+        .quick_repair(quick)
+        .on_repair(move |p| log.lock().unwrap().push(p))
+        .open_backend(SimulatedDisk::from_image(image))
+        .unwrap();
+    assert_eq!(read_all(&store, b, "big"), data);
+    assert_eq!(read_all(&store, b, "small4"), b"after the big one");
+    assert!(store.check().unwrap().is_ok());
+    seen.lock().unwrap().clone()
+}
+
+/// Without quick repair, an open after a crash reports the engine's check of every page
+/// through `on_repair`, with fractions from 0 to 1 that never go back; a cleanly closed store
+/// opens without a check and the callback is never called. The content is intact either way.
+#[test]
+fn on_repair_reports_the_check_after_a_crash_and_only_then() {
+    let (crashed, closed, b, data) = crashed_and_closed(false);
+    let progress = open_counting(crashed, b, &data, false);
     assert!(!progress.is_empty(), "no progress reported after a crash");
     assert!(
         progress.iter().all(|p| (0.0..=1.0).contains(p)),
         "{progress:?}"
     );
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
-    assert_eq!(open_counting(closed), Vec::<f64>::new());
+    assert_eq!(open_counting(closed, b, &data, false), Vec::<f64>::new());
+}
+
+/// With quick repair (the default), an open after a crash reads the allocator state the last
+/// commit recorded instead of checking every page: no repair pass runs, and everything
+/// committed is there. A store written without it still gets its full check.
+#[test]
+fn with_quick_repair_a_crashed_store_reopens_without_checking_every_page() {
+    let (crashed, _, b, data) = crashed_and_closed(true);
+    assert_eq!(open_counting(crashed, b, &data, true), Vec::<f64>::new());
+    let (crashed, _, b, data) = crashed_and_closed(false);
+    assert!(!open_counting(crashed, b, &data, true).is_empty());
 }
 
 /// A creation cut off anywhere (a power cut or a killed process during the first open of a new

@@ -99,19 +99,35 @@ thread_local! {
     /// Set while this thread runs a commit whose caller settles the sync itself
     /// ([`deferring_sync`]).
     static DEFER_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Syncs of the running deferred commit still to be folded into its next one (the first
+    /// phase of a two-phase commit).
+    static FOLD_SYNCS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// A sync of this thread's commit was folded and no batch has carried its pages yet: the
+    /// caller's settle writes one.
+    static OWED_BATCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Runs `commit` (a redb commit on this thread) so that the journal writes its batch and starts
 /// the disk on it, but leaves the wait for durability to the caller's [`JournalControl::settle`].
 /// The caller must settle before telling anyone the commit is durable.
-pub(crate) fn deferring_sync<T>(commit: impl FnOnce() -> T) -> T {
+///
+/// With `two_phase`, the commit's first sync (redb's first phase: the new root written, not
+/// yet made current) writes no batch: its pages go into the batch of the second sync, which
+/// makes the root current. A batch is replayed whole or not at all, so the second phase can
+/// never survive without the first; the journal's order does what the first sync was for,
+/// and the commit costs one sync instead of two. (If the engine syncs only once after all,
+/// the settle writes the batch it is owed.)
+pub(crate) fn deferring_sync<T>(two_phase: bool, commit: impl FnOnce() -> T) -> T {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
             DEFER_SYNC.set(false);
+            FOLD_SYNCS.set(0);
         }
     }
     DEFER_SYNC.set(true);
+    FOLD_SYNCS.set(u32::from(two_phase));
+    OWED_BATCH.set(false);
     let _reset = Reset;
     commit()
 }
@@ -828,6 +844,11 @@ impl<B: StorageBackend> JournalControl for Journal<B> {
 
     fn settle(&self) -> io::Result<()> {
         self.ready()?;
+        if OWED_BATCH.replace(false) {
+            let mut st = self.st.write();
+            let r = deferring_sync(false, || self.commit(&mut st));
+            self.guard(r)?;
+        }
         let batch = {
             let st = self.st.read();
             if !st.unsynced {
@@ -952,8 +973,16 @@ impl<B: StorageBackend> StorageBackend for Journal<B> {
 
     fn sync_data(&self) -> Result<(), io::Error> {
         self.ready()?;
+        if DEFER_SYNC.get() && FOLD_SYNCS.get() > 0 {
+            FOLD_SYNCS.set(FOLD_SYNCS.get() - 1);
+            OWED_BATCH.set(true);
+            return Ok(());
+        }
         let mut st = self.st.write();
         let r = self.commit(&mut st);
+        if r.is_ok() {
+            OWED_BATCH.set(false);
+        }
         self.guard(r)
     }
 
@@ -1352,7 +1381,7 @@ mod tests {
                         // A commit whose caller settles later (`Store::write`): the batch is
                         // written, its sync waits. One still unsettled is settled first.
                         settle_model(&mut history, &mut deferred);
-                        deferring_sync(|| j.sync_data()).unwrap();
+                        deferring_sync(false, || j.sync_data()).unwrap();
                         history.push(cur.clone());
                         deferred = Some(history.len() - 1);
                     }

@@ -57,6 +57,8 @@ pub(crate) struct Config {
     pub poison: std::sync::Arc<Poison>,
     /// Opened with `open_read_only` or `salvage`: write transactions are refused.
     pub read_only: bool,
+    /// Durable commits record the allocator state (`StoreBuilder::quick_repair`).
+    pub quick_repair: bool,
 }
 
 /// A write transaction: every change made through it commits together or not at all.
