@@ -14,7 +14,7 @@ fn files_of(store: &Store, record: &Record) -> FileList {
 #[test]
 fn walkthrough_prints_what_the_seed_prints() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("quickstart.recfiles")).unwrap();
+    let store = Store::open(dir.path().join("quickstart.redb")).unwrap();
 
     let mut record = store.create_record(json!({})).unwrap();
     assert_eq!(files_of(&store, &record).len(), 0);
