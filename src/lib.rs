@@ -118,6 +118,9 @@ mod ids;
 pub mod records;
 pub mod records_files;
 mod storage;
+pub mod tokens;
+#[cfg(feature = "http")]
+pub mod http;
 
 pub use check::CheckReport;
 pub use content::{FileInstance, FileReader, FixityReport};
@@ -128,12 +131,13 @@ pub use files::{
 };
 pub use ids::{BucketId, FileId, RecordId, Timestamp, UploadId, VersionId};
 pub use records::{
-    BUCKET_FIELD, FILES_FIELD, MAX_JSON_DEPTH, Pid, PidStatus, RECID, Record, RecordOptions,
-    RecordRevision, RecordsQuery,
+    BUCKET_FIELD, FILES_FIELD, ListedRecord, MAX_JSON_DEPTH, Pid, PidStatus, RECID, Record,
+    RecordListOptions, RecordOptions, RecordPage, RecordRevision, RecordsQuery,
 };
 pub use records_files::{
     DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery,
 };
+pub use tokens::{ApiToken, TokenScope};
 pub use storage::{
     Backend, Durability, FORMAT_VERSION, MultipartLimits, ReadTx, ReadVerification, SalvageReport,
     Snapshot, Store, StoreBuilder, WriteTx,

@@ -268,6 +268,15 @@ impl Store {
     /// identical file already stored) and a new head version; the reservation turns into the
     /// file's size. Any failure leaves the upload as it was, to be retried or aborted.
     pub fn complete_multipart(&self, upload: UploadId) -> Result<ObjectVersion> {
+        self.complete_multipart_then(upload, |_, version| Ok(version))
+    }
+
+    /// [`Store::complete_multipart`], then `then` in the same transaction as the new version.
+    pub(crate) fn complete_multipart_then<T>(
+        &self,
+        upload: UploadId,
+        then: impl FnOnce(&mut WriteTx<'_>, ObjectVersion) -> Result<T>,
+    ) -> Result<T> {
         // Hash the assembled content on a snapshot, outside the writer.
         let snap = self.snapshot()?;
         let mp =
@@ -339,7 +348,8 @@ impl Store {
                 .retain_in((u, 0)..=(u, u32::MAX), |_, _| false)?;
             tx.t.multipart.write()?.remove(u)?;
             tx.add_bucket_size(bucket, -i128::from(mp.size))?;
-            tx.append_version(bucket, &mp.key, Some(file), None)
+            let version = tx.append_version(bucket, &mp.key, Some(file), None)?;
+            then(tx, version)
         })
     }
 

@@ -11,7 +11,7 @@ use crate::content::write::Clamped;
 use crate::content::{FileInstance, FileReader};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, FileId, VersionId};
-use crate::storage::Store;
+use crate::storage::{Store, WriteTx};
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 
@@ -74,6 +74,19 @@ impl Store {
         reader: impl Read,
         opts: &PutOptions,
     ) -> Result<ObjectVersion> {
+        self.put_object_then(bucket, key, reader, opts, |_, version| Ok(version))
+    }
+
+    /// [`Store::put_object`], then `then` in the same transaction as the new version (the
+    /// records-files layer brings the record's `_files` up to date there).
+    pub(crate) fn put_object_then<T>(
+        &self,
+        bucket: BucketId,
+        key: &str,
+        reader: impl Read,
+        opts: &PutOptions,
+        then: impl FnOnce(&mut WriteTx<'_>, ObjectVersion) -> Result<T>,
+    ) -> Result<T> {
         validate_key(key, self.inner.cfg.max_key_len)?;
         // Refuse early what the final transaction would refuse anyway.
         let limits = self.read(|r| {
@@ -87,7 +100,10 @@ impl Store {
         let mut reader = reader;
         let head = read_up_to(&mut reader, batch + 1)?;
         if head.len() as u64 <= batch {
-            return self.write(|tx| tx.put_object(bucket, key, Cursor::new(head), opts));
+            return self.write(|tx| {
+                let version = tx.put_object(bucket, key, Cursor::new(head), opts)?;
+                then(tx, version)
+            });
         }
         let mut chained = Cursor::new(head).chain(reader);
         let with_md5 = self.inner.cfg.md5 || opts.md5.is_some();
@@ -97,7 +113,8 @@ impl Store {
             limits_for(&row, None)?.check_running(staged.size)?;
             check_declared(&staged.digest, opts)?;
             let file = adopt(tx, &staged, &row.storage_class)?;
-            tx.append_version(bucket, key, Some(file), opts.mimetype.clone())
+            let version = tx.append_version(bucket, key, Some(file), opts.mimetype.clone())?;
+            then(tx, version)
         })?;
         staged.committed();
         Ok(out)

@@ -18,6 +18,7 @@
 
 pub(crate) mod check;
 mod lifecycle;
+mod list;
 mod pid;
 mod query;
 mod rows;
@@ -25,6 +26,7 @@ mod schema;
 mod store;
 
 pub(crate) use lifecycle::linked_bucket;
+pub use list::{ListedRecord, RecordListOptions, RecordPage};
 pub use pid::{Pid, PidStatus, RECID};
 pub use query::RecordsQuery;
 pub use rows::MAX_JSON_DEPTH;

@@ -1,5 +1,6 @@
 //! Queries of the records layer, shared by read snapshots and write transactions.
 
+use super::list::{RecordListOptions, RecordPage, list_by_recid};
 use super::pid::{pid_row, resolve, to_pid};
 use super::schema::{all_schemas, schema_doc};
 use super::{Pid, Record, RecordRevision, RevisionRow, json_to_body, record_row, to_record};
@@ -125,6 +126,12 @@ pub trait RecordsQuery: Snapshot {
     /// `PidRedirected` (with the target), `RecordDeleted`.
     fn resolve_pid(&self, pid_type: &str, pid_value: &str) -> Result<Record> {
         with_view!(self, |v| resolve(v, pid_type, pid_value))
+    }
+
+    /// A page of records in `recid` order (1, 2, …, 10, 11, not text order), starting after
+    /// `opts.after`. Memory holds one page; see [`RecordPage::next`] for the cursor.
+    fn list_records(&self, opts: &RecordListOptions) -> Result<RecordPage> {
+        with_view!(self, |v| list_by_recid(v, opts))
     }
 }
 

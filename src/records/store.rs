@@ -1,6 +1,8 @@
 //! Single-call conveniences of the records layer on [`Store`]; each commits on its own.
 
-use super::{Pid, Record, RecordOptions, RecordRevision, RecordsQuery};
+use super::{
+    Pid, Record, RecordListOptions, RecordOptions, RecordPage, RecordRevision, RecordsQuery,
+};
 use crate::error::Result;
 use crate::ids::RecordId;
 use crate::storage::Store;
@@ -100,5 +102,10 @@ impl Store {
     /// The live record a registered PID names.
     pub fn resolve_pid(&self, pid_type: &str, pid_value: &str) -> Result<Record> {
         self.read(|r| r.resolve_pid(pid_type, pid_value))
+    }
+
+    /// A page of records in `recid` order (see [`RecordsQuery::list_records`]).
+    pub fn list_records(&self, opts: &RecordListOptions) -> Result<RecordPage> {
+        self.read(|r| r.list_records(opts))
     }
 }

@@ -1,8 +1,9 @@
 //! Single-call conveniences of the records-files layer on [`Store`].
 
 use super::{FileList, FileObject, RecordFiles, RecordFilesQuery};
-use crate::error::Result;
-use crate::ids::{BucketId, RecordId};
+use crate::error::{Error, Result};
+use crate::files::PutOptions;
+use crate::ids::{BucketId, RecordId, UploadId};
 use crate::records::{Pid, Record};
 use crate::storage::Store;
 
@@ -46,4 +47,57 @@ impl Store {
     ) -> Result<Option<FileObject>> {
         self.read(|r| r.record_file_factory(pid, record, filename))
     }
+
+    /// Stores a file of a record as [`RecordFiles::put_with`] does, but as a staged put: large
+    /// content is written before the store's writer is taken, and the record's `_files` is
+    /// brought up to date in the transaction that creates the version. Errors: `NoBucket`,
+    /// the bucket's lock and limits, the declared size and checksums.
+    pub fn put_record_file(
+        &self,
+        record: &mut Record,
+        key: &str,
+        reader: impl std::io::Read,
+        opts: &PutOptions,
+    ) -> Result<FileObject> {
+        let bucket = self
+            .record_bucket(record.id())?
+            .ok_or(Error::NoBucket { record: record.id() })?;
+        let mut copy = record.clone();
+        let out = self.put_object_then(bucket, key, reader, opts, |tx, version| {
+            list_in_files(tx, &mut copy, version)
+        })?;
+        *record = copy;
+        Ok(out)
+    }
+
+    /// Completes a multipart upload into a record's bucket and lists the new file in the
+    /// record's `_files`, in one transaction (see [`Store::complete_multipart`]).
+    pub fn complete_record_multipart(
+        &self,
+        record: &mut Record,
+        upload: UploadId,
+    ) -> Result<FileObject> {
+        let mut copy = record.clone();
+        let out = self.complete_multipart_then(upload, |tx, version| {
+            list_in_files(tx, &mut copy, version)
+        })?;
+        *record = copy;
+        Ok(out)
+    }
+}
+
+fn list_in_files(
+    tx: &mut crate::WriteTx<'_>,
+    record: &mut Record,
+    version: crate::ObjectVersion,
+) -> Result<FileObject> {
+    let mut files = tx.record_files(record)?;
+    if files.bucket() != version.bucket {
+        return Err(Error::InvalidOperation {
+            reason: "The upload does not belong to the record's bucket.",
+        });
+    }
+    let file = files.adopt_version(version);
+    files.commit()?;
+    Ok(file)
 }

@@ -180,6 +180,12 @@ impl RecordFiles<'_, '_> {
         Ok(self.upsert_entry(obj))
     }
 
+    /// Lists a version created outside this view (by a staged put or a multipart completion in
+    /// the same transaction) in `_files`, as [`put`](Self::put) would have.
+    pub(crate) fn adopt_version(&mut self, obj: ObjectVersion) -> FileObject {
+        self.upsert_entry(obj)
+    }
+
     /// Brings the `_files` entry of one object up to date (appending it if new, keeping its
     /// place and metadata otherwise) and returns the file. Only that entry is touched, so a
     /// put costs the same with ten files as with ten thousand; the whole list is rebuilt once,

@@ -185,4 +185,7 @@ tables! {
     pid_counters: &'static str => u64;
     /// Schema URL → JSON Schema document (JSON text).
     schemas: &'static str => &'static [u8];
+    /// blake3 of an API token's secret → bincode `TokenRow` (the HTTP server's bearer tokens;
+    /// the secret itself is never stored).
+    api_tokens: Hash => &'static [u8];
 }

@@ -1,0 +1,94 @@
+//! Listing records by their minted `recid`, a page at a time.
+//!
+//! `recid` values are minted 1, 2, 3, … from a counter ([`WriteTx::mint_recid`]), and the
+//! `pids` table keys them as text, where `"10"` sorts before `"2"`. A page in number order is
+//! therefore read by walking the numbers from the cursor up to the counter and looking each
+//! one up: memory holds one page, and the cost is the page plus the numbers skipped (values
+//! whose PID was removed with its record, or redirected). Values registered by hand above the
+//! counter, or that are not decimal numbers, are not listed.
+//!
+//! [`WriteTx::mint_recid`]: crate::WriteTx::mint_recid
+
+use super::pid::{PidStatus, RECID, pid_row};
+use super::{Record, record_row, to_record};
+use crate::error::Result;
+use crate::ids::RecordId;
+use crate::storage::View;
+use redb::ReadableTable;
+
+/// Which records [`RecordsQuery::list_records`](super::RecordsQuery::list_records) returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordListOptions {
+    /// Only recids strictly greater than this one (the last recid of the previous page).
+    pub after: Option<u64>,
+    /// At most this many records (at least one is asked for even when 0 is given).
+    pub limit: usize,
+    /// Include soft-deleted records (their PID is deleted; they come with an empty body).
+    pub with_deleted: bool,
+}
+
+impl Default for RecordListOptions {
+    fn default() -> Self {
+        RecordListOptions {
+            after: None,
+            limit: 10,
+            with_deleted: false,
+        }
+    }
+}
+
+/// One record of a listing, with the recid it was found under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedRecord {
+    /// The record's `recid` value.
+    pub recid: u64,
+    /// The record (empty body when it is soft-deleted).
+    pub record: Record,
+}
+
+/// One page of records in recid order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordPage {
+    /// The records, recid ascending.
+    pub records: Vec<ListedRecord>,
+    /// The cursor for the next page (`after` of the next call), or `None` on the last page.
+    pub next: Option<u64>,
+}
+
+pub(crate) fn list_by_recid<V: View>(v: &V, opts: &RecordListOptions) -> Result<RecordPage> {
+    let last_minted = v.pid_counters()?.get(RECID)?.map(|g| g.value()).unwrap_or(0);
+    let limit = opts.limit.max(1);
+    let mut page = RecordPage::default();
+    let mut n = opts.after.unwrap_or(0);
+    while n < last_minted {
+        n += 1;
+        let Some(pid) = pid_row(v, RECID, &n.to_string())? else {
+            continue;
+        };
+        let wanted = match pid.status {
+            PidStatus::Registered => true,
+            PidStatus::Deleted => opts.with_deleted,
+            PidStatus::Redirected { .. } => false,
+        };
+        if !wanted {
+            continue;
+        }
+        let id = RecordId::from_raw(pid.record);
+        let Some(row) = record_row(v, id)? else {
+            continue;
+        };
+        if row.deleted && !opts.with_deleted {
+            continue;
+        }
+        if page.records.len() == limit {
+            // A record exists past the page: the page ends at the previous one.
+            page.next = page.records.last().map(|r| r.recid);
+            break;
+        }
+        page.records.push(ListedRecord {
+            recid: n,
+            record: to_record(v, id, &row)?,
+        });
+    }
+    Ok(page)
+}
