@@ -114,13 +114,13 @@ mod check;
 pub mod content;
 mod error;
 pub mod files;
+#[cfg(feature = "http")]
+pub mod http;
 mod ids;
 pub mod records;
 pub mod records_files;
 mod storage;
 pub mod tokens;
-#[cfg(feature = "http")]
-pub mod http;
 
 pub use check::CheckReport;
 pub use content::{FileInstance, FileReader, FixityReport};
@@ -137,13 +137,13 @@ pub use records::{
 pub use records_files::{
     DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery,
 };
-pub use tokens::{ApiToken, TokenScope};
 pub use storage::{
     Backend, Durability, FORMAT_VERSION, MultipartLimits, ReadTx, ReadVerification, SalvageReport,
     Snapshot, Store, StoreBuilder, WriteTx,
 };
 #[cfg(feature = "testing")]
 pub use storage::{FaultKind, FaultPlan, FaultyBackend, FileBackend, SimulatedDisk};
+pub use tokens::{ApiToken, TokenScope};
 
 /// Everything a typical user needs, including the query traits.
 pub mod prelude {

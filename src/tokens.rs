@@ -98,10 +98,18 @@ fn all_tokens<V: View>(v: &V) -> Result<Vec<([u8; 32], TokenRow)>> {
 impl Store {
     /// Creates a token and returns it with its secret, which is not stored and cannot be shown
     /// again.
-    pub fn create_token(&self, scope: TokenScope, name: Option<&str>) -> Result<(ApiToken, String)> {
+    pub fn create_token(
+        &self,
+        scope: TokenScope,
+        name: Option<&str>,
+    ) -> Result<(ApiToken, String)> {
         let mut random = [0u8; 32];
-        getrandom::fill(&mut random).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-        let secret = format!("{SECRET_PREFIX}{}", blake3::Hash::from_bytes(random).to_hex());
+        getrandom::fill(&mut random)
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        let secret = format!(
+            "{SECRET_PREFIX}{}",
+            blake3::Hash::from_bytes(random).to_hex()
+        );
         let hash = *blake3::hash(secret.as_bytes()).as_bytes();
         let row = TokenRow {
             name: name.map(str::to_string),
@@ -109,7 +117,9 @@ impl Store {
             created: Timestamp::now(),
         };
         self.write(|tx| {
-            tx.t.api_tokens.write()?.insert(hash, enc(&row)?.as_slice())?;
+            tx.t.api_tokens
+                .write()?
+                .insert(hash, enc(&row)?.as_slice())?;
             Ok(())
         })?;
         Ok((to_token(&hash, row), secret))
@@ -128,9 +138,7 @@ impl Store {
 
     /// Whether any token is stored.
     pub fn has_tokens(&self) -> Result<bool> {
-        self.read(|r| {
-            crate::storage::with_view!(r, |v| Ok(v.api_tokens()?.first()?.is_some()))
-        })
+        self.read(|r| crate::storage::with_view!(r, |v| Ok(v.api_tokens()?.first()?.is_some())))
     }
 
     /// Removes the token whose id (or a unique prefix of it, at least 4 digits) is given.

@@ -56,7 +56,11 @@ pub struct RecordPage {
 }
 
 pub(crate) fn list_by_recid<V: View>(v: &V, opts: &RecordListOptions) -> Result<RecordPage> {
-    let last_minted = v.pid_counters()?.get(RECID)?.map(|g| g.value()).unwrap_or(0);
+    let last_minted = v
+        .pid_counters()?
+        .get(RECID)?
+        .map(|g| g.value())
+        .unwrap_or(0);
     let limit = opts.limit.max(1);
     let mut page = RecordPage::default();
     let mut n = opts.after.unwrap_or(0);

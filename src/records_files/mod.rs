@@ -18,4 +18,6 @@ mod view;
 
 pub use file_object::{DUMPED_KEYS, FileObject, RESERVED_KEYS};
 pub use list::{FileList, RecordFilesQuery};
+#[cfg(feature = "http")]
+pub(crate) use store::list_in_files;
 pub use view::RecordFiles;

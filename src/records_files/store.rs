@@ -59,9 +59,9 @@ impl Store {
         reader: impl std::io::Read,
         opts: &PutOptions,
     ) -> Result<FileObject> {
-        let bucket = self
-            .record_bucket(record.id())?
-            .ok_or(Error::NoBucket { record: record.id() })?;
+        let bucket = self.record_bucket(record.id())?.ok_or(Error::NoBucket {
+            record: record.id(),
+        })?;
         let mut copy = record.clone();
         let out = self.put_object_then(bucket, key, reader, opts, |tx, version| {
             list_in_files(tx, &mut copy, version)
@@ -78,15 +78,15 @@ impl Store {
         upload: UploadId,
     ) -> Result<FileObject> {
         let mut copy = record.clone();
-        let out = self.complete_multipart_then(upload, |tx, version| {
-            list_in_files(tx, &mut copy, version)
-        })?;
+        let out = self
+            .complete_multipart_then(upload, |tx, version| list_in_files(tx, &mut copy, version))?;
         *record = copy;
         Ok(out)
     }
 }
 
-fn list_in_files(
+/// Lists `version` (just created in `tx`) in `record`'s `_files` and commits the record.
+pub(crate) fn list_in_files(
     tx: &mut crate::WriteTx<'_>,
     record: &mut Record,
     version: crate::ObjectVersion,
