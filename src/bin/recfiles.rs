@@ -175,6 +175,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_max_level(args.log)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
         .init();
     let mut limits = MultipartLimits::default();
     if let Some(v) = args.part_min {

@@ -66,14 +66,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::Map::new();
-        body.insert("status".into(), json!(self.status.as_u16()));
-        body.insert("message".into(), json!(self.message));
-        if let Some(e) = self.errors {
-            body.insert("errors".into(), e);
+        // Built by hand so the keys come in Invenio's order: status, message, errors.
+        let mut text = format!(
+            "{{\"status\": {}, \"message\": {}",
+            self.status.as_u16(),
+            Value::String(self.message)
+        );
+        if let Some(e) = &self.errors {
+            text.push_str(", \"errors\": ");
+            python_json(e, &mut text);
         }
-        let mut text = String::new();
-        python_json(&Value::Object(body), &mut text);
+        text.push('}');
         let mut resp = (self.status, text).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
