@@ -42,7 +42,7 @@ const AS_TEXT: &[&str] = &[
 /// Invenio's `sanitize_mimetype` for untrusted content.
 pub(crate) fn sanitize_mimetype(mimetype: &str, filename: &str) -> &'static str {
     let m = mimetype.to_ascii_lowercase();
-    if filename.to_ascii_lowercase() == "readme" || AS_TEXT.contains(&m.as_str()) {
+    if filename.eq_ignore_ascii_case("readme") || AS_TEXT.contains(&m.as_str()) {
         return "text/plain";
     }
     PASS.iter()
