@@ -248,6 +248,40 @@ fn seed_curl_walkthrough_uploads_lists_and_downloads_a_record_file() {
     assert_eq!(rec["revision"], 1);
 }
 
+#[test]
+fn the_openapi_document_describes_every_route_as_mounted() {
+    let s = Server::start();
+    let doc = s.get("/api/openapi.json").json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    let methods = |p: &str| keys(&paths[p]).join(",");
+    assert_eq!(methods("/api/files"), "post");
+    assert_eq!(methods("/api/files/{bucket}"), "delete,get,patch");
+    assert_eq!(methods("/api/files/{bucket}/{key}"), "delete,get,post,put");
+    assert_eq!(methods("/api/records"), "get,post");
+    assert_eq!(methods("/api/records/{pid}"), "delete,get,put");
+    assert_eq!(methods("/api/records/{pid}/files"), "get");
+    assert_eq!(
+        methods("/api/records/{pid}/files/{key}"),
+        "delete,get,post,put"
+    );
+    assert_eq!(methods("/records/{pid}/files/{filename}"), "get");
+    assert_eq!(paths.len(), 9);
+    // Every documented path is routed: an unknown id gives Invenio's 404 JSON, never the
+    // router's fallback for an unknown path (which would be the same 404 but for any URL).
+    for p in paths.keys() {
+        let concrete = p
+            .replace("{bucket}", &BucketId::new().to_string())
+            .replace("{pid}", "1")
+            .replace("{key}", "k")
+            .replace("{filename}", "f");
+        let method = keys(&paths[p])[0].to_uppercase();
+        let r = s.call(&method, &concrete, &[], b"");
+        assert_ne!(r.status, 405, "{method} {concrete}");
+        assert!(r.status < 500, "{method} {concrete}: {}", r.status);
+    }
+}
+
 // ---- location and buckets ----------------------------------------------------------------------
 
 #[test]

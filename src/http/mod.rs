@@ -18,6 +18,7 @@
 //! | `/records/<pid>` | GET, PUT, DELETE |
 //! | `/records/<pid>/files` | GET, HEAD: the record's bucket |
 //! | `/records/<pid>/files/<key>` | GET, HEAD, PUT, POST, DELETE on the record's bucket |
+//! | `/openapi.json` | GET: the OpenAPI 3 document, built from the same route table as the router |
 //!
 //! and under the UI prefix (empty by default) the download view
 //! `/records/<pid>/files/<filename>` (`?download` for an attachment).
@@ -27,6 +28,7 @@ mod error;
 mod files;
 mod json;
 mod records;
+mod routes;
 mod send;
 mod server;
 
@@ -38,13 +40,14 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::MethodRouter;
 use std::sync::Arc;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::Store;
 use crate::tokens::{ApiToken, TokenScope, token_matches};
+use routes::Prefix;
 
 /// Who may call the API.
 #[derive(Debug, Clone, Default)]
@@ -126,50 +129,27 @@ pub fn router(store: Store, config: Config) -> Router {
         api: api.clone(),
         access: config.access,
     });
-    let bucket = get(files::get_bucket)
-        .patch(files::patch_bucket)
-        .delete(files::delete_bucket);
-    let object = get(files::get_object)
-        .put(files::put_object)
-        .post(files::post_object)
-        .delete(files::delete_object);
-    let record_object = get(files::get_record_object)
-        .put(files::put_record_object)
-        .post(files::post_record_object)
-        .delete(files::delete_record_object);
-    let mut r = Router::new()
-        .route(&format!("{api}/files"), post(files::create_bucket))
-        .route(&format!("{api}/files/{{bucket}}"), bucket.clone())
-        .route(&format!("{api}/files/{{bucket}}/"), bucket)
-        .route(&format!("{api}/files/{{bucket}}/{{*key}}"), object)
-        .route(
-            &format!("{api}/records"),
-            get(records::list).post(records::create),
-        )
-        .route(
-            &format!("{api}/records/{{pid}}"),
-            get(records::read)
-                .put(records::replace)
-                .delete(records::delete),
-        )
-        .route(
-            &format!("{api}/records/{{pid}}/files"),
-            get(files::get_record_bucket),
-        )
-        .route(
-            &format!("{api}/records/{{pid}}/files/"),
-            get(files::get_record_bucket),
-        )
-        .route(
-            &format!("{api}/records/{{pid}}/files/{{*key}}"),
-            record_object,
-        );
-    if ui != api {
-        r = r.route(
-            &format!("{ui}/records/{{pid}}/files/{{*filename}}"),
-            get(files::download_view),
-        );
+    let table = routes::table();
+    let openapi = Arc::new(routes::openapi(&table, &api, &ui));
+    let mut r = Router::new();
+    for route in table {
+        let prefix = match route.prefix {
+            Prefix::Api => &api,
+            // The API's own file route serves the same bytes when the prefixes collide.
+            Prefix::Ui if ui == api => continue,
+            Prefix::Ui => &ui,
+        };
+        let mut methods = MethodRouter::new();
+        for op in &route.ops {
+            methods = (op.mount)(methods);
+        }
+        let path = format!("{prefix}{}", route.path);
+        if route.slash_alias {
+            r = r.route(&format!("{path}/"), methods.clone());
+        }
+        r = r.route(&path, methods);
     }
+    let r = r.layer(axum::Extension(OpenApi(openapi)));
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
@@ -180,6 +160,19 @@ pub fn router(store: Store, config: Config) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// The OpenAPI document, built once from the route table.
+#[derive(Clone)]
+struct OpenApi(Arc<serde_json::Value>);
+
+/// `GET <api>/openapi.json`.
+async fn openapi_json(
+    axum::Extension(OpenApi(doc)): axum::Extension<OpenApi>,
+    req: Request,
+) -> Response {
+    let pretty = json::Query::parse(req.uri().query()).pretty();
+    json::json_response(StatusCode::OK, &doc, pretty)
 }
 
 async fn not_found() -> ApiError {
