@@ -111,7 +111,7 @@ fn a_token_secret_authenticates_until_it_is_revoked() {
         Some(token.clone())
     );
     assert_eq!(store.authenticate_token("rft_not-it").unwrap(), None);
-    assert_eq!(store.tokens().unwrap(), [token.clone()]);
+    assert_eq!(store.tokens().unwrap(), std::slice::from_ref(&token));
     assert!(token.scope.allows(TokenScope::Read) && !token.scope.allows(TokenScope::Write));
     assert_eq!(store.revoke_token(&token.id[..6]).unwrap(), Some(token));
     assert_eq!(store.authenticate_token(&secret).unwrap(), None);
