@@ -23,6 +23,12 @@ struct Cli {
 enum Command {
     /// Serve Invenio's REST API (Files-REST, records, record files) from a store file.
     Serve(ServeArgs),
+    /// Check every invariant of a store file; exits non-zero when a problem is found.
+    Check {
+        /// The store file.
+        #[arg(long, default_value = "./recfiles.redb")]
+        store: PathBuf,
+    },
     /// Manage the bearer tokens the server accepts.
     Token {
         #[command(subcommand)]
@@ -105,6 +111,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Token { command } => token(command),
+        Command::Check { store } => check(&store),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,6 +128,24 @@ fn open(path: &Path, limits: MultipartLimits) -> Result<Store, String> {
         .multipart_limits(limits)
         .open(path)
         .map_err(|e| format!("cannot open store {}: {e}", path.display()))
+}
+
+fn check(path: &Path) -> Result<(), String> {
+    let store = open(path, MultipartLimits::default())?;
+    let report = store.check().map_err(|e| e.to_string())?;
+    if report.is_ok() {
+        println!("{}: ok", path.display());
+        Ok(())
+    } else {
+        for p in &report.problems {
+            println!("{p}");
+        }
+        Err(format!(
+            "{}: {} problem(s)",
+            path.display(),
+            report.problems.len()
+        ))
+    }
 }
 
 fn token(command: TokenCommand) -> Result<(), String> {
