@@ -59,6 +59,7 @@ impl Server {
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let opts = ServeOptions {
                     shutdown_grace: Duration::from_secs(5),
+                    header_read_timeout: Duration::from_secs(1),
                     ..ServeOptions::default()
                 };
                 serve(listener, app, opts, async {
@@ -1096,6 +1097,27 @@ fn a_client_that_disconnects_mid_upload_leaves_nothing_behind() {
     assert!(store.object(b.parse().unwrap(), "cut").unwrap().is_none());
     assert_eq!(store.bucket(b.parse().unwrap()).unwrap().unwrap().size, 0);
 }
+#[test]
+fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let s = Server::start();
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(b"GET /api/records HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    // The server closes the connection (after at most a 408) once the 1 s timeout passes.
+    let _ = c.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    // The server still serves others.
+    assert_eq!(s.get("/api/records").status, 200);
+}
+
 #[test]
 fn concurrent_clients_upload_and_read_back_their_files() {
     let s = Server::start();
