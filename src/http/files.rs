@@ -75,6 +75,33 @@ async fn record_target(st: &AppState, pid: &str, headers: &HeaderMap) -> Result<
     })
 }
 
+/// Where an upload goes: like [`Target`], without the bucket's row (a PUT to a bucket URL
+/// needs no lookup first: the store refuses a missing or deleted bucket itself).
+pub(crate) struct Dest {
+    id: BucketId,
+    base: String,
+    record: Option<RecordId>,
+}
+
+impl From<Target> for Dest {
+    fn from(t: Target) -> Dest {
+        Dest {
+            id: t.bucket.id,
+            base: t.base,
+            record: t.record,
+        }
+    }
+}
+
+fn bucket_dest(st: &AppState, id: &str, headers: &HeaderMap) -> Result<Dest, ApiError> {
+    let id: BucketId = id.parse().map_err(|_| ApiError::not_found())?;
+    Ok(Dest {
+        id,
+        base: format!("{}{}/files/{id}", origin(headers), st.api),
+        record: None,
+    })
+}
+
 fn not_found_object() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Object does not exists.")
 }
@@ -474,8 +501,8 @@ pub(crate) async fn put_object(
     Path((bucket, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = bucket_target(&st, &bucket, req.headers()).await?;
-    object_put(&st, t, key, req).await
+    let dest = bucket_dest(&st, &bucket, req.headers())?;
+    object_put(&st, dest, key, req).await
 }
 
 /// `PUT /records/<pid>/files/<key>`.
@@ -485,7 +512,7 @@ pub(crate) async fn put_record_object(
     req: Request,
 ) -> Result<Response, ApiError> {
     let t = record_target(&st, &pid, req.headers()).await?;
-    object_put(&st, t, key, req).await
+    object_put(&st, t.into(), key, req).await
 }
 
 /// In a write transaction: the record's current revision, with `version` listed in `_files`.
@@ -503,7 +530,7 @@ fn keep_files_true(
 
 async fn object_put(
     st: &AppState,
-    t: Target,
+    t: Dest,
     key: String,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -536,17 +563,17 @@ async fn object_put(
     };
     let reader = BodyReader::new(req.into_body());
     let store = st.store.clone();
-    let (id, record) = (t.bucket.id, t.record);
+    let (id, record) = (t.id, t.record);
+    // The answer's md5 and tags are read in the put's own transaction.
     let (version, extras) = blocking(move || {
-        let v = store.put_object_then(id, &key, reader, &opts, |tx, v| {
+        store.put_object_then(id, &key, reader, &opts, |tx, v| {
             for (k, val) in &tags {
                 tx.set_object_tag(v.version_id, k, val)?;
             }
             keep_files_true(tx, record, &v)?;
-            Ok(v)
-        })?;
-        let extras = store.read(|r| extras_of(r, &v))?;
-        Ok((v, extras))
+            let extras = extras_of(tx, &v)?;
+            Ok((v, extras))
+        })
     })
     .await?;
     let mut resp = json_response(
@@ -564,7 +591,7 @@ async fn object_put(
 
 async fn part_put(
     st: &AppState,
-    t: Target,
+    t: Dest,
     key: String,
     upload: UploadId,
     q: &Query,
@@ -577,7 +604,7 @@ async fn part_put(
         .ok_or_else(no_part)?;
     let len = content_length(req.headers()).ok_or_else(no_part)?;
     let store = st.store.clone();
-    let id = t.bucket.id;
+    let id = t.id;
     let mp = blocking(move || {
         store.read(|r| {
             r.multipart(upload)?
