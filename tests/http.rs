@@ -43,6 +43,10 @@ impl Server {
     }
 
     fn with(config: impl FnOnce(&Store) -> Config) -> Server {
+        Server::with_options(config, 512)
+    }
+
+    fn with_options(config: impl FnOnce(&Store) -> Config, max_connections: usize) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(&dir);
         let app = router(store.clone(), config(&store));
@@ -60,6 +64,7 @@ impl Server {
                 let opts = ServeOptions {
                     shutdown_grace: Duration::from_secs(5),
                     header_read_timeout: Duration::from_secs(1),
+                    max_connections,
                     ..ServeOptions::default()
                 };
                 serve(listener, app, opts, async {
@@ -1116,6 +1121,32 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
     );
     // The server still serves others.
     assert_eq!(s.get("/api/records").status, 200);
+}
+
+#[test]
+fn connections_over_the_cap_wait_until_one_closes() {
+    let s = Server::with_options(|_| Config::default(), 1);
+    let req = b"GET /api/records HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = TcpStream::connect(s.addr).unwrap();
+    first.write_all(req).unwrap();
+    let mut buf = [0u8; 12];
+    first.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    // The first connection stays open (keep-alive): the second is accepted by the kernel but
+    // not served while it lasts.
+    let mut second = TcpStream::connect(s.addr).unwrap();
+    second.write_all(req).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let waiting = second.read(&mut buf);
+    assert!(waiting.is_err(), "served beyond the cap: {waiting:?}");
+    drop(first);
+    second
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
 }
 
 #[test]
