@@ -65,7 +65,6 @@ impl Server {
                     shutdown_grace: Duration::from_secs(5),
                     header_read_timeout: Duration::from_secs(1),
                     max_connections,
-                    ..ServeOptions::default()
                 };
                 serve(listener, app, opts, async {
                     let _ = stop_rx.await;
