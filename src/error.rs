@@ -74,9 +74,19 @@ pub enum Error {
     /// The database engine failed (I/O error, engine-level corruption, poisoned transaction).
     #[error("storage engine failure: {0}")]
     Engine(#[from] EngineError),
-    /// Reading from or writing to the file system (not the store) failed.
+    /// Reading or writing the store's own file (or backend) failed, or a file-system call the
+    /// store made did. An error of the caller's own reader during an upload is never this: it
+    /// is [`Error::UploadStream`].
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Another open handle holds the store file, in this process or another (a second
+    /// instance of an app, say). Nothing was changed; the file opens once that handle closes.
+    #[error("the store file{} is already open in another handle or process",
+        .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    AlreadyOpen {
+        /// The file's path (`None` for a store opened on a backend).
+        path: Option<std::path::PathBuf>,
+    },
     /// A durable commit was complete and on its way to the disk when waiting for the disk
     /// failed: the commit may or may not survive a crash. Nothing later is accepted on this
     /// open store (every call fails); reopen it to see which it was.
@@ -132,7 +142,9 @@ pub enum Error {
         /// What is damaged.
         detail: String,
     },
-    /// Reading the caller's input stream failed; nothing was stored.
+    /// Reading the caller's input stream failed; nothing was stored. This is the caller's own
+    /// reader (the file or socket it passed to a put or a part upload), never the store's
+    /// file, whose failures are [`Error::Io`] or [`Error::Engine`].
     #[error("reading the upload stream failed: {source}")]
     UploadStream {
         /// The error the reader returned.

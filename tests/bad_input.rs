@@ -1028,3 +1028,47 @@ fn a_schema_whose_reference_loops_on_itself_is_refused() {
         .unwrap_err();
     assert!(matches!(e, Error::SchemaValidation { .. }), "{e}");
 }
+
+#[test]
+fn the_callers_reader_failing_and_the_store_file_failing_are_told_apart() {
+    use recfiles::{FaultKind, FaultPlan, FaultyBackend, SimulatedDisk};
+    let plan = FaultPlan::new();
+    let s = Store::builder()
+        .chunk_size(CHUNK)
+        .staging_batch(BATCH)
+        .open_backend(FaultyBackend::new(SimulatedDisk::new(), plan.clone()))
+        .unwrap();
+    let b = s.create_bucket(&BucketOptions::default()).unwrap().id;
+    for size in [SMALL, STAGED] {
+        // The caller's reader fails on a healthy store file: the caller's error.
+        let e = s
+            .put_object(
+                b,
+                "k",
+                FailingReader { left: size / 2 },
+                &PutOptions::default(),
+            )
+            .unwrap_err();
+        match &e {
+            Error::UploadStream { source } => {
+                assert_eq!(source.kind(), io::ErrorKind::ConnectionReset, "{e}")
+            }
+            other => panic!("{size}: the reader's failure came back as {other:?}"),
+        }
+    }
+    // The store file fails under a healthy reader: the store's error, never the reader's.
+    plan.arm(FaultKind::Sync, 0);
+    for size in [SMALL, STAGED] {
+        let e = s
+            .put_object(b, "k", &content(7, size)[..], &PutOptions::default())
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Io(_) | Error::Engine(_) | Error::CommitUnknown { .. }
+            ),
+            "{size}: the store's failure came back as {e:?}"
+        );
+    }
+    assert!(plan.tripped());
+}

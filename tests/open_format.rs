@@ -221,7 +221,15 @@ fn a_store_file_cannot_be_opened_twice_at_once() {
     let b = bucket(&first);
     put(&first, b.id, "k", b"kept");
     let err = Store::open(&path).expect_err("a second open of a store in use must fail");
+    assert!(
+        matches!(&err, Error::AlreadyOpen { path: Some(p) } if *p == path),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("already open"), "{err}");
+    // A clone of the open handle is the same handle, not a second open.
+    let clone = first.clone();
+    assert_eq!(read_all(&clone, b.id, "k"), b"kept");
+    drop(clone);
     // The first handle is unaffected, and the store opens again once it is closed.
     assert_eq!(read_all(&first, b.id, "k"), b"kept");
     drop(first);

@@ -296,13 +296,17 @@ impl StoreBuilder {
         // A second handle, for allocating ahead and writeback hints; without it the store works
         // the same.
         let hints = file.try_clone().ok();
-        let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
+        let named = naming(path);
+        let backend = redb::backends::FileBackend::new(file)
+            .map_err(open_error)
+            .map_err(&named)?;
         let journal = Arc::new(
             Journal::new(backend, self.journal_bytes)
                 .with_file(hints)
                 .with_database_magic(&REDB_MAGIC),
         );
         self.start(Direct::new(journal.clone()), Some(journal))
+            .map_err(named)
     }
 
     /// Opens the store file at `path` for reading only; the file is never written. A store
@@ -343,7 +347,9 @@ impl StoreBuilder {
         }
         let journal = Arc::new(journal);
         self.cfg.read_only = true;
-        let store = self.start(Direct::new(journal.clone()), Some(journal.clone()))?;
+        let store = self
+            .start(Direct::new(journal.clone()), Some(journal.clone()))
+            .map_err(naming(path))?;
         Ok((
             store,
             SalvageReport {
@@ -457,6 +463,16 @@ fn plain_redb(path: &Path) -> Error {
     }
 }
 
+/// Names `path` in an [`Error::AlreadyOpen`] (the engine's error does not know it).
+fn naming(path: &Path) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::AlreadyOpen { .. } => Error::AlreadyOpen {
+            path: Some(path.to_path_buf()),
+        },
+        other => other,
+    }
+}
+
 fn open_error(e: redb::DatabaseError) -> Error {
     if let redb::DatabaseError::Storage(redb::StorageError::Io(io)) = &e
         && let Some(j) = JournalError::of(io)
@@ -470,6 +486,7 @@ fn open_error(e: redb::DatabaseError) -> Error {
         };
     }
     match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: None },
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
             Error::NotAStore { detail }
         }
