@@ -79,6 +79,10 @@ pub enum Error {
     /// is [`Error::UploadStream`].
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The store was closed ([`Store::close`](crate::Store::close), through this handle or a
+    /// clone of it): nothing more can be read or written through it. Open the file again.
+    #[error("the store is closed")]
+    Closed,
     /// Another open handle holds the store file, in this process or another (a second
     /// instance of an app, say). Nothing was changed; the file opens once that handle closes.
     #[error("the store file{} is already open in another handle or process",

@@ -410,3 +410,129 @@ fn a_created_store_with_a_damaged_first_database_page_is_refused_not_emptied() {
         .unwrap();
     assert_eq!(read_all(&store, b, "k"), b"kept");
 }
+
+/// Whether a store image opens without the engine's check after an unclean close, with `key`
+/// of bucket `b` holding `data`.
+fn opens_clean(image: Vec<u8>, b: BucketId, key: &str, data: &[u8]) -> bool {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let repaired = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&repaired);
+    let store = Store::builder()
+        .on_repair(move |_| flag.store(true, Ordering::SeqCst))
+        .open_backend(recfiles::SimulatedDisk::from_image(image))
+        .unwrap();
+    assert_eq!(read_all(&store, b, key), data);
+    assert_consistent(&store);
+    !repaired.load(Ordering::SeqCst)
+}
+
+#[test]
+fn close_reports_success_and_closes_every_clone() {
+    let disk = recfiles::SimulatedDisk::new();
+    let store = Store::builder().open_backend(disk.clone()).unwrap();
+    let b = bucket(&store);
+    put(&store, b.id, "k", b"closed cleanly");
+    let clone = store.clone();
+    let snapshot = clone.snapshot().unwrap();
+    store.close().unwrap();
+    assert!(matches!(clone.bucket(b.id), Err(Error::Closed)));
+    assert!(matches!(
+        clone.put_object(b.id, "x", &b"x"[..], &PutOptions::default()),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(clone.clone().close(), Err(Error::Closed)));
+    drop(snapshot);
+    drop(clone);
+    // What close synced is the whole store, written in place: no repair on the next open.
+    assert!(opens_clean(
+        disk.durable_image(),
+        b.id,
+        "k",
+        b"closed cleanly"
+    ));
+}
+
+#[test]
+fn close_reports_a_failing_final_checkpoint_and_loses_nothing_committed() {
+    use recfiles::{FaultKind, FaultPlan, FaultyBackend, SimulatedDisk};
+    for kind in [FaultKind::Write, FaultKind::Sync] {
+        let plan = FaultPlan::new();
+        let disk = SimulatedDisk::new();
+        let store = Store::builder()
+            .open_backend(FaultyBackend::new(disk.clone(), plan.clone()))
+            .unwrap();
+        let b = bucket(&store);
+        // Durable commits leave their pages in the journal, for the final checkpoint to write
+        // in place.
+        put(&store, b.id, "k", b"committed before the close");
+        plan.arm(kind, 0);
+        match store.close() {
+            Err(Error::Io(e)) => assert!(e.to_string().contains("injected"), "{kind:?}: {e}"),
+            other => panic!("{kind:?}: a failing close came back as {other:?}"),
+        }
+        assert!(plan.tripped());
+        // The commit was durable before the close: the next open finds it.
+        let image = disk.durable_image();
+        let store = Store::builder()
+            .open_backend(SimulatedDisk::from_image(image))
+            .unwrap();
+        assert_eq!(read_all(&store, b.id, "k"), b"committed before the close");
+        assert_consistent(&store);
+    }
+}
+
+#[test]
+fn close_waits_for_a_write_in_progress_on_another_thread() {
+    let disk = recfiles::SimulatedDisk::new();
+    let store = Store::builder().open_backend(disk.clone()).unwrap();
+    let b = bucket(&store);
+    let (began, write_began) = std::sync::mpsc::channel();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.write(|tx| {
+                began.send(()).unwrap();
+                // The transaction stays open until the close has begun: new calls then fail.
+                while store.bucket(b.id).is_ok() {
+                    std::thread::yield_now();
+                }
+                tx.put_object(
+                    b.id,
+                    "k",
+                    &b"written during close"[..],
+                    &PutOptions::default(),
+                )
+            })
+        })
+    };
+    write_began.recv().unwrap();
+    store.close().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(opens_clean(
+        disk.durable_image(),
+        b.id,
+        "k",
+        b"written during close"
+    ));
+}
+
+#[test]
+fn closing_a_read_only_store_reports_nothing_and_leaves_the_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.recfiles");
+    let b = {
+        let store = Store::open(&path).unwrap();
+        let b = bucket(&store);
+        put(&store, b.id, "k", b"kept");
+        store.close().unwrap();
+        b.id
+    };
+    let before = std::fs::read(&path).unwrap();
+    let store = Store::builder().open_read_only(&path).unwrap();
+    assert_eq!(read_all(&store, b, "k"), b"kept");
+    store.close().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // Closed, the file opens for writing again.
+    Store::open(&path).unwrap().close().unwrap();
+}

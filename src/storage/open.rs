@@ -504,8 +504,9 @@ fn open_error(e: redb::DatabaseError) -> Error {
 
 pub(crate) struct Inner {
     // The lock is only ever held briefly to begin a transaction (shared) or for maintenance
-    // that needs the database to itself (exclusive, never waited for).
-    db: parking_lot::RwLock<redb::Database>,
+    // that needs the database to itself (exclusive, never waited for but by `Store::close`).
+    // `None` once the store is closed.
+    db: parking_lot::RwLock<Option<redb::Database>>,
     pub(crate) cfg: Config,
     /// Concurrent durable writers sharing syncs (see `storage::group`).
     group: super::group::GroupCommit,
@@ -527,12 +528,17 @@ impl Inner {
         if self.cfg.read_only {
             return Err(Error::ReadOnly);
         }
-        Ok(self.db.read().begin_write()?)
+        Ok(self
+            .db
+            .read()
+            .as_ref()
+            .ok_or(Error::Closed)?
+            .begin_write()?)
     }
 
     pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction> {
         self.cfg.poison.check()?;
-        Ok(self.db.read().begin_read()?)
+        Ok(self.db.read().as_ref().ok_or(Error::Closed)?.begin_read()?)
     }
 
     /// Runs `f`, which calls into the engine, with an engine panic turned into
@@ -541,9 +547,12 @@ impl Inner {
         self.cfg.poison.contain(f)
     }
 
-    /// The database to itself, if no other thread is starting a transaction right now.
-    pub(crate) fn db_exclusive(&self) -> Option<parking_lot::RwLockWriteGuard<'_, redb::Database>> {
-        self.db.try_write()
+    /// The database to itself, if no other thread is starting a transaction right now (and
+    /// the store is open).
+    pub(crate) fn db_exclusive(
+        &self,
+    ) -> Option<parking_lot::MappedRwLockWriteGuard<'_, redb::Database>> {
+        parking_lot::RwLockWriteGuard::try_map(self.db.try_write()?, Option::as_mut).ok()
     }
 }
 
@@ -581,7 +590,7 @@ impl Store {
     fn start(db: redb::Database, cfg: Config) -> Result<Store> {
         let store = Store {
             inner: Arc::new(Inner {
-                db: parking_lot::RwLock::new(db),
+                db: parking_lot::RwLock::new(Some(db)),
                 cfg,
                 group: Default::default(),
             }),
@@ -730,6 +739,43 @@ impl Store {
     /// A read snapshot that the caller keeps (for example to hold a file reader open).
     pub fn snapshot(&self) -> Result<ReadTx> {
         self.inner.contain(|| ReadTx::begin(&self.inner))
+    }
+
+    /// Closes the store and reports what closing hit: the final checkpoint (the journal's
+    /// pages written to their places and synced, so the next open has nothing to replay) and
+    /// the release of the file. Dropping the last handle does the same but can only ignore a
+    /// failure; an app that wants to know whether its last writes reached their places calls
+    /// this. An `Err` loses nothing committed: the next open replays the journal.
+    ///
+    /// It closes the store for every clone of this handle: a write in progress on another
+    /// thread is waited for, and from then on every call through any clone, and reads of
+    /// snapshots and readers still held, fail ([`Error::Closed`], or an engine error for a
+    /// snapshot). Closing a store some clone already closed is [`Error::Closed`].
+    pub fn close(self) -> Result<()> {
+        let Some(db) = self.inner.db.write().take() else {
+            return Err(Error::Closed);
+        };
+        // A write transaction still open on another thread would have the engine close the
+        // file only when it ends, and ignore what that hit: wait for it instead. (Beginning
+        // fails only on a store that already failed; the close below reports that.)
+        self.inner.contain(|| {
+            if !self.inner.cfg.read_only
+                && let Ok(txn) = db.begin_write()
+            {
+                let _ = txn.abort();
+            }
+            // That writer may not have settled its commit's sync yet: settle it here, so its
+            // own settle finds nothing to do on a closed file (and a failure is reported).
+            let settled = match &self.inner.cfg.journal {
+                Some(journal) => journal.settle().map_err(Error::Io),
+                None => Ok(()),
+            };
+            let closed = db.close().map_err(|e| match e {
+                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => Error::Io(io),
+                other => Error::from(other),
+            });
+            settled.and(closed)
+        })
     }
 
     /// Writes every page the commit journal holds to its place in the store file and empties
