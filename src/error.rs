@@ -156,6 +156,25 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A before hook refused the change; nothing of it was written. `source` is the hook's
+    /// own error (downcast it to the application's type).
+    #[error("a {event} hook refused the change: {source}")]
+    HookRefused {
+        /// The change refused.
+        event: crate::hooks::EventKind,
+        /// The hook's error.
+        #[source]
+        source: crate::hooks::HookError,
+    },
+    /// A before hook panicked; the change was refused and nothing of it was written.
+    #[error("a {event} hook panicked: {message}")]
+    HookPanicked {
+        /// The change refused.
+        event: crate::hooks::EventKind,
+        /// The panic's message.
+        message: String,
+    },
+
     // ---- locations and buckets --------------------------------------------------------------
     /// A location name does not match `^[a-z][a-z0-9-]+$` (2 to 20 characters).
     #[error("invalid location name {name:?} (lower-case alphanumeric and dashes, 2-20 chars)")]

@@ -114,6 +114,7 @@ mod check;
 pub mod content;
 mod error;
 pub mod files;
+pub mod hooks;
 #[cfg(feature = "http")]
 pub mod http;
 mod ids;
@@ -129,6 +130,7 @@ pub use files::{
     Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion, Part,
     PutOptions, SyncChange,
 };
+pub use hooks::{Event, EventKind, HookError, HookFailure, HookResult, Hooks};
 pub use ids::{BucketId, FileId, RecordId, Timestamp, UploadId, VersionId};
 pub use records::{
     BUCKET_FIELD, FILES_FIELD, ListedRecord, MAX_JSON_DEPTH, Pid, PidStatus, RECID, Record,

@@ -349,6 +349,10 @@ impl Store {
             tx.t.multipart.write()?.remove(u)?;
             tx.add_bucket_size(bucket, -i128::from(mp.size))?;
             let version = tx.append_version(bucket, &mp.key, Some(file), None)?;
+            tx.after_hooks(|| crate::hooks::Event::MultipartCompleted {
+                upload,
+                version: version.clone(),
+            });
             then(tx, version)
         })
     }

@@ -8,6 +8,7 @@ use crate::content::{
     FileRow, StreamLimits, get_file_row, release_file, retain_file, write_stream,
 };
 use crate::error::{Error, Result, shorten};
+use crate::hooks::Event;
 use crate::ids::{BucketId, FileId, VersionId};
 use crate::storage::{WriteTx, enc};
 use redb::ReadableTable;
@@ -181,7 +182,7 @@ impl WriteTx<'_> {
             size = Some(fr.size);
             checksum = Some(crate::content::blake3_text(&fr.blake3));
         }
-        Ok(ObjectVersion {
+        let version = ObjectVersion {
             bucket,
             key: key.to_string(),
             version_id: vid,
@@ -192,7 +193,13 @@ impl WriteTx<'_> {
             is_head: true,
             created: self.now,
             updated: self.now,
-        })
+        };
+        if file.is_some() {
+            self.after_hooks(|| Event::VersionCreated {
+                version: version.clone(),
+            });
+        }
+        Ok(version)
     }
 
     /// Streams content into a file inside this transaction, under the bucket's limits and the
@@ -301,8 +308,13 @@ impl WriteTx<'_> {
             enc(&obj)?.as_slice(),
         )?;
         self.add_bucket_size(BucketId::from_raw(loc.bucket), i128::from(fr.size))?;
-        self.version(version)?
-            .ok_or(Error::VersionNotFound { version })
+        let version = self
+            .version(version)?
+            .ok_or(Error::VersionNotFound { version })?;
+        self.after_hooks(|| Event::VersionCreated {
+            version: version.clone(),
+        });
+        Ok(version)
     }
 
     /// Soft-deletes `key`: a delete marker becomes its head. Returns the marker, or `None` if
@@ -310,7 +322,13 @@ impl WriteTx<'_> {
     pub fn delete_object(&mut self, bucket: BucketId, key: &str) -> Result<Option<ObjectVersion>> {
         self.writable_bucket(bucket)?;
         match self.object(bucket, key)? {
-            Some(_) => Ok(Some(self.append_version(bucket, key, None, None)?)),
+            Some(_) => {
+                let marker = self.append_version(bucket, key, None, None)?;
+                self.after_hooks(|| Event::ObjectDeleted {
+                    marker: marker.clone(),
+                });
+                Ok(Some(marker))
+            }
             None => Ok(None),
         }
     }
@@ -325,6 +343,10 @@ impl WriteTx<'_> {
         let (b, key) = (loc.bucket, loc.key.as_str());
         let obj =
             object_row(&self.t, b, key, loc.seq)?.ok_or(Error::VersionNotFound { version })?;
+        let removed = match self.cfg.hooks.has_after() {
+            true => version_by_id(&self.t, version)?,
+            false => None,
+        };
         self.t.objects.write()?.remove((b, key, loc.seq))?;
         self.t.versions.write()?.remove(version.raw())?;
         self.clear_object_tags(version.raw())?;
@@ -334,6 +356,9 @@ impl WriteTx<'_> {
             let size = get_file_row(&self.t, f)?.map(|r| r.size).unwrap_or(0);
             self.add_bucket_size(bucket, -i128::from(size))?;
             release_file(&mut self.t, f)?;
+        }
+        if let Some(version) = removed {
+            self.after_hooks(|| Event::VersionRemoved { version });
         }
         Ok(())
     }

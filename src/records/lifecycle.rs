@@ -3,10 +3,11 @@
 
 use super::schema::validate_body;
 use super::{
-    BUCKET_FIELD, Record, RecordOptions, RecordRow, RevisionRow, body_to_json, json_type,
-    record_row, revision_row, to_record,
+    BUCKET_FIELD, Record, RecordOptions, RecordRow, RevisionRow, body_to_json, json_to_body,
+    json_type, record_row, revision_row, to_record,
 };
 use crate::error::{Error, Result};
+use crate::hooks::Event;
 use crate::ids::{BucketId, RecordId, Timestamp};
 use crate::storage::{View, WriteTx};
 use redb::ReadableTable;
@@ -50,19 +51,26 @@ impl WriteTx<'_> {
         }
         let json = body_to_json(&body)?;
         validate_body(self, &body)?;
-        if let Some((bucket_id, bucket_opts)) = bucket {
-            self.create_bucket_with_id(bucket_id, bucket_opts, Some(id.raw()))?;
-        }
-        let bucket = bucket.map(|(b, _)| b.raw());
-        self.write_revision(id, 0, self.now, bucket, Some(json))?;
-        Ok(Record {
+        let record = Record {
             id,
             revision_id: 0,
             body,
             created: self.now,
             updated: self.now,
             deleted: false,
-        })
+        };
+        self.before_hooks(|| Event::RecordCreated {
+            record: record.clone(),
+        })?;
+        if let Some((bucket_id, bucket_opts)) = bucket {
+            self.create_bucket_with_id(bucket_id, bucket_opts, Some(id.raw()))?;
+        }
+        let bucket = bucket.map(|(b, _)| b.raw());
+        self.write_revision(id, 0, self.now, bucket, Some(json))?;
+        self.after_hooks(|| Event::RecordCreated {
+            record: record.clone(),
+        });
+        Ok(record)
     }
 
     /// Stores `record`'s body as a new revision and moves `record` to it. Fails with
@@ -77,9 +85,20 @@ impl WriteTx<'_> {
         let json = body_to_json(&record.body)?;
         validate_body(self, &record.body)?;
         let rev = row.revision + 1;
+        let stored = |r: &Record| Record {
+            revision_id: rev,
+            updated: self.now,
+            ..r.clone()
+        };
+        self.before_hooks(|| Event::RecordCommitted {
+            record: stored(record),
+        })?;
         self.write_revision(record.id, rev, row.created, row.bucket, Some(json))?;
         record.revision_id = rev;
         record.updated = self.now;
+        self.after_hooks(|| Event::RecordCommitted {
+            record: record.clone(),
+        });
         Ok(())
     }
 
@@ -91,11 +110,17 @@ impl WriteTx<'_> {
         if row.deleted {
             return Err(Error::RecordDeleted { record: record.id });
         }
+        let event = || Event::RecordDeleted {
+            record: record.clone(),
+            hard: false,
+        };
+        self.before_hooks(event)?;
         let rev = row.revision + 1;
         self.write_revision(record.id, rev, row.created, row.bucket, None)?;
         if let Some(bucket) = linked_bucket(&self.t, record.id)? {
             self.delete_bucket(bucket)?;
         }
+        self.after_hooks(event);
         record.revision_id = rev;
         record.updated = self.now;
         record.deleted = true;
@@ -115,11 +140,22 @@ impl WriteTx<'_> {
         let json = body_to_json(&record.body)?;
         validate_body(self, &record.body)?;
         let rev = row.revision + 1;
+        self.before_hooks(|| Event::RecordUndeleted {
+            record: Record {
+                revision_id: rev,
+                updated: self.now,
+                deleted: false,
+                ..record.clone()
+            },
+        })?;
         self.write_revision(record.id, rev, row.created, row.bucket, Some(json))?;
         self.restore_linked_bucket(record.id)?;
         record.revision_id = rev;
         record.updated = self.now;
         record.deleted = false;
+        self.after_hooks(|| Event::RecordUndeleted {
+            record: record.clone(),
+        });
         Ok(())
     }
 
@@ -134,6 +170,21 @@ impl WriteTx<'_> {
         })?;
         let rev = row.revision + 1;
         let live = old.json.is_some();
+        if self.cfg.hooks.has_before() {
+            let body = match &old.json {
+                Some(j) => json_to_body(j, id)?,
+                None => Map::new(),
+            };
+            let record = Record {
+                id,
+                revision_id: rev,
+                body,
+                created: row.created,
+                updated: self.now,
+                deleted: !live,
+            };
+            self.before_hooks(|| Event::RecordReverted { record, revision })?;
+        }
         self.write_revision(id, rev, row.created, row.bucket, old.json)?;
         match (linked_bucket(&self.t, id)?, live) {
             (Some(_), true) => self.restore_linked_bucket(id)?,
@@ -143,14 +194,31 @@ impl WriteTx<'_> {
             (None, _) => {}
         }
         let row = record_row(&self.t, id)?.ok_or(Error::RecordNotFound { record: id })?;
-        to_record(&self.t, id, &row)
+        let record = to_record(&self.t, id, &row)?;
+        self.after_hooks(|| Event::RecordReverted {
+            record: record.clone(),
+            revision,
+        });
+        Ok(record)
     }
 
     /// Hard-deletes a record, live or soft-deleted: its row, its history, its persistent
     /// identifiers and its bucket (unlocked first) with every file no other bucket shares.
     pub fn remove_record(&mut self, id: RecordId) -> Result<()> {
-        if record_row(&self.t, id)?.is_none() {
+        let Some(row) = record_row(&self.t, id)? else {
             return Err(Error::RecordNotFound { record: id });
+        };
+        let hooked = self.cfg.hooks.has_before() || self.cfg.hooks.has_after();
+        let removed = match hooked {
+            true => Some(to_record(&self.t, id, &row)?),
+            false => None,
+        };
+        let event = |record: &Record| Event::RecordDeleted {
+            record: record.clone(),
+            hard: true,
+        };
+        if let Some(record) = &removed {
+            self.before_hooks(|| event(record))?;
         }
         if let Some(bucket) = linked_bucket(&self.t, id)? {
             let mut row = self.any_bucket(bucket)?;
@@ -182,6 +250,9 @@ impl WriteTx<'_> {
                 .remove((raw, t.as_str(), v.as_str()))?;
         }
         self.t.records.write()?.remove(raw)?;
+        if let Some(record) = &removed {
+            self.after_hooks(|| event(record));
+        }
         Ok(())
     }
 

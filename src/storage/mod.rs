@@ -59,6 +59,8 @@ pub(crate) struct Config {
     pub read_only: bool,
     /// Durable commits record the allocator state (`StoreBuilder::quick_repair`).
     pub quick_repair: bool,
+    /// The application's callbacks on changes.
+    pub hooks: std::sync::Arc<crate::hooks::Hooks>,
 }
 
 /// A write transaction: every change made through it commits together or not at all.
@@ -69,6 +71,8 @@ pub struct WriteTx<'t> {
     pub(crate) t: WTables<'t>,
     pub(crate) cfg: &'t Config,
     pub(crate) now: Timestamp,
+    /// Changes made so far, for the after hooks once the transaction commits.
+    pub(crate) events: Vec<crate::hooks::Event>,
 }
 
 /// A consistent read snapshot: it sees the store as of the moment it began, whatever commits

@@ -124,6 +124,7 @@ impl Default for StoreBuilder {
                 poison: Default::default(),
                 read_only: false,
                 quick_repair: true,
+                hooks: Default::default(),
             },
         }
     }
@@ -208,6 +209,13 @@ impl StoreBuilder {
     /// every page, as [`StoreBuilder::on_repair`] reports.
     pub fn quick_repair(mut self, on: bool) -> Self {
         self.cfg.quick_repair = on;
+        self
+    }
+
+    /// The application's callbacks on record and file changes (see [`crate::hooks`]).
+    /// Replaces any given before.
+    pub fn hooks(mut self, hooks: crate::hooks::Hooks) -> Self {
+        self.cfg.hooks = Arc::new(hooks);
         self
     }
 
@@ -672,14 +680,22 @@ impl Store {
         durability: Durability,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.inner.contain(|| self.write_contained(durability, f))
+        let (out, events) = self.inner.contain(|| self.write_contained(durability, f))?;
+        // Durable (or as durable as asked): the application may hear of it now, outside the
+        // transaction and the engine's boundary, so a hook can neither undo the commit nor
+        // hold the writer.
+        if !events.is_empty() {
+            self.inner.cfg.hooks.fire_after(self, events);
+        }
+        Ok(out)
     }
 
+    /// [`Self::write_with`] up to the durable commit; also returns the transaction's events.
     fn write_contained<T>(
         &self,
         durability: Durability,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
-    ) -> Result<T> {
+    ) -> Result<(T, Vec<crate::hooks::Event>)> {
         let grouped = durability == Durability::Immediate && self.inner.cfg.journal.is_some();
         let _writer = grouped.then(|| self.inner.group.enter());
         let mut txn = self.inner.begin_write()?;
@@ -687,17 +703,19 @@ impl Store {
             Durability::Immediate => redb::Durability::Immediate,
             Durability::Eventual => redb::Durability::None,
         })?;
-        let outcome = {
+        let (outcome, events) = {
             let mut tx = WriteTx {
                 t: WTables::open(&txn),
                 cfg: &self.inner.cfg,
                 now: Timestamp::now(),
+                events: Vec::new(),
             };
             // redb skips the abort of a transaction dropped while unwinding and marks the file
             // for repair (its pages leak until the next open). A panic in `f` (a caller's reader,
             // say) is therefore caught here, the transaction aborted cleanly, and the panic
             // resumed.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)))
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)));
+            (outcome, std::mem::take(&mut tx.events))
         };
         match outcome {
             Ok(Ok(out)) => {
@@ -720,7 +738,7 @@ impl Store {
                     }
                     _ => txn.commit()?,
                 }
-                Ok(out)
+                Ok((out, events))
             }
             Ok(Err(e)) => Err(e),
             Err(panic) => {
