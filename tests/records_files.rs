@@ -1119,3 +1119,189 @@ fn get_version_gives_the_head_or_exactly_the_version_asked_for() {
         })
         .unwrap();
 }
+
+// ---- record-level restore, `_files` kept true, reading a record's files ----------------------
+
+/// The `_files` entry of `key` in the record as stored.
+fn stored_entry(store: &Store, r: &Record, key: &str) -> serde_json::Map<String, Value> {
+    let stored = store.record(r.id()).unwrap().unwrap();
+    stored.body()[FILES_FIELD]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == key)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_else(|| panic!("{key} is not in _files of {stored:?}"))
+}
+
+fn check_problems(store: &Store) -> Vec<String> {
+    store.check().unwrap().problems
+}
+
+#[test]
+fn restoring_a_file_version_through_the_record_keeps_files_true_and_its_metadata() {
+    let store = store();
+    let mut r = record_with(&store, &["a.txt", "b.txt"]);
+    set(&store, &mut r, "a.txt", "type", json!("main"));
+    let v1 = files(&store, &r).get("a.txt").unwrap().version_id();
+    put(&store, &mut r, "a.txt", b"second");
+    let restored = store.update_files(&mut r, |f| f.restore(v1)).unwrap();
+    assert_ne!(restored.version_id(), v1, "a restore is a new version");
+    assert_eq!(restored.get("type"), Some(json!("main")));
+    let entry = stored_entry(&store, &r, "a.txt");
+    assert_eq!(
+        entry["version_id"],
+        json!(restored.version_id().to_string())
+    );
+    assert_eq!(entry["type"], json!("main"));
+    assert_eq!(
+        files_field_keys(&r),
+        ["a.txt", "b.txt"],
+        "a.txt kept its place"
+    );
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut store.open_file_object(&restored).unwrap(), &mut text)
+        .unwrap();
+    assert_eq!(text, "a.txt");
+    assert_consistent(&store);
+}
+
+#[test]
+fn restoring_a_deleted_file_brings_back_the_metadata_the_record_held_for_that_version() {
+    let store = store();
+    let mut r = record_with(&store, &["a.txt", "b.txt"]);
+    set(&store, &mut r, "a.txt", "type", json!("first"));
+    let v1 = files(&store, &r).get("a.txt").unwrap().version_id();
+    put(&store, &mut r, "a.txt", b"second");
+    set(&store, &mut r, "a.txt", "type", json!("second"));
+    store.update_files(&mut r, |f| f.delete("a.txt")).unwrap();
+    assert_eq!(files_field_keys(&r), ["b.txt"]);
+    let restored = store.update_files(&mut r, |f| f.restore(v1)).unwrap();
+    // The metadata of the restored version's own time, not the key's latest.
+    assert_eq!(restored.get("type"), Some(json!("first")));
+    assert_eq!(stored_entry(&store, &r, "a.txt")["type"], json!("first"));
+    assert_eq!(files_field_keys(&r), ["b.txt", "a.txt"]);
+    assert_consistent(&store);
+}
+
+#[test]
+fn restoring_through_a_record_a_version_of_another_bucket_is_refused() {
+    let store = store();
+    let mut r = record_with(&store, &["a.txt"]);
+    let other = record_with(&store, &["x"]);
+    let mut v = files(&store, &other).get("x").unwrap().version_id();
+    store
+        .update_files(&mut other.clone(), |f| f.put("x", &b"2"[..]))
+        .unwrap();
+    let before = store.record(r.id()).unwrap();
+    let e = store.update_files(&mut r, |f| f.restore(v)).unwrap_err();
+    assert!(matches!(e, Error::RecordFile { .. }), "{e}");
+    v = files(&store, &r).get("a.txt").unwrap().version_id();
+    let e = store.update_files(&mut r, |f| f.restore(v)).unwrap_err();
+    assert!(matches!(e, Error::InvalidOperation { .. }), "the head: {e}");
+    assert_eq!(store.record(r.id()).unwrap(), before);
+    assert_consistent(&store);
+}
+
+#[test]
+fn check_reports_a_record_whose_files_list_disagrees_with_its_bucket() {
+    let store = store();
+    let mut r = record_with(&store, &["a.txt", "b.txt"]);
+    let v1 = files(&store, &r).get("a.txt").unwrap().version_id();
+    put(&store, &mut r, "a.txt", b"second");
+    store.update_files(&mut r, |f| f.delete("a.txt")).unwrap();
+    assert!(check_problems(&store).is_empty());
+    // A restore on the bucket, past the record: the record does not list the file.
+    store.restore_version(v1).unwrap();
+    let p = check_problems(&store);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("\"a.txt\" of its bucket is missing from _files"),
+        "{p:?}"
+    );
+    // The record's view puts it right.
+    store.update_files(&mut r, |f| f.flush()).unwrap();
+    assert!(check_problems(&store).is_empty());
+    // A body that names a stale version, a key that is gone, a key twice.
+    let b = files(&store, &r).get("b.txt").unwrap().clone();
+    for (files_field, expect) in [
+        (
+            json!([{"key": "a.txt", "version_id": v1.to_string()}, b.dumps()]),
+            "differs from its head version in bucket, checksum, file_id, size, version_id",
+        ),
+        (json!([b.dumps()]), "\"a.txt\" of its bucket is missing"),
+        (json!([b.dumps(), b.dumps()]), "lists \"b.txt\" twice"),
+        (json!("b.txt"), "_files is not a list"),
+        (json!([7]), "_files[0] is not a file entry"),
+        (
+            json!([{"key": "gone.txt"}]),
+            "\"gone.txt\", which is not a live file",
+        ),
+    ] {
+        let mut bad = store.record(r.id()).unwrap().unwrap();
+        bad.body_mut().insert(FILES_FIELD.into(), files_field);
+        store.commit_record(&mut bad).unwrap();
+        let p = check_problems(&store);
+        assert!(p.iter().any(|l| l.contains(expect)), "{expect}: {p:?}");
+        store.revert_record(r.id(), r.revision_id()).unwrap();
+        assert!(check_problems(&store).is_empty(), "{expect}");
+    }
+}
+
+#[test]
+fn reverting_a_record_keeps_its_files_list_true() {
+    let store = store();
+    let mut r = record_with(&store, &["a.txt"]);
+    set(&store, &mut r, "a.txt", "type", json!("old"));
+    let at = r.revision_id();
+    set(&store, &mut r, "a.txt", "type", json!("new"));
+    put(&store, &mut r, "b.txt", b"b");
+    put(&store, &mut r, "a.txt", b"a again");
+    let back = store.revert_record(r.id(), at).unwrap();
+    // The body of that revision, its files those of now: a.txt (its head) with that
+    // revision's metadata, and b.txt after it.
+    assert_eq!(files_field_keys(&back), ["a.txt", "b.txt"]);
+    let a = files(&store, &back).get("a.txt").unwrap().clone();
+    assert_eq!(a.get("type"), Some(json!("old")));
+    assert_eq!(back.body()[FILES_FIELD][0], Value::Object(a.dumps()));
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_record_file_version_is_found_on_a_read_snapshot() {
+    let store = store();
+    let mut r = record_with(&store, &["a.txt"]);
+    let v1 = files(&store, &r).get("a.txt").unwrap().clone();
+    put(&store, &mut r, "a.txt", b"second");
+    let marker = store.update_files(&mut r, |f| f.delete("a.txt")).unwrap();
+    let snap = store.snapshot().unwrap();
+    // Later changes are not seen by the snapshot.
+    store
+        .update_files(&mut r, |f| f.put("a.txt", &b"third"[..]))
+        .unwrap();
+    use recfiles::RecordFilesQuery;
+    let old = snap
+        .record_file_version(&r, "a.txt", Some(v1.version_id()))
+        .unwrap();
+    assert_eq!(old.map(|o| o.version_id), Some(v1.version_id()));
+    let m = snap
+        .record_file_version(&r, "a.txt", Some(marker.version_id))
+        .unwrap();
+    assert!(m.unwrap().is_delete_marker());
+    assert_eq!(snap.record_file_version(&r, "a.txt", None).unwrap(), None);
+    assert_eq!(
+        snap.record_file_version(&r, "b.txt", Some(v1.version_id()))
+            .unwrap(),
+        None
+    );
+    // The store's own call sees the newest head; the old FileObject still opens its version.
+    let head = store
+        .record_file_version(&r, "a.txt", None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.size, Some(5));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut snap.open_file_object(&v1).unwrap(), &mut text).unwrap();
+    assert_eq!(text, "a.txt");
+}

@@ -159,19 +159,35 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// Makes the record what it was at `revision`, as a new revision, and returns it. Works on
-    /// a soft-deleted record (its bucket comes back when the revision has a body). As in
-    /// Invenio the old body is not validated again.
-    pub fn revert_record(&mut self, id: RecordId, revision: u64) -> Result<Record> {
+    /// [`WriteTx::revert_record`](crate::WriteTx::revert_record) (defined with the record's
+    /// files, which keep `_files` true): the record becomes what it was at `revision`, as a new
+    /// revision, its body first passed to `fix_body` with the record's bucket when the
+    /// revision has a body and the record a bucket.
+    pub(crate) fn revert_record_fixing(
+        &mut self,
+        id: RecordId,
+        revision: u64,
+        fix_body: impl FnOnce(&Self, BucketId, &mut Map<String, Value>) -> Result<()>,
+    ) -> Result<Record> {
         let row = record_row(&self.t, id)?.ok_or(Error::RecordNotFound { record: id })?;
         let old = revision_row(&self.t, id, revision)?.ok_or(Error::RevisionNotFound {
             record: id,
             revision,
         })?;
         let rev = row.revision + 1;
-        let live = old.json.is_some();
+        let (json, live) = match (old.json, linked_bucket(&self.t, id)?) {
+            (Some(json), Some(bucket)) => {
+                let mut body = json_to_body(&json, id)?;
+                fix_body(self, bucket, &mut body)?;
+                (Some(body_to_json(&body)?), true)
+            }
+            (json, _) => {
+                let live = json.is_some();
+                (json, live)
+            }
+        };
         if self.cfg.hooks.has_before() {
-            let body = match &old.json {
+            let body = match &json {
                 Some(j) => json_to_body(j, id)?,
                 None => Map::new(),
             };
@@ -185,7 +201,7 @@ impl WriteTx<'_> {
             };
             self.before_hooks(|| Event::RecordReverted { record, revision })?;
         }
-        self.write_revision(id, rev, row.created, row.bucket, old.json)?;
+        self.write_revision(id, rev, row.created, row.bucket, json)?;
         match (linked_bucket(&self.t, id)?, live) {
             (Some(_), true) => self.restore_linked_bucket(id)?,
             (Some(bucket), false) => {

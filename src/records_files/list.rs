@@ -3,11 +3,12 @@
 
 use super::FileObject;
 use super::files_map::FilesMap;
+use crate::content::FileReader;
 use crate::error::{Error, Result};
 use crate::files::{FilesQuery, ListOptions, ObjectVersion, for_each_head};
-use crate::ids::{BucketId, RecordId};
+use crate::ids::{BucketId, RecordId, VersionId};
 use crate::records::{Pid, Record, RecordsQuery, linked_bucket};
-use crate::storage::{Snapshot, with_view};
+use crate::storage::{ReadTx, Snapshot, with_view};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -180,6 +181,22 @@ pub trait RecordFilesQuery: Snapshot + Sized {
         Ok(files.into_iter().find(|f| f.key() == filename))
     }
 
+    /// A version of the record's file `key` (Invenio's `FileObject.get_version`, here on any
+    /// snapshot): with a version id, exactly that version of `key` in the record's bucket
+    /// (older versions and delete markers included); without one, the live head. `None` when
+    /// there is no such version, or the record has no bucket.
+    fn record_file_version(
+        &self,
+        record: &Record,
+        key: &str,
+        version: Option<VersionId>,
+    ) -> Result<Option<ObjectVersion>> {
+        match self.record_bucket(record.id())? {
+            Some(bucket) => self.object_version(bucket, key, version),
+            None => Ok(None),
+        }
+    }
+
     /// The live heads of `bucket`: those in `keys` first in that order, then the rest by key.
     fn sorted_files_from_bucket(
         &self,
@@ -191,3 +208,12 @@ pub trait RecordFilesQuery: Snapshot + Sized {
 }
 
 impl<T: Snapshot> RecordFilesQuery for T {}
+
+impl ReadTx {
+    /// Opens a record's file for reading on this snapshot: exactly the version `file` was
+    /// read at (its content is what `file`'s size and checksum describe, even if the key has a
+    /// newer head since). `VersionNotFound` if that version has been removed.
+    pub fn open_file_object(&self, file: &FileObject) -> Result<FileReader> {
+        self.open_version(file.version_id())
+    }
+}

@@ -10,6 +10,7 @@
 //! - [`FileList`]: a read-only view on a snapshot, from [`RecordFilesQuery::files_of`].
 //! - [`FileObject`]: one file, its object version plus its metadata.
 
+pub(crate) mod check;
 mod file_object;
 mod files_map;
 mod list;

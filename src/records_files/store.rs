@@ -1,9 +1,10 @@
 //! Single-call conveniences of the records-files layer on [`Store`].
 
 use super::{FileList, FileObject, RecordFiles, RecordFilesQuery};
+use crate::content::FileReader;
 use crate::error::{Error, Result};
-use crate::files::PutOptions;
-use crate::ids::{BucketId, RecordId, UploadId};
+use crate::files::{ObjectVersion, PutOptions};
+use crate::ids::{BucketId, RecordId, UploadId, VersionId};
 use crate::records::{Pid, Record};
 use crate::storage::Store;
 
@@ -30,6 +31,23 @@ impl Store {
     /// The record's files (`None` without a bucket or while the record is deleted).
     pub fn files_of(&self, record: &Record) -> Result<Option<FileList>> {
         self.read(|r| r.files_of(record))
+    }
+
+    /// Opens a record's file for reading (on its own snapshot): the version `file` was read
+    /// at (see [`ReadTx::open_file_object`](crate::ReadTx::open_file_object)).
+    pub fn open_file_object(&self, file: &FileObject) -> Result<FileReader> {
+        self.snapshot()?.open_file_object(file)
+    }
+
+    /// A version of the record's file `key` (see
+    /// [`RecordFilesQuery::record_file_version`]).
+    pub fn record_file_version(
+        &self,
+        record: &Record,
+        key: &str,
+        version: Option<VersionId>,
+    ) -> Result<Option<ObjectVersion>> {
+        self.read(|r| r.record_file_version(record, key, version))
     }
 
     /// The bucket linked to a record.

@@ -6,8 +6,8 @@ use super::files_map::FilesMap;
 use super::list::file_objects;
 use crate::error::{Error, Result, shorten};
 use crate::files::{FilesQuery, ListOptions, ObjectVersion, PutOptions};
-use crate::ids::{BucketId, VersionId};
-use crate::records::{FILES_FIELD, Record, record_row};
+use crate::ids::{BucketId, RecordId, VersionId};
+use crate::records::{FILES_FIELD, Record, RecordsQuery, record_row};
 use crate::storage::WriteTx;
 use redb::ReadableTable;
 use serde_json::{Map, Value};
@@ -57,6 +57,29 @@ impl<'t> WriteTx<'t> {
             record,
             bucket,
             synced,
+        })
+    }
+}
+
+impl WriteTx<'_> {
+    /// Makes the record what it was at `revision`, as a new revision, and returns it. Works on
+    /// a soft-deleted record (its bucket comes back when the revision has a body). As in
+    /// Invenio the old body is not validated again.
+    ///
+    /// The files stay as they are (a revision holds a body, not files), and the reverted
+    /// body's `_files` is brought up to date with them, as a flush would: the files in the
+    /// order and with the metadata that revision's `_files` gave them, the others after them,
+    /// and none that is gone. So `_files` always lists the record's files.
+    pub fn revert_record(&mut self, id: RecordId, revision: u64) -> Result<Record> {
+        self.revert_record_fixing(id, revision, |tx, bucket, body| {
+            let files: Vec<Value> = file_objects(tx, bucket, body)?
+                .into_iter()
+                .map(|f| Value::Object(f.into_data()))
+                .collect();
+            if !files.is_empty() || body.contains_key(FILES_FIELD) {
+                body.insert(FILES_FIELD.into(), Value::Array(files));
+            }
+            Ok(())
         })
     }
 }
@@ -177,20 +200,75 @@ impl RecordFiles<'_, '_> {
         opts: &PutOptions,
     ) -> Result<FileObject> {
         let obj = self.tx.put_object(self.bucket, key, reader, opts)?;
-        Ok(self.upsert_entry(obj))
+        Ok(self.upsert_entry(obj, None))
+    }
+
+    /// Makes an earlier version of one of the record's files its head again (a new version
+    /// sharing that version's content, as [`WriteTx::restore_version`] does) and brings
+    /// `_files` up to date with it, so the record lists the restored file. A file still live
+    /// keeps its place and metadata, as on a re-upload; a file deleted since gets back the
+    /// metadata `_files` held for the restored version (or, failing that, the newest
+    /// metadata it held for the key) in the record's history, and is placed last.
+    ///
+    /// Errors: `VersionNotFound`; `RecordFile` for a version of another bucket;
+    /// `InvalidOperation` for the head itself or a delete marker; the bucket's lock and limits.
+    pub fn restore(&mut self, version: VersionId) -> Result<FileObject> {
+        let old = self
+            .tx
+            .version(version)?
+            .ok_or(Error::VersionNotFound { version })?;
+        if old.bucket != self.bucket {
+            return Err(Error::RecordFile {
+                record: self.record.id(),
+                key: shorten(&old.key),
+                reason: "the version is not in the record's bucket",
+            });
+        }
+        let restored = self.tx.restore_version(version)?;
+        let metadata = match FilesMap::entry_in(self.record.body(), &restored.key) {
+            Some(_) => None,
+            None => self.metadata_in_history(&old)?,
+        };
+        Ok(self.upsert_entry(restored, metadata))
+    }
+
+    /// The newest `_files` entry in the record's revisions for `version`, or else for its key.
+    fn metadata_in_history(&self, version: &ObjectVersion) -> Result<Option<Map<String, Value>>> {
+        let id = version.version_id.to_string();
+        let mut by_key = None;
+        for rev in self
+            .tx
+            .record_revisions(self.record.id())?
+            .into_iter()
+            .rev()
+        {
+            let Some(body) = rev.body else { continue };
+            let Some(entry) = FilesMap::entry_in(&body, &version.key) else {
+                continue;
+            };
+            if entry.get("version_id").and_then(Value::as_str) == Some(id.as_str()) {
+                return Ok(Some(entry));
+            }
+            by_key.get_or_insert(entry);
+        }
+        Ok(by_key)
     }
 
     /// Lists a version created outside this view (by a staged put or a multipart completion in
     /// the same transaction) in `_files`, as [`put`](Self::put) would have.
     pub(crate) fn adopt_version(&mut self, obj: ObjectVersion) -> FileObject {
-        self.upsert_entry(obj)
+        self.upsert_entry(obj, None)
     }
 
     /// Brings the `_files` entry of one object up to date (appending it if new, keeping its
-    /// place and metadata otherwise) and returns the file. Only that entry is touched, so a
-    /// put costs the same with ten files as with ten thousand; the whole list is rebuilt once,
-    /// by [`flush`](Self::flush) at commit.
-    fn upsert_entry(&mut self, obj: ObjectVersion) -> FileObject {
+    /// place and metadata otherwise, or taking `metadata` for a new one) and returns the file.
+    /// Only that entry is touched, so a put costs the same with ten files as with ten
+    /// thousand; the whole list is rebuilt once, by [`flush`](Self::flush) at commit.
+    fn upsert_entry(
+        &mut self,
+        obj: ObjectVersion,
+        metadata: Option<Map<String, Value>>,
+    ) -> FileObject {
         let body = self.record.body_mut();
         let files = body
             .entry(FILES_FIELD)
@@ -206,6 +284,7 @@ impl RecordFiles<'_, '_> {
             .position(|e| e.get("key").and_then(Value::as_str) == Some(obj.key.as_str()));
         let old = at
             .and_then(|i| entries[i].as_object().cloned())
+            .or(metadata)
             .unwrap_or_default();
         let file = FileObject::new(obj, old);
         match at {

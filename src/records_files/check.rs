@@ -1,0 +1,90 @@
+//! The records-files invariant of docs/FORMAT.md, verified by [`crate::Store::check`]: a live
+//! record's `_files` lists exactly its bucket's live files, each as that file's head version.
+
+use super::DUMPED_KEYS;
+use super::file_object::FileObject;
+use crate::error::Result;
+use crate::files::{ListOptions, for_each_head};
+use crate::ids::RecordId;
+use crate::records::{FILES_FIELD, RecordRow, to_record};
+use crate::storage::{RTables, View, dec};
+use redb::ReadableTable;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Appends one line to `p` per live record whose `_files` disagrees with its bucket: an entry
+/// that is not an object with a string `key`, a key listed twice, a live file not listed, a
+/// listed key with no live file, or an entry whose `bucket`, `checksum`, `file_id`, `size` or
+/// `version_id` are not those of the key's head. A record without `_files` (its files never
+/// listed in its body) and a soft-deleted one are not checked.
+pub(crate) fn check_files_lists(t: &RTables, p: &mut Vec<String>) -> Result<()> {
+    let mut linked: Vec<(u128, RecordRow)> = Vec::new();
+    for e in t.records()?.iter()? {
+        let (k, v) = e?;
+        let row: RecordRow = dec(v.value(), "records")?;
+        if !row.deleted && row.bucket.is_some() {
+            linked.push((k.value(), row));
+        }
+    }
+    for (id, row) in linked {
+        let Some(bucket) = row.bucket else { continue };
+        let record = to_record(t, RecordId::from_raw(id), &row)?;
+        let Some(listed) = record.body().get(FILES_FIELD) else {
+            continue;
+        };
+        let mut heads: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+        for_each_head(t, bucket, &ListOptions::default(), |o| {
+            heads.insert(o.key.clone(), FileObject::new(o, Map::new()).dumps());
+            Ok(())
+        })?;
+        check_one(id, listed, heads, p);
+    }
+    Ok(())
+}
+
+fn check_one(
+    id: u128,
+    listed: &Value,
+    mut heads: BTreeMap<String, Map<String, Value>>,
+    p: &mut Vec<String>,
+) {
+    let Value::Array(entries) = listed else {
+        p.push(format!("record {id:x}: _files is not a list"));
+        return;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (at, entry) in entries.iter().enumerate() {
+        let Some(key) = entry.get("key").and_then(Value::as_str) else {
+            p.push(format!(
+                "record {id:x}: _files[{at}] is not a file entry with a key"
+            ));
+            continue;
+        };
+        if !seen.insert(key) {
+            p.push(format!("record {id:x}: _files lists {key:?} twice"));
+            continue;
+        }
+        let Some(head) = heads.remove(key) else {
+            p.push(format!(
+                "record {id:x}: _files lists {key:?}, which is not a live file of its bucket"
+            ));
+            continue;
+        };
+        let stale: Vec<&str> = DUMPED_KEYS
+            .iter()
+            .copied()
+            .filter(|k| entry.get(*k) != head.get(*k))
+            .collect();
+        if !stale.is_empty() {
+            p.push(format!(
+                "record {id:x}: _files entry of {key:?} differs from its head version in {}",
+                stale.join(", ")
+            ));
+        }
+    }
+    for key in heads.keys() {
+        p.push(format!(
+            "record {id:x}: live file {key:?} of its bucket is missing from _files"
+        ));
+    }
+}
