@@ -124,7 +124,7 @@ mod storage;
 pub mod tokens;
 
 pub use check::CheckReport;
-pub use content::{FileInstance, FileReader, FixityReport};
+pub use content::{FileInstance, FileReader, FixityReport, FixitySchedule};
 pub use error::{EngineError, Error, KeyProblem, Result, SchemaViolation, SizeLimit};
 pub use files::{
     Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion, Part,

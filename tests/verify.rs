@@ -100,3 +100,113 @@ fn without_read_verification_damage_is_still_found_by_fixity() {
         vec![damaged.file_id.unwrap()]
     );
 }
+
+/// Files of `sizes` bytes (distinct content), put in order; their file ids.
+fn files_of_sizes(store: &Store, sizes: &[usize]) -> Vec<recfiles::FileId> {
+    let b = bucket(store);
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            put(store, b.id, &format!("f{i}"), &bytes(100 + i as u64, n))
+                .file_id
+                .unwrap()
+        })
+        .collect()
+}
+
+fn checked_in(
+    report: &recfiles::FixityReport,
+    store: &Store,
+    ids: &[recfiles::FileId],
+) -> Vec<usize> {
+    // Which of `ids` the run checked: those whose last check is the newest time recorded.
+    let times: Vec<_> = ids
+        .iter()
+        .map(|id| store.file(*id).unwrap().unwrap().last_check_at)
+        .collect();
+    let newest = times.iter().flatten().max().copied();
+    let out: Vec<usize> = (0..ids.len())
+        .filter(|&i| times[i].is_some() && times[i] == newest)
+        .collect();
+    assert_eq!(out.len() as u64, report.checked, "{report:?}");
+    out
+}
+
+#[test]
+fn a_scheduled_run_checks_the_oldest_files_within_its_byte_budget() {
+    let store = small_store();
+    let ids = files_of_sizes(&store, &[100; 7]);
+    let plan = recfiles::FixitySchedule {
+        max_bytes: Some(250),
+        ..Default::default()
+    };
+    // Never-checked files first, in the order they were stored; two per run.
+    for run in 0..3 {
+        let report = store.verify_scheduled(&plan).unwrap();
+        assert_eq!((report.checked, report.bytes), (2, 200), "run {run}");
+        assert!(report.damaged.is_empty());
+        assert_eq!(checked_in(&report, &store, &ids), [2 * run, 2 * run + 1]);
+    }
+    // The last unchecked file, then the one checked longest ago.
+    let report = store.verify_scheduled(&plan).unwrap();
+    assert_eq!(report.checked, 2);
+    for (i, id) in ids.iter().enumerate() {
+        let f = store.file(*id).unwrap().unwrap();
+        assert_eq!(f.last_check, Some(true), "file {i}");
+    }
+    let again = store.verify_scheduled(&plan).unwrap();
+    assert_eq!(checked_in(&again, &store, &ids), [1, 2]);
+}
+
+#[test]
+fn a_scheduled_run_keeps_the_order_and_checks_a_file_over_the_budget_when_its_turn_comes() {
+    let store = small_store();
+    let ids = files_of_sizes(&store, &[100, 300, 50]);
+    let plan = recfiles::FixitySchedule {
+        max_bytes: Some(200),
+        ..Default::default()
+    };
+    // The 300-byte file would pass the budget: the run stops there (the 50-byte file after it
+    // waits its turn rather than overtake it).
+    let first = store.verify_scheduled(&plan).unwrap();
+    assert_eq!((first.checked, first.bytes), (1, 100));
+    assert_eq!(checked_in(&first, &store, &ids), [0]);
+    // Now it is the oldest: checked alone, over the budget.
+    let second = store.verify_scheduled(&plan).unwrap();
+    assert_eq!((second.checked, second.bytes), (1, 300));
+    assert_eq!(checked_in(&second, &store, &ids), [1]);
+    let third = store.verify_scheduled(&plan).unwrap();
+    assert_eq!((third.checked, third.bytes), (2, 150));
+    assert_eq!(checked_in(&third, &store, &ids), [0, 2]);
+}
+
+#[test]
+fn a_scheduled_run_skips_files_checked_recently_and_counts_files() {
+    let store = small_store();
+    let ids = files_of_sizes(&store, &[10, 20, 30, 40]);
+    let hour = std::time::Duration::from_secs(3600);
+    let by_count = recfiles::FixitySchedule {
+        max_files: Some(3),
+        older_than: Some(hour),
+        ..Default::default()
+    };
+    let report = store.verify_scheduled(&by_count).unwrap();
+    assert_eq!((report.checked, report.bytes), (3, 60));
+    // Checked within the hour: only the file never checked is due.
+    let report = store.verify_scheduled(&by_count).unwrap();
+    assert_eq!((report.checked, report.bytes), (1, 40));
+    assert_eq!(store.verify_scheduled(&by_count).unwrap().checked, 0);
+    // Due at once: every file, oldest first, as many as allowed.
+    let now = recfiles::FixitySchedule {
+        older_than: Some(std::time::Duration::ZERO),
+        ..by_count
+    };
+    assert_eq!(store.verify_scheduled(&now).unwrap().checked, 3);
+    let none = recfiles::FixitySchedule {
+        max_files: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(store.verify_scheduled(&none).unwrap(), Default::default());
+    assert_eq!(ids.len(), 4);
+}

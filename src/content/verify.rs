@@ -17,6 +17,79 @@ pub struct FixityReport {
     pub damaged: Vec<FileId>,
 }
 
+/// Which files a scheduled fixity run ([`Store::verify_scheduled`]) checks: readable files,
+/// the longest unchecked first (never-checked files before all others), as many as the
+/// budget allows. Invenio's `schedule_checksum_verification`, run by the application as often
+/// as it likes (a timer, an idle moment), so a large archive spreads fixity over days.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FixitySchedule {
+    /// Only files whose last check is at least this old (or that were never checked).
+    /// `None`: any file, however recently checked.
+    pub older_than: Option<std::time::Duration>,
+    /// The bytes a run may re-hash. Files are taken oldest first while their sizes add up to
+    /// no more than this, and the run stops at the first file that would exceed it, so the
+    /// order is kept: that file is the first of the next run. The first file of a run is
+    /// checked whatever its size, so a file bigger than the budget is not skipped for ever.
+    /// `None`: no byte limit.
+    pub max_bytes: Option<u64>,
+    /// The files a run may check. `None`: no limit.
+    pub max_files: Option<usize>,
+}
+
+/// The order of a scheduled run: never checked first, then by the time of the last check,
+/// then by id (files checked in one run share a time).
+type Age = (Option<Timestamp>, u128);
+
+/// The files a scheduled run checks, oldest first, found in one pass over `files` keeping only
+/// the run's candidates in memory (not one entry per stored file).
+fn scheduled_files(snap: &ReadTx, plan: &FixitySchedule) -> Result<Vec<(FileId, FileRow)>> {
+    use std::collections::BinaryHeap;
+    let max_files = plan.max_files.unwrap_or(usize::MAX);
+    if max_files == 0 {
+        return Ok(Vec::new());
+    }
+    let due = plan.older_than.map(|d| Timestamp::now().minus(d));
+    let budget = plan.max_bytes.unwrap_or(u64::MAX);
+    // The oldest files seen so far that fit the budget, youngest on top; `cutoff` is the
+    // oldest file dropped for the budget: nothing younger may enter after it.
+    let mut taken: BinaryHeap<(Age, u64)> = BinaryHeap::new();
+    let mut rows: std::collections::HashMap<u128, FileRow> = Default::default();
+    let mut bytes = 0u64;
+    let mut cutoff: Option<Age> = None;
+    for e in snap.t.files()?.iter()? {
+        let (k, v) = e?;
+        let row: FileRow = split_file_value(v.value())?.0;
+        if !row.readable || matches!((due, row.last_check_at), (Some(d), Some(at)) if at > d) {
+            continue;
+        }
+        let age = (row.last_check_at, k.value());
+        if cutoff.is_some_and(|c| age > c) {
+            continue;
+        }
+        bytes += row.size;
+        taken.push((age, row.size));
+        rows.insert(k.value(), row);
+        while taken.len() > max_files || (taken.len() > 1 && bytes > budget) {
+            // The youngest goes, and with it every file younger than it.
+            let Some((age, size)) = taken.pop() else {
+                break;
+            };
+            bytes -= size;
+            rows.remove(&age.1);
+            cutoff = Some(cutoff.map_or(age, |c| c.min(age)));
+        }
+    }
+    let mut out: Vec<(Age, FileRow)> = taken
+        .into_iter()
+        .filter_map(|(age, _)| rows.remove(&age.1).map(|r| (age, r)))
+        .collect();
+    out.sort_by_key(|(age, _)| *age);
+    Ok(out
+        .into_iter()
+        .map(|((_, id), row)| (FileId::from_raw(id), row))
+        .collect())
+}
+
 /// Re-hashes every chunk of a file (or its inline bytes) and the whole content. `Ok(true)`
 /// when everything matches.
 fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
@@ -98,6 +171,31 @@ impl Store {
             if !row.readable {
                 continue;
             }
+            let ok = check_content(&snap.t, id, &row)?;
+            report.checked += 1;
+            report.bytes += row.size;
+            if !ok {
+                report.damaged.push(id);
+            }
+            results.push((id, ok));
+        }
+        drop(snap);
+        for batch in results.chunks(1000) {
+            self.record_checks(batch)?;
+        }
+        Ok(report)
+    }
+
+    /// A scheduled fixity run: verifies the files `plan` picks (the longest unchecked first,
+    /// within its age, byte and file limits; see [`FixitySchedule`]), records each result as
+    /// [`Self::verify_file`] does, and reports them. Running it repeatedly with a budget
+    /// cycles through every file; a damaged file stays damaged, and is reported again on its
+    /// next turn.
+    pub fn verify_scheduled(&self, plan: &FixitySchedule) -> Result<FixityReport> {
+        let snap: ReadTx = self.snapshot()?;
+        let mut report = FixityReport::default();
+        let mut results = Vec::new();
+        for (id, row) in scheduled_files(&snap, plan)? {
             let ok = check_content(&snap.t, id, &row)?;
             report.checked += 1;
             report.bytes += row.size;
