@@ -105,6 +105,8 @@
 //! - [`records`] — Invenio-Records' model: JSON records with gapless revisions, soft and hard
 //!   delete, revert, JSON Schema validation, persistent identifiers.
 //! - [`records_files`] — the integration: a record's bucket, its files view and `FileObject`.
+//! - [`hooks`] — the application's callbacks on record and file changes: before hooks that
+//!   may refuse a record change, after hooks that hear of each change once it is durable.
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`.
 

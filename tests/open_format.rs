@@ -442,6 +442,7 @@ fn close_reports_success_and_closes_every_clone() {
         Err(Error::Closed)
     ));
     assert!(matches!(clone.clone().close(), Err(Error::Closed)));
+    assert!(matches!(clone.checkpoint(), Err(Error::Closed)));
     drop(snapshot);
     drop(clone);
     // What close synced is the whole store, written in place: no repair on the next open.

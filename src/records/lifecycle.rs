@@ -3,8 +3,8 @@
 
 use super::schema::validate_body;
 use super::{
-    BUCKET_FIELD, Record, RecordOptions, RecordRow, RevisionRow, body_to_json, json_to_body,
-    json_type, record_row, revision_row, to_record,
+    BUCKET_FIELD, FILES_FIELD, Record, RecordOptions, RecordRow, RevisionRow, body_to_json,
+    json_to_body, json_type, record_row, revision_row, to_record,
 };
 use crate::error::{Error, Result};
 use crate::hooks::Event;
@@ -162,7 +162,7 @@ impl WriteTx<'_> {
     /// [`WriteTx::revert_record`](crate::WriteTx::revert_record) (defined with the record's
     /// files, which keep `_files` true): the record becomes what it was at `revision`, as a new
     /// revision, its body first passed to `fix_body` with the record's bucket when the
-    /// revision has a body and the record a bucket.
+    /// revision has a body with `_files` and the record a bucket.
     pub(crate) fn revert_record_fixing(
         &mut self,
         id: RecordId,
@@ -175,8 +175,11 @@ impl WriteTx<'_> {
             revision,
         })?;
         let rev = row.revision + 1;
+        // Only a body that names the field can need fixing (the text test spares the parse).
+        let key = format!("\"{FILES_FIELD}\"");
+        let named = |j: &[u8]| j.windows(key.len()).any(|w| w == key.as_bytes());
         let (json, live) = match (old.json, linked_bucket(&self.t, id)?) {
-            (Some(json), Some(bucket)) => {
+            (Some(json), Some(bucket)) if named(&json) => {
                 let mut body = json_to_body(&json, id)?;
                 fix_body(self, bucket, &mut body)?;
                 (Some(body_to_json(&body)?), true)

@@ -66,17 +66,18 @@ impl WriteTx<'_> {
     /// a soft-deleted record (its bucket comes back when the revision has a body). As in
     /// Invenio the old body is not validated again.
     ///
-    /// The files stay as they are (a revision holds a body, not files), and the reverted
-    /// body's `_files` is brought up to date with them, as a flush would: the files in the
-    /// order and with the metadata that revision's `_files` gave them, the others after them,
-    /// and none that is gone. So `_files` always lists the record's files.
+    /// The files stay as they are (a revision holds a body, not files), and a reverted body
+    /// that has `_files` gets it brought up to date with them, as a flush would: the files in
+    /// the order and with the metadata that revision's `_files` gave them, the others after
+    /// them, and none that is gone. So `_files` never lists files the record does not have.
+    /// (A revision without `_files` stays without it.)
     pub fn revert_record(&mut self, id: RecordId, revision: u64) -> Result<Record> {
         self.revert_record_fixing(id, revision, |tx, bucket, body| {
-            let files: Vec<Value> = file_objects(tx, bucket, body)?
-                .into_iter()
-                .map(|f| Value::Object(f.into_data()))
-                .collect();
-            if !files.is_empty() || body.contains_key(FILES_FIELD) {
+            if body.contains_key(FILES_FIELD) {
+                let files = file_objects(tx, bucket, body)?
+                    .into_iter()
+                    .map(|f| Value::Object(f.into_data()))
+                    .collect();
                 body.insert(FILES_FIELD.into(), Value::Array(files));
             }
             Ok(())

@@ -802,6 +802,11 @@ impl Store {
     /// replays, and puts committed bytes where tools that read the database region find them.
     /// Safe at any time, also while other threads commit. An in-memory store has no journal.
     pub fn checkpoint(&self) -> Result<()> {
+        // Held through the checkpoint: a close waits for it, and none runs on a closed file.
+        let open = self.inner.db.read();
+        if open.is_none() {
+            return Err(Error::Closed);
+        }
         match &self.inner.cfg.journal {
             Some(j) => j.checkpoint().map_err(Error::Io),
             None => Ok(()),
