@@ -770,8 +770,8 @@ impl Store {
     /// snapshots and readers still held, fail ([`Error::Closed`], or an engine error for a
     /// snapshot). Closing a store some clone already closed is [`Error::Closed`]. A write on
     /// another thread that had committed and was waiting to share a sync with others (group
-    /// commit) may return [`Error::CommitUnknown`]: the close makes its commit durable, but that
-    /// thread cannot know; a reopen shows it.
+    /// commit) may return [`Error::CommitUnknown`]: a close that succeeds has made its commit
+    /// durable with everything else, but that thread cannot know; a reopen shows it.
     pub fn close(self) -> Result<()> {
         let Some(db) = self.inner.db.write().take() else {
             return Err(Error::Closed);
