@@ -494,3 +494,57 @@ fn record_files_changes_are_heard_as_versions_then_the_commit() {
         "the event carries the record as stored"
     );
 }
+
+#[test]
+fn concurrent_writers_sharing_syncs_each_hear_of_their_own_commits_once_durable() {
+    const THREADS: usize = 4;
+    const EACH: usize = 10;
+    let disk = SimulatedDisk::new();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let (d, log) = (disk.clone(), Arc::clone(&heard));
+    let hooks = Hooks::new().after(move |_store, event| {
+        if let Event::RecordCreated { record } = event {
+            let crashed =
+                Store::builder().open_backend(SimulatedDisk::from_image(d.durable_image()))?;
+            let durable = crashed.record(record.id())?.is_some();
+            log.lock()
+                .unwrap()
+                .push((record.id(), durable, std::thread::current().id()));
+        }
+        Ok(())
+    });
+    let store = Store::builder().hooks(hooks).open_backend(disk).unwrap();
+    let start = Arc::new(std::sync::Barrier::new(THREADS));
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, start) = (store.clone(), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                (0..EACH)
+                    .map(|i| {
+                        let body = json!({"title": format!("{t}-{i}")});
+                        let id = store.create_record(body).unwrap().id();
+                        (id, std::thread::current().id())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut created: Vec<_> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    let mut heard: Vec<_> = heard
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|&(id, durable, thread)| {
+            assert!(durable, "record {id} was heard of before it was durable");
+            (id, thread)
+        })
+        .collect();
+    // Each commit heard of once, on the thread that made it.
+    created.sort_by_key(|(id, _)| *id);
+    heard.sort_by_key(|(id, _)| *id);
+    assert_eq!(heard, created);
+}
