@@ -243,8 +243,11 @@ impl Hooks {
         Hooks::default()
     }
 
-    /// Adds a hook that sees each record change before it is written, inside its transaction,
-    /// and may refuse it by returning an error.
+    /// Adds a hook that sees each record change (created, committed, deleted, undeleted,
+    /// reverted) before it is written, inside its transaction, and may refuse it by returning
+    /// an error: the call fails with [`Error::HookRefused`](crate::Error::HookRefused) and
+    /// nothing of the change is written. Hooks run in the order they were added; the first
+    /// refusal stops the others.
     pub fn before(
         mut self,
         hook: impl Fn(&WriteTx<'_>, &Event) -> HookResult + Send + Sync + 'static,
