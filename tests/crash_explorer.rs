@@ -73,7 +73,7 @@ fn builder(workload: &str) -> StoreBuilder {
         });
     match workload {
         // A small journal: commits over 15 KiB go in place, and the journal fills often.
-        "direct" | "staged" | "threads" => b.journal_size(64 * 1024),
+        "direct" | "staged" => b.journal_size(64 * 1024),
         _ => b,
     }
 }
@@ -335,10 +335,14 @@ fn records_child(store: &Store, calls: &mut Calls, rng: &mut Rng) {
                 rec.body_mut().insert("step".into(), json!(step));
                 rec.body_mut()
                     .insert("text".into(), json!("x".repeat(rng.below(3000) as usize)));
-                calls.call(store, "*", "COMMIT", || store.commit_record(&mut rec).unwrap());
+                calls.call(store, "*", "COMMIT", || {
+                    store.commit_record(&mut rec).unwrap()
+                });
             }
             2 => {
-                calls.call(store, "*", "DELETE", || store.delete_record(&mut rec).unwrap());
+                calls.call(store, "*", "DELETE", || {
+                    store.delete_record(&mut rec).unwrap()
+                });
             }
             3 if rec.revision_id() > 0 => {
                 // Only a revision with a body can be reverted to.
@@ -353,11 +357,20 @@ fn records_child(store: &Store, calls: &mut Calls, rng: &mut Rng) {
                     continue;
                 }
                 let to = revisions[rng.below(revisions.len() as u64) as usize];
-                calls.call(store, "*", "REVERT", || store.revert_record(id, to).unwrap());
+                calls.call(store, "*", "REVERT", || {
+                    store.revert_record(id, to).unwrap()
+                });
             }
             4 if rec.bucket_id().is_some() => {
                 let b = rec.bucket_id().unwrap();
-                put(store, calls, b, "file", rng.next(), rng.below(9000) as usize);
+                put(
+                    store,
+                    calls,
+                    b,
+                    "file",
+                    rng.next(),
+                    rng.below(9000) as usize,
+                );
             }
             5 => calls.call(store, "*", "REMOVE", || store.remove_record(id).unwrap()),
             _ => calls.call(store, "*", "CHECKPOINT", || store.checkpoint().unwrap()),
@@ -379,10 +392,15 @@ fn threads_child(path: &Path, rng: &mut Rng) {
                 let mut rng = Rng(seed | 1);
                 let mut calls = Calls { n: 0 };
                 let scope = format!("b{t}");
-                for _ in 0..10 {
+                for _ in 0..16 {
                     let key = KEYS[rng.below(KEYS.len() as u64) as usize];
-                    let size = [rng.below(4000), 10_000 + rng.below(30_000)]
-                        [rng.below(4).min(1) as usize] as usize;
+                    // Mostly small commits (logged, their syncs deferred), some staged puts over
+                    // 256 KiB (written in place).
+                    let size = if rng.below(8) == 0 {
+                        260_000 + rng.below(60_000)
+                    } else {
+                        rng.below(4000)
+                    } as usize;
                     let data = content(rng.next(), size);
                     if rng.below(5) == 0 {
                         calls.call(store, &scope, "DEL", || {
@@ -429,8 +447,12 @@ fn observe(store: &Store) -> recfiles::Result<BTreeMap<String, String>> {
         let mut d = String::new();
         match snap.bucket_with_deleted(id)? {
             None => d.push_str("gone"),
-            Some(b) => write!(d, "{} {} {} {:?};", b.size, b.locked, b.deleted, b.quota_size)
-                .unwrap(),
+            Some(b) => write!(
+                d,
+                "{} {} {} {:?};",
+                b.size, b.locked, b.deleted, b.quota_size
+            )
+            .unwrap(),
         }
         write!(d, "{:?};", snap.bucket_tags(id)?).unwrap();
         for head in snap.list_objects(id, &all)? {
@@ -503,8 +525,15 @@ enum Op {
 
 #[derive(Debug, Clone)]
 enum Marker {
-    Begin { scope: String, n: u64 },
-    Done { scope: String, n: u64, digest: String },
+    Begin {
+        scope: String,
+        n: u64,
+    },
+    Done {
+        scope: String,
+        n: u64,
+        digest: String,
+    },
 }
 
 fn parse_trace(bytes: &[u8]) -> Vec<Op> {
@@ -546,7 +575,10 @@ fn parse_trace(bytes: &[u8]) -> Vec<Op> {
                 let len = u64_at(at) as usize;
                 let text = String::from_utf8(bytes[at + 8..at + 8 + len].to_vec()).unwrap();
                 at += 8 + len;
-                assert!(tag == b'M', "the store file saw a call the explorer cannot model: {text}");
+                assert!(
+                    tag == b'M',
+                    "the store file saw a call the explorer cannot model: {text}"
+                );
                 let w: Vec<&str> = text.split(' ').collect();
                 let marker = match w[0] {
                     "B" => Marker::Begin {
@@ -693,7 +725,13 @@ fn run_seed() -> u64 {
 
 /// Runs `workload` in a child under the shim, on a store file starting as `initial` (`None`: no
 /// file), and returns the trace's operations.
-fn traced_run(dir: &Path, workload: &str, source: &str, initial: Option<&[u8]>, seed: u64) -> Vec<Op> {
+fn traced_run(
+    dir: &Path,
+    workload: &str,
+    source: &str,
+    initial: Option<&[u8]>,
+    seed: u64,
+) -> Vec<Op> {
     let file = dir.join(format!("{workload}.store"));
     let trace = dir.join(format!("{workload}.trace"));
     let _ = std::fs::remove_file(&file);
@@ -701,7 +739,12 @@ fn traced_run(dir: &Path, workload: &str, source: &str, initial: Option<&[u8]>, 
         write_image(&file, bytes);
     }
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "explorer_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "explorer_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, workload)
         .env(SOURCE_ENV, source)
         .env(SEED_ENV, seed.to_string())
@@ -847,18 +890,20 @@ impl Explorer {
         self.tally.ops += ops.len();
         self.tally.syncs += ops.iter().filter(|o| matches!(o, Op::Sync)).count();
 
-        // Crash points: before each operation that changes the file or syncs it, and at the
-        // end; a sample when there are more than the budget.
-        let mut candidates: Vec<usize> = (0..=ops.len())
-            .filter(|&p| p == ops.len() || !matches!(ops[p], Op::Mark(_) | Op::Hint))
-            .collect();
+        // Crash points: right after each acknowledgment (the strictest: nothing in flight) and
+        // right before each sync (the most unsynced), then before any other operation that
+        // changes the file, and the end; sampled, the first kind first, when there are more
+        // than the budget.
+        let after_ack = |p: usize| p > 0 && matches!(ops[p - 1], Op::Mark(Marker::Done { .. }));
+        let (mut first, mut rest): (Vec<usize>, Vec<usize>) = (0..=ops.len())
+            .filter(|&p| {
+                p == ops.len() || after_ack(p) || !matches!(ops[p], Op::Mark(_) | Op::Hint)
+            })
+            .partition(|&p| p == ops.len() || after_ack(p) || matches!(ops[p], Op::Sync));
         let budget = points * scale();
-        if candidates.len() > budget {
-            let keep: HashSet<usize> = (0..budget)
-                .map(|_| candidates[self.rng.below(candidates.len() as u64) as usize])
-                .collect();
-            candidates.retain(|p| keep.contains(p));
-        }
+        let mut candidates = sample(&mut first, budget, &mut self.rng);
+        candidates.extend(sample(&mut rest, budget - candidates.len(), &mut self.rng));
+        candidates.sort_unstable();
         let mut seen_images: HashSet<(blake3::Hash, String)> = HashSet::new();
         let mut cur = start.clone();
         let mut durable = start.clone();
@@ -923,28 +968,41 @@ impl Explorer {
 
     fn fail(&mut self, workload: &str, p: usize, kind: &str, img: &[u8], ops: &[Op], why: &str) {
         let n = self.failures.len();
-        let saved = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explorer-failures");
-        std::fs::create_dir_all(&saved).unwrap();
-        let name = format!("{workload}-{}-{n}", std::process::id());
-        std::fs::write(saved.join(format!("{name}.img")), img).unwrap();
-        let trace = self.dir.path().join(format!("{workload}.trace"));
-        let _ = std::fs::copy(&trace, saved.join(format!("{name}.trace")));
+        // The first few images and their trace are kept for a closer look (images are several
+        // MiB each, mostly holes).
+        let saved = if n < 3 {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explorer-failures");
+            std::fs::create_dir_all(&dir).unwrap();
+            let name = format!("{workload}-{}-{n}", std::process::id());
+            write_image(&dir.join(format!("{name}.img")), img);
+            let trace = self.dir.path().join(format!("{workload}.trace"));
+            let _ = std::fs::copy(&trace, dir.join(format!("{name}.trace")));
+            format!(" (saved as {})", dir.join(format!("{name}.img")).display())
+        } else {
+            String::new()
+        };
         let context: Vec<String> = ops[p.saturating_sub(6)..(p + 2).min(ops.len())]
             .iter()
             .map(describe)
             .collect();
         let line = format!(
-            "{workload}: {kind} image at crash point {p} of {} (saved as {}): {why}; ops around \
+            "{workload}: {kind} image at crash point {p} of {}{saved}: {why}; operations around \
              it: {context:?}",
-            ops.len(),
-            saved.join(format!("{name}.img")).display()
+            ops.len()
         );
-        eprintln!("FAIL {line}");
+        if n < 20 {
+            eprintln!("FAIL {line}");
+        }
         self.failures.push(line);
     }
 
     fn finish(self, what: &str) {
-        eprintln!("crash explorer {what}: {} images, {:?}", self.tally.images(), self.tally);
+        eprintln!(
+            "crash explorer {what}: {} images, {} failed, {:?}",
+            self.tally.images(),
+            self.failures.len(),
+            self.tally
+        );
         assert!(
             self.failures.is_empty(),
             "{} of {} crash images failed (seed {}):\n{}",
@@ -955,6 +1013,15 @@ impl Explorer {
         );
         assert!(self.tally.images() > 0);
     }
+}
+
+/// At most `n` of `from`, chosen at random.
+fn sample(from: &mut Vec<usize>, n: usize, rng: &mut Rng) -> Vec<usize> {
+    for i in (1..from.len()).rev() {
+        from.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    from.truncate(n);
+    std::mem::take(from)
 }
 
 fn describe(op: &Op) -> String {
