@@ -32,8 +32,8 @@
 //! reopened under the shim, and that reopen's own trace is crashed again: every image must show
 //! the state the first image recovers to).
 //!
-//! Knobs: `RECFILES_EXPLORER_SCALE` multiplies the crash points sampled per trace (default 1,
-//! a couple of minutes in release); `RECFILES_EXPLORER_SEED` replays a run. A failing image is
+//! Knobs: `RECFILES_EXPLORER_SCALE` multiplies the traced runs of every workload, each with a
+//! seed of its own (default 1: about two to three minutes in release on two busy cores); `RECFILES_EXPLORER_SEED` replays a run. A failing image is
 //! saved with its trace under `$CARGO_TARGET_TMPDIR/explorer-failures/`.
 
 mod common;
@@ -702,6 +702,7 @@ fn shim() -> &'static Path {
     })
 }
 
+/// Traced runs per workload, each with its own seed (`RECFILES_EXPLORER_SCALE`, default 1).
 fn scale() -> usize {
     std::env::var("RECFILES_EXPLORER_SCALE").map_or(1, |v| v.parse().unwrap())
 }
@@ -900,7 +901,7 @@ impl Explorer {
                 p == ops.len() || after_ack(p) || !matches!(ops[p], Op::Mark(_) | Op::Hint)
             })
             .partition(|&p| p == ops.len() || after_ack(p) || matches!(ops[p], Op::Sync));
-        let budget = points * scale();
+        let budget = points;
         let mut candidates = sample(&mut first, budget, &mut self.rng);
         candidates.extend(sample(&mut rest, budget - candidates.len(), &mut self.rng));
         candidates.sort_unstable();
@@ -1115,14 +1116,14 @@ fn partial(durable: &[u8], ops: &[Op], window: std::ops::Range<usize>, rng: &mut
 // ---------------------------------------------------------------------------------------------
 // The tests
 
-/// Crash points sampled per trace by default (×`RECFILES_EXPLORER_SCALE`).
+/// Crash points sampled per trace.
 const POINTS: usize = 150;
 
 #[test]
 fn creation_crashes_leave_an_empty_store() {
     let mut ex = Explorer::new(1);
-    // Creation is short; every point of it, many times over for the partial images.
-    for _ in 0..3 {
+    // Creation is short; every point of it, three runs over for the partial images.
+    for _ in 0..3 * scale() {
         ex.explore("create", "create", None, 10 * POINTS);
     }
     ex.finish("(creation)");
@@ -1131,17 +1132,21 @@ fn creation_crashes_leave_an_empty_store() {
 #[test]
 fn small_commits_and_checkpoints_survive_every_crash() {
     let mut ex = Explorer::new(2);
-    ex.explore("small", "small", None, POINTS);
-    ex.explore("records", "records", None, POINTS);
+    for _ in 0..scale() {
+        ex.explore("small", "small", None, POINTS);
+        ex.explore("records", "records", None, POINTS);
+    }
     ex.finish("(small commits, records)");
 }
 
 #[test]
 fn direct_mode_and_staged_puts_survive_every_crash() {
     let mut ex = Explorer::new(3);
-    ex.explore("direct", "direct", None, POINTS);
-    ex.explore("staged", "staged", None, POINTS);
-    ex.explore("multipart", "multipart", None, POINTS);
+    for _ in 0..scale() {
+        ex.explore("direct", "direct", None, POINTS);
+        ex.explore("staged", "staged", None, POINTS);
+        ex.explore("multipart", "multipart", None, POINTS);
+    }
     ex.finish("(direct mode, staged puts, multipart)");
 }
 
@@ -1157,23 +1162,28 @@ fn concurrent_writers_survive_every_crash() {
         }
     }
     let initial = std::fs::read(&path).unwrap();
-    ex.explore("threads", "threads", Some(&initial), 2 * POINTS);
+    for _ in 0..scale() {
+        ex.explore("threads", "threads", Some(&initial), 2 * POINTS);
+    }
     ex.finish("(concurrent writers)");
 }
 
 #[test]
 fn a_second_crash_during_recovery_changes_nothing() {
     let mut ex = Explorer::new(5);
-    for source in ["small", "direct"] {
-        ex.explore(source, source, None, POINTS / 3);
-        // Crash images that needed recovery (their journal holds batches); each is reopened
-        // under the shim and that reopen crashed in turn.
-        let mut firsts = std::mem::take(&mut ex.passed);
-        assert!(!firsts.is_empty(), "no {source} image needed a replay");
-        for _ in 0..3.min(firsts.len()) {
-            let i = ex.rng.below(firsts.len() as u64) as usize;
-            let img = firsts.swap_remove(i);
-            ex.explore("reopen", source, Some(&img), POINTS / 2);
+    for _ in 0..scale() {
+        for source in ["small", "direct"] {
+            ex.passed.clear();
+            ex.explore(source, source, None, POINTS / 3);
+            // Crash images that needed recovery (their journal holds batches); each is reopened
+            // under the shim and that reopen crashed in turn.
+            let mut firsts = std::mem::take(&mut ex.passed);
+            assert!(!firsts.is_empty(), "no {source} image needed a replay");
+            for _ in 0..3.min(firsts.len()) {
+                let i = ex.rng.below(firsts.len() as u64) as usize;
+                let img = firsts.swap_remove(i);
+                ex.explore("reopen", source, Some(&img), POINTS / 2);
+            }
         }
     }
     ex.finish("(second crash during recovery)");
