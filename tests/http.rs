@@ -380,7 +380,16 @@ fn bucket_head_is_empty_and_bad_or_unknown_ids_are_404() {
     assert_eq!(bad.status, 404);
     assert_eq!(keys(&bad.json()), ["message", "status"]);
     let unknown = format!("/api/files/{}", BucketId::new());
-    assert_eq!(s.get(&unknown).status, 404);
+    let r = s.get(&unknown);
+    assert_eq!(
+        r.text(),
+        r#"{"status": 404, "message": "Bucket does not exist."}"#
+    );
+    let put = s.put(&format!("{unknown}/k"), b"x");
+    assert_eq!(
+        put.text(),
+        r#"{"status": 404, "message": "Bucket does not exist."}"#
+    );
 }
 
 #[test]

@@ -124,7 +124,7 @@ impl From<Error> for ApiError {
         use StatusCode as S;
         let (status, message): (StatusCode, String) = match &e {
             Error::BucketNotFound { .. } | Error::BucketDeleted { .. } => {
-                (S::NOT_FOUND, NOT_FOUND.into())
+                (S::NOT_FOUND, "Bucket does not exist.".into())
             }
             Error::BucketLocked { .. } => {
                 (S::FORBIDDEN, "Bucket is locked for modifications.".into())

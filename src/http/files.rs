@@ -37,9 +37,10 @@ pub(crate) struct Target {
 async fn bucket_target(st: &AppState, id: &str, headers: &HeaderMap) -> Result<Target, ApiError> {
     let id: BucketId = id.parse().map_err(|_| ApiError::not_found())?;
     let store = st.store.clone();
+    // A malformed id is werkzeug's plain 404; a missing or deleted bucket is Invenio's own.
     let bucket = blocking(move || store.bucket(id))
         .await?
-        .ok_or_else(ApiError::not_found)?;
+        .ok_or(Error::BucketNotFound { bucket: id })?;
     Ok(Target {
         bucket,
         base: format!("{}{}/files/{id}", origin(headers), st.api),
