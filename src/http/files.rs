@@ -714,7 +714,12 @@ async fn object_post(
             q.pretty(),
         ));
     }
-    Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid operation."))
+    // Invenio's bare `abort(403)`: werkzeug's text.
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "You don't have the permission to access the requested resource. It is either \
+         read-protected or not readable by the server.",
+    ))
 }
 
 /// `DELETE /files/<bucket>/<key>`: a delete marker, `?versionId` removes one version,
