@@ -701,6 +701,14 @@ impl<B: StorageBackend> Journal<B> {
         }
         let mut pages: Vec<u64> = st.overlay.keys().copied().collect();
         pages.sort_unstable();
+        // The database's first page holds redb's header, which makes a commit current. Its
+        // pages may not all be in a batch (a commit too big to log, a two-phase commit whose
+        // first sync was folded), so the header goes in place only once everything else is
+        // synced there: a crash never finds it ahead of the pages it names.
+        let header_first = pages.first() == Some(&0);
+        if header_first {
+            pages.remove(0);
+        }
         // Neighbouring pages go out as one write, none past the database's end.
         let mut run: Vec<u8> = Vec::new();
         let mut run_start = 0;
@@ -717,6 +725,11 @@ impl<B: StorageBackend> Journal<B> {
         }
         if !run.is_empty() {
             self.inner.write(st.region + run_start * PAGE, &run)?;
+        }
+        if header_first {
+            self.inner.sync_data()?;
+            let keep = st.len.min(PAGE) as usize;
+            self.inner.write(st.region, &st.overlay[&0].buf[..keep])?;
         }
         self.inner.sync_data()?;
         self.new_generation(st)?;
@@ -973,12 +986,14 @@ impl<B: StorageBackend> StorageBackend for Journal<B> {
 
     fn sync_data(&self) -> Result<(), io::Error> {
         self.ready()?;
-        if DEFER_SYNC.get() && FOLD_SYNCS.get() > 0 {
+        let mut st = self.st.write();
+        // Folding is only sound while the pages go into a batch: in direct mode they are
+        // written in place, where the first phase needs its own sync.
+        if DEFER_SYNC.get() && FOLD_SYNCS.get() > 0 && !st.direct {
             FOLD_SYNCS.set(FOLD_SYNCS.get() - 1);
             OWED_BATCH.set(true);
             return Ok(());
         }
-        let mut st = self.st.write();
         let r = self.commit(&mut st);
         if r.is_ok() {
             OWED_BATCH.set(false);

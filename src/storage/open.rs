@@ -295,12 +295,18 @@ impl StoreBuilder {
         if starts_like_redb(path) {
             return Err(plain_redb(path));
         }
+        let new_file = !path.exists();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        if new_file {
+            // The file's directory entry must be durable before anything in the file is
+            // reported committed: POSIX promises nothing for a new file's data without it.
+            sync_parent_dir(path)?;
+        }
         // A second handle, for allocating ahead and writeback hints; without it the store works
         // the same.
         let hints = file.try_clone().ok();
@@ -373,7 +379,8 @@ impl StoreBuilder {
         self.start(Direct::new(Arc::new(backend)), None)
     }
 
-    /// Opens (or initialises) a store on a backend of your own, e.g. a [`super::FaultyBackend`].
+    /// Opens (or initialises) a store on a backend of your own (the `testing` feature has a
+    /// simulated disk and a fault-injecting one).
     /// The backend holds the whole store file, journal included.
     pub fn open_backend(self, backend: impl Backend) -> Result<Store> {
         self.validate()?;
@@ -402,6 +409,22 @@ impl StoreBuilder {
             Store::start(db, self.cfg)
         })
     }
+}
+
+/// Makes the directory entry of a newly created `path` durable (Unix: fsync of its parent
+/// directory; elsewhere the file system's own metadata journal is relied on).
+fn sync_parent_dir(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Commits `txn` durably through the journal: the batch is written and the disk started on it
