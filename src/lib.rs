@@ -122,6 +122,7 @@ pub mod http;
 mod ids;
 pub mod records;
 pub mod records_files;
+mod stats;
 mod storage;
 pub mod tokens;
 
@@ -141,6 +142,7 @@ pub use records::{
 pub use records_files::{
     DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery,
 };
+pub use stats::StoreStats;
 pub use storage::{
     Backend, Durability, FORMAT_VERSION, MultipartLimits, ReadTx, ReadVerification, SalvageReport,
     Snapshot, Store, StoreBuilder, WriteTx,

@@ -1,4 +1,10 @@
-//! The `recfiles` command line: `serve` the REST API from a store file, manage its `token`s.
+//! The `recfiles` command line: `serve` the REST API from a store file, manage its `token`s,
+//! and work on a store directly: `ingest` a directory tree, browse (`ls`, `cat`, `get`,
+//! `records`, `stats`), change (`put`, `rm`, `restore`) and maintain it (`verify`, `check`,
+//! `compact`). Read-only commands open the store read-only.
+
+#[path = "recfiles/store_cmds.rs"]
+mod store_cmds;
 
 use clap::{Parser, Subcommand};
 use recfiles::http::{Access, Config, ServeOptions};
@@ -28,7 +34,12 @@ enum Command {
         /// The store file.
         #[arg(long, default_value = "./recfiles.redb")]
         store: PathBuf,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
+    #[command(flatten)]
+    Store(store_cmds::StoreCommand),
     /// Manage the bearer tokens the server accepts.
     Token {
         #[command(subcommand)]
@@ -109,12 +120,13 @@ enum TokenCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Token { command } => token(command),
-        Command::Check { store } => check(&store),
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Token { command } => token(command).map(|()| ExitCode::SUCCESS),
+        Command::Check { store, json } => store_cmds::check(&store, json),
+        Command::Store(command) => store_cmds::run(command),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("recfiles: {message}");
             ExitCode::FAILURE
@@ -128,24 +140,6 @@ fn open(path: &Path, limits: MultipartLimits) -> Result<Store, String> {
         .multipart_limits(limits)
         .open(path)
         .map_err(|e| format!("cannot open store {}: {e}", path.display()))
-}
-
-fn check(path: &Path) -> Result<(), String> {
-    let store = open(path, MultipartLimits::default())?;
-    let report = store.check().map_err(|e| e.to_string())?;
-    if report.is_ok() {
-        println!("{}: ok", path.display());
-        Ok(())
-    } else {
-        for p in &report.problems {
-            println!("{p}");
-        }
-        Err(format!(
-            "{}: {} problem(s)",
-            path.display(),
-            report.problems.len()
-        ))
-    }
 }
 
 fn token(command: TokenCommand) -> Result<(), String> {
