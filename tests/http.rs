@@ -1332,7 +1332,8 @@ fn token_commands_create_list_and_revoke() {
         .to_string();
     assert!(secret.starts_with("rft_"));
     let listed = run(&["token", "list", "--json"]);
-    let line: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let doc: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let line = &doc["tokens"][0];
     assert_eq!(
         (line["name"].clone(), line["scope"].clone()),
         (json!("ci"), json!("write"))

@@ -103,7 +103,7 @@ enum TokenCommand {
         /// The store file.
         #[arg(long, default_value = "./recfiles.redb")]
         store: PathBuf,
-        /// Print JSON lines instead of a table.
+        /// Print one JSON document (`{"tokens": [...]}`) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -159,16 +159,23 @@ fn token(command: TokenCommand) -> Result<(), String> {
         }
         TokenCommand::List { store, json } => {
             let s = open(&store, MultipartLimits::default())?;
-            for t in s.tokens().map_err(|e| e.to_string())? {
-                if json {
-                    let line = serde_json::json!({
-                        "id": t.id,
-                        "name": t.name,
-                        "scope": t.scope.as_str(),
-                        "created": t.created.to_rfc3339(),
-                    });
-                    println!("{line}");
-                } else {
+            let tokens = s.tokens().map_err(|e| e.to_string())?;
+            if json {
+                let docs: Vec<serde_json::Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id,
+                            "name": t.name,
+                            "scope": t.scope.as_str(),
+                            "created": t.created.to_rfc3339(),
+                        })
+                    })
+                    .collect();
+                let doc = serde_json::json!({ "tokens": docs });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            } else {
+                for t in tokens {
                     println!(
                         "{}  {:5}  {}  {}",
                         t.id,

@@ -884,12 +884,18 @@ fn compact(path: &Path) -> Result<ExitCode, String> {
 
 // ---- ingest ----
 
-/// Set by SIGINT: workers take no new file, the summary is printed, the exit code is 130.
+/// Set by SIGINT: workers finish the file in hand and take no new one, the summary is printed,
+/// the exit code is 130.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 #[cfg(target_os = "linux")]
 extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    // A second Ctrl-C does not wait for the puts in flight: they are abandoned whole (their
+    // staged chunks are cleared at the next open), which is still never half-stored.
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: `_exit` is async-signal-safe.
+        unsafe { libc::_exit(130) }
+    }
 }
 
 fn catch_sigint() {
