@@ -156,7 +156,8 @@ pub struct IngestArgs {
     /// The new record's JSON body.
     #[arg(long, requires = "new_record")]
     metadata: Option<String>,
-    /// Files read and stored at once.
+    /// Files read and stored at once (small files are also committed together, up to 256 or
+    /// 4 MiB per commit; each file is still all there or absent).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     /// Print one line per stored file (`stored<TAB>KEY<TAB>SIZE`) as soon as it is durable.
@@ -1072,6 +1073,104 @@ fn store_one(
     Ok(version.size.unwrap_or(0))
 }
 
+/// Small files are committed together, up to this many at once...
+const BATCH_FILES: usize = 256;
+/// ...or this many bytes; a file this size or larger is a put of its own (streamed).
+const BATCH_BYTES: u64 = 4 << 20;
+
+/// Takes the next files to store: one large file, or a run of small ones.
+fn next_batch<'a>(queue: &Mutex<std::iter::Peekable<std::slice::Iter<'a, Item>>>) -> Vec<&'a Item> {
+    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while let Some(item) = q.peek() {
+        let small = item.size < BATCH_BYTES;
+        if !batch.is_empty()
+            && (!small || batch.len() >= BATCH_FILES || bytes + item.size > BATCH_BYTES)
+        {
+            break;
+        }
+        bytes += item.size;
+        batch.extend(q.next());
+        if !small {
+            break;
+        }
+    }
+    batch
+}
+
+/// Stores small files, already read, in one transaction: all of them or none.
+fn store_batch(
+    store: &Store,
+    dest: &Dest,
+    record_lock: &Mutex<()>,
+    files: &[(&Item, Vec<u8>)],
+) -> recfiles::Result<()> {
+    match dest {
+        Dest::Bucket(b) => store.write(|tx| {
+            for (item, bytes) in files {
+                tx.put_object(*b, &item.key, &bytes[..], &PutOptions::default())?;
+            }
+            Ok(())
+        }),
+        Dest::Record(id) => {
+            let _guard = record_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut record = store
+                .record(*id)?
+                .ok_or(recfiles::Error::RecordNotFound { record: *id })?;
+            store.update_files(&mut record, |view| {
+                for (item, bytes) in files {
+                    view.put(&item.key, &bytes[..])?;
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Stores one batch, reporting each file's outcome on `tx`. A batch that fails as a whole is
+/// retried file by file, so the file at fault is named and the others still go in.
+fn store_files(
+    store: &Store,
+    dest: &Dest,
+    record_lock: &Mutex<()>,
+    batch: Vec<&Item>,
+    tx: &mpsc::Sender<(String, Result<u64, String>)>,
+) -> bool {
+    if batch.len() == 1 {
+        let result = store_one(store, dest, record_lock, batch[0]);
+        return tx.send((batch[0].key.clone(), result)).is_ok();
+    }
+    let mut read = Vec::with_capacity(batch.len());
+    for item in batch {
+        let mut bytes = Vec::with_capacity(item.size as usize);
+        match File::open(&item.path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+            Ok(_) => read.push((item, bytes)),
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", item.path.display());
+                if tx.send((item.key.clone(), Err(msg))).is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+    if store_batch(store, dest, record_lock, &read).is_ok() {
+        for (item, bytes) in &read {
+            if tx.send((item.key.clone(), Ok(bytes.len() as u64))).is_err() {
+                return false;
+            }
+        }
+        return true;
+    }
+    for (item, _) in read {
+        let result = store_one(store, dest, record_lock, item);
+        if tx.send((item.key.clone(), result)).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
     let store = writable(&args.store.store)?;
     let (dest, dest_name) = ingest_dest(&store, &args)?;
@@ -1088,7 +1187,7 @@ fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
     catch_sigint();
     let start = Instant::now();
     let progress = std::io::stderr().is_terminal() && !args.verbose;
-    let next = Mutex::new(found.items.iter());
+    let next = Mutex::new(found.items.iter().peekable());
     let record_lock = Mutex::new(());
     let (tx, rx) = mpsc::channel::<(String, Result<u64, String>)>();
     let (mut files, mut bytes, mut failed) = (0u64, 0u64, 0u64);
@@ -1101,10 +1200,8 @@ fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
                     if INTERRUPTED.load(Ordering::SeqCst) {
                         break;
                     }
-                    let item = next.lock().unwrap_or_else(|p| p.into_inner()).next();
-                    let Some(item) = item else { break };
-                    let result = store_one(store, dest, record_lock, item);
-                    if tx.send((item.key.clone(), result)).is_err() {
+                    let batch = next_batch(next);
+                    if batch.is_empty() || !store_files(store, dest, record_lock, batch, &tx) {
                         break;
                     }
                 }
