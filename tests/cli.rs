@@ -559,3 +559,29 @@ fn sigint_stops_an_ingest_with_exactly_the_reported_files_stored() {
     );
     assert_eq!(stored_keys(&env.store()), reported);
 }
+
+#[test]
+fn a_file_the_store_refuses_is_named_and_the_rest_of_its_batch_goes_in() {
+    let env = Env::new();
+    env.write("t/a.txt", b"a");
+    // A key over the store's 1,024-byte limit, in the same commit batch as a.txt.
+    let long = vec!["x".repeat(250); 5].join("/");
+    env.write(&format!("t/{long}"), b"refused");
+    env.write("t/z.txt", b"z");
+    let out = env.run(&["ingest", env.path("t").to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["files"].clone(), summary["failed"].clone()),
+        (2.into(), 1.into())
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(stderr.contains("xxxxx"), "{stderr}");
+    let bucket = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("created bucket "))
+        .unwrap()
+        .to_string();
+    assert_eq!(keys(&env.json(&["ls", &bucket])), ["a.txt", "z.txt"]);
+}
