@@ -9,7 +9,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use recfiles::prelude::*;
-use recfiles_fuzz::{Reused, assert_check, clear_and, content};
+use recfiles_fuzz::{Reused, assert_check, check_every_step, clear_and, content};
 use std::io::{Read, Seek, SeekFrom};
 
 #[derive(Arbitrary, Debug)]
@@ -89,6 +89,9 @@ fuzz_target!(|input: Input| {
             assert_eq!(back, old, "snapshot isolation");
         }
         model[i] = Some(data);
+        if check_every_step() {
+            assert_check(&store);
+        }
     }
     for (k, op_list) in input.reads.chunks(8).enumerate().take(8) {
         let i = k % keys.len();

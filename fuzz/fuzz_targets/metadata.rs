@@ -15,7 +15,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use recfiles::prelude::*;
 use recfiles::{FilesQuery, MultipartLimits, ReadTx, RecordId, RecordsQuery};
-use recfiles_fuzz::{Reused, assert_check, clear_and, content, observe_snapshot};
+use recfiles_fuzz::{Reused, assert_check, check_every_step, clear_and, content, observe_snapshot};
 use serde_json::{Map, Value};
 use std::io::Read;
 
@@ -545,6 +545,9 @@ fuzz_target!(|calls: Vec<Call>| {
         );
         if outcome.is_ok() && past_the_view {
             flush_files(&store, &records);
+        }
+        if check_every_step() {
+            assert_check(&store);
         }
     }
     // Every invariant of the format and the engine's own check, once the input's calls are done.

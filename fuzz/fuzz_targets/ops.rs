@@ -16,7 +16,8 @@ use recfiles::{
     Error, MultipartLimits, RecordId, RecordsQuery, SimulatedDisk, SyncChange, UploadId,
 };
 use recfiles_fuzz::{
-    Reused, SeenBucket, SeenUpload, SeenVersion, assert_check, clear_and, content, kind, observe,
+    Reused, SeenBucket, SeenUpload, SeenVersion, assert_check, check_every_step, clear_and,
+    content, kind, observe,
 };
 use std::collections::BTreeMap;
 
@@ -469,6 +470,9 @@ fn run(ops: Vec<Op>) {
         m.learn_ids(&seen);
         assert_eq!(m.seen(), seen, "store and model differ after {op:?}");
         compare_records(&store, &m, &op);
+        if check_every_step() {
+            assert_check(&store);
+        }
     }
     // Every invariant of the format and the engine's own check, once the input's steps are done.
     assert_check(&store);

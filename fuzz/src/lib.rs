@@ -6,13 +6,22 @@ use recfiles::prelude::*;
 use recfiles::{FilesQuery, ReadTx, UploadId, WriteTx};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Whether each input gets a store of its own (`RECFILES_FUZZ_FRESH` set): slower, but an
 /// input then runs exactly as it would in a new process. Use it to replay a crash that does not
 /// reproduce alone (see the README's "Fuzzing" section).
 pub fn fresh_store_per_input() -> bool {
-    std::env::var_os("RECFILES_FUZZ_FRESH").is_some()
+    static FRESH: OnceLock<bool> = OnceLock::new();
+    *FRESH.get_or_init(|| std::env::var_os("RECFILES_FUZZ_FRESH").is_some())
+}
+
+/// Whether the targets run `check()` after every step or call as well as at the end of each
+/// input (`RECFILES_FUZZ_CHECK_EVERY_STEP` set): the old, slower oracle, which names the step
+/// that broke an invariant instead of the input.
+pub fn check_every_step() -> bool {
+    static EVERY: OnceLock<bool> = OnceLock::new();
+    *EVERY.get_or_init(|| std::env::var_os("RECFILES_FUZZ_CHECK_EVERY_STEP").is_some())
 }
 
 /// The store of one fuzzing process, kept between inputs.
