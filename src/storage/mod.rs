@@ -138,6 +138,7 @@ impl Snapshot for ReadTx {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl WriteTx<'_> {
     /// Removes everything the store holds (records and their revisions, PIDs, schemas, buckets,
     /// versions, tags, files, content, multipart uploads, staged content, locations) and puts
@@ -147,7 +148,8 @@ impl WriteTx<'_> {
     ///
     /// Meant for tests and fuzzers that run many short cases on one store: clearing costs one
     /// transaction, opening a new store several and closing it more. Uploads in progress on
-    /// other threads lose their staged content and fail when they finish.
+    /// other threads lose their staged content and fail when they finish. Test machinery: only
+    /// with the `testing` feature.
     pub fn clear(&mut self) -> Result<()> {
         self.t.clear_all_but_meta()?;
         crate::files::create_default_location(self)

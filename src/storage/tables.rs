@@ -93,7 +93,8 @@ macro_rules! tables {
                 Ok(())
             }
 
-            /// Deletes every row of every table except `meta` (see [`crate::WriteTx::clear`]).
+            /// Deletes every row of every table except `meta` (see `WriteTx::clear`).
+            #[cfg(any(test, feature = "testing"))]
             pub(crate) fn clear_all_but_meta(&mut self) -> Result<()> {
                 $(
                     if stringify!($field) != "meta" {
