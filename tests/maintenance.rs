@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use recfiles::prelude::*;
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
 const VERSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("versions");
 const CHUNK_INDEX: TableDefinition<[u8; 32], (u128, u64)> = TableDefinition::new("chunk_index");
@@ -151,5 +151,115 @@ fn compaction_gives_back_the_space_of_removed_content() {
     let compacted = std::fs::metadata(&path).unwrap().len();
     assert!(compacted < full / 2, "{full} -> {compacted}");
     assert_eq!(read_all(&store, b.id, "small"), b"kept");
+    assert_consistent(&store);
+}
+
+/// Small chunks and parts, so a few KiB exercise chunked content and multipart uploads.
+fn small() -> recfiles::StoreBuilder {
+    Store::builder()
+        .chunk_size(1024)
+        .multipart_limits(recfiles::MultipartLimits {
+            min_part_size: 1024,
+            max_part_size: 4096,
+            max_parts: 4,
+            ..recfiles::MultipartLimits::default()
+        })
+}
+
+/// Fills a store with one of everything: inline and chunked content, tags, a multipart upload
+/// with a part, a staged-then-deduplicated file, a record with its bucket, files and a PID, a
+/// schema, a location.
+fn fill(store: &Store) -> (BucketId, RecordId) {
+    let b = bucket(store);
+    let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let v = put(store, b.id, "small", b"small");
+    put(store, b.id, "big", &big);
+    put(store, b.id, "big-again", &big);
+    store.set_object_tag(v.version_id, "t", "v").unwrap();
+    store
+        .write(|tx| tx.set_bucket_tag(b.id, "bt", "bv"))
+        .unwrap();
+    let u = store.init_multipart(b.id, "mp", 2048, 1024).unwrap();
+    store.upload_part(u.id, 0, &big[..1024]).unwrap();
+    store
+        .write(|tx| tx.create_location("elsewhere", "file:///x", false))
+        .unwrap();
+    let url = "https://example.org/schemas/s.json";
+    store
+        .register_schema(url, &serde_json::json!({"type": "object"}))
+        .unwrap();
+    let mut rec = store
+        .create_record(serde_json::json!({"$schema": url, "title": "t"}))
+        .unwrap();
+    store
+        .update_files(&mut rec, |f| f.put("f.txt", &big[..]).map(drop))
+        .unwrap();
+    store.create_pid("doi", "10.1/x", rec.id()).unwrap();
+    (b.id, rec.id())
+}
+
+#[test]
+fn clear_leaves_an_empty_store_that_works_like_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let new_tables = {
+        let _ = small().open(&path).unwrap();
+        let db = common::raw_db(&path);
+        let read = db.begin_read().unwrap();
+        let mut rows = std::collections::BTreeMap::new();
+        for handle in read.list_tables().unwrap() {
+            let t = read.open_untyped_table(handle).unwrap();
+            rows.insert(t.name().to_string(), t.len().unwrap());
+        }
+        rows
+    };
+    let store = small().open(&path).unwrap();
+    let (b, r) = fill(&store);
+    assert_consistent(&store);
+    store.write(|tx| tx.clear()).unwrap();
+    assert_consistent(&store);
+    assert!(store.read(|s| s.buckets()).unwrap().is_empty());
+    assert!(store.read(|s| s.bucket_with_deleted(b)).unwrap().is_none());
+    assert!(store.read(|s| s.record_with_deleted(r)).unwrap().is_none());
+    assert!(store.read(|s| s.schema_urls()).unwrap().is_empty());
+    assert!(store.read(|s| s.pid("doi", "10.1/x")).unwrap().is_none());
+    let locations = store.read(|s| s.locations()).unwrap();
+    assert_eq!(locations.len(), 1, "{locations:?}");
+    assert!(locations[0].default);
+    // It works as a new store: the same things can be made again, under the same names.
+    fill(&store);
+    assert_consistent(&store);
+    store.write(|tx| tx.clear()).unwrap();
+    drop(store);
+    // Table for table, row for row, what a new store holds (meta and the default location).
+    let store = Store::open(&path).unwrap();
+    assert_consistent(&store);
+    drop(store);
+    let db = common::raw_db(&path);
+    let read = db.begin_read().unwrap();
+    for handle in read.list_tables().unwrap() {
+        let t = read.open_untyped_table(handle).unwrap();
+        let name = t.name().to_string();
+        assert_eq!(
+            Some(&t.len().unwrap()),
+            new_tables.get(&name),
+            "rows of {name} after clear"
+        );
+    }
+}
+
+#[test]
+fn a_failed_clear_changes_nothing() {
+    let store = small().in_memory().unwrap();
+    let (b, r) = fill(&store);
+    let got = store.write(|tx| {
+        tx.clear()?;
+        Err::<(), _>(recfiles::Error::InvalidOperation {
+            reason: "roll back",
+        })
+    });
+    assert!(got.is_err());
+    assert!(store.read(|s| s.bucket(b)).unwrap().is_some());
+    assert!(store.read(|s| s.record(r)).unwrap().is_some());
     assert_consistent(&store);
 }

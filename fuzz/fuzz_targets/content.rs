@@ -1,13 +1,15 @@
 //! Content fuzzing: arbitrary put sizes and bytes (small, staged, deduplicated), then arbitrary
 //! `Read + Seek` and `read_range` reads, each compared byte for byte with the bytes put. A
-//! reader keeps seeing its snapshot while the key is overwritten.
+//! reader keeps seeing its snapshot while the key is overwritten. The store's integrity check
+//! must pass at the end of each input. One store serves the whole process, emptied
+//! (`WriteTx::clear`) before each input; `RECFILES_FUZZ_FRESH=1` makes a new one per input.
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use recfiles::prelude::*;
-use recfiles_fuzz::{assert_check, content};
+use recfiles_fuzz::{Reused, assert_check, check_every_step, clear_and, content};
 use std::io::{Read, Seek, SeekFrom};
 
 #[derive(Arbitrary, Debug)]
@@ -34,30 +36,40 @@ struct Input {
     reads: Vec<(u8, ReadOp)>,
 }
 
+/// The longest body: 12 chunks, 3 staging batches (the store below has 1 KiB chunks and stages
+/// by 4 KiB), enough for every path (inline, chunked, staged in one batch and in several,
+/// chunks shared within a file) while each input stays cheap. Bodies used to reach 61 KB,
+/// which made an input cost 18 ms, most of it handing 1 KiB chunks between staging threads.
+const MAX_BODY: usize = 12 * 1024 + 100;
+
 fn bytes(body: &Body) -> Vec<u8> {
-    match body {
+    let mut data = match body {
         Body::Raw(v) => v.clone(),
-        Body::Generated { seed, len } => content(*seed, usize::from(*len) % 20_000),
+        Body::Generated { seed, len } => content(*seed, usize::from(*len) % MAX_BODY),
         Body::Repeat { seed, len, times } => {
             content(*seed, usize::from(*len) * 16).repeat(usize::from(*times % 16))
         }
-    }
+    };
+    data.truncate(MAX_BODY);
+    data
 }
 
+/// One store for the whole process, emptied before each input.
+static STORE: Reused<Store> = Reused::new();
+
 fuzz_target!(|input: Input| {
-    let store = Store::builder()
-        .cache_size(1 << 20)
-        .chunk_size(1024)
-        .staging_batch(4096)
-        .in_memory()
-        .expect("store");
-    let b = store
-        .create_bucket(&BucketOptions::default())
-        .expect("bucket")
-        .id;
+    let store = STORE.take(|| {
+        Store::builder()
+            .cache_size(1 << 20)
+            .chunk_size(1024)
+            .staging_batch(4096)
+            .in_memory()
+            .expect("store")
+    });
+    let b = clear_and(&store, |tx| tx.create_bucket(&BucketOptions::default())).id;
     let keys = ["x", "y", "z"];
     let mut model: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
-    for (k, body) in input.bodies.iter().take(12) {
+    for (k, body) in input.bodies.iter().take(8) {
         let i = usize::from(*k) % keys.len();
         let data = bytes(body);
         // A reader opened before the overwrite keeps reading the old content.
@@ -77,6 +89,9 @@ fuzz_target!(|input: Input| {
             assert_eq!(back, old, "snapshot isolation");
         }
         model[i] = Some(data);
+        if check_every_step() {
+            assert_check(&store);
+        }
     }
     for (k, op_list) in input.reads.chunks(8).enumerate().take(8) {
         let i = k % keys.len();
@@ -140,4 +155,5 @@ fuzz_target!(|input: Input| {
         }
     }
     assert_check(&store);
+    STORE.keep(store);
 });

@@ -1,17 +1,21 @@
 //! Metadata fuzzing: arbitrary keys, tag keys and values, bucket options, location names, put
 //! options (sizes that lie, md5 and blake3 strings, MIME types), and on the records side
 //! arbitrary JSON bodies, `$schema` values, schemas, PIDs, reverts and FileObject metadata
-//! names through the record files view. Every call must end in
-//! success or a typed error, never a panic; a refused call must leave the store exactly as it
-//! was and its integrity check passing; an accepted put must hold exactly what was sent.
+//! names through the record files view. Every call must end in success or a typed error (never
+//! a panic, an engine or a corruption error); a refused call must leave the store exactly as it
+//! was (compared on a snapshot taken before the call); an accepted put must hold exactly what
+//! was sent; at the end of each input the store's integrity check (`check()`: every invariant
+//! of the format, then the engine's own check) must pass. One store serves the whole process,
+//! emptied (`WriteTx::clear`) before each input; `RECFILES_FUZZ_FRESH=1` makes a new one per
+//! input instead.
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use recfiles::prelude::*;
-use recfiles::{FilesQuery, MultipartLimits, RecordId, RecordsQuery};
-use recfiles_fuzz::{assert_check, content, observe};
+use recfiles::{FilesQuery, MultipartLimits, ReadTx, RecordId, RecordsQuery};
+use recfiles_fuzz::{Reused, assert_check, check_every_step, clear_and, content, observe_snapshot};
 use serde_json::{Map, Value};
 use std::io::Read;
 
@@ -152,12 +156,12 @@ impl Json {
 
 const SCHEMA: &str = "https://example.org/fuzz.json";
 
-/// Records as seen from outside: value and every revision.
-fn records_seen(store: &Store, ids: &[RecordId]) -> Vec<String> {
+/// Records as seen from outside (on a snapshot): value and every revision.
+fn records_seen(snap: &ReadTx, ids: &[RecordId]) -> Vec<String> {
     ids.iter()
         .map(|id| {
-            let r = store.read(|r| r.record_with_deleted(*id)).expect("record");
-            let revs = store.record_revisions(*id).ok();
+            let r = snap.record_with_deleted(*id).expect("record");
+            let revs = snap.record_revisions(*id).ok();
             format!("{r:?} {revs:?}")
         })
         .collect()
@@ -179,8 +183,8 @@ fn flush_files(store: &Store, ids: &[RecordId]) {
     }
 }
 
-fuzz_target!(|calls: Vec<Call>| {
-    let store = Store::builder()
+fn new_store() -> Store {
+    Store::builder()
         .cache_size(1 << 20)
         .chunk_size(1024)
         .staging_batch(2048)
@@ -193,24 +197,26 @@ fuzz_target!(|calls: Vec<Call>| {
             ..MultipartLimits::default()
         })
         .in_memory()
-        .expect("store");
-    let mut buckets = vec![
-        store
-            .create_bucket(&BucketOptions::default())
-            .expect("bucket")
-            .id,
-    ];
-    store
-        .register_schema(
+        .expect("store")
+}
+
+/// One store for the whole process, emptied before each input.
+static STORE: Reused<Store> = Reused::new();
+
+fuzz_target!(|calls: Vec<Call>| {
+    let store = STORE.take(new_store);
+    let first = clear_and(&store, |tx| {
+        tx.register_schema(
             SCHEMA,
             &serde_json::json!({"type": "object", "properties": {"title": {"type": "string"}}}),
-        )
-        .expect("schema");
+        )?;
+        tx.create_bucket(&BucketOptions::default())
+    });
+    let mut buckets = vec![first.id];
     let mut records: Vec<RecordId> = Vec::new();
     for call in calls.into_iter().take(32) {
-        let before = observe(&store, &buckets);
-        let records_before = records_seen(&store, &records);
-        let locations_before = store.read(|r| r.locations()).expect("locations");
+        // What the store showed before the call, compared only if the call is refused.
+        let before = store.snapshot().expect("snapshot");
         let pick = |i: u8| buckets[usize::from(i) % buckets.len()];
         let outcome: Result<(), recfiles::Error> = match &call {
             Call::CreateLocation { name, uri, default } => store
@@ -513,18 +519,19 @@ fuzz_target!(|calls: Vec<Call>| {
                 ),
                 "{call:?} failed in the engine: {e}"
             );
+            let after = store.snapshot().expect("snapshot");
             assert_eq!(
-                observe(&store, &buckets),
-                before,
+                observe_snapshot(&after, &buckets),
+                observe_snapshot(&before, &buckets),
                 "{call:?} was refused ({e}) but changed the store"
             );
             assert_eq!(
-                store.read(|r| r.locations()).expect("locations"),
-                locations_before
+                after.locations().expect("locations"),
+                before.locations().expect("locations")
             );
             assert_eq!(
-                records_seen(&store, &records),
-                records_before,
+                records_seen(&after, &records),
+                records_seen(&before, &records),
                 "{call:?} was refused ({e}) but changed a record"
             );
         }
@@ -539,6 +546,11 @@ fuzz_target!(|calls: Vec<Call>| {
         if outcome.is_ok() && past_the_view {
             flush_files(&store, &records);
         }
-        assert_check(&store);
+        if check_every_step() {
+            assert_check(&store);
+        }
     }
+    // Every invariant of the format and the engine's own check, once the input's calls are done.
+    assert_check(&store);
+    STORE.keep(store);
 });

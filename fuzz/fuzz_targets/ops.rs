@@ -2,8 +2,10 @@
 //! operations (create, commit, soft delete, revert, hard delete; a record's bucket is a bucket
 //! like the others, soft-deleted and brought back with its record) run against a store and
 //! against a plain model (BTreeMaps). After every step the outcome (success
-//! or the kind of error) must agree, everything observable must be equal, and the store's
-//! integrity check must pass.
+//! or the kind of error) must agree and everything observable must be equal; the store's
+//! integrity check must pass after every `Crash` and at the end of each input. One disk and
+//! store serve the whole process, emptied (`WriteTx::clear`) before each input;
+//! `RECFILES_FUZZ_FRESH=1` makes new ones per input.
 
 #![no_main]
 
@@ -14,7 +16,8 @@ use recfiles::{
     Error, MultipartLimits, RecordId, RecordsQuery, SimulatedDisk, SyncChange, UploadId,
 };
 use recfiles_fuzz::{
-    SeenBucket, SeenUpload, SeenVersion, assert_check, content, kind, observe,
+    Reused, SeenBucket, SeenUpload, SeenVersion, assert_check, check_every_step, clear_and,
+    content, kind, observe,
 };
 use std::collections::BTreeMap;
 
@@ -439,13 +442,18 @@ fn open(disk: &SimulatedDisk) -> Store {
         .expect("store on a simulated disk")
 }
 
+/// One disk and store for the whole process, emptied before each input (a `Crash` step
+/// replaces both, and the replacements are kept).
+static STORE: Reused<(SimulatedDisk, Store)> = Reused::new();
+
 fn run(ops: Vec<Op>) {
-    let mut disk = SimulatedDisk::new();
-    let mut store = open(&disk);
+    let (mut disk, mut store) = STORE.take(|| {
+        let disk = SimulatedDisk::new();
+        let store = open(&disk);
+        (disk, store)
+    });
     let mut m = Model::default();
-    let first = store
-        .create_bucket(&BucketOptions::default())
-        .expect("first bucket");
+    let first = clear_and(&store, |tx| tx.create_bucket(&BucketOptions::default()));
     m.buckets.insert(first.id, MBucket::default());
     m.bucket_order.push(first.id);
 
@@ -453,6 +461,8 @@ fn run(ops: Vec<Op>) {
         if let Op::Crash = op {
             disk = SimulatedDisk::from_image(disk.durable_image());
             store = open(&disk);
+            // Recovery must leave every invariant holding, not just the state the model sees.
+            assert_check(&store);
         } else {
             step(&store, &mut m, &op);
         }
@@ -460,8 +470,13 @@ fn run(ops: Vec<Op>) {
         m.learn_ids(&seen);
         assert_eq!(m.seen(), seen, "store and model differ after {op:?}");
         compare_records(&store, &m, &op);
-        assert_check(&store);
+        if check_every_step() {
+            assert_check(&store);
+        }
     }
+    // Every invariant of the format and the engine's own check, once the input's steps are done.
+    assert_check(&store);
+    STORE.keep((disk, store));
 }
 
 fn step(store: &Store, m: &mut Model, op: &Op) {

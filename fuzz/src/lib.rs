@@ -1,10 +1,76 @@
-//! Shared by the fuzz targets: what a store shows through its public API, in a form a plain
-//! model can produce too, and a small deterministic content generator.
+//! Shared by the fuzz targets: the store an input runs on (one per process, emptied between
+//! inputs), what a store shows through its public API in a form a plain model can produce too,
+//! and a small deterministic content generator.
 
 use recfiles::prelude::*;
-use recfiles::{FilesQuery, UploadId};
+use recfiles::{FilesQuery, ReadTx, UploadId, WriteTx};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::{Mutex, OnceLock};
+
+/// Whether each input gets a store of its own (`RECFILES_FUZZ_FRESH` set): slower, but an
+/// input then runs exactly as it would in a new process. Use it to replay a crash that does not
+/// reproduce alone (see the README's "Fuzzing" section).
+pub fn fresh_store_per_input() -> bool {
+    static FRESH: OnceLock<bool> = OnceLock::new();
+    *FRESH.get_or_init(|| std::env::var_os("RECFILES_FUZZ_FRESH").is_some())
+}
+
+/// Whether the targets run `check()` after every step or call as well as at the end of each
+/// input (`RECFILES_FUZZ_CHECK_EVERY_STEP` set): the old, slower oracle, which names the step
+/// that broke an invariant instead of the input.
+pub fn check_every_step() -> bool {
+    static EVERY: OnceLock<bool> = OnceLock::new();
+    *EVERY.get_or_init(|| std::env::var_os("RECFILES_FUZZ_CHECK_EVERY_STEP").is_some())
+}
+
+/// The store of one fuzzing process, kept between inputs.
+pub struct Reused<S>(Mutex<Option<S>>);
+
+impl<S: Clone> Reused<S> {
+    /// No store yet.
+    pub const fn new() -> Self {
+        Reused(Mutex::new(None))
+    }
+
+    /// The kept store, or a new one from `make` (on the first input, and on every input with
+    /// [`fresh_store_per_input`]). The caller empties it with [`clear_and`], so each input starts
+    /// from a new store's state at the cost of one transaction instead of creating a store and
+    /// closing it.
+    pub fn take(&self, make: impl FnOnce() -> S) -> S {
+        let kept = self.0.lock().expect("store slot").take();
+        match kept {
+            Some(s) if !fresh_store_per_input() => s,
+            _ => make(),
+        }
+    }
+
+    /// Keeps `s` for the next input.
+    pub fn keep(&self, s: S) {
+        if !fresh_store_per_input() {
+            *self.0.lock().expect("store slot") = Some(s);
+        }
+    }
+}
+
+impl<S: Clone> Default for Reused<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Empties `store` ([`WriteTx::clear`]) and runs `setup` in the same transaction.
+pub fn clear_and<T>(
+    store: &Store,
+    setup: impl FnOnce(&mut WriteTx<'_>) -> recfiles::Result<T>,
+) -> T {
+    store
+        .write(|tx| {
+            tx.clear()?;
+            setup(tx)
+        })
+        .expect("clear the store for the next input")
+}
 
 /// One version as seen from outside, newest first within its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +106,14 @@ pub struct SeenBucket {
 /// Reads everything observable about `buckets` on one snapshot, content byte for byte. Also
 /// asserts what must hold of any answer: one head per key, and it is the newest version.
 pub fn observe(store: &Store, buckets: &[BucketId]) -> BTreeMap<BucketId, Option<SeenBucket>> {
-    let snap = store.snapshot().expect("snapshot");
+    observe_snapshot(&store.snapshot().expect("snapshot"), buckets)
+}
+
+/// [`observe`] on a snapshot taken earlier.
+pub fn observe_snapshot(
+    snap: &ReadTx,
+    buckets: &[BucketId],
+) -> BTreeMap<BucketId, Option<SeenBucket>> {
     let mut out = BTreeMap::new();
     for id in buckets {
         let Some(b) = snap.bucket_with_deleted(*id).expect("bucket") else {

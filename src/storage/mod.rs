@@ -138,6 +138,24 @@ impl Snapshot for ReadTx {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
+impl WriteTx<'_> {
+    /// Removes everything the store holds (records and their revisions, PIDs, schemas, buckets,
+    /// versions, tags, files, content, multipart uploads, staged content, locations) and puts
+    /// back the default location, leaving the store as it was just after creation. The store's
+    /// own settings (format version, chunk size, creation time) stay. Like any change it
+    /// commits with the transaction, and then frees the pages in the usual way.
+    ///
+    /// Meant for tests and fuzzers that run many short cases on one store: clearing costs one
+    /// transaction, opening a new store several and closing it more. Uploads in progress on
+    /// other threads lose their staged content and fail when they finish. Test machinery: only
+    /// with the `testing` feature.
+    pub fn clear(&mut self) -> Result<()> {
+        self.t.clear_all_but_meta()?;
+        crate::files::create_default_location(self)
+    }
+}
+
 impl<'t> Snapshot for WriteTx<'t> {
     #[allow(private_interfaces)]
     type Tables = WTables<'t>;

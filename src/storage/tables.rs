@@ -92,6 +92,17 @@ macro_rules! tables {
                 $( self.$field.read()?; )*
                 Ok(())
             }
+
+            /// Deletes every row of every table except `meta` (see `WriteTx::clear`).
+            #[cfg(any(test, feature = "testing"))]
+            pub(crate) fn clear_all_but_meta(&mut self) -> Result<()> {
+                $(
+                    if stringify!($field) != "meta" {
+                        self.$field.write()?.retain(|_, _| false)?;
+                    }
+                )*
+                Ok(())
+            }
         }
 
         impl RTables {
