@@ -1175,7 +1175,8 @@ fn a_second_crash_during_recovery_changes_nothing() {
     for _ in 0..scale() {
         for source in ["small", "direct"] {
             ex.passed.clear();
-            ex.explore(source, source, None, POINTS / 3);
+            // Enough points that some image needs a replay, in debug builds too.
+            ex.explore(source, source, None, (POINTS / 3).max(50));
             // Crash images that needed recovery (their journal holds batches); each is reopened
             // under the shim and that reopen crashed in turn.
             let mut firsts = std::mem::take(&mut ex.passed);
