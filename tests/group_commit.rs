@@ -125,12 +125,15 @@ fn a_failing_or_panicking_writer_in_a_group_rolls_back_only_its_own_changes() {
     }
 }
 
-/// With quick repair on (the default), redb commits in two phases; the journal folds the two
+/// With quick repair on, redb commits in two phases; the journal folds the two
 /// syncs into one batch, so a lone durable commit still costs one sync.
 #[test]
 fn a_lone_durable_commit_costs_one_sync_with_quick_repair() {
     let disk = CountingDisk::default();
-    let store = Store::builder().open_backend(disk.clone()).unwrap();
+    let store = Store::builder()
+        .quick_repair(true)
+        .open_backend(disk.clone())
+        .unwrap();
     let b = common::bucket(&store);
     let before = disk.syncs.load(Ordering::Relaxed);
     for i in 0..50 {

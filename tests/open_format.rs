@@ -323,7 +323,7 @@ fn on_repair_reports_the_check_after_a_crash_and_only_then() {
     assert_eq!(open_counting(closed, b, &data, false), Vec::<f64>::new());
 }
 
-/// With quick repair (the default), an open after a crash reads the allocator state the last
+/// With quick repair on, an open after a crash reads the allocator state the last
 /// commit recorded instead of checking every page: no repair pass runs, and everything
 /// committed is there. A store written without it still gets its full check.
 #[test]

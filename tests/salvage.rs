@@ -29,11 +29,14 @@ fn crashed_store(dir: &std::path::Path) -> (std::path::PathBuf, BucketId) {
     (path, b.id)
 }
 
-/// Offsets of the journal's batches in a store file.
+/// Offsets of the journal's batches of the current generation in a store file (batches of
+/// earlier generations may still lie further on: a new generation only voids them).
 fn batches(image: &[u8]) -> Vec<usize> {
+    let word = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap());
+    let generation = word(24);
     (4096..REGION as usize)
         .step_by(4096)
-        .filter(|&at| &image[at..at + 8] == b"recfbtch")
+        .filter(|&at| &image[at..at + 8] == b"recfbtch" && word(at + 8) == generation)
         .collect()
 }
 
