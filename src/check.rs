@@ -49,10 +49,8 @@ impl Store {
                 Err(e) => Err(e.into()),
             }
         })?;
-        if engine_ok == Some(false) {
-            // The engine found damage and rolled back to the last state it could verify; the
-            // tables are checked as they are now.
-        }
+        // `Some(false)`: the engine found damage and rolled back to the last state it could
+        // verify; the tables are checked as they are now.
         let problems = self.inner.contain(|| self.check_tables())?;
         Ok(CheckReport {
             problems,

@@ -4,7 +4,7 @@
 use super::Hash;
 use crate::error::{Error, Result};
 use crate::ids::FileId;
-use crate::storage::{Config, Direct, DirectRead, Poison, ReadVerification};
+use crate::storage::{Config, Direct, DirectRead, Poison, ReadVerification, catch_engine_panic};
 use redb::{OwnedAccessGuard, ReadOnlyTable};
 use std::sync::Arc;
 
@@ -122,8 +122,9 @@ impl FileReader {
     /// Reads from byte `pos` (< size) of the file into `out` (not empty), as many bytes as
     /// `out` holds or the chunk holding `pos` has left. Returns how many (at least one).
     fn read_at(&mut self, pos: u64, out: &mut [u8]) -> Result<usize> {
-        let poison = Arc::clone(&self.poison);
-        poison.contain(|| self.read_at_contained(pos, out))
+        self.poison.check()?;
+        catch_engine_panic(|| self.read_at_contained(pos, out))
+            .unwrap_or_else(|what| Err(self.poison.stop(what)))
     }
 
     fn read_at_contained(&mut self, pos: u64, out: &mut [u8]) -> Result<usize> {

@@ -138,6 +138,26 @@ fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
     Ok(b3 == row.blake3 && (row.md5.is_none() || md5 == row.md5))
 }
 
+/// Checks each of `files` on `snap`: the report, and each file's result to record.
+fn check_files(
+    snap: &ReadTx,
+    files: impl IntoIterator<Item = Result<(FileId, FileRow)>>,
+) -> Result<(FixityReport, Vec<(FileId, bool)>)> {
+    let mut report = FixityReport::default();
+    let mut results = Vec::new();
+    for file in files {
+        let (id, row) = file?;
+        let ok = check_content(&snap.t, id, &row)?;
+        report.checked += 1;
+        report.bytes += row.size;
+        if !ok {
+            report.damaged.push(id);
+        }
+        results.push((id, ok));
+    }
+    Ok((report, results))
+}
+
 impl Store {
     /// Verifies one file's content against its checksums, records `last_check` and
     /// `last_check_at`, and returns the result.
@@ -162,27 +182,19 @@ impl Store {
 
     fn verify_all_contained(&self) -> Result<FixityReport> {
         let snap: ReadTx = self.snapshot()?;
-        let mut report = FixityReport::default();
-        let mut results = Vec::new();
-        for e in snap.t.files()?.iter()? {
-            let (k, v) = e?;
-            let id = FileId::from_raw(k.value());
-            let row: FileRow = split_file_value(v.value())?.0;
-            if !row.readable {
-                continue;
+        let readable = snap.t.files()?.iter()?.filter_map(|e| {
+            let row = e.map_err(Error::from).and_then(|(k, v)| {
+                let row: FileRow = split_file_value(v.value())?.0;
+                Ok((FileId::from_raw(k.value()), row))
+            });
+            match row {
+                Ok((_, r)) if !r.readable => None,
+                other => Some(other),
             }
-            let ok = check_content(&snap.t, id, &row)?;
-            report.checked += 1;
-            report.bytes += row.size;
-            if !ok {
-                report.damaged.push(id);
-            }
-            results.push((id, ok));
-        }
+        });
+        let (report, results) = check_files(&snap, readable)?;
         drop(snap);
-        for batch in results.chunks(1000) {
-            self.record_checks(batch)?;
-        }
+        self.record_all_checks(&results)?;
         Ok(report)
     }
 
@@ -193,22 +205,19 @@ impl Store {
     /// next turn.
     pub fn verify_scheduled(&self, plan: &FixitySchedule) -> Result<FixityReport> {
         let snap: ReadTx = self.snapshot()?;
-        let mut report = FixityReport::default();
-        let mut results = Vec::new();
-        for (id, row) in scheduled_files(&snap, plan)? {
-            let ok = check_content(&snap.t, id, &row)?;
-            report.checked += 1;
-            report.bytes += row.size;
-            if !ok {
-                report.damaged.push(id);
-            }
-            results.push((id, ok));
-        }
+        let planned = scheduled_files(&snap, plan)?.into_iter().map(Ok);
+        let (report, results) = check_files(&snap, planned)?;
         drop(snap);
+        self.record_all_checks(&results)?;
+        Ok(report)
+    }
+
+    /// Records fixity results a thousand files per transaction.
+    fn record_all_checks(&self, results: &[(FileId, bool)]) -> Result<()> {
         for batch in results.chunks(1000) {
             self.record_checks(batch)?;
         }
-        Ok(report)
+        Ok(())
     }
 
     fn record_checks(&self, results: &[(FileId, bool)]) -> Result<()> {

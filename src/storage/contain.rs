@@ -71,20 +71,29 @@ impl Poison {
     /// [`Error::Corruption`] and poisons the store; any other panic is resumed.
     pub(crate) fn contain<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         self.check()?;
-        install_hook();
-        ENGINE_PANIC.with(|p| p.borrow_mut().take());
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(outcome) => outcome,
-            Err(payload) => match ENGINE_PANIC.with(|p| p.borrow_mut().take()) {
-                Some(what) => {
-                    let _ = self.0.set(what.clone());
-                    Err(Error::corrupt(format!(
-                        "the storage engine failed on damaged data: {what}"
-                    )))
-                }
-                None => resume_unwind(payload),
-            },
-        }
+        catch_engine_panic(f).unwrap_or_else(|what| Err(self.stop(what)))
+    }
+
+    /// Poisons the store after the engine panicked saying `what`; the error to return.
+    pub(crate) fn stop(&self, what: String) -> Error {
+        let error = Error::corrupt(format!("the storage engine failed on damaged data: {what}"));
+        let _ = self.0.set(what);
+        error
+    }
+}
+
+/// Runs `f`: `Err` with what the engine said if it panicked inside redb; any other panic is
+/// resumed. [`Poison::contain`] without the poison, for a caller that cannot lend it while
+/// `f` runs (a reader borrowing itself mutably); it calls [`Poison::stop`] on `Err`.
+pub(crate) fn catch_engine_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    install_hook();
+    ENGINE_PANIC.with(|p| p.borrow_mut().take());
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(outcome) => Ok(outcome),
+        Err(payload) => match ENGINE_PANIC.with(|p| p.borrow_mut().take()) {
+            Some(what) => Err(what),
+            None => resume_unwind(payload),
+        },
     }
 }
 

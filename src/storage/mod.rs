@@ -20,7 +20,7 @@ mod testing;
 pub use backend::Backend;
 pub(crate) use backend::MemoryBackend;
 pub(crate) use codec::{dec, dec_head, enc};
-pub(crate) use contain::Poison;
+pub(crate) use contain::{Poison, catch_engine_panic};
 pub(crate) use direct::{Direct, DirectRead};
 pub(crate) use open::Inner;
 pub use open::{Durability, MultipartLimits, ReadVerification, SalvageReport, Store, StoreBuilder};
