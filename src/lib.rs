@@ -126,7 +126,7 @@ mod stats;
 mod storage;
 pub mod tokens;
 
-pub use check::CheckReport;
+pub use check::{CheckReport, Invariant, Problem, Subject};
 pub use content::{FileInstance, FileReader, FixityReport, FixitySchedule};
 pub use error::{EngineError, Error, KeyProblem, Result, SchemaViolation, SizeLimit};
 pub use files::{

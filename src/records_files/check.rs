@@ -3,6 +3,7 @@
 
 use super::DUMPED_KEYS;
 use super::file_object::FileObject;
+use crate::check::{Invariant, Problem, Subject, record};
 use crate::error::{Error, Result};
 use crate::files::{ListOptions, for_each_head};
 use crate::ids::RecordId;
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 /// `version_id` are not those of the key's head. A record without `_files` (its files never
 /// listed in its body), a soft-deleted one and one whose body does not read back (which
 /// `records::check` reports) are not checked.
-pub(crate) fn check_files_lists(t: &RTables, p: &mut Vec<String>) -> Result<()> {
+pub(crate) fn check_files_lists(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
     let mut linked: Vec<(u128, RecordRow)> = Vec::new();
     for e in t.records()?.iter()? {
         let (k, v) = e?;
@@ -52,27 +53,41 @@ fn check_one(
     id: u128,
     listed: &Value,
     mut heads: BTreeMap<String, Map<String, Value>>,
-    p: &mut Vec<String>,
+    p: &mut Vec<Problem>,
 ) {
     let Value::Array(entries) = listed else {
-        p.push(format!("record {id:x}: _files is not a list"));
+        p.push(Problem::new(
+            Invariant::FilesList,
+            [record(id)],
+            format!("record {id:x}: _files is not a list"),
+        ));
         return;
     };
     let mut seen = std::collections::BTreeSet::new();
     for (at, entry) in entries.iter().enumerate() {
         let Some(key) = entry.get("key").and_then(Value::as_str) else {
-            p.push(format!(
-                "record {id:x}: _files[{at}] is not a file entry with a key"
+            p.push(Problem::new(
+                Invariant::FilesList,
+                [record(id)],
+                format!("record {id:x}: _files[{at}] is not a file entry with a key"),
             ));
             continue;
         };
         if !seen.insert(key) {
-            p.push(format!("record {id:x}: _files lists {key:?} twice"));
+            p.push(Problem::new(
+                Invariant::FilesList,
+                [record(id), Subject::Key(key.to_string())],
+                format!("record {id:x}: _files lists {key:?} twice"),
+            ));
             continue;
         }
         let Some(head) = heads.remove(key) else {
-            p.push(format!(
-                "record {id:x}: _files lists {key:?}, which is not a live file of its bucket"
+            p.push(Problem::new(
+                Invariant::FilesList,
+                [record(id), Subject::Key(key.to_string())],
+                format!(
+                    "record {id:x}: _files lists {key:?}, which is not a live file of its bucket"
+                ),
             ));
             continue;
         };
@@ -82,15 +97,21 @@ fn check_one(
             .filter(|k| entry.get(*k) != head.get(*k))
             .collect();
         if !stale.is_empty() {
-            p.push(format!(
-                "record {id:x}: _files entry of {key:?} differs from its head version in {}",
-                stale.join(", ")
+            p.push(Problem::new(
+                Invariant::FilesList,
+                [record(id), Subject::Key(key.to_string())],
+                format!(
+                    "record {id:x}: _files entry of {key:?} differs from its head version in {}",
+                    stale.join(", ")
+                ),
             ));
         }
     }
     for key in heads.keys() {
-        p.push(format!(
-            "record {id:x}: live file {key:?} of its bucket is missing from _files"
+        p.push(Problem::new(
+            Invariant::FilesList,
+            [record(id), Subject::Key(key.clone())],
+            format!("record {id:x}: live file {key:?} of its bucket is missing from _files"),
         ));
     }
 }
