@@ -593,6 +593,7 @@ impl Store {
         }
 
         crate::records::check::check_invariants(t, &mut p)?;
+        crate::records_files::check::check_links(t, &mut p)?;
         crate::records_files::check::check_files_lists(t, &mut p)?;
 
         Ok(p)

@@ -3,9 +3,8 @@
 
 use super::pid::PidRow;
 use super::{RecordRow, RevisionRow, json_to_body};
-use crate::check::{Invariant, Problem, Subject, bucket, record};
+use crate::check::{Invariant, Problem, Subject, record};
 use crate::error::Result;
-use crate::files::rows::BucketRow;
 use crate::ids::RecordId;
 use crate::storage::View;
 use crate::storage::{RTables, dec};
@@ -13,8 +12,8 @@ use redb::ReadableTable;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Appends one line to `p` per violated record invariant: revisions `0..=current` without
-/// gaps and the current one equal to the record row; links between records and buckets in
-/// both directions and to existing rows; PIDs and their reverse index naming existing records.
+/// gaps and the current one equal to the record row; PIDs and their reverse index naming
+/// existing records. (The links between records and buckets are `records_files::check`'s.)
 pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
     let mut records: BTreeMap<u128, RecordRow> = BTreeMap::new();
     for e in t.records()?.iter()? {
@@ -89,42 +88,6 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<Problem>) -> Result<()> 
             [record(*id)],
             format!("revisions of missing record {id:x}"),
         ));
-    }
-
-    // Links between records and buckets: each side names the other. One pass over the
-    // buckets, then each record's link is looked up in what it found.
-    let mut owners: BTreeMap<u128, Option<u128>> = BTreeMap::new();
-    for e in t.buckets()?.iter()? {
-        let (k, v) = e?;
-        let b: BucketRow = dec(v.value(), "buckets")?;
-        owners.insert(k.value(), b.record);
-        let Some(owner) = b.record else { continue };
-        if records.get(&owner).and_then(|r| r.bucket) != Some(k.value()) {
-            p.push(Problem::new(
-                Invariant::RecordBucket,
-                [bucket(k.value()), record(owner)],
-                format!(
-                    "bucket {:x} names record {owner:x}, which does not link it back",
-                    k.value()
-                ),
-            ));
-        }
-    }
-    for (id, row) in &records {
-        let Some(linked) = row.bucket else { continue };
-        match owners.get(&linked) {
-            None => p.push(Problem::new(
-                Invariant::RecordBucket,
-                [record(*id), bucket(linked)],
-                format!("record {id:x} links missing bucket {linked:x}"),
-            )),
-            Some(owner) if *owner != Some(*id) => p.push(Problem::new(
-                Invariant::RecordBucket,
-                [record(*id), bucket(linked)],
-                format!("record {id:x} links bucket {linked:x}, which does not name it back"),
-            )),
-            Some(_) => {}
-        }
     }
 
     let mut pids: BTreeSet<(u128, String, String)> = BTreeSet::new();

@@ -3,8 +3,9 @@
 
 use super::DUMPED_KEYS;
 use super::file_object::FileObject;
-use crate::check::{Invariant, Problem, Subject, record};
+use crate::check::{Invariant, Problem, Subject, bucket, record};
 use crate::error::{Error, Result};
+use crate::files::rows::BucketRow;
 use crate::files::{ListOptions, for_each_head};
 use crate::ids::RecordId;
 use crate::records::{FILES_FIELD, RecordRow, to_record};
@@ -12,6 +13,53 @@ use crate::storage::{RTables, View, dec};
 use redb::ReadableTable;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+/// Appends a problem to `p` per broken link between a record and its bucket: each must
+/// name the other, and both must exist.
+pub(crate) fn check_links(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
+    let mut records: BTreeMap<u128, RecordRow> = BTreeMap::new();
+    for e in t.records()?.iter()? {
+        let (k, v) = e?;
+        records.insert(k.value(), dec(v.value(), "records")?);
+    }
+    // Links between records and buckets: each side names the other. One pass over the
+    // buckets, then each record's link is looked up in what it found.
+    let mut owners: BTreeMap<u128, Option<u128>> = BTreeMap::new();
+    for e in t.buckets()?.iter()? {
+        let (k, v) = e?;
+        let b: BucketRow = dec(v.value(), "buckets")?;
+        owners.insert(k.value(), b.record);
+        let Some(owner) = b.record else { continue };
+        if records.get(&owner).and_then(|r| r.bucket) != Some(k.value()) {
+            p.push(Problem::new(
+                Invariant::RecordBucket,
+                [bucket(k.value()), record(owner)],
+                format!(
+                    "bucket {:x} names record {owner:x}, which does not link it back",
+                    k.value()
+                ),
+            ));
+        }
+    }
+    for (id, row) in &records {
+        let Some(linked) = row.bucket else { continue };
+        match owners.get(&linked) {
+            None => p.push(Problem::new(
+                Invariant::RecordBucket,
+                [record(*id), bucket(linked)],
+                format!("record {id:x} links missing bucket {linked:x}"),
+            )),
+            Some(owner) if *owner != Some(*id) => p.push(Problem::new(
+                Invariant::RecordBucket,
+                [record(*id), bucket(linked)],
+                format!("record {id:x} links bucket {linked:x}, which does not name it back"),
+            )),
+            Some(_) => {}
+        }
+    }
+
+    Ok(())
+}
 
 /// Appends one line to `p` per live record whose `_files` disagrees with its bucket: an entry
 /// that is not an object with a string `key`, a key listed twice, a live file not listed, a
