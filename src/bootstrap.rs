@@ -6,7 +6,7 @@
 //! needs neither.
 
 use crate::error::Result;
-use crate::storage::{Backend, Found, SalvageReport, Store, StoreBuilder, WriteTx, naming};
+use crate::storage::{Backend, Found, SalvageReport, Store, StoreBuilder, naming};
 use std::path::Path;
 
 impl StoreBuilder {
@@ -84,7 +84,7 @@ fn ready(store: Store, found: Found) -> Result<Store> {
 }
 
 #[cfg(any(test, feature = "testing"))]
-impl WriteTx<'_> {
+impl crate::storage::WriteTx<'_> {
     /// Removes everything the store holds (records and their revisions, PIDs, schemas, buckets,
     /// versions, tags, files, content, multipart uploads, staged content, locations) and puts
     /// back the default location, leaving the store as it was just after creation. The store's
