@@ -1194,5 +1194,7 @@ fn a_second_crash_during_recovery_changes_nothing() {
 /// Whether an image's journal holds a batch of its current generation at the first place
 /// (so a reopen replays something).
 fn has_batches(img: &[u8]) -> bool {
-    img.len() > 4096 + 16 && &img[4096..4104] == b"recfbtch" && img[24..32] == img[4104..4112]
+    img.len() > 4096 + 16
+        && matches!(&img[4096..4104], b"recfbcrc" | b"recfbtch")
+        && img[24..32] == img[4104..4112]
 }

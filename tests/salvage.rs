@@ -36,7 +36,9 @@ fn batches(image: &[u8]) -> Vec<usize> {
     let generation = word(24);
     (4096..REGION as usize)
         .step_by(4096)
-        .filter(|&at| &image[at..at + 8] == b"recfbtch" && word(at + 8) == generation)
+        .filter(|&at| {
+            matches!(&image[at..at + 8], b"recfbcrc" | b"recfbtch") && word(at + 8) == generation
+        })
         .collect()
 }
 

@@ -199,7 +199,8 @@ fn open_region(path: &std::path::Path, persist: bool) -> redb::Database {
         let head = &raw[pos..pos + 64];
         let (len, min_len) = (u64_at(head, 24) as usize, u64_at(head, 32) as usize);
         let (count, payload_len) = (u32_at(head, 40) as usize, u32_at(head, 44) as usize);
-        if &head[..8] != b"recfbtch"
+        let crc = &head[..8] == b"recfbcrc";
+        if !(crc || &head[..8] == b"recfbtch")
             || u64_at(head, 8) != generation
             || u64_at(head, 16) != seq
             || pos + 64 + payload_len > region
@@ -207,10 +208,19 @@ fn open_region(path: &std::path::Path, persist: bool) -> redb::Database {
             break;
         }
         let payload = &raw[pos + 64..pos + 64 + payload_len];
-        let mut h = blake3::Hasher::new();
-        h.update(&head[..48]);
-        h.update(payload);
-        if h.finalize().as_bytes()[..16] != head[48..64] {
+        let mut sum = [0u8; 16];
+        if crc {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&head[..48]);
+            h.update(payload);
+            sum[..4].copy_from_slice(&h.finalize().to_le_bytes());
+        } else {
+            let mut h = blake3::Hasher::new();
+            h.update(&head[..48]);
+            h.update(payload);
+            sum.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        }
+        if sum != head[48..64] {
             break;
         }
         // Cut to the shortest length since the batch before, lay the pages, set the length.
