@@ -3,10 +3,11 @@
 
 use axum::body::Body;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// How many body frames may wait between the network and the store, in each direction.
 /// Frames are at most [`DOWNLOAD_CHUNK`] going out and hyper's read size coming in, so this
@@ -51,11 +52,119 @@ impl BodyReader {
                 }
             }
         });
+        BodyReader::from_channel(rx)
+    }
+
+    fn from_channel(rx: mpsc::Receiver<io::Result<Bytes>>) -> BodyReader {
         BodyReader {
             rx,
             current: Bytes::new(),
         }
     }
+}
+
+/// The leading text fields of a `multipart/form-data` body, and its `file` field as a reader.
+pub(crate) struct Form {
+    /// The fields before the file (ng-file-upload sends `_totalSize`, `_chunkNumber`, ...
+    /// there), by name; a repeated name keeps its last value.
+    pub fields: BTreeMap<String, String>,
+    /// The bytes of the field named `file`, or `None` when the form has no such field.
+    pub file: Option<BodyReader>,
+}
+
+/// Longest text field read before the file, and how many of them: ng-file-upload's fields
+/// are short numbers; anything bigger is not a form this API understands.
+const FORM_FIELD_MAX: usize = 4096;
+const FORM_FIELDS_MAX: usize = 64;
+
+/// Why a form could not be read up to its file.
+#[derive(Debug)]
+pub(crate) enum FormError {
+    /// The body is not a well-formed multipart body (or it ended early).
+    Malformed(String),
+    /// A text field before the file is longer than [`FORM_FIELD_MAX`], or there are more than
+    /// [`FORM_FIELDS_MAX`] of them.
+    TooLarge,
+}
+
+/// Reads a `multipart/form-data` body with this boundary up to its `file` field, then streams
+/// that field's bytes as a reader, like a plain body (a body that ends inside the file is an
+/// `io::Error`). Nothing is buffered but the short text fields before the file; fields after
+/// it are not read. Must be called inside the runtime.
+pub(crate) async fn read_form(body: Body, boundary: String) -> Result<Form, FormError> {
+    let (head_tx, head_rx) = oneshot::channel();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    // One task owns the parser: a field borrows it, so the fields and the file's bytes are
+    // read in the same place; the fields go back first, then the file's chunks.
+    tokio::spawn(async move {
+        let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
+        let mut fields = BTreeMap::new();
+        let mut count = 0;
+        loop {
+            let mut field = match form.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    let _ = head_tx.send(Ok((fields, false)));
+                    return;
+                }
+                Err(e) => {
+                    let _ = head_tx.send(Err(FormError::Malformed(e.to_string())));
+                    return;
+                }
+            };
+            if field.name() == Some("file") {
+                if head_tx.send(Ok((fields, true))).is_err() {
+                    return;
+                }
+                loop {
+                    let item = match field.chunk().await {
+                        Ok(None) => return,
+                        Ok(Some(b)) if b.is_empty() => continue,
+                        Ok(Some(b)) => Ok(b),
+                        Err(e) => Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("form upload: {e}"),
+                        )),
+                    };
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() || failed {
+                        return;
+                    }
+                }
+            }
+            let name = field.name().unwrap_or("").to_string();
+            let mut text = Vec::new();
+            loop {
+                match field.chunk().await {
+                    Ok(None) => break,
+                    Ok(Some(b)) if text.len() + b.len() <= FORM_FIELD_MAX => {
+                        text.extend_from_slice(&b)
+                    }
+                    Ok(Some(_)) => {
+                        let _ = head_tx.send(Err(FormError::TooLarge));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = head_tx.send(Err(FormError::Malformed(e.to_string())));
+                        return;
+                    }
+                }
+            }
+            fields.insert(name, String::from_utf8_lossy(&text).into_owned());
+            count += 1;
+            if count > FORM_FIELDS_MAX {
+                let _ = head_tx.send(Err(FormError::TooLarge));
+                return;
+            }
+        }
+    });
+    let (fields, has_file) = head_rx
+        .await
+        .map_err(|_| FormError::Malformed("the form reader stopped".into()))??;
+    Ok(Form {
+        fields,
+        file: has_file.then(|| BodyReader::from_channel(rx)),
+    })
 }
 
 impl Read for BodyReader {

@@ -276,7 +276,8 @@ pub(crate) async fn delete(
 /// Largest page of `GET /records`.
 const MAX_PAGE: u64 = 1000;
 
-/// `GET /records?size=N&after=R`: live records in recid order; `links.next` continues.
+/// `GET /records?size=N&after=R`: live records in recid order; `links.next` continues and
+/// `hits.total` counts every page's records.
 pub(crate) async fn list(State(st): St, req: Request) -> Result<Response, ApiError> {
     negotiate(req.headers())?;
     let q = Query::parse(req.uri().query());
@@ -288,7 +289,10 @@ pub(crate) async fn list(State(st): St, req: Request) -> Result<Response, ApiErr
         limit: size as usize,
         with_deleted: false,
     };
-    let page = blocking(move || store.list_records(&opts)).await?;
+    // The page and the total from one snapshot, so they agree.
+    let (page, total) =
+        blocking(move || store.read(|r| Ok((r.list_records(&opts)?, r.count_records(false)?))))
+            .await?;
     let headers = req.headers();
     let hits: Vec<Value> = page
         .records
@@ -310,6 +314,6 @@ pub(crate) async fn list(State(st): St, req: Request) -> Result<Response, ApiErr
             json!(format!("{base}?size={size}&after={next}")),
         );
     }
-    let body = json!({"hits": {"hits": hits}, "links": links});
+    let body = json!({"hits": {"hits": hits, "total": total}, "links": links});
     Ok(json_response(StatusCode::OK, &body, q.pretty()))
 }

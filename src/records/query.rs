@@ -1,6 +1,6 @@
 //! Queries of the records layer, shared by read snapshots and write transactions.
 
-use super::list::{RecordListOptions, RecordPage, list_by_recid};
+use super::list::{RecordListOptions, RecordPage, count_by_recid, list_by_recid};
 use super::pid::{pid_row, resolve, to_pid};
 use super::schema::{all_schemas, schema_doc};
 use super::{Pid, Record, RecordRevision, RevisionRow, json_to_body, record_row, to_record};
@@ -132,6 +132,13 @@ pub trait RecordsQuery: Snapshot {
     /// `opts.after`. Memory holds one page; see [`RecordPage::next`] for the cursor.
     fn list_records(&self, opts: &RecordListOptions) -> Result<RecordPage> {
         with_view!(self, |v| list_by_recid(v, opts))
+    }
+
+    /// How many records [`Self::list_records`] lists over all its pages (soft-deleted ones
+    /// too with `with_deleted`). It reads every `recid` PID, so it takes time in proportion
+    /// to the records.
+    fn count_records(&self, with_deleted: bool) -> Result<u64> {
+        with_view!(self, |v| count_by_recid(v, with_deleted))
     }
 }
 
