@@ -1169,6 +1169,7 @@ fn records_are_listed_in_recid_order_page_by_page() {
         let path = url.strip_prefix(&s.url("")).unwrap().to_string();
         let page = s.get(&path).json();
         // Every page counts all the live records, as Invenio's search does.
+        assert_eq!(keys(&page), ["aggregations", "hits", "links"]);
         assert_eq!(page["hits"]["total"], 11);
         for hit in page["hits"]["hits"].as_array().unwrap() {
             seen.push(hit["id"].as_str().unwrap().parse::<u64>().unwrap());
@@ -1197,6 +1198,32 @@ fn record_files_are_deleted_through_record_urls_and_the_download_view_serves_the
     assert_eq!(files.as_array().unwrap().len(), 1);
     assert_eq!(files[0]["key"], "b.txt");
     assert_eq!(s.get("/records/1/files/a.txt").status, 404);
+}
+
+#[test]
+fn the_api_and_ui_prefixes_move_the_routes_their_links_and_the_document() {
+    let s = Server::with(|_| Config {
+        api_prefix: "/v2/".into(),
+        ui_prefix: "/ui".into(),
+        ..Config::default()
+    });
+    let rec = s.post("/v2/records", b"{}");
+    assert_eq!(rec.status, 201, "{}", rec.text());
+    assert_eq!(s.post("/api/records", b"{}").status, 404);
+    let put = s.put("/v2/records/1/files/a.txt", b"prefixed");
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        put.json()["links"]["self"],
+        s.url("/v2/records/1/files/a.txt")
+    );
+    assert_eq!(s.get("/ui/records/1/files/a.txt").body, b"prefixed");
+    // The download view is only under the UI prefix.
+    assert_eq!(s.get("/records/1/files/a.txt").status, 404);
+    let doc = s.get("/v2/openapi.json").json();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/v2/files/{bucket}/{key}"));
+    assert!(paths.contains_key("/ui/records/{pid}/files/{filename}"));
+    assert!(!paths.keys().any(|p| p.starts_with("/api/")));
 }
 
 // ---- access control ----------------------------------------------------------------------------

@@ -314,6 +314,11 @@ pub(crate) async fn list(State(st): St, req: Request) -> Result<Response, ApiErr
             json!(format!("{base}?size={size}&after={next}")),
         );
     }
-    let body = json!({"hits": {"hits": hits, "total": total}, "links": links});
+    // Invenio-Records-REST's search shape; no facets are configured, so no aggregations.
+    let body = json!({
+        "aggregations": {},
+        "hits": {"hits": hits, "total": total},
+        "links": links,
+    });
     Ok(json_response(StatusCode::OK, &body, q.pretty()))
 }
