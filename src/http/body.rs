@@ -21,6 +21,10 @@ pub(crate) const DOWNLOAD_CHUNK: usize = 256 * 1024;
 /// hands them over a bounded channel; the reader blocks (on a blocking-pool thread) until the
 /// next one arrives. A body that fails or ends before its `Content-Length` (a client that
 /// disconnects or half-closes) is an `io::Error`, so the engine stores nothing.
+///
+/// (Polling the body straight from the blocking thread, through the runtime's handle, was
+/// measured slower for 1 KiB uploads at 8 clients: 5-18% fewer per second, 4-5% more CPU
+/// each; the task reads ahead while the thread works.)
 pub(crate) struct BodyReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
@@ -60,6 +64,21 @@ impl BodyReader {
             rx,
             current: Bytes::new(),
         }
+    }
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
 }
 
@@ -165,21 +184,6 @@ pub(crate) async fn read_form(body: Body, boundary: String) -> Result<Form, Form
         fields,
         file: has_file.then(|| BodyReader::from_channel(rx)),
     })
-}
-
-impl Read for BodyReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.current = b,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
 }
 
 use axum::body::HttpBody;
