@@ -748,6 +748,47 @@ fn form_uploads_without_total_size_or_file_or_of_the_wrong_size_store_nothing() 
 }
 
 #[test]
+fn a_form_head_that_never_ends_is_refused_while_a_large_file_after_it_streams() {
+    let s = Server::start();
+    let b = s.bucket();
+    // A part header with no end: the parser would keep it all waiting for its blank line.
+    let boundary = "xyzzy";
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\nX-Pad: ")
+            .into_bytes();
+    body.resize(body.len() + (3 << 20), b'a');
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "PUT /api/files/{b}/endless HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; \
+         boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    let mut writer = c.try_clone().unwrap();
+    // The server may answer and close before the body is all sent.
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&body);
+    });
+    let mut line = String::new();
+    BufReader::new(c).read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+    let _ = sender.join();
+    // A file of many MiB after short fields goes through: the cap ends where the file starts.
+    let data: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let (ct, body) = form_body(&[("_totalSize", &data.len().to_string())], &data);
+    let r = s.call(
+        "PUT",
+        &format!("/api/files/{b}/large"),
+        &[("content-type", &ct)],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["checksum"], format!("md5:{}", md5_hex(&data)));
+    assert!(s.store.check().unwrap().is_ok());
+}
+
+#[test]
 fn multipart_parts_can_be_sent_as_ng_file_upload_forms() {
     let s = Server::start();
     let b = s.bucket();

@@ -1,11 +1,13 @@
 //! Bytes between the async edge and the synchronous engine: a request body read as
 //! `std::io::Read` on a blocking thread, and a file streamed out as a response body.
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 
@@ -101,9 +103,57 @@ const FORM_FIELDS_MAX: usize = 64;
 pub(crate) enum FormError {
     /// The body is not a well-formed multipart body (or it ended early).
     Malformed(String),
-    /// A text field before the file is longer than [`FORM_FIELD_MAX`], or there are more than
-    /// [`FORM_FIELDS_MAX`] of them.
+    /// A text field before the file is longer than [`FORM_FIELD_MAX`], there are more than
+    /// [`FORM_FIELDS_MAX`] of them, or everything before the file is over [`FORM_HEAD_MAX`].
     TooLarge,
+}
+
+/// Bytes a form may send before its file starts (its preamble, the fields, the part
+/// headers). The parser keeps what it has not matched yet, so without a cap a part header
+/// that never ends would grow its buffer as long as the client sends. Hyper hands the parser
+/// one read (at most a few hundred KiB) per poll, so a well-formed form whose file starts in
+/// the first reads stays far below it.
+const FORM_HEAD_MAX: u64 = 1 << 20;
+
+/// Whether a form's head is over: set once the file field is reached (`lifted`), or when the
+/// head went past [`FORM_HEAD_MAX`] (`tripped`).
+#[derive(Default)]
+struct HeadCap {
+    lifted: AtomicBool,
+    tripped: AtomicBool,
+}
+
+/// A form's body, which fails once more than [`FORM_HEAD_MAX`] bytes have passed before the
+/// cap is lifted.
+struct CappedHead {
+    body: Body,
+    seen: u64,
+    cap: Arc<HeadCap>,
+}
+
+impl HttpBody for CappedHead {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(io::Error::other(e)))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = frame.data_ref() {
+            self.seen += data.len() as u64;
+            if self.seen > FORM_HEAD_MAX && !self.cap.lifted.load(Ordering::Relaxed) {
+                self.cap.tripped.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(io::Error::other("the form's head is too large"))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
 }
 
 /// Reads a `multipart/form-data` body with this boundary up to its `file` field, then streams
@@ -115,10 +165,23 @@ pub(crate) async fn read_form(body: Body, boundary: String) -> Result<Form, Form
     let (tx, rx) = mpsc::channel(QUEUE);
     // One task owns the parser: a field borrows it, so the fields and the file's bytes are
     // read in the same place; the fields go back first, then the file's chunks.
+    let head = Arc::new(HeadCap::default());
+    let capped = Body::new(CappedHead {
+        body,
+        seen: 0,
+        cap: head.clone(),
+    });
     tokio::spawn(async move {
-        let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
+        let mut form = multer::Multipart::new(capped.into_data_stream(), boundary);
         let mut fields = BTreeMap::new();
         let mut count = 0;
+        let failed = |e: multer::Error| {
+            if head.tripped.load(Ordering::Relaxed) {
+                FormError::TooLarge
+            } else {
+                FormError::Malformed(e.to_string())
+            }
+        };
         loop {
             let mut field = match form.next_field().await {
                 Ok(Some(f)) => f,
@@ -127,11 +190,12 @@ pub(crate) async fn read_form(body: Body, boundary: String) -> Result<Form, Form
                     return;
                 }
                 Err(e) => {
-                    let _ = head_tx.send(Err(FormError::Malformed(e.to_string())));
+                    let _ = head_tx.send(Err(failed(e)));
                     return;
                 }
             };
             if field.name() == Some("file") {
+                head.lifted.store(true, Ordering::Relaxed);
                 if head_tx.send(Ok((fields, true))).is_err() {
                     return;
                 }
@@ -164,7 +228,7 @@ pub(crate) async fn read_form(body: Body, boundary: String) -> Result<Form, Form
                         return;
                     }
                     Err(e) => {
-                        let _ = head_tx.send(Err(FormError::Malformed(e.to_string())));
+                        let _ = head_tx.send(Err(failed(e)));
                         return;
                     }
                 }
@@ -185,8 +249,6 @@ pub(crate) async fn read_form(body: Body, boundary: String) -> Result<Form, Form
         file: has_file.then(|| BodyReader::from_channel(rx)),
     })
 }
-
-use axum::body::HttpBody;
 
 /// A response body fed by a blocking task through a bounded channel, with its exact length.
 pub(crate) struct ChannelBody {

@@ -515,7 +515,7 @@ fn form_error(e: FormError) -> ApiError {
         }
         FormError::TooLarge => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "The form's fields before the file are too large.",
+            "The form's fields and headers before the file are too large.",
         ),
     }
 }
