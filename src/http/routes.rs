@@ -118,6 +118,7 @@ fn object_ops(record: bool) -> Vec<Op> {
                 (400, "size, quota, key, tag, checksum or part problem"),
                 (403, "the bucket is locked"),
                 (404, "no such bucket or upload"),
+                (413, "a form with more than 1 MiB before its file"),
                 (422, "malformed uploadId"),
             ],
             mount: if record {
