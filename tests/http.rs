@@ -1187,6 +1187,34 @@ fn records_are_created_read_replaced_and_deleted_with_revision_etags() {
 }
 
 #[test]
+fn a_redirected_pid_answers_301_to_the_same_url_with_the_new_pid() {
+    let s = Server::start();
+    s.record(json!({"title": "old"}));
+    s.record(json!({"title": "new"}));
+    assert_eq!(s.put("/api/records/2/files/a.txt", b"moved").status, 200);
+    s.store
+        .write(|tx| {
+            tx.redirect_pid(recfiles::RECID, "1", recfiles::RECID, "2")?;
+            Ok(())
+        })
+        .unwrap();
+    for (from, to) in [
+        ("/api/records/1", "/api/records/2"),
+        ("/api/records/1/files", "/api/records/2/files"),
+        (
+            "/api/records/1/files/a.txt?download",
+            "/api/records/2/files/a.txt?download",
+        ),
+        ("/records/1/files/a.txt", "/records/2/files/a.txt"),
+    ] {
+        let r = s.get(from);
+        assert_eq!(r.status, 301, "{from}: {}", r.text());
+        assert_eq!(r.header("location"), Some(s.url(to).as_str()), "{from}");
+    }
+    assert_eq!(s.get("/api/records/2/files/a.txt").body, b"moved");
+}
+
+#[test]
 fn a_record_without_a_bucket_has_no_files_resource() {
     let s = Server::start();
     let r = s.post("/api/records?with_bucket=false", b"{}");

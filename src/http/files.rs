@@ -2,7 +2,7 @@
 //! object calls on a record's bucket (spec §6.7), plus the download view.
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -48,7 +48,12 @@ async fn bucket_target(st: &AppState, id: &str, headers: &HeaderMap) -> Result<T
     })
 }
 
-async fn record_target(st: &AppState, pid: &str, headers: &HeaderMap) -> Result<Target, ApiError> {
+async fn record_target(
+    st: &AppState,
+    pid: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Target, ApiError> {
     let store = st.store.clone();
     let value = pid.to_string();
     let found = blocking(move || {
@@ -62,7 +67,7 @@ async fn record_target(st: &AppState, pid: &str, headers: &HeaderMap) -> Result<
         })())
     })
     .await?;
-    let (record, bucket) = found.map_err(|e| pid_error(st, headers, e))?;
+    let (record, bucket) = found.map_err(|e| pid_error(headers, uri, e))?;
     Ok(Target {
         // A record without a bucket has no files resource (Invenio: 404).
         bucket: bucket.ok_or_else(ApiError::not_found)?,
@@ -159,7 +164,7 @@ pub(crate) async fn get_record_bucket(
     Path(pid): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     bucket_listing(&st, t, req).await
 }
 
@@ -332,7 +337,7 @@ pub(crate) async fn get_record_object(
     Path((pid, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     object_get(&st, t, key, req).await
 }
 
@@ -343,7 +348,7 @@ pub(crate) async fn download_view(
     Path((pid, filename)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     let q = Query::parse(req.uri().query());
     let (version, file) = find_file(&st, &t, filename, None).await?;
     send_file(
@@ -553,7 +558,7 @@ pub(crate) async fn put_record_object(
     Path((pid, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     object_put(&st, t.into(), key, req).await
 }
 
@@ -721,7 +726,7 @@ pub(crate) async fn post_record_object(
     Path((pid, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     object_post(&st, t, key, req).await
 }
 
@@ -812,7 +817,7 @@ pub(crate) async fn delete_record_object(
     Path((pid, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     object_delete(&st, t, key, req).await
 }
 
