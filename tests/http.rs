@@ -1319,6 +1319,12 @@ fn read_and_write_scopes_401_and_403() {
     let none = s.post("/api/files", b"");
     assert_eq!(none.status, 401);
     assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    assert!(
+        none.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The server could not verify that you are authorized")
+    );
     assert_eq!(
         s.call("POST", "/api/files", &[("authorization", &auth(r))], b"")
             .status,
