@@ -1550,6 +1550,71 @@ fn spawn_binary(
 }
 
 #[test]
+fn the_binary_applies_its_part_limit_and_prefix_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, addr, _log) = spawn_binary(
+        &dir.path().join("s.redb"),
+        &[
+            "--part-min",
+            "4",
+            "--part-max",
+            "16",
+            "--max-parts",
+            "3",
+            "--api-prefix",
+            "/v1",
+        ],
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let call = |method: &str, path: &str, body: &[u8]| {
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .body(body.to_vec())
+            .unwrap();
+        let mut r = agent.run(req).unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        (r.status().as_u16(), text)
+    };
+    let (status, text) = call("POST", "/v1/files", b"");
+    assert_eq!(status, 200, "{text}");
+    let b: Value = serde_json::from_str(&text).unwrap();
+    let base = format!("/v1/files/{}/k", b["id"].as_str().unwrap());
+    for (query, message) in [
+        ("size=20&partSize=3", "Invalid part size."),
+        ("size=20&partSize=17", "Invalid part size."),
+        ("size=100&partSize=10", "Invalid file size."),
+        ("size=4&partSize=4", "Invalid file size."),
+    ] {
+        let (status, text) = call("POST", &format!("{base}?uploads&{query}"), b"");
+        assert_eq!(status, 400, "{query}: {text}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["message"],
+            message
+        );
+    }
+    let (status, text) = call("POST", &format!("{base}?uploads&size=20&partSize=8"), b"");
+    assert_eq!(status, 200, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (n, part) in [&b"abcdefgh"[..], b"ijklmnop", b"qrst"].iter().enumerate() {
+        let (status, text) = call("PUT", &format!("{base}?uploadId={id}&partNumber={n}"), part);
+        assert_eq!(status, 200, "part {n}: {text}");
+    }
+    assert_eq!(call("POST", &format!("{base}?uploadId={id}"), b"").0, 200);
+    assert_eq!(
+        call("GET", &base, b""),
+        (200, "abcdefghijklmnopqrst".into())
+    );
+    assert_eq!(call("POST", "/api/files", b"").0, 404);
+}
+
+#[test]
 fn sigterm_stops_the_binary_cleanly_so_the_next_open_needs_no_check() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
