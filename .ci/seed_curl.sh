@@ -53,8 +53,15 @@ cmp -s example.txt expected.txt || fail "the downloaded file differs"
 # The record's _files lists the file (the records-files view is kept true).
 curl -s "http://localhost:$PORT/api/records/1" | grep -q '"_files":\[{' || fail "_files not updated"
 
+# ng-file-upload's form upload (spec §4.7), as curl -F builds it: the size field, then the file.
+curl -s -X PUT "http://localhost:$PORT/api/records/1/files/form.txt" \
+    -F "_totalSize=$(wc -c <expected.txt)" -F "file=@expected.txt" >form.json
+grep -q '"key":"form.txt"' form.json || fail "the form PUT answered $(cat form.json)"
+curl -s "http://localhost:$PORT/api/records/1/files/form.txt" -o form.txt
+cmp -s form.txt expected.txt || fail "the form-uploaded file differs"
+
 kill -TERM "$server_pid"
 wait "$server_pid" || fail "the server did not stop cleanly"
 server_pid=""
 grep -q "the store is closed" server.log || fail "no clean shutdown in the log"
-echo "seed_curl: 4 passed, 0 failed"
+echo "seed_curl: 5 passed, 0 failed"

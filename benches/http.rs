@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench --bench http                 # 1 GiB upload, 3 s per throughput figure
 //! cargo bench --bench http -- --quick      # 64 MiB, 1 s: a smoke run
+//! cargo bench --bench http -- --small-only # 1 KiB uploads only, 10 s at 1 and 8 clients
 //! ```
 //!
 //! The server is the release `recfiles` binary in a child process (so its peak RSS, `VmHWM`
@@ -215,6 +216,17 @@ fn main() {
     let secs = if quick { 1.0 } else { 3.0 };
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
         .unwrap_or_else(|_| tempfile::tempdir().unwrap());
+    if std::env::args().any(|a| a == "--small-only") {
+        // Only the small uploads, 10 s each: a steady load to profile the server under.
+        let server = start_server(&dir.path().join("served.redb"));
+        let bucket = create_bucket(server.addr);
+        println!("server pid {}", server.child.id());
+        for clients in [1, 8] {
+            let rate = small_uploads(server.addr, &bucket, clients, 10.0);
+            println!("  {clients:2} client(s)  {rate:8.0} uploads/s");
+        }
+        return;
+    }
 
     // In-process put, md5 on, same defaults as the server's store.
     let in_process = {

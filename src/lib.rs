@@ -132,7 +132,7 @@ pub use content::{FileInstance, FileReader, FixityReport, FixitySchedule};
 pub use error::{EngineError, Error, KeyProblem, Result, SchemaViolation, SizeLimit};
 pub use files::{
     Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion, Part,
-    PutOptions, SyncChange,
+    PartOptions, PutOptions, SyncChange,
 };
 pub use hooks::{Event, EventKind, HookError, HookFailure, HookResult, Hooks};
 pub use ids::{BucketId, FileId, RecordId, Timestamp, UploadId, VersionId};

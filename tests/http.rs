@@ -638,6 +638,247 @@ fn tags_come_from_the_invenio_header_and_duplicates_are_refused() {
     );
 }
 
+/// A `multipart/form-data` body as a browser (ng-file-upload) sends it: text fields, then the
+/// file as the field `file`.
+fn form_body(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----recfilesFormBoundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"blob\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn a_form_upload_stores_the_file_field_sized_by_total_size() {
+    let s = Server::start();
+    let b = s.bucket();
+    // Invenio's test: ng-file-upload's chunk fields, `_totalSize=100` and a 100-byte file.
+    let data: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(7)).collect();
+    let (ct, body) = form_body(
+        &[
+            ("_chunkNumber", "0"),
+            ("_currentChunkSize", "100"),
+            ("_chunkSize", "100"),
+            ("_totalSize", "100"),
+        ],
+        &data,
+    );
+    let r = s.call(
+        "PUT",
+        &format!("/api/files/{b}/form.bin"),
+        &[("content-type", &ct)],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["size"], 100);
+    assert_eq!(r.json()["checksum"], format!("md5:{}", md5_hex(&data)));
+    assert_eq!(s.get(&format!("/api/files/{b}/form.bin")).body, data);
+}
+
+#[test]
+fn form_uploads_without_total_size_or_file_or_of_the_wrong_size_store_nothing() {
+    let s = Server::start();
+    let b = s.bucket();
+    let form = |fields: &[(&str, &str)], file: &[u8]| {
+        let (ct, body) = form_body(fields, file);
+        s.call(
+            "PUT",
+            &format!("/api/files/{b}/f"),
+            &[("content-type", &ct)],
+            &body,
+        )
+    };
+    assert_eq!(form(&[], b"abc").status, 400);
+    let short = form(&[("_totalSize", "10")], b"abc");
+    assert_eq!(
+        (short.status, short.json()["message"].clone()),
+        (400, json!("File is smaller than expected."))
+    );
+    let long = form(&[("_totalSize", "2")], b"abc");
+    assert_eq!(
+        (long.status, long.json()["message"].clone()),
+        (400, json!("File is bigger than expected."))
+    );
+    // A form with no `file` field.
+    let (ct, _) = form_body(&[], b"");
+    let no_file = s.call(
+        "PUT",
+        &format!("/api/files/{b}/f"),
+        &[("content-type", &ct)],
+        b"------recfilesFormBoundary7MA4YWxkTrZu0gW\r\nContent-Disposition: form-data; \
+          name=\"_totalSize\"\r\n\r\n3\r\n------recfilesFormBoundary7MA4YWxkTrZu0gW--\r\n",
+    );
+    assert_eq!(no_file.status, 400, "{}", no_file.text());
+    // A body cut inside the file.
+    let (ct, body) = form_body(&[("_totalSize", "3")], b"abc");
+    let cut = s.call(
+        "PUT",
+        &format!("/api/files/{b}/f"),
+        &[("content-type", &ct)],
+        &body[..body.len() - 50],
+    );
+    assert_eq!(cut.status, 400, "{}", cut.text());
+    // The quota is checked against `_totalSize` before the file is read.
+    s.call(
+        "PATCH",
+        &format!("/api/files/{b}"),
+        &[("content-type", "application/json")],
+        br#"{"quota_size": 5}"#,
+    );
+    let over = form(&[("_totalSize", "6")], b"abcdef");
+    assert_eq!(over.json()["message"], "Bucket quota exceeded.");
+    assert_eq!(s.get(&format!("/api/files/{b}/f")).status, 404);
+    assert_eq!(s.store.bucket(b.parse().unwrap()).unwrap().unwrap().size, 0);
+    assert!(s.store.check().unwrap().is_ok());
+}
+
+#[test]
+fn a_form_head_that_never_ends_is_refused_while_a_large_file_after_it_streams() {
+    let s = Server::start();
+    let b = s.bucket();
+    // A part header with no end: the parser would keep it all waiting for its blank line.
+    let boundary = "xyzzy";
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\nX-Pad: ")
+            .into_bytes();
+    body.resize(body.len() + (3 << 20), b'a');
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "PUT /api/files/{b}/endless HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; \
+         boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    let mut writer = c.try_clone().unwrap();
+    // The server may answer and close before the body is all sent.
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&body);
+    });
+    let mut line = String::new();
+    BufReader::new(c).read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+    let _ = sender.join();
+    // A file of many MiB after short fields goes through: the cap ends where the file starts.
+    let data: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let (ct, body) = form_body(&[("_totalSize", &data.len().to_string())], &data);
+    let r = s.call(
+        "PUT",
+        &format!("/api/files/{b}/large"),
+        &[("content-type", &ct)],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["checksum"], format!("md5:{}", md5_hex(&data)));
+    assert!(s.store.check().unwrap().is_ok());
+}
+
+#[test]
+fn multipart_parts_can_be_sent_as_ng_file_upload_forms() {
+    let s = Server::start();
+    let b = s.bucket();
+    let data: Vec<u8> = (0..25u8).collect();
+    let mp = s
+        .post(
+            &format!("/api/files/{b}/chunked?uploads&size=25&partSize=10"),
+            b"",
+        )
+        .json();
+    let id = mp["id"].as_str().unwrap();
+    let url = format!("/api/files/{b}/chunked?uploadId={id}");
+    for n in 0..3usize {
+        let chunk = &data[n * 10..(n * 10 + 10).min(25)];
+        let (ct, body) = form_body(
+            &[
+                ("_chunkNumber", &n.to_string()),
+                ("_currentChunkSize", &chunk.len().to_string()),
+                ("_chunkSize", "10"),
+                ("_totalSize", "25"),
+            ],
+            chunk,
+        );
+        let r = s.call("PUT", &url, &[("content-type", &ct)], &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["part_number"], n);
+    }
+    // A chunk size that is not the part's, or no chunk number: Invenio's messages.
+    let (ct, body) = form_body(
+        &[("_chunkNumber", "0"), ("_currentChunkSize", "9")],
+        &data[..9],
+    );
+    let r = s.call("PUT", &url, &[("content-type", &ct)], &body);
+    assert_eq!(r.json()["message"], "Invalid part size.");
+    let (ct, body) = form_body(&[("_currentChunkSize", "10")], &data[..10]);
+    let r = s.call("PUT", &url, &[("content-type", &ct)], &body);
+    assert_eq!(
+        (r.status, r.json()["message"].clone()),
+        (400, json!("No upload part detected in request."))
+    );
+    assert_eq!(s.post(&url, b"").status, 200);
+    assert_eq!(s.get(&format!("/api/files/{b}/chunked")).body, data);
+}
+
+#[test]
+fn a_part_whose_content_md5_differs_is_refused_and_the_earlier_copy_stays() {
+    let s = Server::start();
+    let b = s.bucket();
+    let mp = s
+        .post(&format!("/api/files/{b}/p?uploads&size=8&partSize=4"), b"")
+        .json();
+    let id = mp["id"].as_str().unwrap();
+    let part0 = format!("/api/files/{b}/p?uploadId={id}&partNumber=0");
+    let ok = s.call(
+        "PUT",
+        &part0,
+        &[("content-md5", &md5_hex(b"abcd"))],
+        b"abcd",
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let bad = s.call(
+        "PUT",
+        &part0,
+        &[("content-md5", &md5_hex(b"abcd"))],
+        b"wxyz",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let parts = s.get(&format!("/api/files/{b}/p?uploadId={id}")).json();
+    assert_eq!(
+        parts["parts"][0]["checksum"],
+        format!("md5:{}", md5_hex(b"abcd"))
+    );
+    let part1 = format!("/api/files/{b}/p?uploadId={id}&partNumber=1");
+    let bad = s.call(
+        "PUT",
+        &part1,
+        &[("content-md5", &md5_hex(b"abcd"))],
+        b"efgh",
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        s.get(&format!("/api/files/{b}/p?uploadId={id}")).json()["parts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s.store.check().unwrap().is_ok());
+}
+
 // ---- downloads ----------------------------------------------------------------------------------
 
 #[test]
@@ -946,6 +1187,34 @@ fn records_are_created_read_replaced_and_deleted_with_revision_etags() {
 }
 
 #[test]
+fn a_redirected_pid_answers_301_to_the_same_url_with_the_new_pid() {
+    let s = Server::start();
+    s.record(json!({"title": "old"}));
+    s.record(json!({"title": "new"}));
+    assert_eq!(s.put("/api/records/2/files/a.txt", b"moved").status, 200);
+    s.store
+        .write(|tx| {
+            tx.redirect_pid(recfiles::RECID, "1", recfiles::RECID, "2")?;
+            Ok(())
+        })
+        .unwrap();
+    for (from, to) in [
+        ("/api/records/1", "/api/records/2"),
+        ("/api/records/1/files", "/api/records/2/files"),
+        (
+            "/api/records/1/files/a.txt?download",
+            "/api/records/2/files/a.txt?download",
+        ),
+        ("/records/1/files/a.txt", "/records/2/files/a.txt"),
+    ] {
+        let r = s.get(from);
+        assert_eq!(r.status, 301, "{from}: {}", r.text());
+        assert_eq!(r.header("location"), Some(s.url(to).as_str()), "{from}");
+    }
+    assert_eq!(s.get("/api/records/2/files/a.txt").body, b"moved");
+}
+
+#[test]
 fn a_record_without_a_bucket_has_no_files_resource() {
     let s = Server::start();
     let r = s.post("/api/records?with_bucket=false", b"{}");
@@ -968,6 +1237,9 @@ fn records_are_listed_in_recid_order_page_by_page() {
     while let Some(url) = next {
         let path = url.strip_prefix(&s.url("")).unwrap().to_string();
         let page = s.get(&path).json();
+        // Every page counts all the live records, as Invenio's search does.
+        assert_eq!(keys(&page), ["aggregations", "hits", "links"]);
+        assert_eq!(page["hits"]["total"], 11);
         for hit in page["hits"]["hits"].as_array().unwrap() {
             seen.push(hit["id"].as_str().unwrap().parse::<u64>().unwrap());
         }
@@ -997,6 +1269,32 @@ fn record_files_are_deleted_through_record_urls_and_the_download_view_serves_the
     assert_eq!(s.get("/records/1/files/a.txt").status, 404);
 }
 
+#[test]
+fn the_api_and_ui_prefixes_move_the_routes_their_links_and_the_document() {
+    let s = Server::with(|_| Config {
+        api_prefix: "/v2/".into(),
+        ui_prefix: "/ui".into(),
+        ..Config::default()
+    });
+    let rec = s.post("/v2/records", b"{}");
+    assert_eq!(rec.status, 201, "{}", rec.text());
+    assert_eq!(s.post("/api/records", b"{}").status, 404);
+    let put = s.put("/v2/records/1/files/a.txt", b"prefixed");
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        put.json()["links"]["self"],
+        s.url("/v2/records/1/files/a.txt")
+    );
+    assert_eq!(s.get("/ui/records/1/files/a.txt").body, b"prefixed");
+    // The download view is only under the UI prefix.
+    assert_eq!(s.get("/records/1/files/a.txt").status, 404);
+    let doc = s.get("/v2/openapi.json").json();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/v2/files/{bucket}/{key}"));
+    assert!(paths.contains_key("/ui/records/{pid}/files/{filename}"));
+    assert!(!paths.keys().any(|p| p.starts_with("/api/")));
+}
+
 // ---- access control ----------------------------------------------------------------------------
 
 #[test]
@@ -1021,6 +1319,12 @@ fn read_and_write_scopes_401_and_403() {
     let none = s.post("/api/files", b"");
     assert_eq!(none.status, 401);
     assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    assert!(
+        none.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The server could not verify that you are authorized")
+    );
     assert_eq!(
         s.call("POST", "/api/files", &[("authorization", &auth(r))], b"")
             .status,
@@ -1243,6 +1547,71 @@ fn spawn_binary(
             return (child, addr, err);
         }
     }
+}
+
+#[test]
+fn the_binary_applies_its_part_limit_and_prefix_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, addr, _log) = spawn_binary(
+        &dir.path().join("s.redb"),
+        &[
+            "--part-min",
+            "4",
+            "--part-max",
+            "16",
+            "--max-parts",
+            "3",
+            "--api-prefix",
+            "/v1",
+        ],
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let call = |method: &str, path: &str, body: &[u8]| {
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .body(body.to_vec())
+            .unwrap();
+        let mut r = agent.run(req).unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        (r.status().as_u16(), text)
+    };
+    let (status, text) = call("POST", "/v1/files", b"");
+    assert_eq!(status, 200, "{text}");
+    let b: Value = serde_json::from_str(&text).unwrap();
+    let base = format!("/v1/files/{}/k", b["id"].as_str().unwrap());
+    for (query, message) in [
+        ("size=20&partSize=3", "Invalid part size."),
+        ("size=20&partSize=17", "Invalid part size."),
+        ("size=100&partSize=10", "Invalid file size."),
+        ("size=4&partSize=4", "Invalid file size."),
+    ] {
+        let (status, text) = call("POST", &format!("{base}?uploads&{query}"), b"");
+        assert_eq!(status, 400, "{query}: {text}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["message"],
+            message
+        );
+    }
+    let (status, text) = call("POST", &format!("{base}?uploads&size=20&partSize=8"), b"");
+    assert_eq!(status, 200, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (n, part) in [&b"abcdefgh"[..], b"ijklmnop", b"qrst"].iter().enumerate() {
+        let (status, text) = call("PUT", &format!("{base}?uploadId={id}&partNumber={n}"), part);
+        assert_eq!(status, 200, "part {n}: {text}");
+    }
+    assert_eq!(call("POST", &format!("{base}?uploadId={id}"), b"").0, 200);
+    assert_eq!(
+        call("GET", &base, b""),
+        (200, "abcdefghijklmnopqrst".into())
+    );
+    assert_eq!(call("POST", "/api/files", b"").0, 404);
 }
 
 #[test]

@@ -3,7 +3,8 @@
 mod common;
 use common::*;
 use recfiles::prelude::*;
-use recfiles::{Error, FilesQuery, MultipartLimits};
+use recfiles::{Error, FilesQuery, MultipartLimits, PartOptions};
+use std::io::Read;
 
 fn mp_store() -> Store {
     Store::builder()
@@ -257,4 +258,53 @@ fn a_completed_upload_of_known_content_reuses_the_stored_file() {
     let m = store.complete_multipart(mp.id).unwrap();
     assert_eq!(m.file_id, v.file_id);
     assert_consistent(&store);
+}
+
+#[test]
+fn a_part_with_a_declared_md5_that_differs_is_refused_and_stores_nothing() {
+    // md5 off in the store: a declared md5 is still computed and checked.
+    let store = mp_store();
+    let b = bucket(&store);
+    let mp = store.init_multipart(b.id, "k", 20, 10).unwrap();
+    let first = bytes(1, 10);
+    let good = PartOptions {
+        md5: Some(format!("md5:{}", md5_hex(&first))),
+    };
+    store.upload_part_with(mp.id, 0, &first[..], &good).unwrap();
+    let other = bytes(2, 10);
+    let err = store
+        .upload_part_with(mp.id, 0, &other[..], &good)
+        .unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err:?}");
+    let err = store
+        .upload_part_with(mp.id, 1, &other[..], &good)
+        .unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err:?}");
+    // Part 0 is still the first copy; part 1 was never stored; nothing staged is left.
+    let parts = store.read(|r| r.parts(mp.id)).unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].part_number, 0);
+    assert!(store.check().unwrap().is_ok());
+    let fixed = PartOptions {
+        md5: Some(md5_hex(&other)),
+    };
+    store
+        .upload_part_with(mp.id, 1, &other[..], &fixed)
+        .unwrap();
+    store.complete_multipart(mp.id).unwrap();
+    let mut stored = Vec::new();
+    store
+        .open_object(b.id, "k")
+        .unwrap()
+        .read_to_end(&mut stored)
+        .unwrap();
+    assert_eq!(stored, [first, other].concat());
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -100,6 +100,57 @@ fn hard_removed_records_leave_a_gap_that_is_skipped() {
     );
 }
 
+/// Every recid over all pages, with `with_deleted` as asked.
+fn all_listed(store: &Store, with_deleted: bool) -> Vec<u64> {
+    let mut opts = RecordListOptions {
+        limit: 2,
+        with_deleted,
+        ..RecordListOptions::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let (ids, next) = recids(store, &opts);
+        all.extend(ids);
+        match next {
+            Some(n) => opts.after = Some(n),
+            None => return all,
+        }
+    }
+}
+
+#[test]
+fn the_count_is_what_the_pages_list_over_deleted_removed_and_odd_pids() {
+    let store = store_with_records(9);
+    store
+        .write(|tx| {
+            // Deleted with its PID, soft-deleted with its PID left registered, redirected,
+            // hard-removed; and PIDs the listing does not walk: not canonical decimal, and
+            // above the counter.
+            let mut r = tx.resolve_pid(recfiles::RECID, "2")?;
+            tx.delete_record(&mut r)?;
+            tx.delete_pid(recfiles::RECID, "2")?;
+            let mut r = tx.resolve_pid(recfiles::RECID, "3")?;
+            tx.delete_record(&mut r)?;
+            let five = tx.resolve_pid(recfiles::RECID, "5")?.id();
+            tx.redirect_pid(recfiles::RECID, "4", recfiles::RECID, "5")?;
+            let six = tx.resolve_pid(recfiles::RECID, "6")?.id();
+            tx.remove_record(six)?;
+            tx.create_pid(recfiles::RECID, "05", five)?;
+            tx.create_pid(recfiles::RECID, "99", five)?;
+            Ok(())
+        })
+        .unwrap();
+    for with_deleted in [false, true] {
+        let listed = all_listed(&store, with_deleted);
+        assert_eq!(
+            store.read(|r| r.count_records(with_deleted)).unwrap(),
+            listed.len() as u64,
+            "with_deleted {with_deleted}: listed {listed:?}"
+        );
+    }
+    assert_eq!(all_listed(&store, false), [1, 5, 7, 8, 9]);
+}
+
 #[test]
 fn a_token_secret_authenticates_until_it_is_revoked() {
     let store = Store::in_memory().unwrap();

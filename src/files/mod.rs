@@ -17,7 +17,7 @@ pub(crate) mod rows;
 
 pub use bucket::{BucketOptions, SyncChange};
 pub use mimetype::guess_mimetype;
-pub use multipart::{MultipartUpload, Part};
+pub use multipart::{MultipartUpload, Part, PartOptions};
 pub use object::{ListOptions, PutOptions};
 pub use query::FilesQuery;
 pub(crate) use query::for_each_head;

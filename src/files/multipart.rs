@@ -3,7 +3,7 @@
 //! everything back. Unlike Invenio, a size that is an exact multiple of the part size works,
 //! abandoned uploads expire, and a failed completion leaves the upload intact for a retry.
 
-use super::object::limits_for;
+use super::object::{PutOptions, check_declared, limits_for};
 use super::rows::*;
 use super::validate_key;
 use crate::content::staging::{
@@ -17,6 +17,13 @@ use crate::storage::{Store, WriteTx, enc};
 use crate::{FilesQuery, ObjectVersion};
 use redb::ReadableTable;
 use std::io::Read;
+
+/// Options of a part upload ([`Store::upload_part_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartOptions {
+    /// The md5 the part must have, as `md5:<hex>` or bare hex (like HTTP Content-MD5).
+    pub md5: Option<String>,
+}
 
 /// An open multipart upload (Invenio's `MultipartObject`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +220,20 @@ impl Store {
     /// Receives part `n` of an upload; sending a part again replaces it. The part must have
     /// exactly its expected size (the last part may be shorter, or full when the size is an
     /// exact multiple of the part size).
-    pub fn upload_part(&self, upload: UploadId, n: u32, mut reader: impl Read) -> Result<Part> {
+    pub fn upload_part(&self, upload: UploadId, n: u32, reader: impl Read) -> Result<Part> {
+        self.upload_part_with(upload, n, reader, &PartOptions::default())
+    }
+
+    /// [`Store::upload_part`], with a declared md5 the part's bytes must have: a part whose
+    /// md5 differs is refused with [`Error::ChecksumMismatch`] and stores nothing (an earlier
+    /// copy of the part, if any, stays).
+    pub fn upload_part_with(
+        &self,
+        upload: UploadId,
+        n: u32,
+        mut reader: impl Read,
+        opts: &PartOptions,
+    ) -> Result<Part> {
         let mp = self
             .read(|r| r.multipart(upload))?
             .ok_or(Error::MultipartNotFound { upload })?;
@@ -226,7 +246,8 @@ impl Store {
             declared: Some(expected),
             cap: None,
         };
-        let staged = stage(self, &mut reader, limits, self.inner.cfg.md5).map_err(|e| match e {
+        let with_md5 = self.inner.cfg.md5 || opts.md5.is_some();
+        let staged = stage(self, &mut reader, limits, with_md5).map_err(|e| match e {
             Error::UnexpectedFileSize { actual, .. } => Error::MultipartPartSize {
                 part: n,
                 expected,
@@ -234,6 +255,12 @@ impl Store {
             },
             other => other,
         })?;
+        // On a mismatch the staged bytes are discarded when `staged` drops.
+        let declared = PutOptions {
+            md5: opts.md5.clone(),
+            ..PutOptions::default()
+        };
+        check_declared(&staged.digest, &declared)?;
         let part = self.write(|tx| {
             let mp =
                 multipart_row(&tx.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;

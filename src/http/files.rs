@@ -2,14 +2,14 @@
 //! object calls on a record's bucket (spec §6.7), plus the download view.
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use base64::Engine;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::body::BodyReader;
+use super::body::{BodyReader, FormError, read_form};
 use super::error::ApiError;
 use super::json::{
     ObjectExtras, Query, bucket_json, empty_json, encode_key, json_response, multipart_json,
@@ -20,8 +20,8 @@ use super::send::send_file;
 use super::{AppState, blocking};
 use crate::records_files::list_in_files;
 use crate::{
-    Bucket, BucketId, BucketOptions, Error, FilesQuery, ListOptions, ObjectVersion, PutOptions,
-    RECID, RecordId, RecordsQuery, UploadId, VersionId, WriteTx,
+    Bucket, BucketId, BucketOptions, Error, FilesQuery, ListOptions, ObjectVersion, PartOptions,
+    PutOptions, RECID, RecordId, RecordsQuery, UploadId, VersionId, WriteTx,
 };
 
 type St = State<Arc<AppState>>;
@@ -48,7 +48,12 @@ async fn bucket_target(st: &AppState, id: &str, headers: &HeaderMap) -> Result<T
     })
 }
 
-async fn record_target(st: &AppState, pid: &str, headers: &HeaderMap) -> Result<Target, ApiError> {
+async fn record_target(
+    st: &AppState,
+    pid: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Target, ApiError> {
     let store = st.store.clone();
     let value = pid.to_string();
     let found = blocking(move || {
@@ -62,7 +67,7 @@ async fn record_target(st: &AppState, pid: &str, headers: &HeaderMap) -> Result<
         })())
     })
     .await?;
-    let (record, bucket) = found.map_err(|e| pid_error(st, headers, e))?;
+    let (record, bucket) = found.map_err(|e| pid_error(headers, uri, e))?;
     Ok(Target {
         // A record without a bucket has no files resource (Invenio: 404).
         bucket: bucket.ok_or_else(ApiError::not_found)?,
@@ -159,7 +164,7 @@ pub(crate) async fn get_record_bucket(
     Path(pid): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     bucket_listing(&st, t, req).await
 }
 
@@ -332,7 +337,7 @@ pub(crate) async fn get_record_object(
     Path((pid, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     object_get(&st, t, key, req).await
 }
 
@@ -343,7 +348,7 @@ pub(crate) async fn download_view(
     Path((pid, filename)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     let q = Query::parse(req.uri().query());
     let (version, file) = find_file(&st, &t, filename, None).await?;
     send_file(
@@ -492,6 +497,47 @@ fn header_tags(h: &HeaderMap) -> Result<BTreeMap<String, String>, ApiError> {
     Ok(tags)
 }
 
+/// The boundary of a `multipart/form-data` body, `None` for any other body.
+fn form_boundary(h: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(ct) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let is_form = ct
+        .get(..19)
+        .is_some_and(|p| p.eq_ignore_ascii_case("multipart/form-data"));
+    if !is_form {
+        return Ok(None);
+    }
+    multer::parse_boundary(ct)
+        .map(Some)
+        .map_err(|_| ApiError::bad_request(BAD_REQUEST))
+}
+
+fn form_error(e: FormError) -> ApiError {
+    match e {
+        FormError::Malformed(why) => {
+            ApiError::bad_request(format!("The form upload could not be read: {why}."))
+        }
+        FormError::TooLarge => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form's fields and headers before the file are too large.",
+        ),
+    }
+}
+
+/// A single upload's options: its size (at least one byte, as Invenio's minimum file size)
+/// and the md5 to check, if the client sent one.
+fn upload_options(len: u64, md5: Option<String>) -> Result<PutOptions, ApiError> {
+    if len == 0 {
+        return Err(ApiError::bad_request("Empty files are not allowed."));
+    }
+    Ok(PutOptions {
+        size: Some(len),
+        md5,
+        ..PutOptions::default()
+    })
+}
+
 /// werkzeug's text for a request no upload factory could read.
 const BAD_REQUEST: &str =
     "The browser (or proxy) sent a request that this server could not understand.";
@@ -512,7 +558,7 @@ pub(crate) async fn put_record_object(
     Path((pid, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     object_put(&st, t.into(), key, req).await
 }
 
@@ -541,28 +587,32 @@ async fn object_put(
         return part_put(st, t, key, upload, &q, req).await;
     }
     let headers = req.headers();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type.starts_with("multipart/form-data") {
-        return Err(ApiError::bad_request(
-            "multipart/form-data uploads are not supported: send the file as the request body.",
-        ));
-    }
-    let Some(len) = content_length(headers) else {
-        return Err(ApiError::bad_request(BAD_REQUEST));
-    };
-    if len == 0 {
-        return Err(ApiError::bad_request("Empty files are not allowed."));
-    }
     let tags = header_tags(headers)?;
-    let opts = PutOptions {
-        size: Some(len),
-        md5: content_md5(headers)?,
-        ..PutOptions::default()
+    let (reader, opts) = match form_boundary(headers)? {
+        // ng-file-upload (spec §4.7): `_totalSize` is the file's size, the `file` field its
+        // bytes; no Content-MD5 (the header would be the whole form's).
+        Some(boundary) => {
+            let form = read_form(req.into_body(), boundary)
+                .await
+                .map_err(form_error)?;
+            let len = form
+                .fields
+                .get("_totalSize")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let (Some(len), Some(file)) = (len, form.file) else {
+                return Err(ApiError::bad_request(BAD_REQUEST));
+            };
+            (file, upload_options(len, None)?)
+        }
+        None => {
+            let Some(len) = content_length(headers) else {
+                return Err(ApiError::bad_request(BAD_REQUEST));
+            };
+            let md5 = content_md5(headers)?;
+            let opts = upload_options(len, md5)?;
+            (BodyReader::new(req.into_body()), opts)
+        }
     };
-    let reader = BodyReader::new(req.into_body());
     let store = st.store.clone();
     let (id, record) = (t.id, t.record);
     // The answer's md5 and tags are read in the put's own transaction.
@@ -599,11 +649,32 @@ async fn part_put(
     req: Request,
 ) -> Result<Response, ApiError> {
     let no_part = || ApiError::bad_request("No upload part detected in request.");
-    let n: u32 = q
-        .get("partNumber")
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(no_part)?;
-    let len = content_length(req.headers()).ok_or_else(no_part)?;
+    let int = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u64>().ok());
+    // The part's number and length, its bytes and its md5: from the query and the headers, or
+    // from ng-file-upload's form (`_chunkNumber`, `_currentChunkSize`, `file`; spec §4.7).
+    let (n, len, reader, md5) = match form_boundary(req.headers())? {
+        Some(boundary) => {
+            let form = read_form(req.into_body(), boundary)
+                .await
+                .map_err(form_error)?;
+            let n = int(form.fields.get("_chunkNumber").map(String::as_str));
+            let len = int(form.fields.get("_currentChunkSize").map(String::as_str));
+            let (Some(n), Some(len), Some(file)) = (n, len, form.file) else {
+                return Err(no_part());
+            };
+            (n, len, file, None)
+        }
+        None => {
+            let n = int(q.get("partNumber")).ok_or_else(no_part)?;
+            let len = content_length(req.headers()).ok_or_else(no_part)?;
+            let md5 = content_md5(req.headers())?;
+            (n, len, BodyReader::new(req.into_body()), md5)
+        }
+    };
+    // Below Invenio's minimum file size the part factories do not match.
+    if len == 0 {
+        return Err(no_part());
+    }
     let store = st.store.clone();
     let id = t.id;
     let mp = blocking(move || {
@@ -615,15 +686,22 @@ async fn part_put(
     })
     .await?;
     let last = mp.last_part_number();
-    if n > last {
-        return Err(Error::MultipartInvalidPartNumber { part: n, last }.into());
-    }
+    let n = match u32::try_from(n) {
+        Ok(n) if n <= last => n,
+        _ => {
+            return Err(Error::MultipartInvalidPartNumber {
+                part: u32::try_from(n).unwrap_or(u32::MAX),
+                last,
+            }
+            .into());
+        }
+    };
     if len != mp.expected_part_size(n) {
         return Err(ApiError::bad_request("Invalid part size."));
     }
-    let reader = BodyReader::new(req.into_body());
     let store = st.store.clone();
-    let part = blocking(move || store.upload_part(upload, n, reader)).await?;
+    let opts = PartOptions { md5 };
+    let part = blocking(move || store.upload_part_with(upload, n, reader, &opts)).await?;
     let mut resp = json_response(StatusCode::OK, &part_json(&part), q.pretty());
     let etag = part.md5.as_ref().unwrap_or(&part.checksum);
     if let Ok(v) = format!("\"{etag}\"").parse() {
@@ -648,7 +726,7 @@ pub(crate) async fn post_record_object(
     Path((pid, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     object_post(&st, t, key, req).await
 }
 
@@ -739,7 +817,7 @@ pub(crate) async fn delete_record_object(
     Path((pid, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = record_target(&st, &pid, req.headers()).await?;
+    let t = record_target(&st, &pid, req.headers(), req.uri()).await?;
     object_delete(&st, t, key, req).await
 }
 

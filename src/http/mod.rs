@@ -217,8 +217,10 @@ async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
     match presented_token(&req).and_then(|t| token_matches(tokens, &t).cloned()) {
         None => ApiError::new(
             StatusCode::UNAUTHORIZED,
+            // werkzeug's text, as Invenio answers an anonymous caller; the header says how.
             "The server could not verify that you are authorized to access the URL requested. \
-             Send a bearer token (Authorization: Bearer <token>).",
+             You either supplied the wrong credentials (e.g. a bad password), or your browser \
+             doesn't understand how to supply the credentials required.",
         )
         .with_header(header::WWW_AUTHENTICATE, "Bearer")
         .into_response(),

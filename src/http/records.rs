@@ -2,7 +2,7 @@
 //! delete with the revision as ETag, and a listing in recid order, a page at a time.
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -16,22 +16,37 @@ use crate::{
 
 type St = State<Arc<AppState>>;
 
-/// A PID that did not resolve: 404, 410, or 301 to the record it redirects to.
-pub(crate) fn pid_error(st: &AppState, headers: &HeaderMap, e: Error) -> ApiError {
+/// A PID that did not resolve: 404, 410, or 301 to the same URL with the PID it redirects to
+/// (the record, its files, one of its files), as Invenio-Records-REST redirects.
+pub(crate) fn pid_error(headers: &HeaderMap, uri: &Uri, e: Error) -> ApiError {
     match &e {
         Error::PidRedirected {
             to_type, to_value, ..
-        } if to_type == RECID => {
-            let to = format!(
-                "{}{}/records/{}",
-                origin(headers),
-                st.api,
-                encode_key(to_value)
-            );
-            ApiError::from(e).with_header(header::LOCATION, &to)
-        }
+        } if to_type == RECID => match moved_to(headers, uri, to_value) {
+            Some(to) => ApiError::from(e).with_header(header::LOCATION, &to),
+            None => e.into(),
+        },
         _ => e.into(),
     }
+}
+
+/// `uri` with the PID segment after `/records/` replaced by `to`, as an absolute URL.
+fn moved_to(headers: &HeaderMap, uri: &Uri, to: &str) -> Option<String> {
+    let path = uri.path();
+    let start = path.find("/records/")? + "/records/".len();
+    let end = path[start..].find('/').map_or(path.len(), |i| start + i);
+    let mut url = format!(
+        "{}{}{}{}",
+        origin(headers),
+        &path[..start],
+        encode_key(to),
+        &path[end..]
+    );
+    if let Some(q) = uri.query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    Some(url)
 }
 
 fn record_url(st: &AppState, headers: &HeaderMap, recid: &str) -> String {
@@ -162,7 +177,7 @@ pub(crate) async fn read(
     let value = pid.clone();
     let rec = blocking(move || Ok(store.resolve_pid(RECID, &value)))
         .await?
-        .map_err(|e| pid_error(&st, req.headers(), e))?;
+        .map_err(|e| pid_error(req.headers(), req.uri(), e))?;
     if let Some(inm) = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -200,6 +215,7 @@ pub(crate) async fn replace(
     negotiate(req.headers())?;
     let q = Query::parse(req.uri().query());
     let headers = req.headers().clone();
+    let uri = req.uri().clone();
     let wanted = if_match(&headers)?;
     let mut body = body_object(req).await?;
     let store = st.store.clone();
@@ -228,7 +244,7 @@ pub(crate) async fn replace(
         }))
     })
     .await?
-    .map_err(|e| pid_error(&st, &headers, e))?;
+    .map_err(|e| pid_error(&headers, &uri, e))?;
     let rec = done.ok_or_else(precondition_failed)?;
     Ok(record_response(
         &st,
@@ -249,6 +265,7 @@ pub(crate) async fn delete(
 ) -> Result<Response, ApiError> {
     negotiate(req.headers())?;
     let headers = req.headers().clone();
+    let uri = req.uri().clone();
     let wanted = if_match(&headers)?;
     let store = st.store.clone();
     let value = pid.clone();
@@ -266,7 +283,7 @@ pub(crate) async fn delete(
         }))
     })
     .await?
-    .map_err(|e| pid_error(&st, &headers, e))?;
+    .map_err(|e| pid_error(&headers, &uri, e))?;
     if !done {
         return Err(precondition_failed());
     }
@@ -276,7 +293,8 @@ pub(crate) async fn delete(
 /// Largest page of `GET /records`.
 const MAX_PAGE: u64 = 1000;
 
-/// `GET /records?size=N&after=R`: live records in recid order; `links.next` continues.
+/// `GET /records?size=N&after=R`: live records in recid order; `links.next` continues and
+/// `hits.total` counts every page's records.
 pub(crate) async fn list(State(st): St, req: Request) -> Result<Response, ApiError> {
     negotiate(req.headers())?;
     let q = Query::parse(req.uri().query());
@@ -288,7 +306,10 @@ pub(crate) async fn list(State(st): St, req: Request) -> Result<Response, ApiErr
         limit: size as usize,
         with_deleted: false,
     };
-    let page = blocking(move || store.list_records(&opts)).await?;
+    // The page and the total from one snapshot, so they agree.
+    let (page, total) =
+        blocking(move || store.read(|r| Ok((r.list_records(&opts)?, r.count_records(false)?))))
+            .await?;
     let headers = req.headers();
     let hits: Vec<Value> = page
         .records
@@ -310,6 +331,11 @@ pub(crate) async fn list(State(st): St, req: Request) -> Result<Response, ApiErr
             json!(format!("{base}?size={size}&after={next}")),
         );
     }
-    let body = json!({"hits": {"hits": hits}, "links": links});
+    // Invenio-Records-REST's search shape; no facets are configured, so no aggregations.
+    let body = json!({
+        "aggregations": {},
+        "hits": {"hits": hits, "total": total},
+        "links": links,
+    });
     Ok(json_response(StatusCode::OK, &body, q.pretty()))
 }

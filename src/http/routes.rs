@@ -21,7 +21,7 @@ pub(crate) enum Prefix {
 #[derive(Clone, Copy)]
 pub(crate) enum BodyKind {
     None,
-    /// File bytes (`application/octet-stream`).
+    /// File bytes (`application/octet-stream`), or an ng-file-upload form.
     Bytes,
     /// A JSON object; the value is its schema.
     Json(fn() -> Value),
@@ -118,6 +118,7 @@ fn object_ops(record: bool) -> Vec<Op> {
                 (400, "size, quota, key, tag, checksum or part problem"),
                 (403, "the bucket is locked"),
                 (404, "no such bucket or upload"),
+                (413, "a form with more than 1 MiB before its file"),
                 (422, "malformed uploadId"),
             ],
             mount: if record {
@@ -430,8 +431,24 @@ pub(crate) fn openapi(routes: &[Route], api: &str, ui: &str) -> Value {
             match op.body {
                 BodyKind::None => {}
                 BodyKind::Bytes => {
-                    o["requestBody"] = json!({"content": {"application/octet-stream":
-                        {"schema": {"type": "string", "format": "binary"}}}});
+                    o["requestBody"] = json!({"content": {
+                        "application/octet-stream":
+                            {"schema": {"type": "string", "format": "binary"}},
+                        // ng-file-upload's form (spec §4.7): the fields come before the file.
+                        "multipart/form-data": {"schema": {
+                            "type": "object",
+                            "properties": {
+                                "_totalSize": {"type": "integer", "minimum": 1,
+                                    "description": "the file's size (single upload)"},
+                                "_chunkNumber": {"type": "integer", "minimum": 0,
+                                    "description": "the part's number (with ?uploadId)"},
+                                "_currentChunkSize": {"type": "integer", "minimum": 1,
+                                    "description": "the part's size (with ?uploadId)"},
+                                "file": {"type": "string", "format": "binary"},
+                            },
+                            "required": ["file"],
+                        }},
+                    }});
                 }
                 BodyKind::Json(schema) => {
                     o["requestBody"] =

@@ -9,7 +9,7 @@
 //!
 //! [`WriteTx::mint_recid`]: crate::WriteTx::mint_recid
 
-use super::pid::{PidStatus, RECID, pid_row};
+use super::pid::{PidRow, PidStatus, RECID, pid_row};
 use super::{Record, RecordRow, record_row, to_record};
 use crate::error::Result;
 use crate::ids::{RecordId, Timestamp};
@@ -54,6 +54,48 @@ pub struct RecordPage {
     pub records: Vec<ListedRecord>,
     /// The cursor for the next page (`after` of the next call), or `None` on the last page.
     pub next: Option<u64>,
+}
+
+/// The recid of a listed PID value: the canonical decimal of a number the counter has minted.
+fn listed_recid(value: &str, last_minted: u64) -> Option<u64> {
+    let n: u64 = value.parse().ok()?;
+    (n >= 1 && n <= last_minted && n.to_string() == value).then_some(n)
+}
+
+/// How many records [`list_by_recid`] would return over all its pages with these options
+/// (`after` and `limit` aside): it reads every `recid` PID row and the row of each record it
+/// names, one pass over the PIDs in key order.
+pub(crate) fn count_by_recid<V: View>(v: &V, with_deleted: bool) -> Result<u64> {
+    let last_minted = v
+        .pid_counters()?
+        .get(RECID)?
+        .map(|g| g.value())
+        .unwrap_or(0);
+    let mut total = 0;
+    for e in v.pids()?.range((RECID, "")..)? {
+        let (k, val) = e?;
+        let (pid_type, value) = k.value();
+        if pid_type != RECID {
+            break;
+        }
+        if listed_recid(value, last_minted).is_none() {
+            continue;
+        }
+        let pid: PidRow = dec(val.value(), "pids")?;
+        let wanted = match pid.status {
+            PidStatus::Registered => true,
+            PidStatus::Deleted => with_deleted,
+            PidStatus::Redirected { .. } => false,
+        };
+        if !wanted {
+            continue;
+        }
+        match record_row(v, RecordId::from_raw(pid.record))? {
+            Some(row) if with_deleted || !row.deleted => total += 1,
+            _ => {}
+        }
+    }
+    Ok(total)
 }
 
 pub(crate) fn list_by_recid<V: View>(v: &V, opts: &RecordListOptions) -> Result<RecordPage> {

@@ -1,7 +1,8 @@
 //! Queries of the records layer, shared by read snapshots and write transactions.
 
 use super::list::{
-    RecordListOptions, RecordPage, UpdatedListOptions, UpdatedPage, list_by_recid, list_by_update,
+    RecordListOptions, RecordPage, UpdatedListOptions, UpdatedPage, count_by_recid, list_by_recid,
+    list_by_update,
 };
 use super::pid::{pid_row, resolve, to_pid};
 use super::schema::{all_schemas, schema_doc};
@@ -141,6 +142,13 @@ pub trait RecordsQuery: Snapshot {
     /// once (there is no index by update time). See [`UpdatedPage::next`] for the cursor.
     fn list_records_by_update(&self, opts: &UpdatedListOptions) -> Result<UpdatedPage> {
         with_view!(self, |v| list_by_update(v, opts))
+    }
+
+    /// How many records [`Self::list_records`] lists over all its pages (soft-deleted ones
+    /// too with `with_deleted`). It reads every `recid` PID, so it takes time in proportion
+    /// to the records.
+    fn count_records(&self, with_deleted: bool) -> Result<u64> {
+        with_view!(self, |v| count_by_recid(v, with_deleted))
     }
 }
 
