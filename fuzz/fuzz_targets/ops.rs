@@ -2,8 +2,10 @@
 //! operations (create, commit, soft delete, revert, hard delete; a record's bucket is a bucket
 //! like the others, soft-deleted and brought back with its record) run against a store and
 //! against a plain model (BTreeMaps). After every step the outcome (success
-//! or the kind of error) must agree and everything observable must be equal; the store's
-//! integrity check must pass after every `Crash` and at the end of each input. One disk and
+//! or the kind of error) must agree and everything observable must be equal (a version's
+//! content byte for byte when it is new, and all content after a `Crash` and at the end of the
+//! input); the store's full check must pass after every `Crash`, and its checks at the end of
+//! each input (see `check_end_of_input`). One disk and
 //! store serve the whole process, emptied (`WriteTx::clear`) before each input;
 //! `RECFILES_FUZZ_FRESH=1` makes new ones per input.
 
