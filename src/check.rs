@@ -217,7 +217,7 @@ impl Store {
     /// cache and rereads and verifies every page of the file, so it costs about the file's size
     /// and needs the database to itself). It runs beside other transactions, and on a small
     /// store costs about as much as reading every row once. `engine_ok` is always `None`.
-    pub fn check_format(&self) -> Result<CheckReport> {
+    pub fn check_invariants(&self) -> Result<CheckReport> {
         let problems = self.inner.contain(|| self.check_tables())?;
         Ok(CheckReport {
             problems,

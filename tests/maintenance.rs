@@ -79,7 +79,7 @@ fn check_reports_a_wrong_chunk_reference_count() {
     // The format's invariants alone find the same, also while a snapshot is held open (which
     // keeps the engine's own check from running).
     let held = store.snapshot().unwrap();
-    let format = store.check_format().unwrap();
+    let format = store.check_invariants().unwrap();
     assert_eq!(format.problems, report.problems);
     assert_eq!(format.engine_ok, None);
     assert!(!format.is_ok());

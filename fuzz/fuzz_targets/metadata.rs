@@ -5,9 +5,9 @@
 //! a panic, an engine or a corruption error); a refused call must leave the store exactly as it
 //! was (compared on a snapshot taken before the call); an accepted put must hold exactly what
 //! was sent; at the end of each input the store's checks must pass (every invariant of the
-//! format, and now and then the engine's own check: see `check_end_of_input`). One store serves the whole process,
-//! emptied (`WriteTx::clear`) before each input; `RECFILES_FUZZ_FRESH=1` makes a new one per
-//! input instead.
+//! format, and now and then the engine's own check: see `check_end_of_input`). One store
+//! serves the whole process, emptied (`WriteTx::clear`) before each input;
+//! `RECFILES_FUZZ_FRESH=1` makes a new one per input instead.
 
 #![no_main]
 

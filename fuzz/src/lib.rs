@@ -26,8 +26,8 @@ pub fn check_every_step() -> bool {
 }
 
 /// How often the end of an input runs the full [`Store::check`] (the format's invariants, then
-/// the engine's integrity check) rather than [`Store::check_format`] alone: on the first input of
-/// a process (so a replayed input always gets it) and then on every `N`th, `N` from
+/// the engine's integrity check) rather than [`Store::check_invariants`] alone: on the first
+/// input of a process (so a replayed input always gets it) and then on every `N`th, `N` from
 /// `RECFILES_FUZZ_FULL_CHECK_EVERY` (default 64; 1 runs it on every input, as before).
 ///
 /// The engine's check drops the engine's page cache and rereads, verifies and rebuilds the
@@ -48,8 +48,8 @@ pub fn full_check_every() -> u64 {
     })
 }
 
-/// The check at the end of an input: [`Store::check_format`] on every input (every invariant of
-/// the format: reference counts of files and chunks, bucket sizes, one head per key, links
+/// The check at the end of an input: [`Store::check_invariants`] on every input (every
+/// invariant of the format: reference counts of files and chunks, bucket sizes, one head per key, links
 /// between tables, record revisions), and the full [`Store::check`] as [`full_check_every`] says.
 pub fn check_end_of_input(store: &Store) {
     static INPUTS: AtomicU64 = AtomicU64::new(0);
@@ -57,7 +57,7 @@ pub fn check_end_of_input(store: &Store) {
     if n % full_check_every() == 0 || check_every_step() || fresh_store_per_input() {
         assert_check(store);
     } else {
-        let report = store.check_format().expect("check_format runs");
+        let report = store.check_invariants().expect("check_invariants runs");
         assert!(report.is_ok(), "format check failed: {report:?}");
     }
 }

@@ -78,8 +78,13 @@ impl WriteTx<'_> {
             after.insert(k.value().to_string(), v.value().to_vec());
         }
         after.insert(url.to_string(), text.clone());
-        let key = cache_key(url, after.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())));
-        let cache = &self.cfg.schemas.0;
+        let mut h = key_hasher(url);
+        for (k, v) in &after {
+            key_row(&mut h, k.as_bytes(), v);
+        }
+        let key = *h.finalize().as_bytes();
+        let cache = self.cfg.extensions.get::<SchemaCache>();
+        let cache = &cache.0;
         let cached = cache.lock().contains_key(&key);
         if !cached {
             let validator =
@@ -263,15 +268,14 @@ pub(crate) fn validate_body<S: Snapshot + ?Sized>(s: &S, body: &Map<String, Valu
 fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<Validator>> {
     // Every registered schema's URL and bytes, in key order, as this transaction sees them.
     let (key, found) = with_view!(s, |v| {
-        let mut rows = Vec::new();
+        let mut h = key_hasher(url);
         let mut found = false;
         for e in v.schemas()?.iter()? {
             let (k, val) = e?;
             found |= k.value() == url;
-            rows.push((k.value().as_bytes().to_vec(), val.value().to_vec()));
+            key_row(&mut h, k.value().as_bytes(), val.value());
         }
-        let key = cache_key(url, rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
-        Ok::<_, Error>((key, found))
+        Ok::<_, Error>((*h.finalize().as_bytes(), found))
     })?;
     if !found {
         return Err(Error::SchemaNotFound {
@@ -302,19 +306,21 @@ fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<Validator
     Ok(validator)
 }
 
-/// The cache key of the validator of `url`: a blake3 of the URL and of every registered
-/// schema's URL and bytes (`schemas`, in key order).
-fn cache_key<'a>(url: &str, schemas: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> [u8; 32] {
+/// The cache key of the validator of `url` is a blake3 of the URL and of every registered
+/// schema's URL and bytes, in key order: this hasher, fed each schema with [`key_row`].
+fn key_hasher(url: &str) -> blake3::Hasher {
     let mut h = blake3::Hasher::new();
     h.update(&(url.len() as u64).to_le_bytes());
     h.update(url.as_bytes());
-    for (k, val) in schemas {
-        h.update(&(k.len() as u64).to_le_bytes());
-        h.update(k);
-        h.update(&(val.len() as u64).to_le_bytes());
-        h.update(val);
-    }
-    *h.finalize().as_bytes()
+    h
+}
+
+/// Feeds one registered schema (its URL and bytes) to a [`key_hasher`].
+fn key_row(h: &mut blake3::Hasher, url: &[u8], doc: &[u8]) {
+    h.update(&(url.len() as u64).to_le_bytes());
+    h.update(url);
+    h.update(&(doc.len() as u64).to_le_bytes());
+    h.update(doc);
 }
 
 /// Puts a compiled validator in the cache (emptied when full).
@@ -337,7 +343,10 @@ mod tests {
     #[test]
     fn registration_compiles_a_schema_set_once() {
         let store = Store::in_memory().unwrap();
-        let compiled = || store.inner.cfg.schemas.0.lock().len();
+        let compiled = || {
+            let cache = store.inner.cfg.extensions.get::<super::SchemaCache>();
+            cache.0.lock().len()
+        };
         let url = "https://example.org/record.json";
         let titled = json!({"type": "object", "properties": {"title": {"type": "string"}}});
         store.register_schema(url, &titled).unwrap();
