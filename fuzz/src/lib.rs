@@ -25,8 +25,8 @@ pub fn check_every_step() -> bool {
     *EVERY.get_or_init(|| std::env::var_os("RECFILES_FUZZ_CHECK_EVERY_STEP").is_some())
 }
 
-/// How often the end of an input runs the full [`Store::check`] (the format's invariants, then
-/// the engine's integrity check) rather than [`Store::check_invariants`] alone: on the first
+/// How often the end of an input runs the full [`Store::check`] (the engine's integrity check,
+/// then the format's invariants) rather than [`Store::check_invariants`] alone: on the first
 /// input of a process (so a replayed input always gets it) and then on every `N`th, `N` from
 /// `RECFILES_FUZZ_FULL_CHECK_EVERY` (default 64; 1 runs it on every input, as before).
 ///
