@@ -6,6 +6,7 @@ use recfiles::prelude::*;
 use recfiles::{FilesQuery, ReadTx, UploadId, WriteTx};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Whether each input gets a store of its own (`RECFILES_FUZZ_FRESH` set): slower, but an
@@ -22,6 +23,43 @@ pub fn fresh_store_per_input() -> bool {
 pub fn check_every_step() -> bool {
     static EVERY: OnceLock<bool> = OnceLock::new();
     *EVERY.get_or_init(|| std::env::var_os("RECFILES_FUZZ_CHECK_EVERY_STEP").is_some())
+}
+
+/// How often the end of an input runs the full [`Store::check`] (the engine's integrity check,
+/// then the format's invariants) rather than [`Store::check_invariants`] alone: on the first
+/// input of a process (so a replayed input always gets it) and then on every `N`th, `N` from
+/// `RECFILES_FUZZ_FULL_CHECK_EVERY` (default 64; 1 runs it on every input, as before).
+///
+/// The engine's check drops the engine's page cache and rereads, verifies and rebuilds the
+/// allocator state of the whole file: on every input it took 12 % of the metadata target's CPU,
+/// and its code (redb's repair walk) added to the coverage features libFuzzer processes after
+/// each input. What it finds is damage below the format's rows (a page the engine cannot read
+/// back, leaked pages), which stays in the store until the next full check finds it; when
+/// that check fails on an input that passes alone, replay the run's last `N` inputs with
+/// `RECFILES_FUZZ_FULL_CHECK_EVERY=1` (see the README).
+pub fn full_check_every() -> u64 {
+    static EVERY: OnceLock<u64> = OnceLock::new();
+    *EVERY.get_or_init(|| {
+        std::env::var("RECFILES_FUZZ_FULL_CHECK_EVERY")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(64)
+    })
+}
+
+/// The check at the end of an input: [`Store::check_invariants`] on every input (every
+/// invariant of the format: reference counts of files and chunks, bucket sizes, one head per key, links
+/// between tables, record revisions), and the full [`Store::check`] as [`full_check_every`] says.
+pub fn check_end_of_input(store: &Store) {
+    static INPUTS: AtomicU64 = AtomicU64::new(0);
+    let n = INPUTS.fetch_add(1, Ordering::Relaxed);
+    if n % full_check_every() == 0 || check_every_step() || fresh_store_per_input() {
+        assert_check(store);
+    } else {
+        let report = store.check_invariants().expect("check_invariants runs");
+        assert!(report.is_ok(), "format check failed: {report:?}");
+    }
 }
 
 /// The store of one fuzzing process, kept between inputs.
@@ -77,6 +115,9 @@ pub fn clear_and<T>(
 pub struct SeenVersion {
     pub id: VersionId,
     /// `None` for a delete marker.
+    pub size: Option<u64>,
+    /// The content byte for byte, when it was read (see [`observe_some`]); `None` for a delete
+    /// marker or content left unread.
     pub content: Option<Vec<u8>>,
     pub tags: BTreeMap<String, String>,
 }
@@ -114,6 +155,16 @@ pub fn observe_snapshot(
     snap: &ReadTx,
     buckets: &[BucketId],
 ) -> BTreeMap<BucketId, Option<SeenBucket>> {
+    observe_some(snap, buckets, |_| true)
+}
+
+/// [`observe_snapshot`], reading the content only of the versions `read` picks (the others
+/// show their size alone).
+pub fn observe_some(
+    snap: &ReadTx,
+    buckets: &[BucketId],
+    read: impl Fn(VersionId) -> bool,
+) -> BTreeMap<BucketId, Option<SeenBucket>> {
     let mut out = BTreeMap::new();
     for id in buckets {
         let Some(b) = snap.bucket_with_deleted(*id).expect("bucket") else {
@@ -139,7 +190,7 @@ pub fn observe_snapshot(
                 .enumerate()
             {
                 assert_eq!(v.is_head, i == 0, "head flag of {:?} version {i}", v.key);
-                let content = v.file_id.map(|f| {
+                let content = v.file_id.filter(|_| read(v.version_id)).map(|f| {
                     let mut bytes = Vec::new();
                     snap.open_file(f)
                         .expect("open")
@@ -148,8 +199,10 @@ pub fn observe_snapshot(
                     assert_eq!(Some(bytes.len() as u64), v.size, "size of {:?}", v.key);
                     bytes
                 });
+                assert_eq!(v.size.is_some(), v.file_id.is_some(), "size of {:?}", v.key);
                 versions.push(SeenVersion {
                     id: v.version_id,
+                    size: v.size,
                     content,
                     tags: snap.object_tags(v.version_id).expect("tags"),
                 });

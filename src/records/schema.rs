@@ -62,15 +62,41 @@ impl WriteTx<'_> {
             .filter(|(u, _)| u != url)
             .collect();
         others.push((url.to_string(), schema.clone()));
-        compile(url, schema, &others)
-            .and_then(|_| ref_loop(url, schema, &others))
-            .map_err(|detail| Error::InvalidSchema {
-                schema: shorten(url),
-                detail,
-            })?;
         let text = serde_json::to_vec(schema).map_err(|e| Error::InvalidSchema {
             schema: shorten(url),
             detail: e.to_string(),
+        })?;
+        // The registered schemas' bytes as they will be once this one is in: the key the first
+        // validation against it will look for. A schema set compiled before (the same schemas
+        // registered again, as an application does each time it starts) compiles again the
+        // same way, so its validator is reused; otherwise the one compiled here is kept for
+        // the first validation.
+        let mut after: std::collections::BTreeMap<String, Vec<u8>> =
+            std::collections::BTreeMap::new();
+        for e in self.t.schemas.read()?.iter()? {
+            let (k, v) = e?;
+            after.insert(k.value().to_string(), v.value().to_vec());
+        }
+        after.insert(url.to_string(), text.clone());
+        let mut h = key_hasher(url);
+        for (k, v) in &after {
+            key_row(&mut h, k.as_bytes(), v);
+        }
+        let key = *h.finalize().as_bytes();
+        let cache = self.cfg.extensions.get::<SchemaCache>();
+        let cache = &cache.0;
+        let cached = cache.lock().contains_key(&key);
+        if !cached {
+            let validator =
+                compile(url, schema, &others).map_err(|detail| Error::InvalidSchema {
+                    schema: shorten(url),
+                    detail,
+                })?;
+            keep(cache, key, Arc::new(validator));
+        }
+        ref_loop(url, schema, &others).map_err(|detail| Error::InvalidSchema {
+            schema: shorten(url),
+            detail,
         })?;
         self.t.schemas.write()?.insert(url, text.as_slice())?;
         Ok(())
@@ -242,18 +268,12 @@ pub(crate) fn validate_body<S: Snapshot + ?Sized>(s: &S, body: &Map<String, Valu
 fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<Validator>> {
     // Every registered schema's URL and bytes, in key order, as this transaction sees them.
     let (key, found) = with_view!(s, |v| {
-        let mut h = blake3::Hasher::new();
-        h.update(&(url.len() as u64).to_le_bytes());
-        h.update(url.as_bytes());
+        let mut h = key_hasher(url);
         let mut found = false;
         for e in v.schemas()?.iter()? {
             let (k, val) = e?;
             found |= k.value() == url;
-            let (k, val) = (k.value().as_bytes(), val.value());
-            h.update(&(k.len() as u64).to_le_bytes());
-            h.update(k);
-            h.update(&(val.len() as u64).to_le_bytes());
-            h.update(val);
+            key_row(&mut h, k.value().as_bytes(), val.value());
         }
         Ok::<_, Error>((*h.finalize().as_bytes(), found))
     })?;
@@ -282,10 +302,88 @@ fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<Validator
         detail,
     })?;
     let validator = Arc::new(validator);
+    keep(cache, key, Arc::clone(&validator));
+    Ok(validator)
+}
+
+/// The cache key of the validator of `url` is a blake3 of the URL and of every registered
+/// schema's URL and bytes, in key order: this hasher, fed each schema with [`key_row`].
+fn key_hasher(url: &str) -> blake3::Hasher {
+    let mut h = blake3::Hasher::new();
+    h.update(&(url.len() as u64).to_le_bytes());
+    h.update(url.as_bytes());
+    h
+}
+
+/// Feeds one registered schema (its URL and bytes) to a [`key_hasher`].
+fn key_row(h: &mut blake3::Hasher, url: &[u8], doc: &[u8]) {
+    h.update(&(url.len() as u64).to_le_bytes());
+    h.update(url);
+    h.update(&(doc.len() as u64).to_le_bytes());
+    h.update(doc);
+}
+
+/// Puts a compiled validator in the cache (emptied when full).
+fn keep(cache: &Mutex<HashMap<[u8; 32], Arc<Validator>>>, key: [u8; 32], v: Arc<Validator>) {
     let mut cache = cache.lock();
     if cache.len() >= CACHED_SCHEMAS {
         cache.clear();
     }
-    cache.insert(key, Arc::clone(&validator));
-    Ok(validator)
+    cache.insert(key, v);
+}
+
+#[cfg(all(test, feature = "schema"))]
+mod tests {
+    use crate::{Error, Store};
+    use serde_json::json;
+
+    /// Registering compiles a schema set once: the first validation and a second registration
+    /// of the same schemas reuse that validator; a changed schema under the same URL compiles
+    /// anew, and one that does not compile is refused whatever compiled there before.
+    #[test]
+    fn registration_compiles_a_schema_set_once() {
+        let store = Store::in_memory().unwrap();
+        let compiled = || {
+            let cache = store.inner.cfg.extensions.get::<super::SchemaCache>();
+            cache.0.lock().len()
+        };
+        let url = "https://example.org/record.json";
+        let titled = json!({"type": "object", "properties": {"title": {"type": "string"}}});
+        store.register_schema(url, &titled).unwrap();
+        assert_eq!(compiled(), 1);
+        store
+            .create_record(json!({"$schema": url, "title": "t"}))
+            .unwrap();
+        let refused = store.create_record(json!({"$schema": url, "title": 5}));
+        assert!(
+            matches!(refused, Err(Error::SchemaValidation { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(compiled(), 1, "validation compiled the schema again");
+        store.register_schema(url, &titled).unwrap();
+        assert_eq!(
+            compiled(),
+            1,
+            "registering the same schema compiled it again"
+        );
+
+        store.write(|tx| tx.remove_schema(url)).unwrap();
+        let broken = store.register_schema(url, &json!({"type": 5}));
+        assert!(
+            matches!(broken, Err(Error::InvalidSchema { .. })),
+            "{broken:?}"
+        );
+        let required = json!({"type": "object", "required": ["x"]});
+        store.register_schema(url, &required).unwrap();
+        assert_eq!(compiled(), 2);
+        let refused = store.create_record(json!({"$schema": url, "title": "t"}));
+        assert!(
+            matches!(refused, Err(Error::SchemaValidation { .. })),
+            "{refused:?}"
+        );
+        store
+            .create_record(json!({"$schema": url, "x": 1}))
+            .unwrap();
+        assert_eq!(compiled(), 2);
+    }
 }
