@@ -27,6 +27,7 @@ mod store;
 
 pub(crate) use lifecycle::linked_bucket;
 pub use list::{ListedRecord, RecordListOptions, RecordPage};
+pub(crate) use pid::PidRow;
 pub use pid::{Pid, PidStatus, RECID};
 pub use query::RecordsQuery;
 pub use rows::MAX_JSON_DEPTH;

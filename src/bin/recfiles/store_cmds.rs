@@ -134,6 +134,22 @@ pub enum StoreCommand {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Write everything (all revisions, versions, tags, ids, timestamps) to a new directory:
+    /// an OCFL 1.1 storage root, one object per record and per bucket without a record.
+    Export {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The directory to create.
+        dir: PathBuf,
+    },
+    /// Read an export back into the store (created if missing), exactly as it was exported;
+    /// all of it or, on any damage or clash with what the store holds, nothing.
+    Import {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The export's directory.
+        dir: PathBuf,
+    },
 }
 
 /// Arguments of `ingest`.
@@ -216,6 +232,8 @@ pub fn run(command: StoreCommand) -> Result<ExitCode, String> {
             json,
         } => verify(&writable(&store.store)?, bucket.as_deref(), json),
         StoreCommand::Compact { store } => compact(&store.store),
+        StoreCommand::Export { store, dir } => crate::ocfl::export(&read_only(&store.store)?, &dir),
+        StoreCommand::Import { store, dir } => crate::ocfl::import(&writable(&store.store)?, &dir),
     }
 }
 
