@@ -13,8 +13,8 @@
 //! schemas and PID counters.
 //!
 //! Keys become paths segment by segment, each percent-encoded outside `A-Z a-z 0-9 - . _ ~`
-//! (and `.`/`..` segments as `%2E`); a key that is empty between two slashes, or whose path
-//! would be a directory of another key's, is encoded whole, slashes included. The sidecar maps
+//! (and `.`/`..` segments as `%2E`); a key with an empty segment, or whose path would lie
+//! under another key's path, is encoded whole, slashes included. The sidecar maps
 //! each key to its file, so import never decodes a path.
 //!
 //! Export writes into `DIR.partial` beside the target and renames it at the end: a failed
@@ -121,17 +121,12 @@ fn key_paths<'k>(keys: impl IntoIterator<Item = &'k str>) -> BTreeMap<&'k str, S
         };
         out.insert(key, path);
     }
-    let dirs: BTreeSet<String> = out
-        .values()
-        .flat_map(|p| {
-            let parts: Vec<&str> = p.split('/').collect();
-            (1..parts.len())
-                .map(|n| parts[..n].join("/"))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    // A path under another key's path is encoded whole: without a slash, it is nobody's
+    // directory and, holding `%2F`, no other key's path.
+    let files: BTreeSet<String> = out.values().cloned().collect();
     for (key, path) in out.iter_mut() {
-        if dirs.contains(path.as_str()) {
+        let parts: Vec<&str> = path.split('/').collect();
+        if (1..parts.len()).any(|n| files.contains(&parts[..n].join("/"))) {
             *path = encode_segment(key);
         }
     }
@@ -797,4 +792,36 @@ pub fn import(store: &Store, dir: &Path) -> Result<std::process::ExitCode, Strin
         start.elapsed().as_secs_f64()
     );
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_paths;
+
+    #[test]
+    fn key_paths_are_valid_distinct_and_never_under_one_another() {
+        let keys = [
+            "a", "a/b", "a/b/c", "a//b", "/lead", "trail/", ".", "..", "x/../y", "x/./y", "sp ace",
+            "%2F", "a%2Fb", "a/b%2Fc", "é/ü",
+        ];
+        let paths = key_paths(keys);
+        let all: Vec<&String> = paths.values().collect();
+        for (key, p) in &paths {
+            let rest = p.strip_prefix("files/").unwrap();
+            for seg in rest.split('/') {
+                assert!(!["", ".", ".."].contains(&seg), "{key:?} → {p}");
+                assert!(seg.bytes().all(|b| b.is_ascii_graphic()), "{key:?} → {p}");
+            }
+            for q in &all {
+                assert!(!q.starts_with(&format!("{p}/")), "{q} lies under {p}");
+            }
+        }
+        let mut distinct = all.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), keys.len());
+        assert_eq!(paths["x/../y"], "files/x/%2E%2E/y");
+        assert_eq!(paths["a"], "files/a");
+        assert_eq!(paths["a/b"], "files/a%2Fb");
+    }
 }
