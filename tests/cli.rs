@@ -585,3 +585,30 @@ fn a_file_the_store_refuses_is_named_and_the_rest_of_its_batch_goes_in() {
         .to_string();
     assert_eq!(keys(&env.json(&["ls", &bucket])), ["a.txt", "z.txt"]);
 }
+
+#[cfg(unix)]
+#[test]
+fn ingest_refuses_file_names_that_are_not_utf8_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    env.write("tree/ok.txt", b"fine");
+    // Two names a lossy conversion would both turn into "bad-\u{FFFD}.txt".
+    for byte in [0xff, 0xfe] {
+        let bytes = [b'b', b'a', b'd', b'-', byte, b'.', b't', b'x', b't'];
+        let name = std::ffi::OsStr::from_bytes(&bytes);
+        std::fs::write(env.path("tree").join(name), b"latin-1").unwrap();
+    }
+    let out = env.run(&["ingest", env.path("tree").to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["files"].as_u64(), summary["unreadable"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("its name is not UTF-8").count(), 2, "{err}");
+    assert_eq!(
+        stored_keys(&env.store()),
+        BTreeSet::from(["ok.txt".to_string()])
+    );
+}

@@ -953,10 +953,10 @@ fn walk(root: &Path, out: &mut Walk) {
         }
     };
     if meta.is_file() {
-        let key = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| root.to_string_lossy().into_owned());
+        let name = root.file_name().unwrap_or(root.as_os_str());
+        let Some(key) = utf8_name(name, root, out) else {
+            return;
+        };
         out.items.push(Item {
             path: root.to_path_buf(),
             key,
@@ -973,6 +973,23 @@ fn walk(root: &Path, out: &mut Walk) {
     }
 }
 
+/// A file name as a key segment. Keys are UTF-8, and a lossy conversion could give two files
+/// one key (or a key that names no file), so a name that is not UTF-8 is refused: reported,
+/// counted as unreadable (the exit code says not everything went in), its subtree not walked.
+fn utf8_name(name: &std::ffi::OsStr, path: &Path, out: &mut Walk) -> Option<String> {
+    match name.to_str() {
+        Some(n) => Some(n.to_string()),
+        None => {
+            eprintln!(
+                "recfiles: cannot store {}: its name is not UTF-8 (keys are UTF-8; rename it)",
+                path.display()
+            );
+            out.unreadable += 1;
+            None
+        }
+    }
+}
+
 fn walk_dir(dir: &Path, prefix: &str, out: &mut Walk) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -986,7 +1003,9 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Walk) {
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(name) = utf8_name(&e.file_name(), &path, out) else {
+            continue;
+        };
         let key = format!("{prefix}{name}");
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => out.items.push(Item {
