@@ -612,3 +612,48 @@ fn ingest_refuses_file_names_that_are_not_utf8_by_name() {
         BTreeSet::from(["ok.txt".to_string()])
     );
 }
+
+#[test]
+fn verify_no_record_names_damage_and_leaves_the_file_unchanged() {
+    let env = Env::new();
+    let victim = content(12, 3 << 20);
+    env.write("d/victim.bin", &victim);
+    env.write("d/fine.txt", b"fine");
+    env.json(&["ingest", env.path("d").to_str().unwrap()]);
+    let before = std::fs::read(env.store()).unwrap();
+    let clean = env.json(&["verify", "--no-record"]);
+    assert_eq!(
+        (clean["checked"].as_u64(), clean["bytes"].as_u64()),
+        (Some(2), Some((3 << 20) + 4))
+    );
+    assert!(clean["damaged"].as_array().unwrap().is_empty());
+    assert!(std::fs::read(env.store()).unwrap() == before);
+
+    // One flipped byte in every copy of a window inside the victim's second chunk.
+    let needle = &victim[(3 << 19)..(3 << 19) + 64];
+    let mut bytes = before;
+    let mut from = 0;
+    while let Some(i) = bytes[from..].windows(64).position(|w| w == needle) {
+        bytes[from + i + 32] ^= 0x5a;
+        from += i + 1;
+    }
+    assert!(from > 0);
+    std::fs::write(env.store(), &bytes).unwrap();
+    let bucket = env.bucket();
+    let out = env.run(&["verify", "--no-record"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("damaged: {bucket}/victim.bin")),
+        "{text}"
+    );
+    assert!(!text.contains("fine.txt"), "{text}");
+    assert!(
+        std::fs::read(env.store()).unwrap() == bytes,
+        "--no-record changed the file"
+    );
+    let scoped = env.run(&["verify", "--no-record", "--bucket", &bucket, "--json"]);
+    assert_eq!(scoped.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&scoped.stdout).unwrap();
+    assert_eq!(report["damaged"].as_array().unwrap().len(), 1);
+}

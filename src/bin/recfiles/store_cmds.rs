@@ -119,12 +119,18 @@ pub enum StoreCommand {
         json: bool,
     },
     /// Re-hash stored content (fixity); exits non-zero and names the files when any is damaged.
+    /// Each file's result is recorded in the store (its `last_check` and `last_check_at`, as
+    /// Invenio's fixity task does, so scheduled runs know what is due); `--no-record` opens
+    /// the store read-only and records nothing.
     Verify {
         #[command(flatten)]
         store: StoreArg,
         /// Only the files of this bucket.
         #[arg(long)]
         bucket: Option<String>,
+        /// Open the store read-only and record no result.
+        #[arg(long)]
+        no_record: bool,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
@@ -229,8 +235,15 @@ pub fn run(command: StoreCommand) -> Result<ExitCode, String> {
         StoreCommand::Verify {
             store,
             bucket,
+            no_record,
             json,
-        } => verify(&writable(&store.store)?, bucket.as_deref(), json),
+        } => {
+            let store = match no_record {
+                true => read_only(&store.store)?,
+                false => writable(&store.store)?,
+            };
+            verify(&store, bucket.as_deref(), no_record, json)
+        }
         StoreCommand::Compact { store } => compact(&store.store),
         StoreCommand::Export { store, dir } => crate::ocfl::export(&read_only(&store.store)?, &dir),
         StoreCommand::Import { store, dir } => crate::ocfl::import(&writable(&store.store)?, &dir),
@@ -790,8 +803,79 @@ fn name_files(store: &Store, damaged: &[recfiles::FileId]) -> Result<Vec<String>
     Ok(names)
 }
 
-fn verify(store: &Store, bucket: Option<&str>, as_json: bool) -> Result<ExitCode, String> {
+/// Fixity without recording: every file of the store (or of one bucket) read through the
+/// store's reader, which checks each chunk against its hash as it loads it, and the whole
+/// content's blake3 (and md5, when the store has one) compared with the file's.
+fn verify_unrecorded(store: &Store, bucket: Option<BucketId>) -> Result<FixityReport, String> {
+    use recfiles::transfer;
+    let snap = store.snapshot().map_err(err)?;
+    let buckets = match bucket {
+        Some(b) => vec![b],
+        None => transfer::bucket_ids(&snap).map_err(err)?,
+    };
+    let mut files = BTreeMap::new();
+    for b in buckets {
+        let dump = transfer::dump_bucket(&snap, b).map_err(err)?;
+        for f in dump
+            .into_iter()
+            .flat_map(|d| d.versions)
+            .filter_map(|v| v.file)
+        {
+            if f.readable {
+                files.insert(f.id, f);
+            }
+        }
+    }
+    let mut report = FixityReport::default();
+    for (id, f) in files {
+        report.checked += 1;
+        report.bytes += f.size;
+        let intact = snap.open_file(id).is_ok_and(|mut reader| {
+            let mut b3 = blake3::Hasher::new();
+            let mut md5 = f.md5.as_ref().map(|_| <md5::Md5 as md5::Digest>::new());
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        b3.update(&buf[..n]);
+                        if let Some(m) = &mut md5 {
+                            md5::Digest::update(m, &buf[..n]);
+                        }
+                        size += n as u64;
+                    }
+                    Err(_) => return false,
+                }
+            }
+            let md5 = md5.map(|m| hex_of(&md5::Digest::finalize(m)));
+            size == f.size && b3.finalize().to_hex().as_str() == f.blake3 && md5 == f.md5
+        });
+        if !intact {
+            report.damaged.push(id);
+        }
+    }
+    Ok(report)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn verify(
+    store: &Store,
+    bucket: Option<&str>,
+    no_record: bool,
+    as_json: bool,
+) -> Result<ExitCode, String> {
     let report = match bucket {
+        _ if no_record => {
+            let id = match bucket {
+                Some(b) => Some(bucket_of(store, &parse_target(b)?)?),
+                None => None,
+            };
+            verify_unrecorded(store, id)?
+        }
         None => store.verify_all().map_err(err)?,
         Some(b) => {
             let id = bucket_of(store, &parse_target(b)?)?;
