@@ -165,7 +165,7 @@ fn copy_hashing(reader: &mut dyn Read, path: &Path) -> io::Result<(String, u64)>
         out.write_all(&buf[..n])?;
         total += n as u64;
     }
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    settle(out.into_inner().map_err(|e| e.into_error())?)?;
     Ok((hex(&hasher.finalize()), total))
 }
 
@@ -175,7 +175,34 @@ fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
     let mut f = File::create_new(path)?;
     f.write_all(bytes)?;
-    f.sync_all()
+    settle(f)
+}
+
+/// A written file made durable: on Linux by one `syncfs` of the whole export at its end
+/// ([`sync_tree`]; a sync per file made exporting 10,000 small files several times slower),
+/// elsewhere here.
+fn settle(f: File) -> io::Result<()> {
+    if cfg!(target_os = "linux") {
+        Ok(())
+    } else {
+        f.sync_all()
+    }
+}
+
+/// Makes everything written under `dir` durable (see [`settle`]).
+fn sync_tree(dir: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let d = File::open(dir)?;
+        // SAFETY: `d` is an open descriptor for the duration of the call.
+        if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = dir;
+    Ok(())
 }
 
 /// A file and the OCFL sidecar holding its sha512 (`<digest> <name>`).
@@ -485,7 +512,13 @@ pub fn export(store: &Store, dir: &Path) -> Result<std::process::ExitCode, Strin
     let tx = store.snapshot().map_err(|e| e.to_string())?;
     let mut counts = Counts::default();
     let written = write_root(&partial, &tx, &mut counts).and_then(|()| {
-        fs::rename(&partial, dir).map_err(|e| format!("cannot rename to {}: {e}", dir.display()))
+        let io_err = |e: io::Error| format!("cannot finish {}: {e}", dir.display());
+        sync_tree(&partial).map_err(io_err)?;
+        fs::rename(&partial, dir).map_err(io_err)?;
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        File::open(parent.unwrap_or(Path::new(".")))
+            .and_then(|d| d.sync_all())
+            .map_err(io_err)
     });
     if let Err(e) = written {
         let _ = fs::remove_dir_all(&partial);
