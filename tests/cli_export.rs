@@ -299,6 +299,87 @@ fn an_import_into_a_store_holding_its_ids_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn an_export_into_an_earlier_one_adds_versions_and_rewrites_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = populated(dir.path(), false);
+    let spare = dir.path().join("spare.txt");
+    write(&spare, b"a bucket that will go");
+    ok(&source, &["ingest", spare.to_str().unwrap()]);
+    let export = dir.path().join("export");
+    ok(&source, &["export", export.to_str().unwrap()]);
+    let before = tree_of(&export);
+
+    // A new revision, a tag (no revision), a removed bucket and a new record.
+    {
+        let store = recfiles::StoreBuilder::new().open(&source).unwrap();
+        let mut rec = store.resolve_pid("recid", "1").unwrap();
+        rec.body_mut().insert("title".into(), "changed".into());
+        store.commit_record(&mut rec).unwrap();
+        let buckets = store.buckets().unwrap();
+        let alone: Vec<_> = buckets
+            .iter()
+            .filter(|b| Some(b.id) != rec.bucket_id())
+            .collect();
+        assert_eq!(alone.len(), 2);
+        let tagged = store
+            .list_objects(alone[0].id, &recfiles::ListOptions::default())
+            .unwrap();
+        store
+            .set_object_tag(tagged[0].version_id, "seen", "yes")
+            .unwrap();
+        store.remove_bucket(alone[1].id).unwrap();
+        store
+            .create_record(serde_json::json!({"title": "new"}))
+            .unwrap();
+    }
+    let out = ok(&source, &["export", export.to_str().unwrap()]);
+    assert!(
+        out.contains("3 objects new or with new versions")
+            && out.contains("0 up to date, 1 marked removed"),
+        "{out}"
+    );
+    let after = tree_of(&export);
+    for (path, bytes) in &before {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        // Only object and root inventories and the root's sidecar are replaced.
+        let replaced = path.components().count() <= 2
+            && (name.starts_with("inventory.json") || name.starts_with("recfiles.json"));
+        if !replaced {
+            assert!(
+                after.get(path) == Some(bytes),
+                "{} was rewritten",
+                path.display()
+            );
+        }
+    }
+    assert!(!dir.path().join("export.partial").exists());
+    if let Some(validate) = validator() {
+        let out = Command::new(&validate).arg(&export).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    // Read back, it is the store as it is now: the same bytes as a new export of the source.
+    let copy = dir.path().join("copy.redb");
+    ok(&copy, &["import", export.to_str().unwrap()]);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(&copy, &["export", a.to_str().unwrap()]);
+    ok(&source, &["export", b.to_str().unwrap()]);
+    assert!(tree_of(&a) == tree_of(&b));
+
+    // Nothing changed since: nothing is written.
+    let out = ok(&source, &["export", export.to_str().unwrap()]);
+    assert!(
+        out.contains(": 0 objects new or with new versions"),
+        "{out}"
+    );
+    assert!(tree_of(&export) == after);
+}
+
+#[test]
 fn export_refuses_an_existing_directory_and_import_a_non_export() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s.redb");
@@ -307,7 +388,7 @@ fn export_refuses_an_existing_directory_and_import_a_non_export() {
     std::fs::create_dir(&taken).unwrap();
     assert_one_line_error(
         &run(&store, &["export", taken.to_str().unwrap()]),
-        "already exists",
+        "already exists and is not a recfiles export",
     );
     assert_one_line_error(
         &run(&store, &["import", taken.to_str().unwrap()]),

@@ -56,6 +56,10 @@ struct Sidecar {
     record: Option<RecordSide>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bucket: Option<BucketSide>,
+    /// The record or bucket is no longer in the store (an export into an earlier export's
+    /// root adds a version saying so; import skips the object).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
 }
 
 /// A record without its bodies (they are the `record.json` of each OCFL version).
@@ -67,15 +71,17 @@ struct RecordSide {
     deleted: bool,
     bucket: Option<BucketId>,
     pids: Vec<PidDump>,
-    /// Revision `n` is OCFL version `v{n+1}`.
+    /// Revision `n`, revision 0 first.
     revisions: Vec<RevisionSide>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 struct RevisionSide {
     updated: Timestamp,
     /// Whether the revision has a body (its version's `record.json`).
     body: bool,
+    /// The OCFL version holding it (`v{n+1}` in a first export).
+    version: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -220,8 +226,46 @@ fn pretty(v: &impl Serialize) -> Vec<u8> {
 
 // ---- export --------------------------------------------------------------------------------
 
-/// One OCFL object being written, version by version.
+/// What an earlier export left in an object: its inventory and its head sidecar.
+struct Earlier {
+    manifest: BTreeMap<String, Vec<String>>,
+    versions: BTreeMap<String, Value>,
+    sidecar: Sidecar,
+    sidecar_bytes: Vec<u8>,
+}
+
+fn read_earlier(dir: &Path) -> Result<Earlier, String> {
+    let inv = read_inventory(dir)?;
+    let path = dir.join("inventory.json");
+    let doc: Value = read_json(&path, &fs::read(&path).map_err(|e| e.to_string())?)?;
+    let manifest = serde_json::from_value(doc["manifest"].clone())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let versions = serde_json::from_value(doc["versions"].clone())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let sidecar_bytes = inv.read_logical(inv.head, SIDECAR)?.ok_or(format!(
+        "{}: no {SIDECAR} in its head version",
+        dir.display()
+    ))?;
+    let sidecar: Sidecar = read_json(&dir.join(SIDECAR), &sidecar_bytes)?;
+    if sidecar.format != FORMAT {
+        return Err(format!(
+            "{}: format {:?}, this build writes {FORMAT:?}",
+            dir.display(),
+            sidecar.format
+        ));
+    }
+    Ok(Earlier {
+        manifest,
+        versions,
+        sidecar,
+        sidecar_bytes,
+    })
+}
+
+/// One OCFL object being written, version by version: a new one, or new versions of one an
+/// earlier export wrote.
 struct ObjectWriter {
+    /// The object's directory.
     root: PathBuf,
     id: String,
     /// digest → content paths.
@@ -229,14 +273,17 @@ struct ObjectWriter {
     /// The content already in the object, by file.
     files: HashMap<FileId, String>,
     versions: BTreeMap<String, Value>,
+    /// The versions this export added (all of them for a new object).
+    added: Vec<String>,
     /// The state of the version being written: logical path → digest.
     state: BTreeMap<String, String>,
     bytes: u64,
 }
 
 impl ObjectWriter {
-    fn new(root: &Path, id: String) -> io::Result<ObjectWriter> {
-        let root = root.join(&id);
+    /// A new object, in `parent/<id>`.
+    fn new(parent: &Path, id: String) -> io::Result<ObjectWriter> {
+        let root = parent.join(&id);
         write_file(&root.join("0=ocfl_object_1.1"), b"ocfl_object_1.1\n")?;
         Ok(ObjectWriter {
             root,
@@ -244,9 +291,30 @@ impl ObjectWriter {
             manifest: BTreeMap::new(),
             files: HashMap::new(),
             versions: BTreeMap::new(),
+            added: Vec::new(),
             state: BTreeMap::new(),
             bytes: 0,
         })
+    }
+
+    /// New versions for the object an earlier export wrote in `parent/<id>`.
+    fn resume(parent: &Path, id: String, earlier: &Earlier) -> ObjectWriter {
+        let files = earlier
+            .sidecar
+            .bucket
+            .iter()
+            .flat_map(|b| b.sha512.iter().map(|(f, d)| (*f, d.clone())))
+            .collect();
+        ObjectWriter {
+            root: parent.join(&id),
+            id,
+            manifest: earlier.manifest.clone(),
+            files,
+            versions: earlier.versions.clone(),
+            added: Vec::new(),
+            state: BTreeMap::new(),
+            bytes: 0,
+        }
     }
 
     fn version_name(&self) -> String {
@@ -301,6 +369,7 @@ impl ObjectWriter {
             json!({ "created": created.to_rfc3339(), "message": message, "state": state }),
         );
         self.state.clear();
+        self.added.push(name.clone());
         let inventory = pretty(&json!({
             "id": self.id,
             "type": INVENTORY_TYPE,
@@ -312,15 +381,47 @@ impl ObjectWriter {
         write_with_digest(&self.root.join(&name), "inventory.json", &inventory)
     }
 
-    /// Copies the head version's inventory to the object's root.
-    fn finish(self) -> io::Result<u64> {
-        let head = format!("v{}", self.versions.len());
-        for name in ["inventory.json", "inventory.json.sha512"] {
-            let bytes = fs::read(self.root.join(&head).join(name))?;
-            write_file(&self.root.join(name), &bytes)?;
-        }
-        Ok(self.bytes)
+    /// The head version's inventory, to become the object's (see [`Self::publish`]).
+    fn head_inventory(&self) -> io::Result<(Vec<u8>, Vec<u8>)> {
+        let head = self.root.join(format!("v{}", self.versions.len()));
+        Ok((
+            fs::read(head.join("inventory.json"))?,
+            fs::read(head.join("inventory.json.sha512"))?,
+        ))
     }
+
+    /// Removes what this export wrote into the object.
+    fn abandon(&self, new: bool) {
+        if new {
+            let _ = fs::remove_dir_all(&self.root);
+        } else {
+            for v in &self.added {
+                let _ = fs::remove_dir_all(self.root.join(v));
+            }
+        }
+    }
+}
+
+/// Makes the head version's inventory the object's: the step that shows the new versions.
+/// An earlier inventory is replaced by renames, each file whole.
+fn publish(root: &Path, (inventory, digest): &(Vec<u8>, Vec<u8>)) -> io::Result<()> {
+    for (name, bytes) in [
+        ("inventory.json.sha512", digest),
+        ("inventory.json", inventory),
+    ] {
+        replace_file(&root.join(name), bytes)?;
+    }
+    Ok(())
+}
+
+/// Writes `path` through a temporary file and a rename, so it is never seen half written.
+fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    write_file(&tmp, bytes)?;
+    fs::rename(&tmp, path)
 }
 
 /// What an export wrote.
@@ -329,6 +430,8 @@ struct Counts {
     records: usize,
     buckets: usize,
     objects: usize,
+    unchanged: usize,
+    removed: usize,
     bytes: u64,
 }
 
@@ -349,37 +452,87 @@ fn files_named(body: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The sidecar's bytes, once every file of the bucket has its content in the object.
+fn sidecar_bytes(
+    obj: &ObjectWriter,
+    record: Option<&RecordSide>,
+    bucket: Option<&BucketDump>,
+) -> Option<Vec<u8>> {
+    let mut sha512 = BTreeMap::new();
+    for f in bucket
+        .iter()
+        .flat_map(|b| &b.versions)
+        .filter_map(|v| v.file.as_ref())
+    {
+        sha512.insert(f.id, obj.files.get(&f.id)?.clone());
+    }
+    let sidecar = Sidecar {
+        format: FORMAT.into(),
+        record: record.map(|r| RecordSide {
+            pids: r.pids.clone(),
+            revisions: r.revisions.clone(),
+            ..*r
+        }),
+        bucket: bucket.map(|b| BucketSide {
+            dump: b.clone(),
+            sha512,
+        }),
+        removed: false,
+    };
+    Some(pretty(&sidecar))
+}
+
 /// Adds the bucket's history (content no state shows yet) and the sidecar to the version
 /// being written.
 fn add_history_and_sidecar(
     obj: &mut ObjectWriter,
     tx: &ReadTx,
-    record: Option<RecordSide>,
+    record: Option<&RecordSide>,
     bucket: Option<&BucketDump>,
 ) -> Result<(), String> {
-    let mut sha512 = BTreeMap::new();
-    if let Some(b) = bucket {
-        for v in &b.versions {
-            let Some(f) = &v.file else { continue };
-            if !obj.files.contains_key(&f.id) {
-                obj.add_file(tx, &format!("history/{}", v.version_id), f.id)?;
-            }
-            sha512.insert(f.id, obj.files[&f.id].clone());
+    for v in bucket.iter().flat_map(|b| &b.versions) {
+        let Some(f) = &v.file else { continue };
+        if !obj.files.contains_key(&f.id) {
+            obj.add_file(tx, &format!("history/{}", v.version_id), f.id)?;
         }
     }
-    let sidecar = Sidecar {
-        format: FORMAT.into(),
-        record,
-        bucket: bucket.map(|b| BucketSide {
-            dump: b.clone(),
-            sha512,
-        }),
-    };
-    obj.add_bytes(SIDECAR, &pretty(&sidecar))
+    let bytes = sidecar_bytes(obj, record, bucket).ok_or("a file without content")?;
+    obj.add_bytes(SIDECAR, &bytes)
         .map_err(|e| format!("cannot write {}: {e}", obj.id))
 }
 
-fn export_record(root: &Path, tx: &ReadTx, r: &RecordDump) -> Result<u64, String> {
+/// Adds a revision's `record.json` and the files its `_files` names to the version being
+/// written.
+fn add_revision(
+    obj: &mut ObjectWriter,
+    tx: &ReadTx,
+    rev: &RevisionDump,
+    files_by_version: &HashMap<String, FileId>,
+) -> Result<(), String> {
+    let Some(body) = &rev.body else {
+        return Ok(());
+    };
+    obj.add_bytes("record.json", body.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", obj.id))?;
+    let named = files_named(body);
+    let paths = key_paths(named.iter().map(|(k, _)| k.as_str()));
+    for (key, version) in &named {
+        // A version removed since the revision was written has no content to show.
+        if let Some(file) = files_by_version.get(version) {
+            obj.add_file(tx, &paths[key.as_str()], *file)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a record's object, or the versions an earlier export of it lacks. Returns false
+/// when the earlier export was up to date.
+fn export_record(
+    obj: &mut ObjectWriter,
+    tx: &ReadTx,
+    r: &RecordDump,
+    earlier: Option<&Earlier>,
+) -> Result<bool, String> {
     let io_err = |e: io::Error| format!("cannot write the object of record {}: {e}", r.id);
     let bucket = match r.bucket {
         Some(b) => Some(
@@ -394,39 +547,64 @@ fn export_record(root: &Path, tx: &ReadTx, r: &RecordDump) -> Result<u64, String
         .flat_map(|b| &b.versions)
         .filter_map(|v| v.file.as_ref().map(|f| (v.version_id.to_string(), f.id)))
         .collect();
-    let mut obj = ObjectWriter::new(root, format!("record-{}", r.id)).map_err(io_err)?;
-    let last = r.revisions.len().saturating_sub(1);
-    for (n, rev) in r.revisions.iter().enumerate() {
-        if let Some(body) = &rev.body {
-            obj.add_bytes("record.json", body.as_bytes())
-                .map_err(io_err)?;
-            let named = files_named(body);
-            let paths = key_paths(named.iter().map(|(k, _)| k.as_str()));
-            for (key, version) in &named {
-                // A version removed since the revision was written has no content to show.
-                if let Some(file) = files_by_version.get(version) {
-                    obj.add_file(tx, &paths[key.as_str()], *file)?;
-                }
-            }
+    // The revisions the earlier export holds keep their versions; the others get new ones.
+    let mut revisions: Vec<RevisionSide> = match earlier.map(|e| &e.sidecar.record) {
+        Some(Some(side)) => side.revisions.clone(),
+        Some(None) => return Err(format!("{}: not the object of a record", obj.id)),
+        None => Vec::new(),
+    };
+    if revisions.len() > r.revisions.len() {
+        return Err(format!(
+            "{}: the export has {} revisions of record {}, the store {}: not an export of this store",
+            obj.id,
+            revisions.len(),
+            r.id,
+            r.revisions.len()
+        ));
+    }
+    let first_new = revisions.len();
+    for (n, rev) in r.revisions.iter().enumerate().skip(first_new) {
+        revisions.push(RevisionSide {
+            updated: rev.updated,
+            body: rev.body.is_some(),
+            version: format!("v{}", obj.versions.len() + 1 + n - first_new),
+        });
+    }
+    let side = RecordSide {
+        id: r.id,
+        created: r.created,
+        updated: r.updated,
+        deleted: r.deleted,
+        bucket: r.bucket,
+        pids: r.pids.clone(),
+        revisions,
+    };
+    if first_new == r.revisions.len() {
+        // No new revision: a version only if something else changed (tags, PIDs, the
+        // bucket's versions), holding the current revision's state again.
+        let now = sidecar_bytes(obj, Some(&side), bucket.as_ref());
+        if earlier.is_some_and(|e| now.as_ref() == Some(&e.sidecar_bytes)) {
+            return Ok(false);
         }
+        if let Some(rev) = r.revisions.last() {
+            add_revision(obj, tx, rev, &files_by_version)?;
+        }
+        add_history_and_sidecar(obj, tx, Some(&side), bucket.as_ref())?;
+        obj.end_version(
+            Timestamp::now(),
+            format!(
+                "revision {} again: the record's files or PIDs changed",
+                r.revisions.len() - 1
+            ),
+        )
+        .map_err(io_err)?;
+        return Ok(true);
+    }
+    let last = r.revisions.len() - 1;
+    for (n, rev) in r.revisions.iter().enumerate().skip(first_new) {
+        add_revision(obj, tx, rev, &files_by_version)?;
         if n == last {
-            let side = RecordSide {
-                id: r.id,
-                created: r.created,
-                updated: r.updated,
-                deleted: r.deleted,
-                bucket: r.bucket,
-                pids: r.pids.clone(),
-                revisions: r
-                    .revisions
-                    .iter()
-                    .map(|v| RevisionSide {
-                        updated: v.updated,
-                        body: v.body.is_some(),
-                    })
-                    .collect(),
-            };
-            add_history_and_sidecar(&mut obj, tx, Some(side), bucket.as_ref())?;
+            add_history_and_sidecar(obj, tx, Some(&side), bucket.as_ref())?;
         }
         let message = match &rev.body {
             Some(_) => format!("revision {n}"),
@@ -434,12 +612,20 @@ fn export_record(root: &Path, tx: &ReadTx, r: &RecordDump) -> Result<u64, String
         };
         obj.end_version(rev.updated, message).map_err(io_err)?;
     }
-    obj.finish().map_err(io_err)
+    Ok(true)
 }
 
-fn export_bucket(root: &Path, tx: &ReadTx, b: &BucketDump) -> Result<u64, String> {
-    let io_err = |e: io::Error| format!("cannot write the object of bucket {}: {e}", b.id);
-    let mut obj = ObjectWriter::new(root, format!("bucket-{}", b.id)).map_err(io_err)?;
+/// Writes a bucket's object, or a new version of an earlier export's when the bucket changed.
+fn export_bucket(
+    obj: &mut ObjectWriter,
+    tx: &ReadTx,
+    b: &BucketDump,
+    earlier: Option<&Earlier>,
+) -> Result<bool, String> {
+    let now = sidecar_bytes(obj, None, Some(b));
+    if earlier.is_some_and(|e| now.as_ref() == Some(&e.sidecar_bytes)) {
+        return Ok(false);
+    }
     // The live heads: the last version of each key, when it is not a delete marker.
     let mut heads: BTreeMap<&str, FileId> = BTreeMap::new();
     for v in &b.versions {
@@ -452,87 +638,276 @@ fn export_bucket(root: &Path, tx: &ReadTx, b: &BucketDump) -> Result<u64, String
     for (key, file) in &heads {
         obj.add_file(tx, &paths[key], *file)?;
     }
-    add_history_and_sidecar(&mut obj, tx, None, Some(b))?;
-    obj.end_version(b.updated, "bucket".into())
-        .map_err(io_err)?;
-    obj.finish().map_err(io_err)
+    add_history_and_sidecar(obj, tx, None, Some(b))?;
+    let created = if earlier.is_some() {
+        Timestamp::now()
+    } else {
+        b.updated
+    };
+    obj.end_version(created, "bucket".into())
+        .map_err(|e| format!("cannot write the object of bucket {}: {e}", b.id))?;
+    Ok(true)
 }
 
-fn write_root(root: &Path, tx: &ReadTx, counts: &mut Counts) -> Result<(), String> {
-    let io_err = |e: io::Error| format!("cannot write to {}: {e}", root.display());
-    write_file(&root.join("0=ocfl_1.1"), b"ocfl_1.1\n").map_err(io_err)?;
-    let layout = json!({
-        "extension": LAYOUT,
-        "description": "Extension 0002: Flat Direct Storage Layout (object directory = object id)",
-    });
-    write_file(&root.join("ocfl_layout.json"), &pretty(&layout)).map_err(io_err)?;
-    // The layout has no parameters, so no `extensions/0002-…/config.json` (optional, and
-    // ocfl-py 2.1's validator fails on one).
-    let store = transfer::dump_store(tx).map_err(|e| e.to_string())?;
-    let side = RootSidecar {
-        format: FORMAT.into(),
-        store,
-    };
-    write_with_digest(root, SIDECAR, &pretty(&side)).map_err(io_err)?;
+/// One object to write: a record or a bucket without one.
+enum Item {
+    Record(RecordDump),
+    Bucket(BucketDump),
+}
+
+/// An export under way: new objects go to `staging`, new versions of objects an earlier
+/// export wrote go into them in `root`; nothing is visible until [`Export::publish`].
+struct Export<'a> {
+    root: &'a Path,
+    staging: PathBuf,
+    /// Whether `root` holds an earlier export.
+    incremental: bool,
+    /// Objects with new versions, with their new inventory.
+    resumed: Vec<(ObjectWriter, (Vec<u8>, Vec<u8>))>,
+    /// New objects, by directory name.
+    created: Vec<String>,
+    counts: Counts,
+}
+
+impl Export<'_> {
+    fn object(&mut self, tx: &ReadTx, id: String, item: &Item) -> Result<(), String> {
+        let existing = self.incremental && self.root.join(&id).is_dir();
+        let earlier = match existing {
+            true => Some(read_earlier(&self.root.join(&id))?),
+            false => None,
+        };
+        let mut obj = match &earlier {
+            Some(e) => ObjectWriter::resume(self.root, id.clone(), e),
+            None => ObjectWriter::new(&self.staging, id.clone())
+                .map_err(|e| format!("cannot write object {id}: {e}"))?,
+        };
+        let written = match item {
+            Item::Record(r) => export_record(&mut obj, tx, r, earlier.as_ref()),
+            Item::Bucket(b) => export_bucket(&mut obj, tx, b, earlier.as_ref()),
+        };
+        let inventory = written.and_then(|changed| match changed {
+            true => obj.head_inventory().map(Some).map_err(|e| e.to_string()),
+            false => Ok(None),
+        });
+        match inventory {
+            Err(e) => {
+                obj.abandon(earlier.is_none());
+                Err(e)
+            }
+            Ok(None) => {
+                self.counts.unchanged += 1;
+                Ok(())
+            }
+            Ok(Some(inv)) => {
+                self.counts.bytes += obj.bytes;
+                self.counts.objects += 1;
+                match earlier {
+                    Some(_) => self.resumed.push((obj, inv)),
+                    None => {
+                        publish(&obj.root, &inv).map_err(|e| e.to_string())?;
+                        self.created.push(id);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A version saying the record or bucket left the store, for an object of an earlier
+    /// export whose record or bucket this export did not write.
+    fn removed(&mut self, id: String) -> Result<(), String> {
+        let earlier = read_earlier(&self.root.join(&id))?;
+        if earlier.sidecar.removed {
+            return Ok(());
+        }
+        let mut obj = ObjectWriter::resume(self.root, id, &earlier);
+        let sidecar = Sidecar {
+            format: FORMAT.into(),
+            record: None,
+            bucket: None,
+            removed: true,
+        };
+        let written = obj
+            .add_bytes(SIDECAR, &pretty(&sidecar))
+            .and_then(|()| obj.end_version(Timestamp::now(), "removed from the store".into()))
+            .and_then(|()| obj.head_inventory());
+        match written {
+            Ok(inv) => {
+                self.counts.removed += 1;
+                self.resumed.push((obj, inv));
+                Ok(())
+            }
+            Err(e) => {
+                obj.abandon(false);
+                Err(format!("cannot write object {}: {e}", obj.id))
+            }
+        }
+    }
+
+    /// Removes everything this export wrote.
+    fn abandon(&self) {
+        for (obj, _) in &self.resumed {
+            obj.abandon(false);
+        }
+        let _ = fs::remove_dir_all(&self.staging);
+    }
+
+    /// Makes the export durable, then visible: the root's sidecar, the new objects moved in,
+    /// the new inventories of earlier objects.
+    fn publish(&self, root_sidecar: &[u8]) -> io::Result<()> {
+        if !self.incremental {
+            write_with_digest(&self.staging, SIDECAR, root_sidecar)?;
+            sync_tree(&self.staging)?;
+            fs::rename(&self.staging, self.root)?;
+        } else {
+            sync_tree(&self.staging)?;
+            for (obj, inv) in &self.resumed {
+                publish(&obj.root, inv)?;
+            }
+            for id in &self.created {
+                fs::rename(self.staging.join(id), self.root.join(id))?;
+            }
+            let line = format!("{} {SIDECAR}\n", sha512_hex(root_sidecar));
+            replace_file(
+                &self.root.join(format!("{SIDECAR}.sha512")),
+                line.as_bytes(),
+            )?;
+            replace_file(&self.root.join(SIDECAR), root_sidecar)?;
+            fs::remove_dir(&self.staging)?;
+            sync_tree(self.root)?;
+        }
+        let parent = self.root.parent().filter(|p| !p.as_os_str().is_empty());
+        File::open(parent.unwrap_or(Path::new(".")))?.sync_all()
+    }
+}
+
+fn write_objects(export: &mut Export<'_>, tx: &ReadTx) -> Result<(), String> {
+    let mut written = BTreeSet::new();
     for id in transfer::record_ids(tx).map_err(|e| e.to_string())? {
         let r = transfer::dump_record(tx, id)
             .map_err(|e| e.to_string())?
             .ok_or(format!("record {id} vanished"))?;
-        counts.bytes += export_record(root, tx, &r)?;
-        counts.records += 1;
-        counts.buckets += usize::from(r.bucket.is_some());
-        counts.objects += 1;
+        let name = format!("record-{id}");
+        export.object(tx, name.clone(), &Item::Record(r.clone()))?;
+        written.insert(name);
+        export.counts.records += 1;
+        export.counts.buckets += usize::from(r.bucket.is_some());
     }
     for id in transfer::bucket_ids(tx).map_err(|e| e.to_string())? {
         let b = transfer::dump_bucket(tx, id)
             .map_err(|e| e.to_string())?
             .ok_or(format!("bucket {id} vanished"))?;
         if b.record.is_none() {
-            counts.bytes += export_bucket(root, tx, &b)?;
-            counts.buckets += 1;
-            counts.objects += 1;
+            let name = format!("bucket-{id}");
+            export.object(tx, name.clone(), &Item::Bucket(b))?;
+            written.insert(name);
+            export.counts.buckets += 1;
+        }
+    }
+    if export.incremental {
+        for name in object_dirs(export.root)? {
+            if !written.contains(&name) {
+                export.removed(name)?;
+            }
         }
     }
     Ok(())
 }
 
-/// `recfiles export DIR`: the store as a new OCFL storage root at `dir`.
-pub fn export(store: &Store, dir: &Path) -> Result<std::process::ExitCode, String> {
-    if dir.exists() {
-        return Err(format!(
-            "{} already exists: export writes a new directory",
-            dir.display()
-        ));
+/// The object directories of a storage root, by name.
+fn object_dirs(root: &Path) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
+        if e.path().join("0=ocfl_object_1.1").is_file() {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
     }
+    out.sort();
+    Ok(out)
+}
+
+/// `recfiles export DIR`: the store as a new OCFL storage root at `dir`, or, into an earlier
+/// export, the versions it lacks.
+pub fn export(store: &Store, dir: &Path) -> Result<std::process::ExitCode, String> {
     let start = Instant::now();
-    let mut partial = dir.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    fs::create_dir(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    let incremental = dir.exists();
+    if incremental {
+        let ours = dir.join("0=ocfl_1.1").is_file()
+            && read_checked(dir, SIDECAR)
+                .and_then(|b| read_json::<RootSidecar>(&dir.join(SIDECAR), &b))
+                .is_ok_and(|r| r.format == FORMAT);
+        if !ours {
+            return Err(format!(
+                "{} already exists and is not a recfiles export: export writes a new \
+                 directory, or adds to an earlier export",
+                dir.display()
+            ));
+        }
+    }
+    let mut staging = dir.as_os_str().to_owned();
+    staging.push(".partial");
+    let staging = PathBuf::from(staging);
+    fs::create_dir(&staging).map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
+    let mut export = Export {
+        root: dir,
+        staging,
+        incremental,
+        resumed: Vec::new(),
+        created: Vec::new(),
+        counts: Counts::default(),
+    };
     let tx = store.snapshot().map_err(|e| e.to_string())?;
-    let mut counts = Counts::default();
-    let written = write_root(&partial, &tx, &mut counts).and_then(|()| {
-        let io_err = |e: io::Error| format!("cannot finish {}: {e}", dir.display());
-        sync_tree(&partial).map_err(io_err)?;
-        fs::rename(&partial, dir).map_err(io_err)?;
-        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
-        File::open(parent.unwrap_or(Path::new(".")))
-            .and_then(|d| d.sync_all())
-            .map_err(io_err)
-    });
+    let written = (|| {
+        if !incremental {
+            write_file(&export.staging.join("0=ocfl_1.1"), b"ocfl_1.1\n")
+                .map_err(|e| e.to_string())?;
+            let layout = json!({
+                "extension": LAYOUT,
+                "description": "Extension 0002: Flat Direct Storage Layout (object directory = object id)",
+            });
+            // The layout has no parameters, so no `extensions/0002-…/config.json` (optional,
+            // and ocfl-py 2.1's validator fails on one).
+            write_file(&export.staging.join("ocfl_layout.json"), &pretty(&layout))
+                .map_err(|e| e.to_string())?;
+        }
+        write_objects(&mut export, &tx)?;
+        let side = RootSidecar {
+            format: FORMAT.into(),
+            store: transfer::dump_store(&tx).map_err(|e| e.to_string())?,
+        };
+        export
+            .publish(&pretty(&side))
+            .map_err(|e| format!("cannot finish {}: {e}", dir.display()))
+    })();
     if let Err(e) = written {
-        let _ = fs::remove_dir_all(&partial);
+        export.abandon();
         return Err(e);
     }
-    println!(
-        "exported {} records and {} buckets as {} OCFL objects ({} bytes of content) to {} in {:.1} s",
-        counts.records,
-        counts.buckets,
-        counts.objects,
-        counts.bytes,
-        dir.display(),
-        start.elapsed().as_secs_f64()
-    );
+    let c = &export.counts;
+    let line = if incremental {
+        format!(
+            "exported {} records and {} buckets to {}: {} objects new or with new versions ({} \
+             bytes of new content), {} up to date, {} marked removed",
+            c.records,
+            c.buckets,
+            dir.display(),
+            c.objects,
+            c.bytes,
+            c.unchanged,
+            c.removed
+        )
+    } else {
+        format!(
+            "exported {} records and {} buckets as {} OCFL objects ({} bytes of content) to {}",
+            c.records,
+            c.buckets,
+            c.objects,
+            c.bytes,
+            dir.display()
+        )
+    };
+    println!("{line} in {:.1} s", start.elapsed().as_secs_f64());
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -748,6 +1123,9 @@ pub fn import(store: &Store, dir: &Path) -> Result<std::process::ExitCode, Strin
                 side.format
             ));
         }
+        if side.removed {
+            continue;
+        }
         if let Some(b) = side.bucket {
             for v in &b.dump.versions {
                 let Some(f) = &v.file else { continue };
@@ -762,17 +1140,16 @@ pub fn import(store: &Store, dir: &Path) -> Result<std::process::ExitCode, Strin
         }
         if let Some(r) = side.record {
             let mut revisions = Vec::new();
-            for (n, rev) in r.revisions.iter().enumerate() {
+            for rev in &r.revisions {
                 let body = if rev.body {
+                    let v = &rev.version;
+                    let n = version_number(v)
+                        .ok_or(format!("{}: {v:?} is not a version", obj.display()))?;
                     let bytes = inv
-                        .read_logical(n as u64 + 1, "record.json")?
-                        .ok_or(format!(
-                            "{}: version v{} has no record.json",
-                            obj.display(),
-                            n + 1
-                        ))?;
+                        .read_logical(n, "record.json")?
+                        .ok_or(format!("{}: version {v} has no record.json", obj.display()))?;
                     Some(String::from_utf8(bytes).map_err(|_| {
-                        format!("{}: record.json of v{} is not UTF-8", obj.display(), n + 1)
+                        format!("{}: record.json of {v} is not UTF-8", obj.display())
                     })?)
                 } else {
                     None
