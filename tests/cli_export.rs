@@ -305,20 +305,38 @@ fn an_export_into_an_earlier_one_adds_versions_and_rewrites_nothing() {
     let spare = dir.path().join("spare.txt");
     write(&spare, b"a bucket that will go");
     ok(&source, &["ingest", spare.to_str().unwrap()]);
+    let second = dir.path().join("second.txt");
+    write(&second, b"a second record");
+    ok(
+        &source,
+        &["ingest", "--new-record", second.to_str().unwrap()],
+    );
     let export = dir.path().join("export");
     ok(&source, &["export", export.to_str().unwrap()]);
     let before = tree_of(&export);
 
-    // A new revision, a tag (no revision), a removed bucket and a new record.
+    // A record's file tagged (no new revision), a record's new revision, a bucket's file
+    // tagged, a bucket removed, a new record.
     {
         let store = recfiles::StoreBuilder::new().open(&source).unwrap();
-        let mut rec = store.resolve_pid("recid", "1").unwrap();
-        rec.body_mut().insert("title".into(), "changed".into());
-        store.commit_record(&mut rec).unwrap();
+        let first = store.resolve_pid("recid", "1").unwrap();
+        let listed = store
+            .list_objects(
+                first.bucket_id().unwrap(),
+                &recfiles::ListOptions::default(),
+            )
+            .unwrap();
+        store
+            .set_object_tag(listed[0].version_id, "seen", "yes")
+            .unwrap();
+        let mut second = store.resolve_pid("recid", "2").unwrap();
+        second.body_mut().insert("title".into(), "changed".into());
+        store.commit_record(&mut second).unwrap();
+        let records: Vec<_> = [first.bucket_id(), second.bucket_id()].into();
         let buckets = store.buckets().unwrap();
         let alone: Vec<_> = buckets
             .iter()
-            .filter(|b| Some(b.id) != rec.bucket_id())
+            .filter(|b| !records.contains(&Some(b.id)))
             .collect();
         assert_eq!(alone.len(), 2);
         let tagged = store
@@ -334,7 +352,7 @@ fn an_export_into_an_earlier_one_adds_versions_and_rewrites_nothing() {
     }
     let out = ok(&source, &["export", export.to_str().unwrap()]);
     assert!(
-        out.contains("3 objects new or with new versions")
+        out.contains("4 objects new or with new versions")
             && out.contains("0 up to date, 1 marked removed"),
         "{out}"
     );
