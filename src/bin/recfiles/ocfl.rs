@@ -382,7 +382,7 @@ impl ObjectWriter {
     }
 
     /// The head version's inventory, to become the object's (see [`Self::publish`]).
-    fn head_inventory(&self) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    fn head_inventory(&self) -> io::Result<HeadInventory> {
         let head = self.root.join(format!("v{}", self.versions.len()));
         Ok((
             fs::read(head.join("inventory.json"))?,
@@ -402,9 +402,12 @@ impl ObjectWriter {
     }
 }
 
+/// An inventory's bytes and its sidecar digest file's.
+type HeadInventory = (Vec<u8>, Vec<u8>);
+
 /// Makes the head version's inventory the object's: the step that shows the new versions.
 /// An earlier inventory is replaced by renames, each file whole.
-fn publish(root: &Path, (inventory, digest): &(Vec<u8>, Vec<u8>)) -> io::Result<()> {
+fn publish(root: &Path, (inventory, digest): &HeadInventory) -> io::Result<()> {
     for (name, bytes) in [
         ("inventory.json.sha512", digest),
         ("inventory.json", inventory),
@@ -663,7 +666,7 @@ struct Export<'a> {
     /// Whether `root` holds an earlier export.
     incremental: bool,
     /// Objects with new versions, with their new inventory.
-    resumed: Vec<(ObjectWriter, (Vec<u8>, Vec<u8>))>,
+    resumed: Vec<(ObjectWriter, HeadInventory)>,
     /// New objects, by directory name.
     created: Vec<String>,
     counts: Counts,
