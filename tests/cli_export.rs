@@ -422,3 +422,73 @@ fn export_refuses_an_existing_directory_and_import_a_non_export() {
     );
     assert!(!dir.path().join("e").exists() && !dir.path().join("e.partial").exists());
 }
+
+/// Starts `recfiles export`, waits until it is copying a file named `name`, interrupts it.
+fn interrupt_export(store: &Path, export: &Path, watch: &Path, name: &str) -> Output {
+    let child = Command::new(BIN)
+        .args(["export", export.to_str().unwrap(), "--store"])
+        .arg(store)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let copying = |dir: &Path| {
+        dir.is_dir()
+            && tree_of(dir)
+                .keys()
+                .any(|p| p.file_name().is_some_and(|n| n == name))
+    };
+    while !copying(watch) {
+        std::thread::yield_now();
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_interrupted_export_leaves_nothing_and_the_next_one_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = populated(dir.path(), true);
+    let export = dir.path().join("export");
+    let partial = dir.path().join("export.partial");
+    let out = interrupt_export(&source, &export, &partial, "big.bin");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "the export finished before SIGINT"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("export interrupted"));
+    assert!(!export.exists() && !partial.exists());
+
+    // Into an earlier export: interrupted while a new version copies a new large file.
+    ok(&source, &["export", export.to_str().unwrap()]);
+    let before = tree_of(&export);
+    let big = dir.path().join("big2.bin");
+    write(&big, &content(3, 17 << 20));
+    ok(&source, &["put", "recid:1/big2.bin", big.to_str().unwrap()]);
+    let out = interrupt_export(&source, &export, &export, "big2.bin");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "the export finished before SIGINT"
+    );
+    assert!(
+        tree_of(&export) == before,
+        "an interrupted export left something behind"
+    );
+    assert!(!partial.exists());
+    let out = ok(&source, &["export", export.to_str().unwrap()]);
+    assert!(out.contains("1 objects new or with new versions"), "{out}");
+    let copy = dir.path().join("copy.redb");
+    ok(&copy, &["import", export.to_str().unwrap()]);
+    let cat = Command::new(BIN)
+        .args(["cat", "recid:1/big2.bin", "--store"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(cat.stdout == content(3, 17 << 20));
+}

@@ -35,6 +35,8 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::store_cmds::{catch_sigint, interrupted};
+
 /// What the sidecars say about the export's own format.
 const FORMAT: &str = "recfiles-ocfl 1";
 const LAYOUT: &str = "0002-flat-direct-storage-layout";
@@ -161,6 +163,9 @@ fn copy_hashing(reader: &mut dyn Read, path: &Path) -> io::Result<(String, u64)>
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
+        if interrupted() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+        }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -297,16 +302,24 @@ impl ObjectWriter {
         })
     }
 
-    /// New versions for the object an earlier export wrote in `parent/<id>`.
-    fn resume(parent: &Path, id: String, earlier: &Earlier) -> ObjectWriter {
+    /// New versions for the object an earlier export wrote in `parent/<id>`. Version
+    /// directories past its inventory's head, left by an export that was interrupted before
+    /// it replaced the inventory, are removed first.
+    fn resume(parent: &Path, id: String, earlier: &Earlier) -> io::Result<ObjectWriter> {
+        let root = parent.join(&id);
+        let mut next = earlier.versions.len() + 1;
+        while root.join(format!("v{next}")).exists() {
+            fs::remove_dir_all(root.join(format!("v{next}")))?;
+            next += 1;
+        }
         let files = earlier
             .sidecar
             .bucket
             .iter()
             .flat_map(|b| b.sha512.iter().map(|(f, d)| (*f, d.clone())))
             .collect();
-        ObjectWriter {
-            root: parent.join(&id),
+        Ok(ObjectWriter {
+            root,
             id,
             manifest: earlier.manifest.clone(),
             files,
@@ -314,7 +327,7 @@ impl ObjectWriter {
             added: Vec::new(),
             state: BTreeMap::new(),
             bytes: 0,
-        }
+        })
     }
 
     fn version_name(&self) -> String {
@@ -390,12 +403,13 @@ impl ObjectWriter {
         ))
     }
 
-    /// Removes what this export wrote into the object.
+    /// Removes what this export wrote into the object: the versions it ended and the one it
+    /// was writing.
     fn abandon(&self, new: bool) {
         if new {
             let _ = fs::remove_dir_all(&self.root);
         } else {
-            for v in &self.added {
+            for v in self.added.iter().chain([&self.version_name()]) {
                 let _ = fs::remove_dir_all(self.root.join(v));
             }
         }
@@ -674,6 +688,9 @@ struct Export<'a> {
 
 impl Export<'_> {
     fn object(&mut self, tx: &ReadTx, id: String, item: &Item) -> Result<(), String> {
+        if interrupted() {
+            return Err("interrupted".into());
+        }
         let existing = self.incremental && self.root.join(&id).is_dir();
         let earlier = match existing {
             true => Some(read_earlier(&self.root.join(&id))?),
@@ -681,9 +698,9 @@ impl Export<'_> {
         };
         let mut obj = match &earlier {
             Some(e) => ObjectWriter::resume(self.root, id.clone(), e),
-            None => ObjectWriter::new(&self.staging, id.clone())
-                .map_err(|e| format!("cannot write object {id}: {e}"))?,
-        };
+            None => ObjectWriter::new(&self.staging, id.clone()),
+        }
+        .map_err(|e| format!("cannot write object {id}: {e}"))?;
         let written = match item {
             Item::Record(r) => export_record(&mut obj, tx, r, earlier.as_ref()),
             Item::Bucket(b) => export_bucket(&mut obj, tx, b, earlier.as_ref()),
@@ -723,7 +740,8 @@ impl Export<'_> {
         if earlier.sidecar.removed {
             return Ok(());
         }
-        let mut obj = ObjectWriter::resume(self.root, id, &earlier);
+        let mut obj = ObjectWriter::resume(self.root, id.clone(), &earlier)
+            .map_err(|e| format!("cannot write object {id}: {e}"))?;
         let sidecar = Sidecar {
             format: FORMAT.into(),
             record: None,
@@ -834,6 +852,7 @@ fn object_dirs(root: &Path) -> Result<Vec<String>, String> {
 /// export, the versions it lacks.
 pub fn export(store: &Store, dir: &Path) -> Result<std::process::ExitCode, String> {
     let start = Instant::now();
+    catch_sigint();
     let incremental = dir.exists();
     if incremental {
         let ours = dir.join("0=ocfl_1.1").is_file()
@@ -885,6 +904,10 @@ pub fn export(store: &Store, dir: &Path) -> Result<std::process::ExitCode, Strin
     })();
     if let Err(e) = written {
         export.abandon();
+        if interrupted() {
+            eprintln!("recfiles: export interrupted; nothing of it was kept");
+            return Ok(std::process::ExitCode::from(130));
+        }
         return Err(e);
     }
     let c = &export.counts;
@@ -1060,6 +1083,9 @@ impl Read for Verifying {
         if self.verified {
             return Ok(0);
         }
+        if interrupted() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+        }
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
             let got = hex(&std::mem::take(&mut self.hasher).finalize());
@@ -1082,6 +1108,7 @@ impl Read for Verifying {
 /// `recfiles import DIR`: an export's records and buckets into the store, or nothing.
 pub fn import(store: &Store, dir: &Path) -> Result<std::process::ExitCode, String> {
     let start = Instant::now();
+    catch_sigint();
     if !dir.join("0=ocfl_1.1").is_file() {
         return Err(format!(
             "{} is not an OCFL 1.1 storage root (no 0=ocfl_1.1)",
@@ -1190,10 +1217,15 @@ pub fn import(store: &Store, dir: &Path) -> Result<std::process::ExitCode, Strin
             verified: false,
         }))
     };
-    let report = transfer::import(store, &set, &mut open).map_err(|e| match e {
-        recfiles::Error::UploadStream { source } => source.to_string(),
-        e => e.to_string(),
-    })?;
+    let report = match transfer::import(store, &set, &mut open) {
+        Ok(report) => report,
+        Err(_) if interrupted() => {
+            eprintln!("recfiles: import interrupted; nothing of it was kept");
+            return Ok(std::process::ExitCode::from(130));
+        }
+        Err(recfiles::Error::UploadStream { source }) => return Err(source.to_string()),
+        Err(e) => return Err(e.to_string()),
+    };
     println!(
         "imported {} records, {} buckets, {} versions and {} files ({} bytes) from {} in {:.1} s",
         report.records,

@@ -1001,7 +1001,13 @@ extern "C" fn on_sigint(_: libc::c_int) {
     }
 }
 
-fn catch_sigint() {
+/// Whether SIGINT arrived (after [`catch_sigint`]).
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// From now on, a first SIGINT sets [`interrupted`] and a second one exits at once.
+pub(crate) fn catch_sigint() {
     #[cfg(target_os = "linux")]
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
