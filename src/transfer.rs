@@ -526,7 +526,16 @@ fn validate(set: &ImportSet) -> Result<BTreeMap<FileId, &FileDump>> {
             }
         }
     }
+    let mut pids = BTreeSet::new();
     for r in &set.records {
+        for p in &r.pids {
+            if !pids.insert((p.pid_type.as_str(), p.pid_value.as_str())) {
+                return Err(invalid(format!(
+                    "PID {}:{} is given twice",
+                    p.pid_type, p.pid_value
+                )));
+            }
+        }
         if let Some(b) = r.bucket
             && buckets.get(&b).and_then(|b| b.record) != Some(r.id)
         {

@@ -241,5 +241,18 @@ fn an_inconsistent_set_is_refused_before_anything_is_read() {
     })
     .unwrap_err();
     assert!(matches!(err, Error::InvalidImport { .. }), "{err:?}");
+
+    // One PID given to two records.
+    let mut set = dump_all(&source);
+    let pid = set.records[0].pids[0].clone();
+    set.records[1].pids.push(pid);
+    let err = transfer::import(&target, &set, &mut |_f: &FileDump| {
+        panic!("content read before the set was validated")
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidImport { reason } if reason.contains("twice")),
+        "{err:?}"
+    );
     assert_eq!(target.stats().unwrap().buckets, 0);
 }
