@@ -242,7 +242,7 @@ struct Earlier {
 fn read_earlier(dir: &Path) -> Result<Earlier, String> {
     let inv = read_inventory(dir)?;
     let path = dir.join("inventory.json");
-    let doc: Value = read_json(&path, &fs::read(&path).map_err(|e| e.to_string())?)?;
+    let doc = &inv.doc;
     let manifest = serde_json::from_value(doc["manifest"].clone())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let versions = serde_json::from_value(doc["versions"].clone())
@@ -853,6 +853,8 @@ fn object_dirs(root: &Path) -> Result<Vec<String>, String> {
 pub fn export(store: &Store, dir: &Path) -> Result<std::process::ExitCode, String> {
     let start = Instant::now();
     catch_sigint();
+    // Without a trailing slash, so that `DIR.partial` is a sibling, not a child.
+    let dir: &Path = &dir.components().collect::<PathBuf>();
     let incremental = dir.exists();
     if incremental {
         let ours = dir.join("0=ocfl_1.1").is_file()
@@ -947,6 +949,8 @@ struct Inventory {
     /// version name → (logical path → digest).
     states: BTreeMap<u64, HashMap<String, String>>,
     head: u64,
+    /// The inventory as read (checked against its sidecar digest).
+    doc: Value,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<T, String> {
@@ -1035,6 +1039,7 @@ fn read_inventory(dir: &Path) -> Result<Inventory, String> {
         manifest,
         states,
         head,
+        doc,
     })
 }
 
