@@ -4,6 +4,7 @@ use crate::content::staging::{StagingOwner, StagingRow};
 use crate::content::{FileRow, Hash, hex, split_file_value};
 use crate::error::Result;
 use crate::files::{BucketRow, FileContent, MultipartRow, ObjectRow, PartRow, VersionLoc};
+use crate::ids::{BucketId, FileId, RecordId, UploadId, VersionId};
 use crate::storage::View;
 use crate::storage::{Store, dec};
 use redb::ReadableTable;
@@ -12,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// What [`Store::check`] found. Empty `problems` means every invariant holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckReport {
-    /// One line per violated invariant, naming the rows involved.
-    pub problems: Vec<String>,
+    /// One entry per violated invariant, naming the rows involved.
+    pub problems: Vec<Problem>,
     /// Whether redb's own structural check passed (`None` when it could not run because other
     /// handles were using the database).
     pub engine_ok: Option<bool>,
@@ -24,6 +25,159 @@ impl CheckReport {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty() && self.engine_ok != Some(false)
     }
+
+    /// The problems that break `invariant`.
+    pub fn breaking(&self, invariant: Invariant) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(move |p| p.invariant == invariant)
+    }
+}
+
+/// One violated invariant: which one, the rows it involves, and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The invariant broken (the numbered lists of docs/FORMAT.md).
+    pub invariant: Invariant,
+    /// The ids involved, most specific first (a version before its bucket).
+    pub subjects: Vec<Subject>,
+    /// What is wrong, in words, naming the same ids.
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn new(
+        invariant: Invariant,
+        subjects: impl IntoIterator<Item = Subject>,
+        message: String,
+    ) -> Self {
+        Problem {
+            invariant,
+            subjects: subjects.into_iter().collect(),
+            message,
+        }
+    }
+
+    /// Whether the problem names `subject`.
+    pub fn concerns(&self, subject: &Subject) -> bool {
+        self.subjects.contains(subject)
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The invariants [`Store::check`] verifies, as docs/FORMAT.md numbers them ("Invariants" for
+/// the files side, "Record invariants" for the records side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Invariant {
+    /// `versions` and `objects` correspond one to one; version ids are unique.
+    VersionIndex,
+    /// A file's reference count equals the versions pointing at it, at least 1; a version
+    /// keeps its file's size and checksum, a delete marker none.
+    FileReferences,
+    /// A chunk's count equals the file and staged chunk rows naming it; index and stored
+    /// chunks agree.
+    ChunkReferences,
+    /// A file's chunks (or its inline content) cover exactly its size, without gaps.
+    ChunkLayout,
+    /// Every file is in the dedup index under its own hash, and only there.
+    DedupIndex,
+    /// Staged content belongs to an existing part that names it.
+    Staging,
+    /// A bucket's size is the sum of its versions' file sizes and its open uploads.
+    BucketSize,
+    /// Objects, uploads and tags belong to existing buckets, versions and uploads.
+    Ownership,
+    /// A record has exactly the revisions `0..=current`, the last one with a body exactly
+    /// when the record is live, and no revision lacks its record.
+    RecordRevisions,
+    /// A record and its bucket name each other.
+    RecordBucket,
+    /// PIDs name existing records, and the reverse index matches them.
+    Pids,
+    /// Every stored body and schema parses back as JSON.
+    Documents,
+    /// A live record's `_files` lists exactly its bucket's live heads, as they are.
+    FilesList,
+}
+
+impl Invariant {
+    /// The invariant's name in snake case (`file_references`), stable for scripts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Invariant::VersionIndex => "version_index",
+            Invariant::FileReferences => "file_references",
+            Invariant::ChunkReferences => "chunk_references",
+            Invariant::ChunkLayout => "chunk_layout",
+            Invariant::DedupIndex => "dedup_index",
+            Invariant::Staging => "staging",
+            Invariant::BucketSize => "bucket_size",
+            Invariant::Ownership => "ownership",
+            Invariant::RecordRevisions => "record_revisions",
+            Invariant::RecordBucket => "record_bucket",
+            Invariant::Pids => "pids",
+            Invariant::Documents => "documents",
+            Invariant::FilesList => "files_list",
+        }
+    }
+}
+
+impl std::fmt::Display for Invariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An id a [`Problem`] involves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Subject {
+    /// A bucket.
+    Bucket(BucketId),
+    /// An object version (or delete marker).
+    Version(VersionId),
+    /// An object key within a bucket or a record's files.
+    Key(String),
+    /// A file instance.
+    File(FileId),
+    /// A chunk, by the blake3 hash of its bytes.
+    ChunkHash([u8; 32]),
+    /// A stored chunk, by its id in the `chunks` table.
+    ChunkId(u128),
+    /// A multipart upload.
+    Upload(UploadId),
+    /// A part of a multipart upload.
+    Part {
+        /// The upload.
+        upload: UploadId,
+        /// The part's number.
+        number: u32,
+    },
+    /// A staging area (content on its way to a file or a part).
+    Staging(u128),
+    /// A record.
+    Record(RecordId),
+    /// A record revision.
+    Revision {
+        /// The record.
+        record: RecordId,
+        /// The revision number.
+        revision: u64,
+    },
+    /// A persistent identifier.
+    Pid {
+        /// Its type (`recid`, `doi`, …).
+        pid_type: String,
+        /// Its value.
+        pid_value: String,
+    },
+    /// A registered schema, by URL.
+    Schema(String),
 }
 
 impl Store {
@@ -71,7 +225,7 @@ impl Store {
         })
     }
 
-    fn check_tables(&self) -> Result<Vec<String>> {
+    fn check_tables(&self) -> Result<Vec<Problem>> {
         let snap = self.snapshot()?;
         let t = &snap.t;
         let mut p = Vec::new();
@@ -101,9 +255,10 @@ impl Store {
             let (b, key, seq) = k.value();
             let row: ObjectRow = dec(v.value(), "objects")?;
             if !buckets.contains_key(&b) {
-                p.push(format!(
-                    "version {:x} lies in missing bucket {b:x}",
-                    row.version_id
+                p.push(Problem::new(
+                    Invariant::Ownership,
+                    [version(row.version_id), bucket(b)],
+                    format!("version {:x} lies in missing bucket {b:x}", row.version_id),
                 ));
             }
             let loc = VersionLoc {
@@ -112,7 +267,11 @@ impl Store {
                 seq,
             };
             if version_ids.insert(row.version_id, loc).is_some() {
-                p.push(format!("version id {:x} used twice", row.version_id));
+                p.push(Problem::new(
+                    Invariant::VersionIndex,
+                    [version(row.version_id)],
+                    format!("version id {:x} used twice", row.version_id),
+                ));
             }
             if let Some(f) = row.file {
                 *file_refs.entry(f).or_default() += 1;
@@ -120,22 +279,31 @@ impl Store {
                     Some(fr) => {
                         *expected_size.entry(b).or_default() += fr.size;
                         if row.content != Some(FileContent::of(fr)) {
-                            p.push(format!(
-                                "version {:x} keeps a size and checksum that are not those of \
-                                 its file {f:x}",
-                                row.version_id
+                            p.push(Problem::new(
+                                Invariant::FileReferences,
+                                [version(row.version_id), file(f)],
+                                format!(
+                                    "version {:x} keeps a size and checksum that are not those \
+                                     of its file {f:x}",
+                                    row.version_id
+                                ),
                             ));
                         }
                     }
-                    None => p.push(format!(
-                        "version {:x} points at missing file {f:x}",
-                        row.version_id
+                    None => p.push(Problem::new(
+                        Invariant::FileReferences,
+                        [version(row.version_id), file(f)],
+                        format!("version {:x} points at missing file {f:x}", row.version_id),
                     )),
                 }
             } else if row.content.is_some() {
-                p.push(format!(
-                    "delete marker {:x} keeps a file size and checksum",
-                    row.version_id
+                p.push(Problem::new(
+                    Invariant::FileReferences,
+                    [version(row.version_id)],
+                    format!(
+                        "delete marker {:x} keeps a file size and checksum",
+                        row.version_id
+                    ),
                 ));
             }
         }
@@ -145,32 +313,40 @@ impl Store {
             indexed += 1;
             let loc: VersionLoc = dec(v.value(), "versions")?;
             if version_ids.get(&k.value()) != Some(&loc) {
-                p.push(format!("version index of {:x} is wrong", k.value()));
+                p.push(Problem::new(
+                    Invariant::VersionIndex,
+                    [version(k.value())],
+                    format!("version index of {:x} is wrong", k.value()),
+                ));
             }
         }
         if indexed != version_ids.len() {
-            p.push(format!(
-                "{indexed} version index rows for {} versions",
-                version_ids.len()
+            p.push(Problem::new(
+                Invariant::VersionIndex,
+                [],
+                format!(
+                    "{indexed} version index rows for {} versions",
+                    version_ids.len()
+                ),
             ));
         }
         for e in t.object_tags()?.iter()? {
             let (k, _) = e?;
             if !version_ids.contains_key(&k.value().0) {
-                p.push(format!(
-                    "tag {:?} of missing version {:x}",
-                    k.value().1,
-                    k.value().0
+                p.push(Problem::new(
+                    Invariant::Ownership,
+                    [version(k.value().0)],
+                    format!("tag {:?} of missing version {:x}", k.value().1, k.value().0),
                 ));
             }
         }
         for e in t.bucket_tags()?.iter()? {
             let (k, _) = e?;
             if !buckets.contains_key(&k.value().0) {
-                p.push(format!(
-                    "tag {:?} of missing bucket {:x}",
-                    k.value().1,
-                    k.value().0
+                p.push(Problem::new(
+                    Invariant::Ownership,
+                    [bucket(k.value().0)],
+                    format!("tag {:?} of missing bucket {:x}", k.value().1, k.value().0),
                 ));
             }
         }
@@ -185,7 +361,15 @@ impl Store {
             uploads.insert(k.value());
             *expected_size.entry(r.bucket).or_default() += r.size;
             if !buckets.contains_key(&r.bucket) {
-                p.push(format!("upload {:x} lies in missing bucket", k.value()));
+                p.push(Problem::new(
+                    Invariant::Ownership,
+                    [upload(k.value()), bucket(r.bucket)],
+                    format!(
+                        "upload {:x} lies in missing bucket {:x}",
+                        k.value(),
+                        r.bucket
+                    ),
+                ));
             }
         }
         for e in t.parts()?.iter()? {
@@ -193,7 +377,11 @@ impl Store {
             let (u, n) = k.value();
             let r: PartRow = dec(v.value(), "parts")?;
             if !uploads.contains(&u) {
-                p.push(format!("part {n} of missing upload {u:x}"));
+                p.push(Problem::new(
+                    Invariant::Ownership,
+                    [part(u, n), upload(u)],
+                    format!("part {n} of missing upload {u:x}"),
+                ));
             }
             part_staging.insert(r.staging, (u, n));
         }
@@ -203,14 +391,20 @@ impl Store {
             let r: StagingRow = dec(v.value(), "staging")?;
             staging_ids.insert(k.value());
             match r.owner {
-                StagingOwner::Upload => {
-                    p.push(format!("staged upload {:x} was never adopted", k.value()))
-                }
-                StagingOwner::Part { upload, part } => {
-                    if part_staging.get(&k.value()) != Some(&(upload, part)) {
-                        p.push(format!(
-                            "staging {:x} claims a part that does not own it",
-                            k.value()
+                StagingOwner::Upload => p.push(Problem::new(
+                    Invariant::Staging,
+                    [Subject::Staging(k.value())],
+                    format!("staged upload {:x} was never adopted", k.value()),
+                )),
+                StagingOwner::Part {
+                    upload,
+                    part: part_number,
+                } => {
+                    if part_staging.get(&k.value()) != Some(&(upload, part_number)) {
+                        p.push(Problem::new(
+                            Invariant::Staging,
+                            [Subject::Staging(k.value()), part(upload, part_number)],
+                            format!("staging {:x} claims a part that does not own it", k.value()),
                         ));
                     }
                 }
@@ -218,13 +412,21 @@ impl Store {
         }
         for (s, (u, n)) in &part_staging {
             if !staging_ids.contains(s) {
-                p.push(format!("part {n} of upload {u:x} has no staged content"));
+                p.push(Problem::new(
+                    Invariant::Staging,
+                    [part(*u, *n), Subject::Staging(*s)],
+                    format!("part {n} of upload {u:x} has no staged content"),
+                ));
             }
         }
         for e in t.staged_chunks()?.iter()? {
             let (k, v) = e?;
             if !staging_ids.contains(&k.value().0) {
-                p.push(format!("staged chunk of missing staging {:x}", k.value().0));
+                p.push(Problem::new(
+                    Invariant::Staging,
+                    [Subject::Staging(k.value().0), Subject::ChunkHash(v.value())],
+                    format!("staged chunk of missing staging {:x}", k.value().0),
+                ));
             }
             *chunk_refs.entry(v.value()).or_default() += 1;
         }
@@ -236,9 +438,10 @@ impl Store {
             by_hash.insert(k.value(), v.value());
             match files.get(&v.value()) {
                 Some(f) if f.blake3 == k.value() => {}
-                _ => p.push(format!(
-                    "dedup index {} points at a wrong file",
-                    hex(&k.value())
+                _ => p.push(Problem::new(
+                    Invariant::DedupIndex,
+                    [file(v.value())],
+                    format!("dedup index {} points at a wrong file", hex(&k.value())),
                 )),
             }
         }
@@ -249,7 +452,11 @@ impl Store {
             let (k, v) = e?;
             let (h, (id, refs)) = (k.value(), v.value());
             if ids.insert(id, h).is_some() {
-                p.push(format!("chunk id {id:x} is named by two hashes"));
+                p.push(Problem::new(
+                    Invariant::ChunkReferences,
+                    [Subject::ChunkId(id), Subject::ChunkHash(h)],
+                    format!("chunk id {id:x} is named by two hashes"),
+                ));
             }
             index.insert(h, (id, refs));
         }
@@ -268,65 +475,105 @@ impl Store {
             let len = match index.get(&h).and_then(|(id, _)| stored.get(id)) {
                 Some(len) => *len,
                 None => {
-                    p.push(format!("file {f:x} names missing chunk {}", hex(&h)));
+                    p.push(Problem::new(
+                        Invariant::ChunkReferences,
+                        [file(f), Subject::ChunkHash(h)],
+                        format!("file {f:x} names missing chunk {}", hex(&h)),
+                    ));
                     0
                 }
             };
             let next = layout.entry(f).or_default();
             if *next != off {
-                p.push(format!(
-                    "file {f:x}: chunk at {off}, expected one at {next}"
+                p.push(Problem::new(
+                    Invariant::ChunkLayout,
+                    [file(f), Subject::ChunkHash(h)],
+                    format!("file {f:x}: chunk at {off}, expected one at {next}"),
                 ));
             }
             *next = off + len;
             if !files.contains_key(&f) {
-                p.push(format!("chunk list of missing file {f:x}"));
+                p.push(Problem::new(
+                    Invariant::ChunkLayout,
+                    [file(f)],
+                    format!("chunk list of missing file {f:x}"),
+                ));
             }
         }
         for (f, len) in inline {
             if layout.insert(f, len).is_some() {
-                p.push(format!("file {f:x} has both chunks and inline content"));
+                p.push(Problem::new(
+                    Invariant::ChunkLayout,
+                    [file(f)],
+                    format!("file {f:x} has both chunks and inline content"),
+                ));
             }
         }
         for (id, f) in &files {
             let refs = file_refs.get(id).copied().unwrap_or(0);
             if f.refcount != refs {
-                p.push(format!(
-                    "file {id:x} counts {} references, has {refs}",
-                    f.refcount
+                p.push(Problem::new(
+                    Invariant::FileReferences,
+                    [file(*id)],
+                    format!("file {id:x} counts {} references, has {refs}", f.refcount),
                 ));
             }
             if refs == 0 {
-                p.push(format!("file {id:x} is referenced by nothing"));
+                p.push(Problem::new(
+                    Invariant::FileReferences,
+                    [file(*id)],
+                    format!("file {id:x} is referenced by nothing"),
+                ));
             }
             if layout.get(id).copied().unwrap_or(0) != f.size {
-                p.push(format!(
-                    "file {id:x}: chunks or inline content do not add up to its size {}",
-                    f.size
+                p.push(Problem::new(
+                    Invariant::ChunkLayout,
+                    [file(*id)],
+                    format!(
+                        "file {id:x}: chunks or inline content do not add up to its size {}",
+                        f.size
+                    ),
                 ));
             }
             if by_hash.get(&f.blake3) != Some(id) {
-                p.push(format!("file {id:x} is missing from the dedup index"));
+                p.push(Problem::new(
+                    Invariant::DedupIndex,
+                    [file(*id)],
+                    format!("file {id:x} is missing from the dedup index"),
+                ));
             }
         }
         for (h, (id, refs)) in &index {
             let want = chunk_refs.remove(h).unwrap_or(0);
             if *refs != want || want == 0 {
-                p.push(format!(
-                    "chunk {} counts {refs} references, has {want}",
-                    hex(h)
+                p.push(Problem::new(
+                    Invariant::ChunkReferences,
+                    [Subject::ChunkHash(*h), Subject::ChunkId(*id)],
+                    format!("chunk {} counts {refs} references, has {want}", hex(h)),
                 ));
             }
             if !stored.contains_key(id) {
-                p.push(format!("chunk {} has a count but no bytes", hex(h)));
+                p.push(Problem::new(
+                    Invariant::ChunkReferences,
+                    [Subject::ChunkHash(*h), Subject::ChunkId(*id)],
+                    format!("chunk {} has a count but no bytes", hex(h)),
+                ));
             }
         }
         for h in chunk_refs.keys() {
-            p.push(format!("chunk {} is referenced but not counted", hex(h)));
+            p.push(Problem::new(
+                Invariant::ChunkReferences,
+                [Subject::ChunkHash(*h)],
+                format!("chunk {} is referenced but not counted", hex(h)),
+            ));
         }
         for id in stored.keys() {
             if !ids.contains_key(id) {
-                p.push(format!("chunk {id:x} is stored but not indexed"));
+                p.push(Problem::new(
+                    Invariant::ChunkReferences,
+                    [Subject::ChunkId(*id)],
+                    format!("chunk {id:x} is stored but not indexed"),
+                ));
             }
         }
 
@@ -334,16 +581,74 @@ impl Store {
         for (id, b) in &buckets {
             let want = expected_size.get(id).copied().unwrap_or(0);
             if b.size != want {
-                p.push(format!(
-                    "bucket {id:x} size is {} but its content adds up to {want}",
-                    b.size
+                p.push(Problem::new(
+                    Invariant::BucketSize,
+                    [bucket(*id)],
+                    format!(
+                        "bucket {id:x} size is {} but its content adds up to {want}",
+                        b.size
+                    ),
                 ));
             }
         }
 
         crate::records::check::check_invariants(t, &mut p)?;
+        crate::records_files::check::check_links(t, &mut p)?;
         crate::records_files::check::check_files_lists(t, &mut p)?;
 
         Ok(p)
     }
+}
+
+/// Names the subject: its kind, then its id (`bucket 0190…`, `chunk-hash 3f…`, `pid recid:7`).
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Bucket(id) => write!(f, "bucket {id}"),
+            Subject::Version(id) => write!(f, "version {id}"),
+            Subject::Key(key) => write!(f, "key {key:?}"),
+            Subject::File(id) => write!(f, "file {id}"),
+            Subject::ChunkHash(h) => write!(f, "chunk-hash {}", hex(h)),
+            Subject::ChunkId(id) => write!(f, "chunk {id:032x}"),
+            Subject::Upload(id) => write!(f, "upload {id}"),
+            Subject::Part { upload, number } => write!(f, "part {number} of upload {upload}"),
+            Subject::Staging(id) => write!(f, "staging {id:032x}"),
+            Subject::Record(id) => write!(f, "record {id}"),
+            Subject::Revision { record, revision } => {
+                write!(f, "revision {revision} of record {record}")
+            }
+            Subject::Pid {
+                pid_type,
+                pid_value,
+            } => write!(f, "pid {pid_type}:{pid_value}"),
+            Subject::Schema(url) => write!(f, "schema {url}"),
+        }
+    }
+}
+
+pub(crate) fn bucket(raw: u128) -> Subject {
+    Subject::Bucket(BucketId::from_raw(raw))
+}
+
+pub(crate) fn version(raw: u128) -> Subject {
+    Subject::Version(VersionId::from_raw(raw))
+}
+
+pub(crate) fn file(raw: u128) -> Subject {
+    Subject::File(FileId::from_raw(raw))
+}
+
+pub(crate) fn upload(raw: u128) -> Subject {
+    Subject::Upload(UploadId::from_raw(raw))
+}
+
+pub(crate) fn part(upload: u128, number: u32) -> Subject {
+    Subject::Part {
+        upload: UploadId::from_raw(upload),
+        number,
+    }
+}
+
+pub(crate) fn record(raw: u128) -> Subject {
+    Subject::Record(RecordId::from_raw(raw))
 }

@@ -114,6 +114,7 @@
 
 #![deny(missing_docs)]
 
+mod bootstrap;
 mod check;
 pub mod content;
 mod error;
@@ -129,7 +130,7 @@ mod storage;
 pub mod tokens;
 pub mod transfer;
 
-pub use check::CheckReport;
+pub use check::{CheckReport, Invariant, Problem, Subject};
 pub use content::{FileInstance, FileReader, FixityReport, FixitySchedule};
 pub use error::{EngineError, Error, KeyProblem, Result, SchemaViolation, SizeLimit};
 pub use files::{
@@ -140,10 +141,11 @@ pub use hooks::{Event, EventKind, HookError, HookFailure, HookResult, Hooks};
 pub use ids::{BucketId, FileId, RecordId, Timestamp, UploadId, VersionId};
 pub use records::{
     BUCKET_FIELD, FILES_FIELD, ListedRecord, MAX_JSON_DEPTH, Pid, PidStatus, RECID, Record,
-    RecordListOptions, RecordOptions, RecordPage, RecordRevision, RecordsQuery,
+    RecordListOptions, RecordPage, RecordRevision, RecordsQuery, UpdateCursor, UpdatedListOptions,
+    UpdatedPage,
 };
 pub use records_files::{
-    DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery,
+    DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery, RecordOptions,
 };
 pub use stats::StoreStats;
 pub use storage::{

@@ -650,40 +650,61 @@ fn concurrent_durable_writers_lose_nothing_at_a_power_cut() {
 /// sync failed, so nothing of it is durable), with it or without it from everything written.
 #[test]
 fn a_failed_sync_after_the_commit_reports_an_unknown_outcome() {
-    let disk = SimulatedDisk::new();
-    let plan = FaultPlan::new();
-    // The default journal, so the small put below is logged (its sync deferred).
-    let store = Store::builder()
-        .open_backend(FaultyBackend::new(disk.clone(), plan.clone()))
-        .unwrap();
-    let bucket = store.create_bucket(&BucketOptions::default()).unwrap().id;
-    store
-        .put_object(bucket, "before", &b"kept"[..], &PutOptions::default())
-        .unwrap();
-    plan.arm(FaultKind::Sync, 0);
-    let err = store
-        .put_object(bucket, "during", &b"maybe"[..], &PutOptions::default())
-        .unwrap_err();
-    assert!(matches!(err, Error::CommitUnknown { .. }), "{err:?}");
-    plan.disarm();
-    // The open store refuses further writes rather than build on an unknown state.
-    assert!(
-        store
-            .put_object(bucket, "after", &b"no"[..], &PutOptions::default())
-            .is_err()
-    );
-    drop(store);
-    for (image, may_have_it) in [(disk.durable_image(), false), (disk.written_image(), true)] {
-        let reopened = Store::builder()
-            .open_backend(SimulatedDisk::from_image(image))
+    // Each sync of a small put fails in turn, on a store set up the same way each time: a sync
+    // before the commit (redb growing the file, say) fails it cleanly; the journal's sync
+    // after it leaves its outcome unknown. The last sync is always the latter.
+    let mut unknown = 0;
+    for nth in 0.. {
+        let disk = SimulatedDisk::new();
+        let plan = FaultPlan::new();
+        // The default journal, so the small put below is logged (its sync deferred).
+        let store = Store::builder()
+            .open_backend(FaultyBackend::new(disk.clone(), plan.clone()))
             .unwrap();
-        assert!(reopened.check().unwrap().is_ok());
-        assert_eq!(common::read_all(&reopened, bucket, "before"), b"kept");
-        assert!(reopened.object(bucket, "after").unwrap().is_none());
-        if let Some(v) = reopened.object(bucket, "during").unwrap() {
-            assert!(may_have_it, "a put whose sync failed survived a power cut");
-            assert_eq!(v.size, Some(5));
-            assert_eq!(common::read_all(&reopened, bucket, "during"), b"maybe");
+        let bucket = store.create_bucket(&BucketOptions::default()).unwrap().id;
+        store
+            .put_object(bucket, "before", &b"kept"[..], &PutOptions::default())
+            .unwrap();
+        plan.arm(FaultKind::Sync, nth);
+        let outcome = store.put_object(bucket, "during", &b"maybe"[..], &PutOptions::default());
+        let tripped = plan.tripped();
+        plan.disarm();
+        let err = match outcome {
+            Ok(_) => {
+                assert!(!tripped, "a put whose sync failed succeeded");
+                break;
+            }
+            Err(err) => err,
+        };
+        let may_have_it = matches!(err, Error::CommitUnknown { .. });
+        if may_have_it {
+            unknown += 1;
+        } else {
+            assert!(matches!(err, Error::Engine(_)), "sync {nth}: {err:?}");
+        }
+        // The open store refuses further writes rather than build on an unknown state.
+        assert!(
+            store
+                .put_object(bucket, "after", &b"no"[..], &PutOptions::default())
+                .is_err()
+        );
+        drop(store);
+        for (image, written) in [(disk.durable_image(), false), (disk.written_image(), true)] {
+            let reopened = Store::builder()
+                .open_backend(SimulatedDisk::from_image(image))
+                .unwrap();
+            assert!(reopened.check().unwrap().is_ok());
+            assert_eq!(common::read_all(&reopened, bucket, "before"), b"kept");
+            assert!(reopened.object(bucket, "after").unwrap().is_none());
+            if let Some(v) = reopened.object(bucket, "during").unwrap() {
+                assert!(
+                    may_have_it && written,
+                    "sync {nth}: a put whose sync failed survived a power cut ({err:?})"
+                );
+                assert_eq!(v.size, Some(5));
+                assert_eq!(common::read_all(&reopened, bucket, "during"), b"maybe");
+            }
         }
     }
+    assert_eq!(unknown, 1, "the commit's own sync failed once");
 }

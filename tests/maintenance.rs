@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use recfiles::prelude::*;
+use recfiles::{Invariant, Subject};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
 const VERSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("versions");
@@ -40,7 +41,8 @@ fn check_reports_a_version_missing_from_the_version_index() {
         report
             .problems
             .iter()
-            .any(|p| p.contains("version index rows for")),
+            .any(|p| p.message.contains("version index rows for")
+                && p.invariant == Invariant::VersionIndex),
         "{report:?}"
     );
 }
@@ -57,9 +59,9 @@ fn check_reports_a_wrong_chunk_reference_count() {
         put(&store, b.id, "k", &data);
         store
     });
+    let h = *blake3::hash(&data[..4096]).as_bytes();
     tamper(&path, |tx| {
         let mut index = tx.open_table(CHUNK_INDEX).unwrap();
-        let h = *blake3::hash(&data[..4096]).as_bytes();
         let (id, _) = index.get(h).unwrap().unwrap().value();
         index.insert(h, (id, 5)).unwrap();
     });
@@ -68,7 +70,9 @@ fn check_reports_a_wrong_chunk_reference_count() {
         report
             .problems
             .iter()
-            .any(|p| p.contains("counts 5 references, has 1")),
+            .any(|p| p.message.contains("counts 5 references, has 1")
+                && p.invariant == Invariant::ChunkReferences
+                && p.concerns(&Subject::ChunkHash(h))),
         "{report:?}"
     );
 }
@@ -96,8 +100,10 @@ fn check_reports_inline_content_that_does_not_match_its_file() {
         files.insert(file.uuid().as_u128(), short).unwrap();
     });
     let report = Store::open(&path).unwrap().check().unwrap();
-    let has = |what: &str| report.problems.iter().any(|p| p.contains(what));
-    assert!(has("do not add up to its size 12"), "{report:?}");
+    let layout: Vec<_> = report.breaking(Invariant::ChunkLayout).collect();
+    assert_eq!(layout.len(), 1, "{report:?}");
+    assert!(layout[0].message.contains("do not add up to its size 12"));
+    assert_eq!(layout[0].subjects, [Subject::File(file)]);
 }
 
 #[test]
@@ -126,10 +132,10 @@ fn check_reports_a_version_whose_copy_of_its_file_digest_is_wrong() {
     });
     let report = Store::open(&path).unwrap().check().unwrap();
     assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("keeps a size and checksum that are not those of its file")),
+        report.problems.iter().any(|p| p
+            .message
+            .contains("keeps a size and checksum that are not those of its file")
+            && p.invariant == Invariant::FileReferences),
         "{report:?}"
     );
 }

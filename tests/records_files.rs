@@ -1135,8 +1135,18 @@ fn stored_entry(store: &Store, r: &Record, key: &str) -> serde_json::Map<String,
         .unwrap_or_else(|| panic!("{key} is not in _files of {stored:?}"))
 }
 
+/// The messages of the problems `check()` finds, every one of them a `_files` problem of a
+/// record.
 fn check_problems(store: &Store) -> Vec<String> {
-    store.check().unwrap().problems
+    let report = store.check().unwrap();
+    for p in &report.problems {
+        assert_eq!(p.invariant, recfiles::Invariant::FilesList, "{p:?}");
+        assert!(
+            matches!(p.subjects.first(), Some(recfiles::Subject::Record(_))),
+            "{p:?}"
+        );
+    }
+    report.problems.into_iter().map(|p| p.message).collect()
 }
 
 #[test]

@@ -211,9 +211,11 @@ impl WriteTx<'_> {
         Ok(true)
     }
 
-    /// Hard-removes a bucket: every version, tag and open multipart upload goes, and content no
-    /// other bucket references is freed. A locked bucket is refused.
-    pub fn remove_bucket(&mut self, id: BucketId) -> Result<()> {
+    /// The rows of [`WriteTx::remove_bucket`]: every version, tag and open multipart upload
+    /// of the bucket go, content no other bucket references is freed, and the bucket's row.
+    /// A locked bucket is refused. Returns the record the bucket belonged to, whose link the
+    /// caller drops.
+    pub(crate) fn remove_bucket_rows(&mut self, id: BucketId) -> Result<Option<u128>> {
         let row = self.any_bucket(id)?;
         if row.locked {
             return Err(Error::BucketLocked { bucket: id });
@@ -258,10 +260,7 @@ impl WriteTx<'_> {
             }
         }
         self.t.buckets.write()?.remove(raw)?;
-        if let Some(record) = row.record {
-            self.unlink_record_bucket(record)?;
-        }
-        Ok(())
+        Ok(row.record)
     }
 
     /// Copies every live head into a new bucket with the same location, class and limits

@@ -3,8 +3,8 @@
 
 use super::pid::PidRow;
 use super::{RecordRow, RevisionRow, json_to_body};
+use crate::check::{Invariant, Problem, Subject, record};
 use crate::error::Result;
-use crate::files::rows::BucketRow;
 use crate::ids::RecordId;
 use crate::storage::View;
 use crate::storage::{RTables, dec};
@@ -12,9 +12,9 @@ use redb::ReadableTable;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Appends one line to `p` per violated record invariant: revisions `0..=current` without
-/// gaps and the current one equal to the record row; links between records and buckets in
-/// both directions and to existing rows; PIDs and their reverse index naming existing records.
-pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
+/// gaps and the current one equal to the record row; PIDs and their reverse index naming
+/// existing records. (The links between records and buckets are `records_files::check`'s.)
+pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
     let mut records: BTreeMap<u128, RecordRow> = BTreeMap::new();
     for e in t.records()?.iter()? {
         let (k, v) = e?;
@@ -30,14 +30,28 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
         if let Some(json) = &row.json
             && let Err(e) = json_to_body(json, RecordId::from_raw(id))
         {
-            p.push(format!("record {id:x} revision {rev}: {e}"));
+            p.push(Problem::new(
+                Invariant::Documents,
+                [
+                    Subject::Revision {
+                        record: RecordId::from_raw(id),
+                        revision: rev,
+                    },
+                    record(id),
+                ],
+                format!("record {id:x} revision {rev}: {e}"),
+            ));
         }
         revs.entry(id).or_default().push((rev, row));
     }
     for e in t.schemas()?.iter()? {
         let (k, v) = e?;
         if let Err(e) = serde_json::from_slice::<serde_json::Value>(v.value()) {
-            p.push(format!("schema {:?} does not parse: {e}", k.value()));
+            p.push(Problem::new(
+                Invariant::Documents,
+                [Subject::Schema(k.value().to_string())],
+                format!("schema {:?} does not parse: {e}", k.value()),
+            ));
         }
     }
     for (id, row) in &records {
@@ -45,49 +59,35 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
         let numbers: Vec<u64> = list.iter().map(|(n, _)| *n).collect();
         let expected: Vec<u64> = (0..=row.revision).collect();
         if numbers != expected {
-            p.push(format!(
-                "record {id:x} is at revision {} but has revisions {numbers:?}",
-                row.revision
+            p.push(Problem::new(
+                Invariant::RecordRevisions,
+                [record(*id)],
+                format!(
+                    "record {id:x} is at revision {} but has revisions {numbers:?}",
+                    row.revision
+                ),
             ));
         }
         if let Some((_, last)) = list.last()
             && last.json.is_none() != row.deleted
         {
-            p.push(format!(
-                "record {id:x}: deleted is {} but its last revision {} a body",
-                row.deleted,
-                if last.json.is_some() { "has" } else { "lacks" }
+            p.push(Problem::new(
+                Invariant::RecordRevisions,
+                [record(*id)],
+                format!(
+                    "record {id:x}: deleted is {} but its last revision {} a body",
+                    row.deleted,
+                    if last.json.is_some() { "has" } else { "lacks" }
+                ),
             ));
         }
     }
     for id in revs.keys() {
-        p.push(format!("revisions of missing record {id:x}"));
-    }
-
-    // Links between records and buckets: each side names the other. One pass over the
-    // buckets, then each record's link is looked up in what it found.
-    let mut owners: BTreeMap<u128, Option<u128>> = BTreeMap::new();
-    for e in t.buckets()?.iter()? {
-        let (k, v) = e?;
-        let b: BucketRow = dec(v.value(), "buckets")?;
-        owners.insert(k.value(), b.record);
-        let Some(record) = b.record else { continue };
-        if records.get(&record).and_then(|r| r.bucket) != Some(k.value()) {
-            p.push(format!(
-                "bucket {:x} names record {record:x}, which does not link it back",
-                k.value()
-            ));
-        }
-    }
-    for (id, row) in &records {
-        let Some(bucket) = row.bucket else { continue };
-        match owners.get(&bucket) {
-            None => p.push(format!("record {id:x} links missing bucket {bucket:x}")),
-            Some(owner) if *owner != Some(*id) => p.push(format!(
-                "record {id:x} links bucket {bucket:x}, which does not name it back"
-            )),
-            Some(_) => {}
-        }
+        p.push(Problem::new(
+            Invariant::RecordRevisions,
+            [record(*id)],
+            format!("revisions of missing record {id:x}"),
+        ));
     }
 
     let mut pids: BTreeSet<(u128, String, String)> = BTreeSet::new();
@@ -96,9 +96,16 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
         let (pt, pv) = k.value();
         let row: PidRow = dec(v.value(), "pids")?;
         if !records.contains_key(&row.record) {
-            p.push(format!(
-                "pid {pt}:{pv} names missing record {:x}",
-                row.record
+            p.push(Problem::new(
+                Invariant::Pids,
+                [
+                    Subject::Pid {
+                        pid_type: pt.to_string(),
+                        pid_value: pv.to_string(),
+                    },
+                    record(row.record),
+                ],
+                format!("pid {pt}:{pv} names missing record {:x}", row.record),
             ));
         }
         pids.insert((row.record, pt.to_string(), pv.to_string()));
@@ -110,10 +117,21 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
         indexed.insert((r, pt.to_string(), pv.to_string()));
     }
     if indexed != pids {
-        p.push(format!(
-            "pid index differs from pids: {} indexed, {} pids",
-            indexed.len(),
-            pids.len()
+        let differing = indexed
+            .symmetric_difference(&pids)
+            .map(|(_, pt, pv)| Subject::Pid {
+                pid_type: pt.clone(),
+                pid_value: pv.clone(),
+            });
+        let subjects: Vec<Subject> = differing.collect();
+        p.push(Problem::new(
+            Invariant::Pids,
+            subjects,
+            format!(
+                "pid index differs from pids: {} indexed, {} pids",
+                indexed.len(),
+                pids.len()
+            ),
         ));
     }
     Ok(())
@@ -121,11 +139,12 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<String>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::check::{Invariant, Problem, Subject};
     use crate::records::RecordsQuery;
     use crate::storage::Store;
     use serde_json::json;
 
-    fn problems(store: &Store) -> Vec<String> {
+    fn problems(store: &Store) -> Vec<Problem> {
         store.check().unwrap().problems
     }
 
@@ -144,7 +163,9 @@ mod tests {
             .unwrap();
         let p = problems(&store);
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("[0, 2]"), "{p:?}");
+        assert!(p[0].message.contains("[0, 2]"), "{p:?}");
+        assert_eq!(p[0].invariant, Invariant::RecordRevisions);
+        assert_eq!(p[0].subjects, [Subject::Record(r.id())]);
     }
 
     #[test]
@@ -162,7 +183,12 @@ mod tests {
             .unwrap();
         let p = problems(&store);
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("does not name it back"), "{p:?}");
+        assert!(p[0].message.contains("does not name it back"), "{p:?}");
+        assert_eq!(p[0].invariant, Invariant::RecordBucket);
+        assert_eq!(
+            p[0].subjects,
+            [Subject::Record(r.id()), Subject::Bucket(bucket)]
+        );
     }
 
     #[test]
@@ -175,7 +201,9 @@ mod tests {
             .unwrap();
         let p = problems(&store);
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("does not link it back"), "{p:?}");
+        assert!(p[0].message.contains("does not link it back"), "{p:?}");
+        assert_eq!(p[0].invariant, Invariant::RecordBucket);
+        assert!(p[0].concerns(&Subject::Record(r.id())), "{p:?}");
     }
 
     #[test]
@@ -204,10 +232,22 @@ mod tests {
         let p = problems(&store);
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(
-            p[0].contains("revision 0") && p[0].contains("recursion limit"),
+            p[0].message.contains("revision 0") && p[0].message.contains("recursion limit"),
             "{p:?}"
         );
-        assert!(p[1].contains("deep.json"), "{p:?}");
+        assert!(p[1].message.contains("deep.json"), "{p:?}");
+        assert!(
+            p.iter().all(|p| p.invariant == Invariant::Documents),
+            "{p:?}"
+        );
+        assert!(p[0].concerns(&Subject::Revision {
+            record: r.id(),
+            revision: 0
+        }));
+        assert_eq!(
+            p[1].subjects,
+            [Subject::Schema("https://example.org/deep.json".into())]
+        );
     }
 
     #[test]
@@ -223,7 +263,12 @@ mod tests {
             })
             .unwrap();
         let p = problems(&store);
-        assert!(p.iter().any(|l| l.contains("pid recid:1")), "{p:?}");
+        assert!(
+            p.iter().any(|l| l.message.contains("pid recid:1")
+                && l.invariant == Invariant::Pids
+                && l.concerns(&Subject::Record(r.id()))),
+            "{p:?}"
+        );
         assert!(
             store
                 .read(|tx| tx.record_with_deleted(r.id()))

@@ -1,10 +1,12 @@
 //! A record's life: create, commit, soft delete, undelete, revert, hard delete. Each change
-//! writes exactly one revision; the record's bucket follows the record.
+//! writes exactly one revision. A record may be linked to a bucket (an id kept in its row);
+//! what happens to that bucket when the record changes is the caller's, passed in as a
+//! closure: `records_files` makes the bucket follow the record.
 
 use super::schema::validate_body;
 use super::{
-    BUCKET_FIELD, FILES_FIELD, Record, RecordOptions, RecordRow, RevisionRow, body_to_json,
-    json_to_body, json_type, record_row, revision_row, to_record,
+    FILES_FIELD, Record, RecordRow, RevisionRow, body_to_json, json_to_body, json_type, record_row,
+    revision_row, to_record,
 };
 use crate::error::{Error, Result};
 use crate::hooks::Event;
@@ -24,19 +26,20 @@ pub(crate) fn into_object(body: Value) -> Result<Map<String, Value>> {
 }
 
 impl WriteTx<'_> {
-    /// Creates a record with a fresh id and its own bucket (stored as `_bucket` in the body).
-    /// The body must be a JSON object; if it names a `$schema` it must match it.
-    pub fn create_record(&mut self, body: Value) -> Result<Record> {
-        self.create_record_with(body, &RecordOptions::default())
-    }
-
-    /// Creates a record as `opts` says: a caller-given id (`RecordExists` if taken, even by a
-    /// soft-deleted record), with or without a bucket. Nothing is written if any check fails.
-    pub fn create_record_with(&mut self, body: Value, opts: &RecordOptions) -> Result<Record> {
-        let mut body = into_object(body)?;
+    /// Creates a record with `body` (already an object), a caller-given id (`RecordExists`
+    /// if taken, even by a soft-deleted record) or a fresh one, linked to `bucket` if given:
+    /// `link` runs once the checks and the before hooks passed, before anything is written,
+    /// with the new record's id. Nothing is written if any check fails.
+    pub(crate) fn create_record_linking(
+        &mut self,
+        body: Map<String, Value>,
+        id: Option<RecordId>,
+        bucket: Option<BucketId>,
+        link: impl FnOnce(&mut Self, RecordId) -> Result<()>,
+    ) -> Result<Record> {
         // A fresh id is a new UUID v7 (strictly increasing in this process, random bits across
         // processes): only a caller's id can already be taken.
-        let id = match opts.id {
+        let id = match id {
             Some(id) => {
                 if record_row(&self.t, id)?.is_some() {
                     return Err(Error::RecordExists { record: id });
@@ -45,10 +48,6 @@ impl WriteTx<'_> {
             }
             None => RecordId::new(),
         };
-        let bucket = opts.bucket.as_ref().map(|b| (BucketId::new(), b));
-        if let Some((bucket_id, _)) = &bucket {
-            body.insert(BUCKET_FIELD.into(), Value::String(bucket_id.to_string()));
-        }
         let json = body_to_json(&body)?;
         validate_body(self, &body)?;
         let record = Record {
@@ -62,11 +61,8 @@ impl WriteTx<'_> {
         self.before_hooks(|| Event::RecordCreated {
             record: record.clone(),
         })?;
-        if let Some((bucket_id, bucket_opts)) = bucket {
-            self.create_bucket_with_id(bucket_id, bucket_opts, Some(id.raw()))?;
-        }
-        let bucket = bucket.map(|(b, _)| b.raw());
-        self.write_revision(id, 0, self.now, bucket, Some(json))?;
+        link(self, id)?;
+        self.write_revision(id, 0, self.now, bucket.map(|b| b.raw()), Some(json))?;
         self.after_hooks(|| Event::RecordCreated {
             record: record.clone(),
         });
@@ -103,9 +99,12 @@ impl WriteTx<'_> {
     }
 
     /// Soft-deletes a record: its body goes (a revision without a body), its id and history
-    /// stay, and its bucket is soft-deleted with it. `record` keeps its body in memory, so
-    /// [`Self::undelete_record`] can bring it back.
-    pub fn delete_record(&mut self, record: &mut Record) -> Result<()> {
+    /// stay; `follow` then runs with its linked bucket, if any, and `false` (not live).
+    pub(crate) fn delete_record_following(
+        &mut self,
+        record: &mut Record,
+        follow: impl FnOnce(&mut Self, BucketId, bool) -> Result<()>,
+    ) -> Result<()> {
         let row = self.current_row(record)?;
         if row.deleted {
             return Err(Error::RecordDeleted { record: record.id });
@@ -118,7 +117,7 @@ impl WriteTx<'_> {
         let rev = row.revision + 1;
         self.write_revision(record.id, rev, row.created, row.bucket, None)?;
         if let Some(bucket) = linked_bucket(&self.t, record.id)? {
-            self.delete_bucket(bucket)?;
+            follow(self, bucket, false)?;
         }
         self.after_hooks(event);
         record.revision_id = rev;
@@ -127,10 +126,14 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// Brings a soft-deleted record back with the body `record` holds (the old body if this
-    /// value was kept from before the delete, `{}` if it was read while deleted), as a new
-    /// revision; its bucket comes back too. Refused for a live record.
-    pub fn undelete_record(&mut self, record: &mut Record) -> Result<()> {
+    /// Brings a soft-deleted record back with the body `record` holds, as a new revision;
+    /// `follow` then runs with its linked bucket, if any, and `true` (live). Refused for a
+    /// live record.
+    pub(crate) fn undelete_record_following(
+        &mut self,
+        record: &mut Record,
+        follow: impl FnOnce(&mut Self, BucketId, bool) -> Result<()>,
+    ) -> Result<()> {
         let row = self.current_row(record)?;
         if !row.deleted {
             return Err(Error::InvalidOperation {
@@ -149,7 +152,9 @@ impl WriteTx<'_> {
             },
         })?;
         self.write_revision(record.id, rev, row.created, row.bucket, Some(json))?;
-        self.restore_linked_bucket(record.id)?;
+        if let Some(bucket) = linked_bucket(&self.t, record.id)? {
+            follow(self, bucket, true)?;
+        }
         record.revision_id = rev;
         record.updated = self.now;
         record.deleted = false;
@@ -162,12 +167,14 @@ impl WriteTx<'_> {
     /// [`WriteTx::revert_record`](crate::WriteTx::revert_record) (defined with the record's
     /// files, which keep `_files` true): the record becomes what it was at `revision`, as a new
     /// revision, its body first passed to `fix_body` with the record's bucket when the
-    /// revision has a body with `_files` and the record a bucket.
+    /// revision has a body with `_files` and the record a bucket; `follow` then runs with the
+    /// linked bucket, if any, and whether the record is live.
     pub(crate) fn revert_record_fixing(
         &mut self,
         id: RecordId,
         revision: u64,
         fix_body: impl FnOnce(&Self, BucketId, &mut Map<String, Value>) -> Result<()>,
+        follow: impl FnOnce(&mut Self, BucketId, bool) -> Result<()>,
     ) -> Result<Record> {
         let row = record_row(&self.t, id)?.ok_or(Error::RecordNotFound { record: id })?;
         let old = revision_row(&self.t, id, revision)?.ok_or(Error::RevisionNotFound {
@@ -205,12 +212,8 @@ impl WriteTx<'_> {
             self.before_hooks(|| Event::RecordReverted { record, revision })?;
         }
         self.write_revision(id, rev, row.created, row.bucket, json)?;
-        match (linked_bucket(&self.t, id)?, live) {
-            (Some(_), true) => self.restore_linked_bucket(id)?,
-            (Some(bucket), false) => {
-                self.delete_bucket(bucket)?;
-            }
-            (None, _) => {}
+        if let Some(bucket) = linked_bucket(&self.t, id)? {
+            follow(self, bucket, live)?;
         }
         let row = record_row(&self.t, id)?.ok_or(Error::RecordNotFound { record: id })?;
         let record = to_record(&self.t, id, &row)?;
@@ -221,9 +224,13 @@ impl WriteTx<'_> {
         Ok(record)
     }
 
-    /// Hard-deletes a record, live or soft-deleted: its row, its history, its persistent
-    /// identifiers and its bucket (unlocked first) with every file no other bucket shares.
-    pub fn remove_record(&mut self, id: RecordId) -> Result<()> {
+    /// Hard-deletes a record, live or soft-deleted: its row, its history and its persistent
+    /// identifiers; `remove` runs first with its linked bucket, if any.
+    pub(crate) fn remove_record_following(
+        &mut self,
+        id: RecordId,
+        remove: impl FnOnce(&mut Self, BucketId) -> Result<()>,
+    ) -> Result<()> {
         let Some(row) = record_row(&self.t, id)? else {
             return Err(Error::RecordNotFound { record: id });
         };
@@ -240,12 +247,7 @@ impl WriteTx<'_> {
             self.before_hooks(|| event(record))?;
         }
         if let Some(bucket) = linked_bucket(&self.t, id)? {
-            let mut row = self.any_bucket(bucket)?;
-            if row.locked {
-                row.locked = false;
-                self.put_bucket_row(bucket.raw(), &row)?;
-            }
-            self.remove_bucket(bucket)?;
+            remove(self, bucket)?;
         }
         let raw = id.raw();
         self.t
@@ -329,15 +331,6 @@ impl WriteTx<'_> {
                 .records
                 .write()?
                 .insert(record, crate::storage::enc(&row)?.as_slice())?;
-        }
-        Ok(())
-    }
-
-    fn restore_linked_bucket(&mut self, id: RecordId) -> Result<()> {
-        if let Some(bucket) = linked_bucket(&self.t, id)?
-            && self.any_bucket(bucket)?.deleted
-        {
-            self.undelete_bucket(bucket)?;
         }
         Ok(())
     }

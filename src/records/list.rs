@@ -1,4 +1,4 @@
-//! Listing records by their minted `recid`, a page at a time.
+//! Listing records a page at a time: by their minted `recid`, or by last update.
 //!
 //! `recid` values are minted 1, 2, 3, … from a counter ([`WriteTx::mint_recid`]), and the
 //! `pids` table keys them as text, where `"10"` sorts before `"2"`. A page in number order is
@@ -10,11 +10,12 @@
 //! [`WriteTx::mint_recid`]: crate::WriteTx::mint_recid
 
 use super::pid::{PidStatus, RECID, pid_row};
-use super::{Record, record_row, to_record};
+use super::{Record, RecordRow, record_row, to_record};
 use crate::error::Result;
-use crate::ids::RecordId;
-use crate::storage::View;
+use crate::ids::{RecordId, Timestamp};
+use crate::storage::{View, dec};
 use redb::ReadableTable;
+use std::collections::BinaryHeap;
 
 /// Which records [`RecordsQuery::list_records`](super::RecordsQuery::list_records) returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +94,90 @@ pub(crate) fn list_by_recid<V: View>(v: &V, opts: &RecordListOptions) -> Result<
             recid: n,
             record: to_record(v, id, &row)?,
         });
+    }
+    Ok(page)
+}
+
+/// Which records [`RecordsQuery::list_records_by_update`](super::RecordsQuery::list_records_by_update)
+/// returns: every record, with or without a `recid`, most recently updated first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdatedListOptions {
+    /// Only records listed after this position (the `next` of the previous page).
+    pub after: Option<UpdateCursor>,
+    /// At most this many records (at least one is asked for even when 0 is given).
+    pub limit: usize,
+    /// Include soft-deleted records (they come with an empty body).
+    pub with_deleted: bool,
+}
+
+impl Default for UpdatedListOptions {
+    fn default() -> Self {
+        UpdatedListOptions {
+            after: None,
+            limit: 10,
+            with_deleted: false,
+        }
+    }
+}
+
+/// A position in the by-update order: a record's last update time and its id (which orders
+/// records updated in the same microsecond).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UpdateCursor {
+    /// The record's last update.
+    pub updated: Timestamp,
+    /// The record.
+    pub id: RecordId,
+}
+
+/// One page of records, most recently updated first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UpdatedPage {
+    /// The records, newest update first (ties: higher id first).
+    pub records: Vec<Record>,
+    /// The cursor for the next page (`after` of the next call), or `None` on the last page.
+    pub next: Option<UpdateCursor>,
+}
+
+/// A page in by-update order. The store keeps no index by update time, so each page reads
+/// every record's row (not its body) once, keeping only the best `limit + 1` positions in a
+/// heap: memory holds one page, time grows with the number of records.
+pub(crate) fn list_by_update<V: View>(v: &V, opts: &UpdatedListOptions) -> Result<UpdatedPage> {
+    let limit = opts.limit.max(1);
+    // A max-heap on the listing order's "later" end: newest first means the smallest
+    // (updated, id) lies last, so the heap's top is the entry to drop when it overflows.
+    let mut best: BinaryHeap<std::cmp::Reverse<UpdateCursor>> = BinaryHeap::new();
+    for e in v.records()?.iter()? {
+        let (k, value) = e?;
+        let row: RecordRow = dec(value.value(), "records")?;
+        if row.deleted && !opts.with_deleted {
+            continue;
+        }
+        let at = UpdateCursor {
+            updated: row.updated,
+            id: RecordId::from_raw(k.value()),
+        };
+        if opts.after.is_some_and(|after| at >= after) {
+            continue;
+        }
+        best.push(std::cmp::Reverse(at));
+        if best.len() > limit + 1 {
+            best.pop();
+        }
+    }
+    let mut order: Vec<UpdateCursor> = best.into_iter().map(|r| r.0).collect();
+    order.sort_unstable_by(|a, b| b.cmp(a));
+    let more = order.len() > limit;
+    order.truncate(limit);
+    let mut page = UpdatedPage::default();
+    for at in &order {
+        let row = record_row(v, at.id)?.ok_or_else(|| {
+            crate::Error::corrupt(format!("record {} vanished from its snapshot", at.id))
+        })?;
+        page.records.push(to_record(v, at.id, &row)?);
+    }
+    if more {
+        page.next = order.last().copied();
     }
     Ok(page)
 }

@@ -25,16 +25,16 @@ mod rows;
 mod schema;
 mod store;
 
-pub(crate) use lifecycle::linked_bucket;
-pub use list::{ListedRecord, RecordListOptions, RecordPage};
+pub(crate) use lifecycle::{into_object, linked_bucket};
+pub use list::{
+    ListedRecord, RecordListOptions, RecordPage, UpdateCursor, UpdatedListOptions, UpdatedPage,
+};
 pub(crate) use pid::PidRow;
 pub use pid::{Pid, PidStatus, RECID};
 pub use query::RecordsQuery;
 pub use rows::MAX_JSON_DEPTH;
 pub(crate) use rows::*;
-pub(crate) use schema::SchemaCache;
 
-use crate::files::BucketOptions;
 use crate::ids::{BucketId, RecordId, Timestamp};
 use serde_json::{Map, Value};
 
@@ -120,41 +120,6 @@ pub struct RecordRevision {
     pub updated: Timestamp,
     /// The body at this revision; `None` where the revision is a soft delete.
     pub body: Option<Map<String, Value>>,
-}
-
-/// How to create a record. `Default`: a fresh id and a bucket in the default location.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordOptions {
-    /// The record's id; `None` for a fresh one.
-    pub id: Option<RecordId>,
-    /// The bucket to create with the record; `None` for a record without files
-    /// (Invenio's `with_bucket=False`).
-    pub bucket: Option<BucketOptions>,
-}
-
-impl Default for RecordOptions {
-    fn default() -> Self {
-        RecordOptions {
-            id: None,
-            bucket: Some(BucketOptions::default()),
-        }
-    }
-}
-
-impl RecordOptions {
-    /// Options for a record without a bucket.
-    pub fn without_bucket() -> Self {
-        RecordOptions {
-            id: None,
-            bucket: None,
-        }
-    }
-
-    /// The same options with a caller-chosen id.
-    pub fn with_id(mut self, id: RecordId) -> Self {
-        self.id = Some(id);
-        self
-    }
 }
 
 /// The body field holding the record's bucket id (Invenio-Records-Files' `dump_bucket`).

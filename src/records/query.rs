@@ -1,6 +1,8 @@
 //! Queries of the records layer, shared by read snapshots and write transactions.
 
-use super::list::{RecordListOptions, RecordPage, list_by_recid};
+use super::list::{
+    RecordListOptions, RecordPage, UpdatedListOptions, UpdatedPage, list_by_recid, list_by_update,
+};
 use super::pid::{pid_row, resolve, to_pid};
 use super::schema::{all_schemas, schema_doc};
 use super::{Pid, Record, RecordRevision, RevisionRow, json_to_body, record_row, to_record};
@@ -132,6 +134,13 @@ pub trait RecordsQuery: Snapshot {
     /// `opts.after`. Memory holds one page; see [`RecordPage::next`] for the cursor.
     fn list_records(&self, opts: &RecordListOptions) -> Result<RecordPage> {
         with_view!(self, |v| list_by_recid(v, opts))
+    }
+
+    /// A page of every record (with or without a `recid`), most recently updated first,
+    /// starting after `opts.after`. Memory holds one page; each page reads every record's row
+    /// once (there is no index by update time). See [`UpdatedPage::next`] for the cursor.
+    fn list_records_by_update(&self, opts: &UpdatedListOptions) -> Result<UpdatedPage> {
+        with_view!(self, |v| list_by_update(v, opts))
     }
 }
 

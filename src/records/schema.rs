@@ -22,8 +22,8 @@ const CACHED_SCHEMAS: usize = 64;
 /// of all registered schemas (any of them may be `$ref`'d), so it is cached under a blake3 of
 /// exactly those bytes as a transaction sees them: a schema registered, replaced or removed in
 /// a transaction (committed or not) gives another key, and nothing ever needs invalidating.
-#[derive(Clone, Default)]
-pub(crate) struct SchemaCache(Arc<Mutex<HashMap<[u8; 32], Arc<Validator>>>>);
+#[derive(Default)]
+pub(crate) struct SchemaCache(Mutex<HashMap<[u8; 32], Arc<Validator>>>);
 
 /// A compiled schema.
 #[cfg(feature = "schema")]
@@ -262,7 +262,8 @@ fn validator_for<S: Snapshot + ?Sized>(s: &S, url: &str) -> Result<Arc<Validator
             schema: shorten(url),
         });
     }
-    let cache = &s.config().schemas.0;
+    let cache = s.config().extensions.get::<SchemaCache>();
+    let cache = &cache.0;
     if let Some(v) = cache.lock().get(&key) {
         return Ok(Arc::clone(v));
     }

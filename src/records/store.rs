@@ -1,7 +1,8 @@
 //! Single-call conveniences of the records layer on [`Store`]; each commits on its own.
 
 use super::{
-    Pid, Record, RecordListOptions, RecordOptions, RecordPage, RecordRevision, RecordsQuery,
+    Pid, Record, RecordListOptions, RecordPage, RecordRevision, RecordsQuery, UpdatedListOptions,
+    UpdatedPage,
 };
 use crate::error::Result;
 use crate::ids::RecordId;
@@ -9,16 +10,6 @@ use crate::storage::Store;
 use serde_json::Value;
 
 impl Store {
-    /// Creates a record with its bucket (see [`crate::WriteTx::create_record`]).
-    pub fn create_record(&self, body: Value) -> Result<Record> {
-        self.write(|tx| tx.create_record(body))
-    }
-
-    /// Creates a record as `opts` says (see [`crate::WriteTx::create_record_with`]).
-    pub fn create_record_with(&self, body: Value, opts: &RecordOptions) -> Result<Record> {
-        self.write(|tx| tx.create_record_with(body, opts))
-    }
-
     /// A live record.
     pub fn record(&self, id: RecordId) -> Result<Option<Record>> {
         self.read(|r| r.record(id))
@@ -41,32 +32,6 @@ impl Store {
         self.write(|tx| tx.commit_record(&mut copy))?;
         *record = copy;
         Ok(())
-    }
-
-    /// Soft-deletes a record and its bucket.
-    pub fn delete_record(&self, record: &mut Record) -> Result<()> {
-        let mut copy = record.clone();
-        self.write(|tx| tx.delete_record(&mut copy))?;
-        *record = copy;
-        Ok(())
-    }
-
-    /// Brings back a soft-deleted record with the body `record` holds, and its bucket.
-    pub fn undelete_record(&self, record: &mut Record) -> Result<()> {
-        let mut copy = record.clone();
-        self.write(|tx| tx.undelete_record(&mut copy))?;
-        *record = copy;
-        Ok(())
-    }
-
-    /// Reverts a record to an earlier revision, as a new revision.
-    pub fn revert_record(&self, id: RecordId, revision: u64) -> Result<Record> {
-        self.write(|tx| tx.revert_record(id, revision))
-    }
-
-    /// Hard-deletes a record with its history, PIDs, bucket and unshared content.
-    pub fn remove_record(&self, id: RecordId) -> Result<()> {
-        self.write(|tx| tx.remove_record(id))
     }
 
     /// Every revision of a record, oldest first.
@@ -107,5 +72,11 @@ impl Store {
     /// A page of records in `recid` order (see [`RecordsQuery::list_records`]).
     pub fn list_records(&self, opts: &RecordListOptions) -> Result<RecordPage> {
         self.read(|r| r.list_records(opts))
+    }
+
+    /// A page of records, most recently updated first (see
+    /// [`RecordsQuery::list_records_by_update`]).
+    pub fn list_records_by_update(&self, opts: &UpdatedListOptions) -> Result<UpdatedPage> {
+        self.read(|r| r.list_records_by_update(opts))
     }
 }

@@ -3,7 +3,9 @@
 
 use super::DUMPED_KEYS;
 use super::file_object::FileObject;
+use crate::check::{Invariant, Problem, Subject, bucket, record};
 use crate::error::{Error, Result};
+use crate::files::rows::BucketRow;
 use crate::files::{ListOptions, for_each_head};
 use crate::ids::RecordId;
 use crate::records::{FILES_FIELD, RecordRow, to_record};
@@ -12,13 +14,60 @@ use redb::ReadableTable;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// Appends a problem to `p` per broken link between a record and its bucket: each must
+/// name the other, and both must exist.
+pub(crate) fn check_links(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
+    let mut records: BTreeMap<u128, RecordRow> = BTreeMap::new();
+    for e in t.records()?.iter()? {
+        let (k, v) = e?;
+        records.insert(k.value(), dec(v.value(), "records")?);
+    }
+    // Links between records and buckets: each side names the other. One pass over the
+    // buckets, then each record's link is looked up in what it found.
+    let mut owners: BTreeMap<u128, Option<u128>> = BTreeMap::new();
+    for e in t.buckets()?.iter()? {
+        let (k, v) = e?;
+        let b: BucketRow = dec(v.value(), "buckets")?;
+        owners.insert(k.value(), b.record);
+        let Some(owner) = b.record else { continue };
+        if records.get(&owner).and_then(|r| r.bucket) != Some(k.value()) {
+            p.push(Problem::new(
+                Invariant::RecordBucket,
+                [bucket(k.value()), record(owner)],
+                format!(
+                    "bucket {:x} names record {owner:x}, which does not link it back",
+                    k.value()
+                ),
+            ));
+        }
+    }
+    for (id, row) in &records {
+        let Some(linked) = row.bucket else { continue };
+        match owners.get(&linked) {
+            None => p.push(Problem::new(
+                Invariant::RecordBucket,
+                [record(*id), bucket(linked)],
+                format!("record {id:x} links missing bucket {linked:x}"),
+            )),
+            Some(owner) if *owner != Some(*id) => p.push(Problem::new(
+                Invariant::RecordBucket,
+                [record(*id), bucket(linked)],
+                format!("record {id:x} links bucket {linked:x}, which does not name it back"),
+            )),
+            Some(_) => {}
+        }
+    }
+
+    Ok(())
+}
+
 /// Appends one line to `p` per live record whose `_files` disagrees with its bucket: an entry
 /// that is not an object with a string `key`, a key listed twice, a live file not listed, a
 /// listed key with no live file, or an entry whose `bucket`, `checksum`, `file_id`, `size` or
 /// `version_id` are not those of the key's head. A record without `_files` (its files never
 /// listed in its body), a soft-deleted one and one whose body does not read back (which
 /// `records::check` reports) are not checked.
-pub(crate) fn check_files_lists(t: &RTables, p: &mut Vec<String>) -> Result<()> {
+pub(crate) fn check_files_lists(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
     let mut linked: Vec<(u128, RecordRow)> = Vec::new();
     for e in t.records()?.iter()? {
         let (k, v) = e?;
@@ -52,27 +101,41 @@ fn check_one(
     id: u128,
     listed: &Value,
     mut heads: BTreeMap<String, Map<String, Value>>,
-    p: &mut Vec<String>,
+    p: &mut Vec<Problem>,
 ) {
     let Value::Array(entries) = listed else {
-        p.push(format!("record {id:x}: _files is not a list"));
+        p.push(Problem::new(
+            Invariant::FilesList,
+            [record(id)],
+            format!("record {id:x}: _files is not a list"),
+        ));
         return;
     };
     let mut seen = std::collections::BTreeSet::new();
     for (at, entry) in entries.iter().enumerate() {
         let Some(key) = entry.get("key").and_then(Value::as_str) else {
-            p.push(format!(
-                "record {id:x}: _files[{at}] is not a file entry with a key"
+            p.push(Problem::new(
+                Invariant::FilesList,
+                [record(id)],
+                format!("record {id:x}: _files[{at}] is not a file entry with a key"),
             ));
             continue;
         };
         if !seen.insert(key) {
-            p.push(format!("record {id:x}: _files lists {key:?} twice"));
+            p.push(Problem::new(
+                Invariant::FilesList,
+                [record(id), Subject::Key(key.to_string())],
+                format!("record {id:x}: _files lists {key:?} twice"),
+            ));
             continue;
         }
         let Some(head) = heads.remove(key) else {
-            p.push(format!(
-                "record {id:x}: _files lists {key:?}, which is not a live file of its bucket"
+            p.push(Problem::new(
+                Invariant::FilesList,
+                [record(id), Subject::Key(key.to_string())],
+                format!(
+                    "record {id:x}: _files lists {key:?}, which is not a live file of its bucket"
+                ),
             ));
             continue;
         };
@@ -82,15 +145,21 @@ fn check_one(
             .filter(|k| entry.get(*k) != head.get(*k))
             .collect();
         if !stale.is_empty() {
-            p.push(format!(
-                "record {id:x}: _files entry of {key:?} differs from its head version in {}",
-                stale.join(", ")
+            p.push(Problem::new(
+                Invariant::FilesList,
+                [record(id), Subject::Key(key.to_string())],
+                format!(
+                    "record {id:x}: _files entry of {key:?} differs from its head version in {}",
+                    stale.join(", ")
+                ),
             ));
         }
     }
     for key in heads.keys() {
-        p.push(format!(
-            "record {id:x}: live file {key:?} of its bucket is missing from _files"
+        p.push(Problem::new(
+            Invariant::FilesList,
+            [record(id), Subject::Key(key.clone())],
+            format!("record {id:x}: live file {key:?} of its bucket is missing from _files"),
         ));
     }
 }

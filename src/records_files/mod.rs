@@ -13,11 +13,13 @@
 pub(crate) mod check;
 mod file_object;
 mod files_map;
+mod lifecycle;
 mod list;
 mod store;
 mod view;
 
 pub use file_object::{DUMPED_KEYS, FileObject, RESERVED_KEYS};
+pub use lifecycle::RecordOptions;
 pub use list::{FileList, RecordFilesQuery};
 #[cfg(feature = "http")]
 pub(crate) use store::list_in_files;

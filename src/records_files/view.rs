@@ -72,16 +72,21 @@ impl WriteTx<'_> {
     /// them, and none that is gone. So `_files` never lists files the record does not have.
     /// (A revision without `_files` stays without it.)
     pub fn revert_record(&mut self, id: RecordId, revision: u64) -> Result<Record> {
-        self.revert_record_fixing(id, revision, |tx, bucket, body| {
-            if body.contains_key(FILES_FIELD) {
-                let files = file_objects(tx, bucket, body)?
-                    .into_iter()
-                    .map(|f| Value::Object(f.into_data()))
-                    .collect();
-                body.insert(FILES_FIELD.into(), Value::Array(files));
-            }
-            Ok(())
-        })
+        self.revert_record_fixing(
+            id,
+            revision,
+            |tx, bucket, body| {
+                if body.contains_key(FILES_FIELD) {
+                    let files = file_objects(tx, bucket, body)?
+                        .into_iter()
+                        .map(|f| Value::Object(f.into_data()))
+                        .collect();
+                    body.insert(FILES_FIELD.into(), Value::Array(files));
+                }
+                Ok(())
+            },
+            super::lifecycle::follow_record,
+        )
     }
 }
 

@@ -24,6 +24,7 @@ pub(crate) use contain::{Poison, catch_engine_panic};
 pub(crate) use direct::{Direct, DirectRead};
 pub(crate) use open::Inner;
 pub use open::{Durability, MultipartLimits, ReadVerification, SalvageReport, Store, StoreBuilder};
+pub(crate) use open::{Found, naming};
 pub(crate) use tables::{RTables, View, WTables, defs};
 #[cfg(any(test, feature = "testing"))]
 pub use testing::{FaultKind, FaultPlan, FaultyBackend, FileBackend, SimulatedDisk};
@@ -49,9 +50,9 @@ pub(crate) struct Config {
     /// The commit journal of a store on a file or backend (none in memory); set once open.
     pub journal: Option<std::sync::Arc<dyn journal::JournalControl>>,
     pub multipart: MultipartLimits,
-    /// Not a setting: compiled JSON Schemas, shared by every handle on the store (keyed by
-    /// content, so sharing it wider would be harmless too).
-    pub schemas: crate::records::SchemaCache,
+    /// Not a setting: what the layers above keep per open store (compiled JSON Schemas, for
+    /// one), shared by every handle on it.
+    pub extensions: Extensions,
     /// Not a setting: set once the engine panicked on damaged data; every handle and reader
     /// of the store shares it.
     pub poison: std::sync::Arc<Poison>,
@@ -61,6 +62,41 @@ pub(crate) struct Config {
     pub quick_repair: bool,
     /// The application's callbacks on changes.
     pub hooks: std::sync::Arc<crate::hooks::Hooks>,
+}
+
+/// Values the layers above the engine keep with an open store, one per type, created on first
+/// use and shared by every handle on the store. Storage knows nothing of what they are.
+#[derive(Clone, Default)]
+pub(crate) struct Extensions(
+    std::sync::Arc<
+        parking_lot::Mutex<
+            std::collections::HashMap<
+                std::any::TypeId,
+                std::sync::Arc<dyn std::any::Any + Send + Sync>,
+            >,
+        >,
+    >,
+);
+
+impl Extensions {
+    /// The store's value of type `T`, made with `T::default()` the first time it is asked for.
+    pub(crate) fn get<T: Default + Send + Sync + 'static>(&self) -> std::sync::Arc<T> {
+        let mut map = self.0.lock();
+        let value = map
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| std::sync::Arc::new(T::default()));
+        std::sync::Arc::clone(value)
+            .downcast::<T>()
+            .expect("an extension is stored under its own type id")
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extensions")
+            .field("count", &self.0.lock().len())
+            .finish()
+    }
 }
 
 /// A write transaction: every change made through it commits together or not at all.
@@ -138,21 +174,17 @@ impl Snapshot for ReadTx {
     }
 }
 
-#[cfg(any(test, feature = "testing"))]
 impl WriteTx<'_> {
-    /// Removes everything the store holds (records and their revisions, PIDs, schemas, buckets,
-    /// versions, tags, files, content, multipart uploads, staged content, locations) and puts
-    /// back the default location, leaving the store as it was just after creation. The store's
-    /// own settings (format version, chunk size, creation time) stay. Like any change it
-    /// commits with the transaction, and then frees the pages in the usual way.
-    ///
-    /// Meant for tests and fuzzers that run many short cases on one store: clearing costs one
-    /// transaction, opening a new store several and closing it more. Uploads in progress on
-    /// other threads lose their staged content and fail when they finish. Test machinery: only
-    /// with the `testing` feature.
-    pub fn clear(&mut self) -> Result<()> {
-        self.t.clear_all_but_meta()?;
-        crate::files::create_default_location(self)
+    /// Writes the `meta` rows of a new store: this build's format version, its chunk size and
+    /// the creation time.
+    pub(crate) fn write_meta(&mut self) -> Result<()> {
+        let chunk_size = self.cfg.chunk_size as u64;
+        let now = self.now;
+        let meta = self.t.meta.write()?;
+        meta.insert("format_version", enc(&FORMAT_VERSION)?.as_slice())?;
+        meta.insert("chunk_size", enc(&chunk_size)?.as_slice())?;
+        meta.insert("created", enc(&now)?.as_slice())?;
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 use super::backend::{Adapter, Backend};
 use super::direct::{Direct, Tap};
 use super::journal::{Journal, JournalControl, JournalError, deferring_sync};
-use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec, enc};
+use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec};
 use crate::error::{Error, Result};
 use crate::ids::Timestamp;
 use redb::ReadableDatabase;
@@ -120,7 +120,7 @@ impl Default for StoreBuilder {
                 direct: None,
                 journal: None,
                 multipart: MultipartLimits::default(),
-                schemas: Default::default(),
+                extensions: Default::default(),
                 poison: Default::default(),
                 read_only: false,
                 quick_repair: false,
@@ -292,10 +292,11 @@ impl StoreBuilder {
         b
     }
 
-    /// Opens the store file at `path`, creating it if it does not exist.
-    pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
+    /// The engine-level part of [`StoreBuilder::open`]: the file opened (created if missing),
+    /// its journal replayed, the engine started and the format checked. The caller readies
+    /// the store (`crate::bootstrap`).
+    pub(crate) fn open_file(self, path: &Path) -> Result<(Store, Found)> {
         self.validate()?;
-        let path = path.as_ref();
         if starts_like_redb(path) {
             return Err(plain_redb(path));
         }
@@ -327,28 +328,9 @@ impl StoreBuilder {
             .map_err(named)
     }
 
-    /// Opens the store file at `path` for reading only; the file is never written. A store
-    /// that was not closed cleanly opens too: the journal's replay and the engine's repair
-    /// happen in memory. Every write is refused with [`Error::ReadOnly`]. The file is locked
-    /// shared, so the open fails while a process has it open for writing (and a writer's open
-    /// fails while it is open read-only). Staged uploads a crashed writer left are not
-    /// cleared, so [`Store::check`] may report them.
-    pub fn open_read_only(self, path: impl AsRef<Path>) -> Result<Store> {
-        self.open_without_writing(path.as_ref(), false)
-            .map(|(store, _)| store)
-    }
-
-    /// Opens, for reading only like [`StoreBuilder::open_read_only`], a store whose journal is
-    /// damaged so that [`StoreBuilder::open`] refuses it: the journal is replayed up to the
-    /// damage and the commits after it are left out; with both copies of the journal's header
-    /// damaged, the database is found by its magic number and opened as its last checkpoint
-    /// left it. The report says what was left out. Copy out what is needed (or export it)
-    /// and keep the damaged file: nothing in it is changed.
-    pub fn salvage(self, path: impl AsRef<Path>) -> Result<(Store, SalvageReport)> {
-        self.open_without_writing(path.as_ref(), true)
-    }
-
-    fn open_without_writing(
+    /// The file at `path` opened for reading only ([`StoreBuilder::open_read_only`], and with
+    /// `salvage` [`StoreBuilder::salvage`]): nothing more is needed to use it.
+    pub(crate) fn open_without_writing(
         mut self,
         path: &Path,
         salvage: bool,
@@ -365,7 +347,7 @@ impl StoreBuilder {
         }
         let journal = Arc::new(journal);
         self.cfg.read_only = true;
-        let store = self
+        let (store, _) = self
             .start(Direct::new(journal.clone()), Some(journal.clone()))
             .map_err(naming(path))?;
         Ok((
@@ -376,17 +358,15 @@ impl StoreBuilder {
         ))
     }
 
-    /// Opens a store kept in memory only (no journal: nothing is ever synced).
-    pub fn in_memory(self) -> Result<Store> {
+    /// The engine-level part of [`StoreBuilder::in_memory`].
+    pub(crate) fn open_memory(self) -> Result<(Store, Found)> {
         self.validate()?;
         let backend = Adapter(Box::new(super::MemoryBackend::new()));
         self.start(Direct::new(Arc::new(backend)), None)
     }
 
-    /// Opens (or initialises) a store on a backend of your own (the `testing` feature has a
-    /// simulated disk and a fault-injecting one).
-    /// The backend holds the whole store file, journal included.
-    pub fn open_backend(self, backend: impl Backend) -> Result<Store> {
+    /// The engine-level part of [`StoreBuilder::open_backend`].
+    pub(crate) fn open_on_backend(self, backend: impl Backend) -> Result<(Store, Found)> {
         self.validate()?;
         let journal = Arc::new(
             Journal::new(Adapter(Box::new(backend)), self.journal_bytes)
@@ -399,9 +379,9 @@ impl StoreBuilder {
         mut self,
         (direct, tap): (Arc<Direct>, Tap),
         journal: Option<Arc<dyn JournalControl>>,
-    ) -> Result<Store> {
+    ) -> Result<(Store, Found)> {
         // A damaged file can make the engine panic while it opens, or while the store reads
-        // its format and clears staging: that is a corrupt store, not a crash of the caller.
+        // its format: that is a corrupt store, not a crash of the caller.
         let poison = Arc::clone(&self.cfg.poison);
         poison.contain(|| {
             let db = self
@@ -410,9 +390,20 @@ impl StoreBuilder {
                 .map_err(open_error)?;
             self.cfg.direct = Some(direct);
             self.cfg.journal = journal;
-            Store::start(db, self.cfg)
+            let store = Store::from_engine(db, self.cfg);
+            let found = store.check_format()?;
+            Ok((store, found))
         })
     }
+}
+
+/// What the format check of an opening store found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// A store of this build's format.
+    Store,
+    /// An empty file (or one whose creation never finished): the store is to be created.
+    Nothing,
 }
 
 /// Makes the directory entry of a newly created `path` durable (Unix: fsync of its parent
@@ -499,7 +490,7 @@ fn plain_redb(path: &Path) -> Error {
 }
 
 /// Names `path` in an [`Error::AlreadyOpen`] (the engine's error does not know it).
-fn naming(path: &Path) -> impl Fn(Error) -> Error + '_ {
+pub(crate) fn naming(path: &Path) -> impl Fn(Error) -> Error + '_ {
     move |e| match e {
         Error::AlreadyOpen { .. } => Error::AlreadyOpen {
             path: Some(path.to_path_buf()),
@@ -607,45 +598,36 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store file at `path` with the default settings.
-    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
-        StoreBuilder::new().open(path)
-    }
-
-    /// A store kept in memory, with the default settings.
-    pub fn in_memory() -> Result<Store> {
-        StoreBuilder::new().in_memory()
-    }
-
     /// A builder to choose cache size, chunk size, checksums and durability.
     pub fn builder() -> StoreBuilder {
         StoreBuilder::new()
     }
 
-    fn start(db: redb::Database, cfg: Config) -> Result<Store> {
-        let store = Store {
+    fn from_engine(db: redb::Database, cfg: Config) -> Store {
+        Store {
             inner: Arc::new(Inner {
                 db: parking_lot::RwLock::new(Some(db)),
                 cfg,
                 group: Default::default(),
             }),
-        };
-        store.init_or_check_format()?;
-        if store.inner.cfg.read_only {
-            return Ok(store);
         }
-        // Whatever a dead process left half-uploaded is removed before anyone can see it.
-        store.write(|tx| {
-            tx.t.create_all()?;
-            crate::content::clear_abandoned_staging(tx).map(|_| ())
-        })?;
-        if let Some(journal) = &store.inner.cfg.journal {
-            journal.finish_creation().map_err(Error::Io)?;
-        }
-        Ok(store)
     }
 
-    fn init_or_check_format(&self) -> Result<()> {
+    /// Whether the store was opened for reading only.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.inner.cfg.read_only
+    }
+
+    /// Tells the journal that the store's first tables are committed: from now on a crash
+    /// leaves a store, never a half-created file to start over.
+    pub(crate) fn finish_creation(&self) -> Result<()> {
+        if let Some(journal) = &self.inner.cfg.journal {
+            journal.finish_creation().map_err(Error::Io)?;
+        }
+        Ok(())
+    }
+
+    fn check_format(&self) -> Result<Found> {
         let read = self.inner.begin_read()?;
         let has_tables = read.list_tables()?.next().is_some();
         let stored = match read.open_table(super::defs::meta) {
@@ -667,32 +649,15 @@ impl Store {
                 found,
                 oldest: FORMAT_VERSION,
             }),
-            Some(_) => Ok(()),
+            Some(_) => Ok(Found::Store),
             None if has_tables => Err(Error::NotAStore {
                 detail: "redb file without a recfiles meta table".into(),
             }),
             None if self.inner.cfg.read_only => Err(Error::NotAStore {
                 detail: "an empty file, or a store whose creation never finished".into(),
             }),
-            None => self.initialise(),
+            None => Ok(Found::Nothing),
         }
-    }
-
-    fn initialise(&self) -> Result<()> {
-        let chunk_size = self.inner.cfg.chunk_size as u64;
-        self.write(|tx| {
-            let now = tx.now;
-            tx.t.meta
-                .write()?
-                .insert("format_version", enc(&FORMAT_VERSION)?.as_slice())?;
-            tx.t.meta
-                .write()?
-                .insert("chunk_size", enc(&chunk_size)?.as_slice())?;
-            tx.t.meta
-                .write()?
-                .insert("created", enc(&now)?.as_slice())?;
-            crate::files::create_default_location(tx)
-        })
     }
 
     /// Runs `f` inside one write transaction. Everything it changes commits together when it

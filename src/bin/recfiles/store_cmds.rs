@@ -941,13 +941,17 @@ pub fn check(path: &Path, as_json: bool) -> Result<ExitCode, String> {
         print_json(&json!({
             "ok": report.is_ok(),
             "engine": report.engine_ok,
-            "problems": report.problems,
+            "problems": report.problems.iter().map(|p| json!({
+                "invariant": p.invariant.name(),
+                "subjects": p.subjects.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                "message": p.message,
+            })).collect::<Vec<_>>(),
         }));
     } else {
         println!("storage engine   {engine}");
         println!("invariants       {} problem(s)", report.problems.len());
         for p in &report.problems {
-            println!("  {p}");
+            println!("  [{}] {p}", p.invariant);
         }
         println!(
             "{}: {}",
