@@ -17,10 +17,13 @@
 //! under another key's path, is encoded whole, slashes included. The sidecar maps
 //! each key to its file, so import never decodes a path.
 //!
-//! Export writes into `DIR.partial` beside the target and renames it at the end: a failed
-//! export leaves nothing. Import reads every inventory (checking its sha512 sidecar), then
-//! hands the records and buckets to `recfiles::transfer::import`, which verifies each file's
-//! sha512 (here, as it streams), size and blake3 before its single transaction commits.
+//! A first export writes into `DIR.partial` beside the target and renames it at the end; an
+//! export into an earlier one adds versions (new revisions, or one version when something
+//! else changed) and new objects, and replaces only inventories and the root's sidecar, after
+//! a sync. A failed or interrupted export leaves nothing. Import reads every inventory
+//! (checking its sha512 sidecar), then hands the records and buckets to
+//! `recfiles::transfer::import`, which verifies each file's sha512 (here, as it streams),
+//! size and blake3 before its single transaction commits. docs/EXPORT.md says all of it.
 
 use recfiles::transfer::{
     self, BucketDump, FileDump, ImportSet, PidDump, RecordDump, RevisionDump, StoreDump,
