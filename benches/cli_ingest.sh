@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `recfiles ingest` of a generated tree against `cp -r` + `sync` and `tar` into a file, on
-# the same disk, one after the other in one run. The source tree is read once beforehand so
+# the same disk, one after the other in one run; then `recfiles export` of the store (an OCFL
+# storage root) and `recfiles import` of that export into a new store. The source tree is read once beforehand so
 # every contender starts from a warm page cache. Figures are printed, never asserted.
 #
 #   benches/cli_ingest.sh [WORKDIR] [SMALL_FILES] [LARGE_FILES] [LARGE_MIB]
@@ -54,6 +55,13 @@ for jobs in 1 4; do
     report "recfiles ingest --jobs $jobs" "$s" "$e"
     sed 's/^/    /' "$work/ingest-$jobs.txt" >&2
 done
+
+# The last store out as an OCFL storage root, and that export into a new store.
+s=$(now); "$bin" export "$work/export" --store "$work/store.redb" > /dev/null; e=$(now)
+report "recfiles export" "$s" "$e"
+s=$(now); "$bin" import "$work/export" --store "$work/imported.redb" > /dev/null; e=$(now)
+report "recfiles import" "$s" "$e"
+rm -rf "$work/export" "$work/imported.redb"
 
 rm -rf "$work/copy"
 s=$(now); cp -r "$work/src" "$work/copy"; sync; e=$(now)

@@ -509,6 +509,23 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+
+    // ---- transfer (import of dumps) ---------------------------------------------------------
+    /// An import would write over something the store already holds (the same id, or the same
+    /// content as another file); nothing was imported.
+    #[error("cannot import: the store already holds the {what} {id}")]
+    ImportConflict {
+        /// What kind of thing: `record`, `bucket`, `object version`, `file`, `PID`, ….
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// What an import was given does not describe a consistent store; nothing was imported.
+    #[error("cannot import: {reason}")]
+    InvalidImport {
+        /// What is inconsistent, naming the ids concerned.
+        reason: String,
+    },
 }
 
 /// One way a record body breaks its JSON Schema.

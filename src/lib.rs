@@ -107,6 +107,8 @@
 //! - [`records_files`] — the integration: a record's bucket, its files view and `FileObject`.
 //! - [`hooks`] — the application's callbacks on record and file changes: before hooks that
 //!   may refuse a record change, after hooks that hear of each change once it is durable.
+//! - [`transfer`] — a store's whole content as plain data (dumps) and back, with ids and
+//!   timestamps unchanged: what `recfiles export` and `import` are built on.
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`.
 
@@ -126,6 +128,7 @@ pub mod records_files;
 mod stats;
 mod storage;
 pub mod tokens;
+pub mod transfer;
 
 pub use check::{CheckReport, Invariant, Problem, Subject};
 pub use content::{FileInstance, FileReader, FixityReport, FixitySchedule};

@@ -585,3 +585,75 @@ fn a_file_the_store_refuses_is_named_and_the_rest_of_its_batch_goes_in() {
         .to_string();
     assert_eq!(keys(&env.json(&["ls", &bucket])), ["a.txt", "z.txt"]);
 }
+
+#[cfg(unix)]
+#[test]
+fn ingest_refuses_file_names_that_are_not_utf8_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    env.write("tree/ok.txt", b"fine");
+    // Two names a lossy conversion would both turn into "bad-\u{FFFD}.txt".
+    for byte in [0xff, 0xfe] {
+        let bytes = [b'b', b'a', b'd', b'-', byte, b'.', b't', b'x', b't'];
+        let name = std::ffi::OsStr::from_bytes(&bytes);
+        std::fs::write(env.path("tree").join(name), b"latin-1").unwrap();
+    }
+    let out = env.run(&["ingest", env.path("tree").to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["files"].as_u64(), summary["unreadable"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("its name is not UTF-8").count(), 2, "{err}");
+    assert_eq!(
+        stored_keys(&env.store()),
+        BTreeSet::from(["ok.txt".to_string()])
+    );
+}
+
+#[test]
+fn verify_no_record_names_damage_and_leaves_the_file_unchanged() {
+    let env = Env::new();
+    let victim = content(12, 3 << 20);
+    env.write("d/victim.bin", &victim);
+    env.write("d/fine.txt", b"fine");
+    env.json(&["ingest", env.path("d").to_str().unwrap()]);
+    let before = std::fs::read(env.store()).unwrap();
+    let clean = env.json(&["verify", "--no-record"]);
+    assert_eq!(
+        (clean["checked"].as_u64(), clean["bytes"].as_u64()),
+        (Some(2), Some((3 << 20) + 4))
+    );
+    assert!(clean["damaged"].as_array().unwrap().is_empty());
+    assert!(std::fs::read(env.store()).unwrap() == before);
+
+    // One flipped byte in every copy of a window inside the victim's second chunk.
+    let needle = &victim[(3 << 19)..(3 << 19) + 64];
+    let mut bytes = before;
+    let mut from = 0;
+    while let Some(i) = bytes[from..].windows(64).position(|w| w == needle) {
+        bytes[from + i + 32] ^= 0x5a;
+        from += i + 1;
+    }
+    assert!(from > 0);
+    std::fs::write(env.store(), &bytes).unwrap();
+    let bucket = env.bucket();
+    let out = env.run(&["verify", "--no-record"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("damaged: {bucket}/victim.bin")),
+        "{text}"
+    );
+    assert!(!text.contains("fine.txt"), "{text}");
+    assert!(
+        std::fs::read(env.store()).unwrap() == bytes,
+        "--no-record changed the file"
+    );
+    let scoped = env.run(&["verify", "--no-record", "--bucket", &bucket, "--json"]);
+    assert_eq!(scoped.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&scoped.stdout).unwrap();
+    assert_eq!(report["damaged"].as_array().unwrap().len(), 1);
+}

@@ -1,8 +1,11 @@
 //! The `recfiles` command line: `serve` the REST API from a store file, manage its `token`s,
 //! and work on a store directly: `ingest` a directory tree, browse (`ls`, `cat`, `get`,
 //! `records`, `stats`), change (`put`, `rm`, `restore`) and maintain it (`verify`, `check`,
-//! `compact`). Read-only commands open the store read-only.
+//! `compact`), and `export` it as an OCFL storage root or `import` one. Read-only commands open
+//! the store read-only.
 
+#[path = "recfiles/ocfl.rs"]
+mod ocfl;
 #[path = "recfiles/store_cmds.rs"]
 mod store_cmds;
 

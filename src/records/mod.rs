@@ -29,6 +29,7 @@ pub(crate) use lifecycle::{into_object, linked_bucket};
 pub use list::{
     ListedRecord, RecordListOptions, RecordPage, UpdateCursor, UpdatedListOptions, UpdatedPage,
 };
+pub(crate) use pid::PidRow;
 pub use pid::{Pid, PidStatus, RECID};
 pub use query::RecordsQuery;
 pub use rows::MAX_JSON_DEPTH;

@@ -119,12 +119,18 @@ pub enum StoreCommand {
         json: bool,
     },
     /// Re-hash stored content (fixity); exits non-zero and names the files when any is damaged.
+    /// Each file's result is recorded in the store (its `last_check` and `last_check_at`, as
+    /// Invenio's fixity task does, so scheduled runs know what is due); `--no-record` opens
+    /// the store read-only and records nothing.
     Verify {
         #[command(flatten)]
         store: StoreArg,
         /// Only the files of this bucket.
         #[arg(long)]
         bucket: Option<String>,
+        /// Open the store read-only and record no result.
+        #[arg(long)]
+        no_record: bool,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
@@ -133,6 +139,22 @@ pub enum StoreCommand {
     Compact {
         #[command(flatten)]
         store: StoreArg,
+    },
+    /// Write everything (all revisions, versions, tags, ids, timestamps) to a new directory:
+    /// an OCFL 1.1 storage root, one object per record and per bucket without a record.
+    Export {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The directory to create.
+        dir: PathBuf,
+    },
+    /// Read an export back into the store (created if missing), exactly as it was exported;
+    /// all of it or, on any damage or clash with what the store holds, nothing.
+    Import {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The export's directory.
+        dir: PathBuf,
     },
 }
 
@@ -213,9 +235,18 @@ pub fn run(command: StoreCommand) -> Result<ExitCode, String> {
         StoreCommand::Verify {
             store,
             bucket,
+            no_record,
             json,
-        } => verify(&writable(&store.store)?, bucket.as_deref(), json),
+        } => {
+            let store = match no_record {
+                true => read_only(&store.store)?,
+                false => writable(&store.store)?,
+            };
+            verify(&store, bucket.as_deref(), no_record, json)
+        }
         StoreCommand::Compact { store } => compact(&store.store),
+        StoreCommand::Export { store, dir } => crate::ocfl::export(&read_only(&store.store)?, &dir),
+        StoreCommand::Import { store, dir } => crate::ocfl::import(&writable(&store.store)?, &dir),
     }
 }
 
@@ -772,8 +803,79 @@ fn name_files(store: &Store, damaged: &[recfiles::FileId]) -> Result<Vec<String>
     Ok(names)
 }
 
-fn verify(store: &Store, bucket: Option<&str>, as_json: bool) -> Result<ExitCode, String> {
+/// Fixity without recording: every file of the store (or of one bucket) read through the
+/// store's reader, which checks each chunk against its hash as it loads it, and the whole
+/// content's blake3 (and md5, when the store has one) compared with the file's.
+fn verify_unrecorded(store: &Store, bucket: Option<BucketId>) -> Result<FixityReport, String> {
+    use recfiles::transfer;
+    let snap = store.snapshot().map_err(err)?;
+    let buckets = match bucket {
+        Some(b) => vec![b],
+        None => transfer::bucket_ids(&snap).map_err(err)?,
+    };
+    let mut files = BTreeMap::new();
+    for b in buckets {
+        let dump = transfer::dump_bucket(&snap, b).map_err(err)?;
+        for f in dump
+            .into_iter()
+            .flat_map(|d| d.versions)
+            .filter_map(|v| v.file)
+        {
+            if f.readable {
+                files.insert(f.id, f);
+            }
+        }
+    }
+    let mut report = FixityReport::default();
+    for (id, f) in files {
+        report.checked += 1;
+        report.bytes += f.size;
+        let intact = snap.open_file(id).is_ok_and(|mut reader| {
+            let mut b3 = blake3::Hasher::new();
+            let mut md5 = f.md5.as_ref().map(|_| <md5::Md5 as md5::Digest>::new());
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        b3.update(&buf[..n]);
+                        if let Some(m) = &mut md5 {
+                            md5::Digest::update(m, &buf[..n]);
+                        }
+                        size += n as u64;
+                    }
+                    Err(_) => return false,
+                }
+            }
+            let md5 = md5.map(|m| hex_of(&md5::Digest::finalize(m)));
+            size == f.size && b3.finalize().to_hex().as_str() == f.blake3 && md5 == f.md5
+        });
+        if !intact {
+            report.damaged.push(id);
+        }
+    }
+    Ok(report)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn verify(
+    store: &Store,
+    bucket: Option<&str>,
+    no_record: bool,
+    as_json: bool,
+) -> Result<ExitCode, String> {
     let report = match bucket {
+        _ if no_record => {
+            let id = match bucket {
+                Some(b) => Some(bucket_of(store, &parse_target(b)?)?),
+                None => None,
+            };
+            verify_unrecorded(store, id)?
+        }
         None => store.verify_all().map_err(err)?,
         Some(b) => {
             let id = bucket_of(store, &parse_target(b)?)?;
@@ -903,7 +1005,13 @@ extern "C" fn on_sigint(_: libc::c_int) {
     }
 }
 
-fn catch_sigint() {
+/// Whether SIGINT arrived (after [`catch_sigint`]).
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// From now on, a first SIGINT sets [`interrupted`] and a second one exits at once.
+pub(crate) fn catch_sigint() {
     #[cfg(target_os = "linux")]
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -939,10 +1047,10 @@ fn walk(root: &Path, out: &mut Walk) {
         }
     };
     if meta.is_file() {
-        let key = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| root.to_string_lossy().into_owned());
+        let name = root.file_name().unwrap_or(root.as_os_str());
+        let Some(key) = utf8_name(name, root, out) else {
+            return;
+        };
         out.items.push(Item {
             path: root.to_path_buf(),
             key,
@@ -959,6 +1067,23 @@ fn walk(root: &Path, out: &mut Walk) {
     }
 }
 
+/// A file name as a key segment. Keys are UTF-8, and a lossy conversion could give two files
+/// one key (or a key that names no file), so a name that is not UTF-8 is refused: reported,
+/// counted as unreadable (the exit code says not everything went in), its subtree not walked.
+fn utf8_name(name: &std::ffi::OsStr, path: &Path, out: &mut Walk) -> Option<String> {
+    match name.to_str() {
+        Some(n) => Some(n.to_string()),
+        None => {
+            eprintln!(
+                "recfiles: cannot store {}: its name is not UTF-8 (keys are UTF-8; rename it)",
+                path.display()
+            );
+            out.unreadable += 1;
+            None
+        }
+    }
+}
+
 fn walk_dir(dir: &Path, prefix: &str, out: &mut Walk) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -972,7 +1097,9 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Walk) {
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(name) = utf8_name(&e.file_name(), &path, out) else {
+            continue;
+        };
         let key = format!("{prefix}{name}");
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => out.items.push(Item {
