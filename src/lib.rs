@@ -147,7 +147,7 @@ pub use records::{
 pub use records_files::{
     DUMPED_KEYS, FileList, FileObject, RESERVED_KEYS, RecordFiles, RecordFilesQuery, RecordOptions,
 };
-pub use stats::StoreStats;
+pub use stats::{SpaceStats, StoreStats};
 pub use storage::{
     Backend, Durability, FORMAT_VERSION, MultipartLimits, ReadTx, ReadVerification, SalvageReport,
     Snapshot, Store, StoreBuilder, WriteTx,

@@ -48,7 +48,34 @@ impl StoreStats {
     }
 }
 
+/// How the store file's database pages are used, as the engine counts them
+/// ([`Store::space`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpaceStats {
+    /// The engine's page size in bytes.
+    pub page_size: u64,
+    /// Pages in use by the database's trees.
+    pub allocated_pages: u64,
+    /// Bytes the engine holds but does not use: free pages, and the unused part of allocated
+    /// ones. [`Store::compact`] gives back what of it lies at the end of the file.
+    pub free_bytes: u64,
+}
+
 impl Store {
+    /// The engine's page counts: page size, allocated pages, and bytes free inside the file.
+    /// The engine counts them only inside a write transaction, so this opens one and aborts it
+    /// (nothing is written, and it works on a store opened read-only); it waits for a write
+    /// transaction in progress, so do not call it from inside [`Store::write`].
+    pub fn space(&self) -> Result<SpaceStats> {
+        let stats = self.inner.engine_stats()?;
+        Ok(SpaceStats {
+            page_size: stats.page_size() as u64,
+            allocated_pages: stats.allocated_pages(),
+            free_bytes: stats.fragmented_bytes(),
+        })
+    }
+
     /// Counts records, buckets, objects, versions, files and chunks, and the logical and
     /// stored content bytes, on one snapshot. It reads every row of those tables (but no
     /// chunk's bytes beyond their length), so it takes time in proportion to the rows.

@@ -364,8 +364,13 @@ fn stats_counts_objects_versions_and_dedup() {
     let ratio = s["dedup_ratio"].as_f64().unwrap();
     assert!((ratio - 2.0).abs() < 0.001, "{ratio}");
     assert!(s["file_size"].as_u64().unwrap() > 3 << 20);
+    // 3 MiB of chunks lie in allocated pages of the store file.
+    let pages = s["allocated_pages"].as_u64().unwrap() * s["page_size"].as_u64().unwrap();
+    assert!(pages >= 3 << 20, "{s}");
+    assert!(pages + s["free_bytes"].as_u64().unwrap() <= s["file_size"].as_u64().unwrap());
     let plain = env.ok(&["stats"]);
     assert!(plain.contains("dedup ratio      2.00"), "{plain}");
+    assert!(plain.contains("pages in use") && plain.contains("free in file"), "{plain}");
 }
 
 #[test]

@@ -65,3 +65,41 @@ fn records_are_counted_live_and_deleted() {
     let s = store.stats().unwrap();
     assert_eq!((s.records, s.deleted_records), (1, 1));
 }
+
+#[test]
+fn space_counts_pages_freed_by_removed_content_and_writes_nothing_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i * 13 % 251) as u8).collect();
+    let (before, after) = {
+        let store = Store::builder().chunk_size(64 << 10).open(&path).unwrap();
+        let b = store.create_bucket(&BucketOptions::default()).unwrap().id;
+        put(&store, b, "big", &big);
+        let before = store.space().unwrap();
+        store.remove_bucket(b).unwrap();
+        // The next commit can reuse what the removal freed: the pages are free now.
+        let keep = store.create_bucket(&BucketOptions::default()).unwrap().id;
+        put(&store, keep, "small", b"x");
+        (before, store.space().unwrap())
+    };
+    assert_eq!(before.page_size, 4096);
+    let freed_pages = before.allocated_pages - after.allocated_pages;
+    assert!(
+        freed_pages * before.page_size >= 4 << 20,
+        "{before:?} -> {after:?}"
+    );
+    // Asking a read-only store changes nothing in its file.
+    let bytes = std::fs::read(&path).unwrap();
+    let store = Store::builder().open_read_only(&path).unwrap();
+    let read_only = store.space().unwrap();
+    assert_eq!(read_only.allocated_pages, after.allocated_pages);
+    let after = read_only;
+    drop(store);
+    let used = after.allocated_pages * after.page_size;
+    assert!(
+        used + after.free_bytes <= bytes.len() as u64,
+        "{after:?} in {}",
+        bytes.len()
+    );
+    assert!(std::fs::read(&path).unwrap() == bytes, "the file changed");
+}

@@ -562,6 +562,19 @@ impl Inner {
             .begin_write()?)
     }
 
+    /// The engine's statistics, which it gives only to a write transaction: one is begun,
+    /// asked and aborted (writing nothing), on a read-only store too.
+    pub(crate) fn engine_stats(&self) -> Result<redb::DatabaseStats> {
+        self.cfg.poison.check()?;
+        self.contain(|| {
+            let db = self.db.read();
+            let txn = db.as_ref().ok_or(Error::Closed)?.begin_write()?;
+            let stats = txn.stats()?;
+            txn.abort()?;
+            Ok(stats)
+        })
+    }
+
     pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction> {
         self.cfg.poison.check()?;
         Ok(self.db.read().as_ref().ok_or(Error::Closed)?.begin_read()?)

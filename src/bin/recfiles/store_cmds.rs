@@ -743,6 +743,7 @@ fn file_size(path: &Path) -> Result<u64, String> {
 fn stats(path: &Path, as_json: bool) -> Result<ExitCode, String> {
     let store = read_only(path)?;
     let s = store.stats().map_err(err)?;
+    let space = store.space().map_err(err)?;
     let size = file_size(path)?;
     if as_json {
         print_json(&json!({
@@ -750,6 +751,8 @@ fn stats(path: &Path, as_json: bool) -> Result<ExitCode, String> {
             "objects": s.objects, "versions": s.versions, "delete_markers": s.delete_markers,
             "files": s.files, "chunks": s.chunks, "logical_bytes": s.logical_bytes,
             "stored_bytes": s.stored_bytes, "dedup_ratio": s.dedup_ratio(), "file_size": size,
+            "page_size": space.page_size, "allocated_pages": space.allocated_pages,
+            "free_bytes": space.free_bytes,
         }));
         return Ok(ExitCode::SUCCESS);
     }
@@ -766,6 +769,11 @@ fn stats(path: &Path, as_json: bool) -> Result<ExitCode, String> {
         ("stored bytes", human(s.stored_bytes)),
         ("dedup ratio", format!("{:.2}", s.dedup_ratio())),
         ("store file", human(size)),
+        (
+            "pages in use",
+            format!("{} of {} B", space.allocated_pages, space.page_size),
+        ),
+        ("free in file", human(space.free_bytes)),
     ];
     for (k, v) in rows {
         println!("{k:<16} {v}");
