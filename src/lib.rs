@@ -131,7 +131,7 @@ pub mod tokens;
 pub mod transfer;
 
 pub use check::{CheckReport, Invariant, Problem, Subject};
-pub use content::{FileInstance, FileReader, FixityReport, FixitySchedule};
+pub use content::{FileInstance, FileReader, FixityProgress, FixityReport, FixitySchedule};
 pub use error::{EngineError, Error, KeyProblem, Result, SchemaViolation, SizeLimit};
 pub use files::{
     Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion, Part,

@@ -370,7 +370,10 @@ fn stats_counts_objects_versions_and_dedup() {
     assert!(pages + s["free_bytes"].as_u64().unwrap() <= s["file_size"].as_u64().unwrap());
     let plain = env.ok(&["stats"]);
     assert!(plain.contains("dedup ratio      2.00"), "{plain}");
-    assert!(plain.contains("pages in use") && plain.contains("free in file"), "{plain}");
+    assert!(
+        plain.contains("pages in use") && plain.contains("free in file"),
+        "{plain}"
+    );
 }
 
 #[test]

@@ -210,3 +210,20 @@ fn a_scheduled_run_skips_files_checked_recently_and_counts_files() {
     assert_eq!(store.verify_scheduled(&none).unwrap(), Default::default());
     assert_eq!(ids.len(), 4);
 }
+
+#[test]
+fn a_full_run_reports_its_progress_after_each_file_out_of_the_totals() {
+    let store = Store::in_memory().unwrap();
+    let ids = files_of_sizes(&store, &[10, 3000, 70_000]);
+    let mut seen: Vec<recfiles::FixityProgress> = Vec::new();
+    let report = store.verify_all_with(|p| seen.push(*p)).unwrap();
+    assert_eq!(report.checked, 3);
+    assert_eq!(seen.len(), ids.len(), "one call per file");
+    for (i, p) in seen.iter().enumerate() {
+        assert_eq!(p.checked, i as u64 + 1);
+        assert_eq!((p.total_files, p.total_bytes), (3, 73_010));
+        assert_eq!(p.damaged, 0);
+    }
+    assert_eq!(seen.last().unwrap().bytes, report.bytes);
+    assert_eq!(report.bytes, 73_010);
+}

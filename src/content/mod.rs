@@ -18,7 +18,7 @@ pub(crate) mod write;
 
 pub use reader::FileReader;
 pub(crate) use staging::clear_abandoned_staging;
-pub use verify::{FixityReport, FixitySchedule};
+pub use verify::{FixityProgress, FixityReport, FixitySchedule};
 pub(crate) use write::{StreamLimits, write_stream};
 
 use crate::error::{Error, Result};

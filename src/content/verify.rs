@@ -17,6 +17,22 @@ pub struct FixityReport {
     pub damaged: Vec<FileId>,
 }
 
+/// How far a fixity run got ([`Store::verify_all_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FixityProgress {
+    /// Files checked so far.
+    pub checked: u64,
+    /// Bytes re-hashed so far.
+    pub bytes: u64,
+    /// Damaged files found so far.
+    pub damaged: u64,
+    /// Files the run checks in all.
+    pub total_files: u64,
+    /// Bytes the run re-hashes in all.
+    pub total_bytes: u64,
+}
+
 /// Which files a scheduled fixity run ([`Store::verify_scheduled`]) checks: readable files,
 /// the longest unchecked first (never-checked files before all others), as many as the
 /// budget allows. Invenio's `schedule_checksum_verification`, run by the application as often
@@ -139,9 +155,11 @@ fn check_content<V: View>(v: &V, id: FileId, row: &FileRow) -> Result<bool> {
 }
 
 /// Checks each of `files` on `snap`: the report, and each file's result to record.
+/// `progress` sees the report after each file.
 fn check_files(
     snap: &ReadTx,
     files: impl IntoIterator<Item = Result<(FileId, FileRow)>>,
+    progress: &mut dyn FnMut(&FixityReport),
 ) -> Result<(FixityReport, Vec<(FileId, bool)>)> {
     let mut report = FixityReport::default();
     let mut results = Vec::new();
@@ -154,6 +172,7 @@ fn check_files(
             report.damaged.push(id);
         }
         results.push((id, ok));
+        progress(&report);
     }
     Ok((report, results))
 }
@@ -177,11 +196,42 @@ impl Store {
     /// Verifies every readable file in the store (fixity), recording each result, and reports
     /// the damaged ones.
     pub fn verify_all(&self) -> Result<FixityReport> {
-        self.inner.contain(|| self.verify_all_contained())
+        self.verify_all_with(|_| {})
     }
 
-    fn verify_all_contained(&self) -> Result<FixityReport> {
+    /// [`Self::verify_all`], telling `progress` how far it got after each file: files and
+    /// bytes checked so far and damaged, out of the totals it counted first (from the file
+    /// rows, on the same snapshot), for a progress bar.
+    pub fn verify_all_with(
+        &self,
+        mut progress: impl FnMut(&FixityProgress),
+    ) -> Result<FixityReport> {
+        self.inner
+            .contain(|| self.verify_all_contained(&mut progress))
+    }
+
+    fn verify_all_contained(
+        &self,
+        progress: &mut dyn FnMut(&FixityProgress),
+    ) -> Result<FixityReport> {
         let snap: ReadTx = self.snapshot()?;
+        let mut total = FixityProgress::default();
+        for e in snap.t.files()?.iter()? {
+            let (_, v) = e?;
+            let row: FileRow = split_file_value(v.value())?.0;
+            if row.readable {
+                total.total_files += 1;
+                total.total_bytes += row.size;
+            }
+        }
+        let mut on_file = |r: &FixityReport| {
+            progress(&FixityProgress {
+                checked: r.checked,
+                bytes: r.bytes,
+                damaged: r.damaged.len() as u64,
+                ..total
+            })
+        };
         let readable = snap.t.files()?.iter()?.filter_map(|e| {
             let row = e.map_err(Error::from).and_then(|(k, v)| {
                 let row: FileRow = split_file_value(v.value())?.0;
@@ -192,7 +242,7 @@ impl Store {
                 other => Some(other),
             }
         });
-        let (report, results) = check_files(&snap, readable)?;
+        let (report, results) = check_files(&snap, readable, &mut on_file)?;
         drop(snap);
         self.record_all_checks(&results)?;
         Ok(report)
@@ -206,7 +256,7 @@ impl Store {
     pub fn verify_scheduled(&self, plan: &FixitySchedule) -> Result<FixityReport> {
         let snap: ReadTx = self.snapshot()?;
         let planned = scheduled_files(&snap, plan)?.into_iter().map(Ok);
-        let (report, results) = check_files(&snap, planned)?;
+        let (report, results) = check_files(&snap, planned, &mut |_| {})?;
         drop(snap);
         self.record_all_checks(&results)?;
         Ok(report)

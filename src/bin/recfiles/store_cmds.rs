@@ -835,7 +835,10 @@ fn verify_unrecorded(store: &Store, bucket: Option<BucketId>) -> Result<FixityRe
         }
     }
     let mut report = FixityReport::default();
+    let (total, total_bytes) = (files.len() as u64, files.values().map(|f| f.size).sum());
+    let mut bar = Bar::new();
     for (id, f) in files {
+        bar.draw(report.checked, total, report.bytes, total_bytes);
         report.checked += 1;
         report.bytes += f.size;
         let intact = snap.open_file(id).is_ok_and(|mut reader| {
@@ -863,6 +866,7 @@ fn verify_unrecorded(store: &Store, bucket: Option<BucketId>) -> Result<FixityRe
             report.damaged.push(id);
         }
     }
+    bar.clear();
     Ok(report)
 }
 
@@ -884,7 +888,14 @@ fn verify(
             };
             verify_unrecorded(store, id)?
         }
-        None => store.verify_all().map_err(err)?,
+        None => {
+            let mut bar = Bar::new();
+            let report = store
+                .verify_all_with(|p| bar.draw(p.checked, p.total_files, p.bytes, p.total_bytes))
+                .map_err(err)?;
+            bar.clear();
+            report
+        }
         Some(b) => {
             let id = bucket_of(store, &parse_target(b)?)?;
             let snap = store.snapshot().map_err(err)?;
@@ -896,13 +907,17 @@ fn verify(
             }
             drop(snap);
             let mut report = FixityReport::default();
+            let (total, total_bytes) = (sizes.len() as u64, sizes.values().sum());
+            let mut bar = Bar::new();
             for (f, size) in sizes {
+                bar.draw(report.checked, total, report.bytes, total_bytes);
                 report.checked += 1;
                 report.bytes += size;
                 if !store.verify_file(f).map_err(err)? {
                     report.damaged.push(f);
                 }
             }
+            bar.clear();
             report
         }
     };
@@ -1417,6 +1432,42 @@ fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A progress bar on stderr, drawn at most five times a second, and only on a terminal.
+struct Bar {
+    on: bool,
+    start: Instant,
+    last: Option<Instant>,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        Bar {
+            on: std::io::stderr().is_terminal(),
+            start: Instant::now(),
+            last: None,
+        }
+    }
+
+    fn draw(&mut self, done: u64, total: u64, bytes: u64, total_bytes: u64) {
+        if !self.on
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        draw_progress(done, total, bytes, total_bytes, self.start);
+    }
+
+    /// Clears the bar's line, once drawn.
+    fn clear(&self) {
+        if self.on && self.last.is_some() {
+            eprint!("\r\x1b[K");
+        }
+    }
 }
 
 fn draw_progress(done: u64, total: u64, bytes: u64, total_bytes: u64, start: Instant) {
