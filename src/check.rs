@@ -229,13 +229,58 @@ impl Store {
             *chunk_refs.entry(v.value()).or_default() += 1;
         }
 
+        // Files whose content is in another location, and the objects there.
+        let mut remote: HashMap<u128, String> = HashMap::new();
+        for e in t.remote_files()?.iter()? {
+            let (k, v) = e?;
+            let (f, location) = (k.value(), v.value().to_string());
+            if !files.contains_key(&f) {
+                p.push(format!(
+                    "missing file {f:x} is recorded in location {location:?}"
+                ));
+            }
+            if t.locations()?.get(location.as_str())?.is_none() {
+                p.push(format!("file {f:x} lies in missing location {location:?}"));
+            }
+            remote.insert(f, location);
+        }
+        let mut object_users: HashMap<(String, Hash), u64> = HashMap::new();
+        for (f, location) in &remote {
+            if let Some(row) = files.get(f) {
+                *object_users
+                    .entry((location.clone(), row.blake3))
+                    .or_default() += 1;
+            }
+        }
+        for e in t.remote_objects()?.iter()? {
+            let (k, v) = e?;
+            let (location, h) = k.value();
+            let want = object_users.remove(&(location.to_string(), h)).unwrap_or(0);
+            if v.value() != want || want == 0 {
+                p.push(format!(
+                    "object {} of location {location:?} counts {} users, has {want}",
+                    hex(&h),
+                    v.value()
+                ));
+            }
+        }
+        for ((location, h), _) in object_users {
+            p.push(format!(
+                "object {} of location {location:?} is used but not counted",
+                hex(&h)
+            ));
+        }
+
         // Files and their chunks.
+        let dedup_key_of = |id: &u128, f: &FileRow| {
+            crate::content::remote::dedup_key(remote.get(id).map(String::as_str), &f.blake3)
+        };
         let mut by_hash: HashMap<Hash, u128> = HashMap::new();
         for e in t.files_by_hash()?.iter()? {
             let (k, v) = e?;
             by_hash.insert(k.value(), v.value());
             match files.get(&v.value()) {
-                Some(f) if f.blake3 == k.value() => {}
+                Some(f) if dedup_key_of(&v.value(), f) == k.value() => {}
                 _ => p.push(format!(
                     "dedup index {} points at a wrong file",
                     hex(&k.value())
@@ -264,13 +309,23 @@ impl Store {
             let (k, v) = e?;
             let (f, off) = k.value();
             let h = v.value();
-            *chunk_refs.entry(h).or_default() += 1;
-            let len = match index.get(&h).and_then(|(id, _)| stored.get(id)) {
-                Some(len) => *len,
-                None => {
-                    p.push(format!("file {f:x} names missing chunk {}", hex(&h)));
-                    0
+            let len = match files.get(&f) {
+                // Content in another location: its chunk rows are hashes of fixed-size pieces
+                // of one object, and hold no chunk of the store's.
+                Some(row) if remote.contains_key(&f) => {
+                    u64::from(row.chunk_size).min(row.size.saturating_sub(off))
                 }
+                _ => match index.get(&h).and_then(|(id, _)| stored.get(id)) {
+                    Some(len) => {
+                        *chunk_refs.entry(h).or_default() += 1;
+                        *len
+                    }
+                    None => {
+                        *chunk_refs.entry(h).or_default() += 1;
+                        p.push(format!("file {f:x} names missing chunk {}", hex(&h)));
+                        0
+                    }
+                },
             };
             let next = layout.entry(f).or_default();
             if *next != off {
@@ -305,7 +360,10 @@ impl Store {
                     f.size
                 ));
             }
-            if by_hash.get(&f.blake3) != Some(id) {
+            // The index names one file per content and location; after a move, another file
+            // with the same content in that location may be the one named.
+            let named = by_hash.get(&dedup_key_of(id, f)).and_then(|n| files.get(n));
+            if !named.is_some_and(|n| n.blake3 == f.blake3 && n.size == f.size) {
                 p.push(format!("file {id:x} is missing from the dedup index"));
             }
         }

@@ -127,7 +127,11 @@ mod storage;
 pub mod tokens;
 
 pub use check::CheckReport;
-pub use content::{FileInstance, FileReader, FixityReport, FixitySchedule};
+pub use content::{
+    ContentBackend, ContentUpload, FileInstance, FileReader, FixityReport, FixitySchedule, GcReport,
+};
+#[cfg(feature = "s3")]
+pub use content::{ObjectStoreBackend, S3Settings};
 pub use error::{EngineError, Error, KeyProblem, Result, SchemaViolation, SizeLimit};
 pub use files::{
     Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion, Part,

@@ -37,6 +37,8 @@ pub struct FileReader {
     file_chunks: ReadOnlyTable<(u128, u64), Hash>,
     chunk_index: ReadOnlyTable<Hash, (u128, u64)>,
     chunks: ReadOnlyTable<u128, &'static [u8]>,
+    /// Where the content lives when not in the store file: the location's backend.
+    remote: Option<Remote>,
     // The chunk last loaded through the engine: its offset in the file and its checked bytes,
     // held in place in the engine's page (no copy) for as long as reads stay inside it. For
     // inline content, the guard holds the file's row too, and the bytes start after it.
@@ -62,9 +64,48 @@ impl FileReader {
         cfg: &Config,
     ) -> Result<FileReader> {
         let files = txn.open_table(crate::storage::defs::files)?;
-        let inline = match files.get(file.raw())? {
-            Some(g) => !super::split_file_value(g.value())?.1.is_empty(),
-            None => false,
+        let (inline, chunk_size) = match files.get(file.raw())? {
+            Some(g) => {
+                let (row, inline) = super::split_file_value(g.value())?;
+                (!inline.is_empty(), row.chunk_size)
+            }
+            None => (false, 0),
+        };
+        let remote = match txn.open_table(crate::storage::defs::remote_files) {
+            Ok(t) => t.get(file.raw())?.map(|g| g.value().to_string()),
+            // A store of format 4 opened read-only: all of its content is in the file.
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let remote = match remote {
+            Some(location) => {
+                let locations = txn.open_table(crate::storage::defs::locations)?;
+                let uri = match locations.get(location.as_str())? {
+                    Some(g) => {
+                        crate::storage::dec::<crate::files::rows::LocationRow>(
+                            g.value(),
+                            "locations",
+                        )?
+                        .uri
+                    }
+                    None => return Err(Error::LocationNotFound { name: location }),
+                };
+                match cfg.remotes.backend(&location, &uri)? {
+                    Some(backend) => Some(Remote {
+                        backend,
+                        key: super::remote::content_key(&checksum),
+                        location,
+                        chunk_size: u64::from(chunk_size.max(1)),
+                    }),
+                    None => {
+                        return Err(Error::corrupt(format!(
+                            "file {file} is recorded in location {location:?}, whose URI \
+                             {uri:?} keeps content in the store file"
+                        )));
+                    }
+                }
+            }
+            None => None,
         };
         Ok(FileReader {
             file,
@@ -74,6 +115,7 @@ impl FileReader {
             poison: Arc::clone(&cfg.poison),
             checksum,
             inline,
+            remote,
             pos: 0,
             files,
             file_chunks: txn.open_table(crate::storage::defs::file_chunks)?,
@@ -142,6 +184,13 @@ impl FileReader {
             return Ok(copy_from(bytes, pos as usize, out));
         }
         let (start, hash) = self.chunk_at(pos)?;
+        if self.remote.is_some() {
+            let bytes = self.load_remote(start, hash)?;
+            if pos >= start + bytes.len() as u64 {
+                return Err(self.damaged(pos, "gap between chunks"));
+            }
+            return Ok(copy_from(bytes, (pos - start) as usize, out));
+        }
         if self.mode != ReadVerification::Always
             && let Some(direct) = &self.direct
         {
@@ -200,7 +249,44 @@ impl FileReader {
         drop(watch);
         let current = self.current.insert(Current {
             start,
-            guard: bytes,
+            held: Held::Engine(bytes),
+            skip: 0,
+        });
+        Ok(current.bytes())
+    }
+
+    /// Fetches the chunk `hash` at `start` from the location's object (one ranged request),
+    /// checks it against its hash whatever the store's [`ReadVerification`] (the bytes come
+    /// over the network, from a store others can write to), makes it current and returns it.
+    /// A missing object, or bytes that do not match, are corruption of this file.
+    fn load_remote(&mut self, start: u64, hash: Hash) -> Result<&[u8]> {
+        self.current = None;
+        let remote = self
+            .remote
+            .as_ref()
+            .expect("called for remote content only");
+        let end = (start + remote.chunk_size).min(self.size);
+        let bytes = match remote.backend.get_range(&remote.key, start..end) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let what = format!(
+                    "object {} is missing from location {:?}",
+                    remote.key, remote.location
+                );
+                return Err(self.damaged(start, &what));
+            }
+            Err(e) => return Err(super::remote::backend_error(&remote.location, e)),
+        };
+        if bytes.len() as u64 != end - start || blake3::hash(&bytes).as_bytes() != &hash {
+            let what = format!(
+                "object {} in location {:?} does not match the chunk's hash",
+                remote.key, remote.location
+            );
+            return Err(self.damaged(start, &what));
+        }
+        let current = self.current.insert(Current {
+            start,
+            held: Held::Owned(bytes),
             skip: 0,
         });
         Ok(current.bytes())
@@ -224,7 +310,7 @@ impl FileReader {
         let skip = value.value().len() - inline.len();
         let current = self.current.insert(Current {
             start: 0,
-            guard: value,
+            held: Held::Engine(value),
             skip,
         });
         Ok(current.bytes())
@@ -238,18 +324,39 @@ impl FileReader {
     }
 }
 
-/// Bytes loaded through the engine and kept for the reads that follow.
+/// Bytes loaded and kept for the reads that follow.
 struct Current {
     /// Offset in the file of the first byte.
     start: u64,
-    guard: OwnedAccessGuard<&'static [u8]>,
+    held: Held,
     /// Bytes of the stored value before the content (the file row, for inline content).
     skip: usize,
 }
 
+/// Where loaded bytes are held: in the engine's page, or (fetched from another location) in
+/// memory of the reader's own.
+enum Held {
+    Engine(OwnedAccessGuard<&'static [u8]>),
+    Owned(Vec<u8>),
+}
+
+/// A file's content in another location.
+struct Remote {
+    backend: std::sync::Arc<dyn super::ContentBackend>,
+    /// The object's key there.
+    key: String,
+    location: String,
+    /// Bytes per chunk hash (the last chunk may be shorter).
+    chunk_size: u64,
+}
+
 impl Current {
     fn bytes(&self) -> &[u8] {
-        &self.guard.value()[self.skip..]
+        let all = match &self.held {
+            Held::Engine(g) => g.value(),
+            Held::Owned(v) => v.as_slice(),
+        };
+        &all[self.skip..]
     }
 }
 
