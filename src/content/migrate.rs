@@ -129,7 +129,7 @@ impl Store {
         reader: &mut Counting<'_>,
     ) -> Result<Uploaded> {
         let key = content_key(&row.blake3);
-        let chunk_size = self.inner.cfg.chunk_size;
+        let chunk_size = super::remote::REMOTE_CHUNK;
         let present = backend.size(&key).map_err(|e| backend_error(to, e))?;
         let up = if present == Some(row.size) {
             // A move interrupted after its upload, or content another file put there: check

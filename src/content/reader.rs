@@ -185,7 +185,7 @@ impl FileReader {
         }
         let (start, hash) = self.chunk_at(pos)?;
         if self.remote.is_some() {
-            let bytes = self.load_remote(start, hash)?;
+            let bytes = self.load_remote(start, hash, pos + out.len() as u64)?;
             if pos >= start + bytes.len() as u64 {
                 return Err(self.damaged(pos, "gap between chunks"));
             }
@@ -255,17 +255,32 @@ impl FileReader {
         Ok(current.bytes())
     }
 
-    /// Fetches the chunk `hash` at `start` from the location's object (one ranged request),
-    /// checks it against its hash whatever the store's [`ReadVerification`] (the bytes come
-    /// over the network, from a store others can write to), makes it current and returns it.
-    /// A missing object, or bytes that do not match, are corruption of this file.
-    fn load_remote(&mut self, start: u64, hash: Hash) -> Result<&[u8]> {
+    /// Fetches, in one ranged request, the chunks from the one at `start` (with hash `hash`)
+    /// to the one holding byte `want_end - 1` (at most [`REMOTE_SPAN`] bytes), checks each
+    /// against its hash whatever the store's [`ReadVerification`] (the bytes come over the
+    /// network, from a store others can write to), makes them current and returns them. A
+    /// missing object, or bytes that do not match, are corruption of this file.
+    fn load_remote(&mut self, start: u64, hash: Hash, want_end: u64) -> Result<&[u8]> {
         self.current = None;
         let remote = self
             .remote
             .as_ref()
             .expect("called for remote content only");
-        let end = (start + remote.chunk_size).min(self.size);
+        let piece = remote.chunk_size;
+        let span_end = want_end
+            .min(start + REMOTE_SPAN.max(piece))
+            .max(start + 1)
+            .min(self.size);
+        // Whole chunks only: each is checked against its own hash.
+        let end = (start + (span_end - start).div_ceil(piece) * piece).min(self.size);
+        let id = self.file.raw();
+        let mut hashes = vec![(start, hash)];
+        if end > start + piece {
+            for e in self.file_chunks.range((id, start + 1)..(id, end))? {
+                let (k, v) = e?;
+                hashes.push((k.value().1, v.value()));
+            }
+        }
         let bytes = match remote.backend.get_range(&remote.key, start..end) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -277,12 +292,23 @@ impl FileReader {
             }
             Err(e) => return Err(super::remote::backend_error(&remote.location, e)),
         };
-        if bytes.len() as u64 != end - start || blake3::hash(&bytes).as_bytes() != &hash {
-            let what = format!(
-                "object {} in location {:?} does not match the chunk's hash",
+        let mismatch = |at: u64| {
+            format!(
+                "object {} in location {:?} does not match the chunk hash at byte {at}",
                 remote.key, remote.location
-            );
+            )
+        };
+        if bytes.len() as u64 != end - start {
+            let what = mismatch(start);
             return Err(self.damaged(start, &what));
+        }
+        for (i, (at, h)) in hashes.iter().enumerate() {
+            let next = hashes.get(i + 1).map_or(end, |n| n.0);
+            let (a, b) = ((at - start) as usize, (next - start) as usize);
+            if next != (at + piece).min(self.size) || blake3::hash(&bytes[a..b]).as_bytes() != h {
+                let what = mismatch(*at);
+                return Err(self.damaged(*at, &what));
+            }
         }
         let current = self.current.insert(Current {
             start,
@@ -323,6 +349,10 @@ impl FileReader {
         }
     }
 }
+
+/// The most bytes of content in another location one request fetches for a read (a
+/// sequential reader's large buffer is served in requests this big).
+const REMOTE_SPAN: u64 = 8 * 1024 * 1024;
 
 /// Bytes loaded and kept for the reads that follow.
 struct Current {

@@ -327,6 +327,11 @@ pub(crate) struct Uploaded {
     pub chunk_size: u32,
 }
 
+/// Bytes of content in another location per chunk hash kept in the store file: a read
+/// fetches and checks whole chunks, so a small range read costs at most two of them, and the
+/// hashes of a file take 32 bytes per chunk (128 KiB per GiB) in the file and while uploading.
+pub(crate) const REMOTE_CHUNK: usize = 256 * 1024;
+
 /// Content up to this size is sent in one request, under its final name; larger content is
 /// streamed as a multipart upload to a temporary name and copied to its final one on the
 /// server.

@@ -224,7 +224,7 @@ impl WriteTx<'_> {
                 reader,
                 limits,
                 self.cfg.md5 || opts.md5.is_some(),
-                self.cfg.chunk_size,
+                crate::content::remote::REMOTE_CHUNK,
                 &|digest| check_declared(digest, opts),
                 &|h| Ok(self.t.remote_objects.read()?.get((location, *h))?.is_some()),
             )?;

@@ -158,7 +158,7 @@ impl Store {
             &mut reader,
             limits,
             self.inner.cfg.md5 || opts.md5.is_some(),
-            self.inner.cfg.chunk_size,
+            crate::content::remote::REMOTE_CHUNK,
             &|digest| check_declared(digest, opts),
             &|h| self.read(|r| Ok(r.t.remote_objects()?.get((location, *h))?.is_some())),
         )?;
