@@ -453,3 +453,98 @@ fn the_server_stopped_mid_upload_is_a_typed_error_and_nothing_is_referenced() {
     assert_eq!(common::file_count(&store), 0);
     assert_consistent(&store);
 }
+
+/// The REST API, unchanged, on buckets whose content is on the cluster (the cluster made the
+/// default location, so the buckets the API creates land there): a real server on a real
+/// socket and a real client.
+#[test]
+fn the_http_server_serves_buckets_on_the_cluster() {
+    use recfiles::http::{Config, ServeOptions, router, serve};
+    let Some(g) = Garage::start(&[BUCKET]) else {
+        return;
+    };
+    let backend = g.backend(BUCKET, "http");
+    let store = Store::builder()
+        .location_backend("cluster", backend.clone())
+        .in_memory()
+        .unwrap();
+    store
+        .write(|tx| {
+            tx.create_location("cluster", &format!("s3://{BUCKET}/http"), true)
+                .map(|_| ())
+        })
+        .unwrap();
+    let app = router(store.clone(), Config::default());
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let opts = ServeOptions {
+                shutdown_grace: Duration::from_secs(5),
+                header_read_timeout: Duration::from_secs(5),
+                max_connections: 64,
+            };
+            serve(listener, app, opts, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let call = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = agent.run(req.body(body.to_vec()).unwrap()).unwrap();
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap();
+        (status, body)
+    };
+    let (status, body) = call("POST", "/api/files", &[], b"");
+    assert_eq!(status, 200);
+    let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = bytes(10, 3 << 20);
+    let (status, _) = call("PUT", &format!("/api/files/{id}/data.bin"), &[], &data);
+    assert_eq!(status, 200);
+    assert_eq!(
+        objects(backend.as_ref()).len(),
+        1,
+        "the content went to the cluster"
+    );
+    let (status, body) = call("GET", &format!("/api/files/{id}/data.bin"), &[], b"");
+    assert_eq!((status, body == data), (200, true));
+    let (status, body) = call(
+        "GET",
+        &format!("/api/files/{id}/data.bin"),
+        &[("range", "bytes=1000000-1000099")],
+        b"",
+    );
+    assert_eq!(status, 206);
+    assert_eq!(body, &data[1_000_000..1_000_100]);
+    let _ = stop_tx.send(());
+    server.join().unwrap();
+    assert_consistent(&store);
+}
