@@ -548,3 +548,82 @@ fn the_http_server_serves_buckets_on_the_cluster() {
     server.join().unwrap();
     assert_consistent(&store);
 }
+
+/// The child half of the test below: an `s3://` location with no backend given to the
+/// builder, configured from the environment alone.
+#[test]
+fn child_configured_from_the_environment() {
+    let Ok(path) = std::env::var("RECFILES_S3_ENV_CHILD_STORE") else {
+        return; // only meaningful as the child of the test below
+    };
+    let store = Store::open(&path).unwrap();
+    store
+        .write(|tx| {
+            tx.create_location("cluster", &format!("s3://{BUCKET}/env"), false)
+                .map(|_| ())
+        })
+        .unwrap();
+    let b = store
+        .create_bucket(&BucketOptions {
+            location: Some("cluster".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .id;
+    let data = bytes(11, 9 << 20);
+    put(&store, b, "f", &data);
+    assert_eq!(read_all(&store, b, "f"), data);
+    assert_consistent(&store);
+}
+
+#[test]
+fn an_s3_location_is_configured_from_the_environment_and_by_settings() {
+    let Some(g) = Garage::start(&[BUCKET]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_configured_from_the_environment",
+            "--nocapture",
+        ])
+        .env("RECFILES_S3_ENV_CHILD_STORE", &path)
+        .env("AWS_ENDPOINT", &g.endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", common::garage::REGION)
+        .env("AWS_ACCESS_KEY_ID", common::garage::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", common::garage::SECRET)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The same content, seen by a backend built from settings: the object is there, under its
+    // blake3, and the store file holds no credentials.
+    let settings = recfiles::S3Settings {
+        endpoint: Some(g.endpoint.clone()),
+        region: Some(common::garage::REGION.into()),
+        access_key_id: Some(common::garage::KEY_ID.into()),
+        secret_access_key: Some(common::garage::SECRET.into()),
+    };
+    let backend =
+        recfiles::ObjectStoreBackend::s3(&format!("s3://{BUCKET}/env"), &settings).unwrap();
+    let want = key_of(&format!(
+        "blake3:{}",
+        hex(blake3::hash(&bytes(11, 9 << 20)).as_bytes())
+    ));
+    assert_eq!(objects(&backend), vec![want]);
+    let file = std::fs::read(&path).unwrap();
+    for secret in [common::garage::SECRET, common::garage::KEY_ID] {
+        assert!(
+            !file.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "credentials found in the store file"
+        );
+    }
+    let store = Store::builder()
+        .location_backend("cluster", Arc::new(backend))
+        .open(&path)
+        .unwrap();
+    let b = store.buckets().unwrap()[0].id;
+    assert_eq!(read_all(&store, b, "f"), bytes(11, 9 << 20));
+}
