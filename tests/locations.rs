@@ -25,6 +25,7 @@ fn an_s3_location_without_the_feature_refuses_puts_and_stores_nothing() {
         })
         .unwrap()
         .id;
+    use recfiles::Error;
     match store.put_object(b, "f", &b"content"[..], &PutOptions::default()) {
         Err(Error::LocationUnavailable { location, uri, .. }) => {
             assert_eq!(
