@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use recfiles::Error;
 use recfiles::prelude::*;
 
 /// Without the `s3` feature and without a backend given to the builder, an `s3://` location
