@@ -231,7 +231,17 @@ impl Store {
 
         // Files whose content is in another location, and the objects there.
         let mut remote: HashMap<u128, String> = HashMap::new();
-        for e in t.remote_files()?.iter()? {
+        // A store of format 4 opened read-only has neither table (nor any such content).
+        let has_remote = {
+            use redb::TableHandle;
+            let mut names = snap.txn().list_tables()?;
+            names.any(|h| h.name() == "remote_files")
+        };
+        let remote_rows = match has_remote {
+            true => Some(t.remote_files()?.iter()?),
+            false => None,
+        };
+        for e in remote_rows.into_iter().flatten() {
             let (k, v) = e?;
             let (f, location) = (k.value(), v.value().to_string());
             if !files.contains_key(&f) {
@@ -252,7 +262,11 @@ impl Store {
                     .or_default() += 1;
             }
         }
-        for e in t.remote_objects()?.iter()? {
+        let object_rows = match has_remote {
+            true => Some(t.remote_objects()?.iter()?),
+            false => None,
+        };
+        for e in object_rows.into_iter().flatten() {
             let (k, v) = e?;
             let (location, h) = k.value();
             let want = object_users.remove(&(location.to_string(), h)).unwrap_or(0);

@@ -576,6 +576,7 @@ fn a_format_4_store_is_upgraded_on_open() {
     {
         let ro = StoreBuilder::new().open_read_only(&path).unwrap();
         assert_eq!(read_all(&ro, b, "small"), b"from format four");
+        assert_consistent(&ro);
     }
     let store = Store::open(&path).unwrap();
     assert_eq!(read_all(&store, b, "small"), b"from format four");
