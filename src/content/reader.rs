@@ -96,6 +96,8 @@ impl FileReader {
                         key: super::remote::content_key(&checksum),
                         location,
                         chunk_size: u64::from(chunk_size.max(1)),
+                        next: 0,
+                        ahead: None,
                     }),
                     None => {
                         return Err(Error::corrupt(format!(
@@ -262,17 +264,30 @@ impl FileReader {
     /// missing object, or bytes that do not match, are corruption of this file.
     fn load_remote(&mut self, start: u64, hash: Hash, want_end: u64) -> Result<&[u8]> {
         self.current = None;
+        let prefetched = self
+            .remote
+            .as_mut()
+            .and_then(|r| r.ahead.take())
+            .filter(|a| a.start == start);
         let remote = self
             .remote
             .as_ref()
             .expect("called for remote content only");
         let piece = remote.chunk_size;
-        let span_end = want_end
-            .min(start + REMOTE_SPAN.max(piece))
-            .max(start + 1)
-            .min(self.size);
+        // A read that starts where the last one ended is taken for a sequential reader: it gets
+        // a whole span whatever its buffer, and the next span is requested meanwhile.
+        let sequential = start > 0 && start == remote.next;
+        let span = REMOTE_SPAN.max(piece);
+        let span_end = match sequential {
+            true => start + span,
+            false => want_end.min(start + span),
+        };
+        let span_end = span_end.max(start + 1).min(self.size);
         // Whole chunks only: each is checked against its own hash.
-        let end = (start + (span_end - start).div_ceil(piece) * piece).min(self.size);
+        let end = match &prefetched {
+            Some(a) => a.end,
+            None => (start + (span_end - start).div_ceil(piece) * piece).min(self.size),
+        };
         let id = self.file.raw();
         let mut hashes = vec![(start, hash)];
         if end > start + piece {
@@ -281,7 +296,41 @@ impl FileReader {
                 hashes.push((k.value().1, v.value()));
             }
         }
-        let bytes = match remote.backend.get_range(&remote.key, start..end) {
+        let fetched = match prefetched {
+            Some(a) => a
+                .bytes
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the read-ahead thread panicked"))),
+            None => remote.backend.get_range(&remote.key, start..end),
+        };
+        if sequential && end < self.size {
+            let next_end = (end + span.div_ceil(piece) * piece).min(self.size);
+            let (backend, key) = (std::sync::Arc::clone(&remote.backend), remote.key.clone());
+            let ahead = std::thread::Builder::new()
+                .name("recfiles-read-ahead".into())
+                .spawn(move || backend.get_range(&key, end..next_end));
+            if let Ok(bytes) = ahead {
+                let remote = self
+                    .remote
+                    .as_mut()
+                    .expect("called for remote content only");
+                remote.ahead = Some(Ahead {
+                    start: end,
+                    end: next_end,
+                    bytes,
+                });
+            }
+        }
+        let remote = self
+            .remote
+            .as_mut()
+            .expect("called for remote content only");
+        remote.next = end;
+        let remote = self
+            .remote
+            .as_ref()
+            .expect("called for remote content only");
+        let bytes = match fetched {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let what = format!(
@@ -378,6 +427,18 @@ struct Remote {
     location: String,
     /// Bytes per chunk hash (the last chunk may be shorter).
     chunk_size: u64,
+    /// Where the last fetch ended (a read starting there is sequential).
+    next: u64,
+    /// The span after it, being fetched for a sequential reader.
+    ahead: Option<Ahead>,
+}
+
+/// A span of the object requested ahead of the reader: its bytes are checked like any other
+/// when (and if) the reader gets to them.
+struct Ahead {
+    start: u64,
+    end: u64,
+    bytes: std::thread::JoinHandle<io::Result<Vec<u8>>>,
 }
 
 impl Current {
