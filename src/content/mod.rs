@@ -10,6 +10,11 @@
 //! the `staging` module). Readers check chunks against their hash as the store's
 //! `ReadVerification` says (by default the first time the open store reads each), so damaged
 //! bytes surface as a typed corruption error rather than as data.
+//!
+//! A location whose URI is `s3://…` (or that the builder gave a [`ContentBackend`]) keeps its
+//! files' content in an object store instead, one object per content named by its blake3,
+//! with only the rows (and the chunk hashes reads are checked against) in the store file: see
+//! the `remote` module and docs/S3.md.
 
 mod migrate;
 mod reader;
