@@ -104,6 +104,9 @@ pub enum Invariant {
     Documents,
     /// A live record's `_files` lists exactly its bucket's live heads, as they are.
     FilesList,
+    /// Content kept in another location (an object store): each such file names an existing
+    /// location, and each object there counts exactly the files that use it.
+    RemoteContent,
 }
 
 impl Invariant {
@@ -123,6 +126,7 @@ impl Invariant {
             Invariant::Pids => "pids",
             Invariant::Documents => "documents",
             Invariant::FilesList => "files_list",
+            Invariant::RemoteContent => "remote_content",
         }
     }
 }
@@ -147,6 +151,10 @@ pub enum Subject {
     File(FileId),
     /// A chunk, by the blake3 hash of its bytes.
     ChunkHash([u8; 32]),
+    /// A whole file's content, by its blake3 hash (an object in another location).
+    Content([u8; 32]),
+    /// A location, by name.
+    Location(String),
     /// A stored chunk, by its id in the `chunks` table.
     ChunkId(u128),
     /// A multipart upload.
@@ -444,13 +452,86 @@ impl Store {
             *chunk_refs.entry(v.value()).or_default() += 1;
         }
 
+        // Files whose content is in another location, and the objects there.
+        let mut remote: HashMap<u128, String> = HashMap::new();
+        // A store of format 4 opened read-only has neither table (nor any such content).
+        let has_remote = {
+            use redb::TableHandle;
+            let mut names = snap.txn().list_tables()?;
+            names.any(|h| h.name() == "remote_files")
+        };
+        let remote_rows = match has_remote {
+            true => Some(t.remote_files()?.iter()?),
+            false => None,
+        };
+        for e in remote_rows.into_iter().flatten() {
+            let (k, v) = e?;
+            let (f, location) = (k.value(), v.value().to_string());
+            if !files.contains_key(&f) {
+                p.push(Problem::new(
+                    Invariant::RemoteContent,
+                    [file(f), Subject::Location(location.clone())],
+                    format!("missing file {f:x} is recorded in location {location:?}"),
+                ));
+            }
+            if t.locations()?.get(location.as_str())?.is_none() {
+                p.push(Problem::new(
+                    Invariant::RemoteContent,
+                    [file(f), Subject::Location(location.clone())],
+                    format!("file {f:x} lies in missing location {location:?}"),
+                ));
+            }
+            remote.insert(f, location);
+        }
+        let mut object_users: HashMap<(String, Hash), u64> = HashMap::new();
+        for (f, location) in &remote {
+            if let Some(row) = files.get(f) {
+                *object_users
+                    .entry((location.clone(), row.blake3))
+                    .or_default() += 1;
+            }
+        }
+        let object_rows = match has_remote {
+            true => Some(t.remote_objects()?.iter()?),
+            false => None,
+        };
+        for e in object_rows.into_iter().flatten() {
+            let (k, v) = e?;
+            let (location, h) = k.value();
+            let want = object_users.remove(&(location.to_string(), h)).unwrap_or(0);
+            if v.value() != want || want == 0 {
+                p.push(Problem::new(
+                    Invariant::RemoteContent,
+                    [Subject::Content(h), Subject::Location(location.to_string())],
+                    format!(
+                        "object {} of location {location:?} counts {} users, has {want}",
+                        hex(&h),
+                        v.value()
+                    ),
+                ));
+            }
+        }
+        for ((location, h), _) in object_users {
+            p.push(Problem::new(
+                Invariant::RemoteContent,
+                [Subject::Content(h), Subject::Location(location.clone())],
+                format!(
+                    "object {} of location {location:?} is used but not counted",
+                    hex(&h)
+                ),
+            ));
+        }
+
         // Files and their chunks.
+        let dedup_key_of = |id: &u128, f: &FileRow| {
+            crate::content::remote::dedup_key(remote.get(id).map(String::as_str), &f.blake3)
+        };
         let mut by_hash: HashMap<Hash, u128> = HashMap::new();
         for e in t.files_by_hash()?.iter()? {
             let (k, v) = e?;
             by_hash.insert(k.value(), v.value());
             match files.get(&v.value()) {
-                Some(f) if f.blake3 == k.value() => {}
+                Some(f) if dedup_key_of(&v.value(), f) == k.value() => {}
                 _ => p.push(Problem::new(
                     Invariant::DedupIndex,
                     [file(v.value())],
@@ -484,17 +565,27 @@ impl Store {
             let (k, v) = e?;
             let (f, off) = k.value();
             let h = v.value();
-            *chunk_refs.entry(h).or_default() += 1;
-            let len = match index.get(&h).and_then(|(id, _)| stored.get(id)) {
-                Some(len) => *len,
-                None => {
-                    p.push(Problem::new(
-                        Invariant::ChunkReferences,
-                        [file(f), Subject::ChunkHash(h)],
-                        format!("file {f:x} names missing chunk {}", hex(&h)),
-                    ));
-                    0
+            let len = match files.get(&f) {
+                // Content in another location: its chunk rows are hashes of fixed-size pieces
+                // of one object, and hold no chunk of the store's.
+                Some(row) if remote.contains_key(&f) => {
+                    u64::from(row.chunk_size).min(row.size.saturating_sub(off))
                 }
+                _ => match index.get(&h).and_then(|(id, _)| stored.get(id)) {
+                    Some(len) => {
+                        *chunk_refs.entry(h).or_default() += 1;
+                        *len
+                    }
+                    None => {
+                        *chunk_refs.entry(h).or_default() += 1;
+                        p.push(Problem::new(
+                            Invariant::ChunkReferences,
+                            [file(f), Subject::ChunkHash(h)],
+                            format!("file {f:x} names missing chunk {}", hex(&h)),
+                        ));
+                        0
+                    }
+                },
             };
             let next = layout.entry(f).or_default();
             if *next != off {
@@ -548,7 +639,10 @@ impl Store {
                     ),
                 ));
             }
-            if by_hash.get(&f.blake3) != Some(id) {
+            // The index names one file per content and location; after a move, another file
+            // with the same content in that location may be the one named.
+            let named = by_hash.get(&dedup_key_of(id, f)).and_then(|n| files.get(n));
+            if !named.is_some_and(|n| n.blake3 == f.blake3 && n.size == f.size) {
                 p.push(Problem::new(
                     Invariant::DedupIndex,
                     [file(*id)],
@@ -622,6 +716,8 @@ impl std::fmt::Display for Subject {
             Subject::Key(key) => write!(f, "key {key:?}"),
             Subject::File(id) => write!(f, "file {id}"),
             Subject::ChunkHash(h) => write!(f, "chunk-hash {}", hex(h)),
+            Subject::Content(h) => write!(f, "content {}", hex(h)),
+            Subject::Location(name) => write!(f, "location {name}"),
             Subject::ChunkId(id) => write!(f, "chunk {id:032x}"),
             Subject::Upload(id) => write!(f, "upload {id}"),
             Subject::Part { upload, number } => write!(f, "part {number} of upload {upload}"),

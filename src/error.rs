@@ -146,6 +146,27 @@ pub enum Error {
         /// What is damaged.
         detail: String,
     },
+    /// The object store holding a location's content failed (unreachable, refused the
+    /// credentials, a node down, an upload cut off). Nothing that refers to content it did not
+    /// confirm was committed.
+    #[error("content backend of location {location:?} failed: {detail}")]
+    ContentBackend {
+        /// The location whose backend failed.
+        location: String,
+        /// What the backend reported.
+        detail: String,
+    },
+    /// A location's URI names a kind of storage this build or this store handle cannot reach:
+    /// an `s3://` location without the `s3` feature, or an unknown scheme.
+    #[error("location {location:?} ({uri}) has no content backend: {reason}")]
+    LocationUnavailable {
+        /// The location.
+        location: String,
+        /// Its URI.
+        uri: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// Reading the caller's input stream failed; nothing was stored. This is the caller's own
     /// reader (the file or socket it passed to a put or a part upload), never the store's
     /// file, whose failures are [`Error::Io`] or [`Error::Engine`].

@@ -131,7 +131,12 @@ pub mod tokens;
 pub mod transfer;
 
 pub use check::{CheckReport, Invariant, Problem, Subject};
-pub use content::{FileInstance, FileReader, FixityProgress, FixityReport, FixitySchedule};
+pub use content::{
+    ContentBackend, ContentUpload, FileInstance, FileReader, FixityProgress, FixityReport,
+    FixitySchedule, GcReport,
+};
+#[cfg(feature = "s3")]
+pub use content::{ObjectStoreBackend, S3Settings};
 pub use error::{EngineError, Error, KeyProblem, Result, SchemaViolation, SizeLimit};
 pub use files::{
     Bucket, BucketOptions, FilesQuery, ListOptions, Location, MultipartUpload, ObjectVersion, Part,

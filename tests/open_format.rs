@@ -195,7 +195,7 @@ fn a_store_of_an_older_format_is_refused_and_keeps_its_version() {
     }
     match Store::open(&path) {
         Err(Error::FormatTooOld { found, oldest }) => {
-            assert_eq!((found, oldest), (1, FORMAT_VERSION));
+            assert_eq!((found, oldest), (1, 4));
         }
         other => panic!("{other:?}"),
     }
@@ -256,7 +256,7 @@ fn a_store_from_before_the_journal_is_refused_by_its_version_and_left_alone() {
     let before = std::fs::read(&path).unwrap();
     match Store::open(&path) {
         Err(Error::FormatTooOld { found, oldest }) => {
-            assert_eq!((found, oldest), (3, FORMAT_VERSION));
+            assert_eq!((found, oldest), (3, 4));
         }
         other => panic!("{other:?}"),
     }
@@ -536,4 +536,65 @@ fn closing_a_read_only_store_reports_nothing_and_leaves_the_file_as_it_was() {
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // Closed, the file opens for writing again.
     Store::open(&path).unwrap().close().unwrap();
+}
+
+/// A store of format 4 (before content could live in another location: no `remote_files`
+/// or `remote_objects` tables) opens, keeps its content, and is upgraded to the current
+/// format; read-only, it is read as it is.
+#[test]
+fn a_format_4_store_is_upgraded_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let b = {
+        let store = Store::open(&path).unwrap();
+        let b = bucket(&store);
+        put(&store, b.id, "small", b"from format four");
+        put(&store, b.id, "large", &vec![7u8; 3 << 20]);
+        b.id
+    };
+    {
+        // Make it what a format-4 build wrote.
+        let db = common::raw_db_mut(&path);
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx.open_table(META).unwrap();
+            let v4 = bincode::serde::encode_to_vec(4u32, bincode::config::standard()).unwrap();
+            meta.insert("format_version", v4.as_slice()).unwrap();
+        }
+        assert!(
+            tx.delete_table(TableDefinition::<u128, &str>::new("remote_files"))
+                .unwrap()
+        );
+        assert!(
+            tx.delete_table(TableDefinition::<(&str, [u8; 32]), u64>::new(
+                "remote_objects"
+            ))
+            .unwrap()
+        );
+        tx.commit().unwrap();
+    }
+    {
+        let ro = StoreBuilder::new().open_read_only(&path).unwrap();
+        assert_eq!(read_all(&ro, b, "small"), b"from format four");
+        assert_consistent(&ro);
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(read_all(&store, b, "small"), b"from format four");
+    assert_eq!(read_all(&store, b, "large"), vec![7u8; 3 << 20]);
+    put(&store, b, "after", b"written by format five");
+    assert_consistent(&store);
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(read_all(&store, b, "after"), b"written by format five");
+    drop(store);
+    let db = common::raw_db_mut(&path);
+    let tx = db.begin_read().unwrap();
+    let meta = tx.open_table(META).unwrap();
+    let stored: u32 = bincode::serde::decode_from_slice(
+        meta.get("format_version").unwrap().unwrap().value(),
+        bincode::config::standard(),
+    )
+    .unwrap()
+    .0;
+    assert_eq!(stored, FORMAT_VERSION);
 }

@@ -10,13 +10,27 @@
 //! the `staging` module). Readers check chunks against their hash as the store's
 //! `ReadVerification` says (by default the first time the open store reads each), so damaged
 //! bytes surface as a typed corruption error rather than as data.
+//!
+//! A location whose URI is `s3://…` (or that the builder gave a [`ContentBackend`]) keeps its
+//! files' content in an object store instead, one object per content named by its blake3,
+//! with only the rows (and the chunk hashes reads are checked against) in the store file: see
+//! the `remote` module and docs/S3.md.
 
+mod migrate;
 mod reader;
+pub(crate) mod remote;
+#[cfg(feature = "s3")]
+mod s3;
 pub(crate) mod staging;
 mod verify;
 pub(crate) mod write;
 
+pub use migrate::GcReport;
 pub use reader::FileReader;
+pub(crate) use remote::{AfterCommit, Remotes};
+pub use remote::{ContentBackend, ContentUpload};
+#[cfg(feature = "s3")]
+pub use s3::{ObjectStoreBackend, S3Settings};
 pub(crate) use staging::clear_abandoned_staging;
 pub use verify::{FixityProgress, FixityReport, FixitySchedule};
 pub(crate) use write::{StreamLimits, write_stream};
@@ -220,9 +234,14 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
         return insert_file_row(t, id, &row, &inline);
     }
     t.files.write()?.remove(id.raw())?;
-    if t.files_by_hash.read()?.get(&row.blake3)?.map(|g| g.value()) == Some(id.raw()) {
-        t.files_by_hash.write()?.remove(&row.blake3)?;
+    let location = remote::file_location(t, id)?;
+    let key = remote::dedup_key(location.as_deref(), &row.blake3);
+    if t.files_by_hash.read()?.get(&key)?.map(|g| g.value()) == Some(id.raw()) {
+        t.files_by_hash.write()?.remove(&key)?;
     }
+    // Content in another location: its chunk rows hold hashes only (no chunk references);
+    // the object goes once the commit is over, if no other file uses it.
+    let remote = remote::detach(t, id, &row.blake3)?;
     let hashes: Vec<Hash> = {
         let mut out = Vec::new();
         for e in t
@@ -237,8 +256,10 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
     t.file_chunks
         .write()?
         .retain_in((id.raw(), 0)..=(id.raw(), u64::MAX), |_, _| false)?;
-    for h in hashes {
-        release_chunk(t, &h)?;
+    if !remote {
+        for h in hashes {
+            release_chunk(t, &h)?;
+        }
     }
     Ok(())
 }
@@ -346,7 +367,7 @@ pub(crate) fn find_duplicate(
 
 /// `id`, the file the dedup index names for a hash, if it also has `size` (so it holds the
 /// same content); it learns the md5 when it did not have one yet.
-fn same_content(
+pub(crate) fn same_content(
     t: &mut WTables<'_>,
     id: FileId,
     size: u64,

@@ -37,6 +37,8 @@ pub struct FileReader {
     file_chunks: ReadOnlyTable<(u128, u64), Hash>,
     chunk_index: ReadOnlyTable<Hash, (u128, u64)>,
     chunks: ReadOnlyTable<u128, &'static [u8]>,
+    /// Where the content lives when not in the store file: the location's backend.
+    remote: Option<Remote>,
     // The chunk last loaded through the engine: its offset in the file and its checked bytes,
     // held in place in the engine's page (no copy) for as long as reads stay inside it. For
     // inline content, the guard holds the file's row too, and the bytes start after it.
@@ -62,9 +64,50 @@ impl FileReader {
         cfg: &Config,
     ) -> Result<FileReader> {
         let files = txn.open_table(crate::storage::defs::files)?;
-        let inline = match files.get(file.raw())? {
-            Some(g) => !super::split_file_value(g.value())?.1.is_empty(),
-            None => false,
+        let (inline, chunk_size) = match files.get(file.raw())? {
+            Some(g) => {
+                let (row, inline) = super::split_file_value(g.value())?;
+                (!inline.is_empty(), row.chunk_size)
+            }
+            None => (false, 0),
+        };
+        let remote = match txn.open_table(crate::storage::defs::remote_files) {
+            Ok(t) => t.get(file.raw())?.map(|g| g.value().to_string()),
+            // A store of format 4 opened read-only: all of its content is in the file.
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let remote = match remote {
+            Some(location) => {
+                let locations = txn.open_table(crate::storage::defs::locations)?;
+                let uri = match locations.get(location.as_str())? {
+                    Some(g) => {
+                        crate::storage::dec::<crate::files::rows::LocationRow>(
+                            g.value(),
+                            "locations",
+                        )?
+                        .uri
+                    }
+                    None => return Err(Error::LocationNotFound { name: location }),
+                };
+                match cfg.remotes.backend(&location, &uri)? {
+                    Some(backend) => Some(Remote {
+                        backend,
+                        key: super::remote::content_key(&checksum),
+                        location,
+                        chunk_size: u64::from(chunk_size.max(1)),
+                        next: 0,
+                        ahead: None,
+                    }),
+                    None => {
+                        return Err(Error::corrupt(format!(
+                            "file {file} is recorded in location {location:?}, whose URI \
+                             {uri:?} keeps content in the store file"
+                        )));
+                    }
+                }
+            }
+            None => None,
         };
         Ok(FileReader {
             file,
@@ -74,6 +117,7 @@ impl FileReader {
             poison: Arc::clone(&cfg.poison),
             checksum,
             inline,
+            remote,
             pos: 0,
             files,
             file_chunks: txn.open_table(crate::storage::defs::file_chunks)?,
@@ -142,6 +186,13 @@ impl FileReader {
             return Ok(copy_from(bytes, pos as usize, out));
         }
         let (start, hash) = self.chunk_at(pos)?;
+        if self.remote.is_some() {
+            let bytes = self.load_remote(start, hash, pos + out.len() as u64)?;
+            if pos >= start + bytes.len() as u64 {
+                return Err(self.damaged(pos, "gap between chunks"));
+            }
+            return Ok(copy_from(bytes, (pos - start) as usize, out));
+        }
         if self.mode != ReadVerification::Always
             && let Some(direct) = &self.direct
         {
@@ -200,7 +251,117 @@ impl FileReader {
         drop(watch);
         let current = self.current.insert(Current {
             start,
-            guard: bytes,
+            held: Held::Engine(bytes),
+            skip: 0,
+        });
+        Ok(current.bytes())
+    }
+
+    /// Fetches, in one ranged request, the chunks from the one at `start` (with hash `hash`)
+    /// to the one holding byte `want_end - 1` (at most [`REMOTE_SPAN`] bytes), checks each
+    /// against its hash whatever the store's [`ReadVerification`] (the bytes come over the
+    /// network, from a store others can write to), makes them current and returns them. A
+    /// missing object, or bytes that do not match, are corruption of this file.
+    fn load_remote(&mut self, start: u64, hash: Hash, want_end: u64) -> Result<&[u8]> {
+        self.current = None;
+        let prefetched = self
+            .remote
+            .as_mut()
+            .and_then(|r| r.ahead.take())
+            .filter(|a| a.start == start);
+        let remote = self
+            .remote
+            .as_ref()
+            .expect("called for remote content only");
+        let piece = remote.chunk_size;
+        // A read that starts where the last one ended is taken for a sequential reader: it gets
+        // a whole span whatever its buffer, and the next span is requested meanwhile.
+        let sequential = start > 0 && start == remote.next;
+        let span = REMOTE_SPAN.max(piece);
+        let span_end = match sequential {
+            true => start + span,
+            false => want_end.min(start + span),
+        };
+        let span_end = span_end.max(start + 1).min(self.size);
+        // Whole chunks only: each is checked against its own hash.
+        let end = match &prefetched {
+            Some(a) => a.end,
+            None => (start + (span_end - start).div_ceil(piece) * piece).min(self.size),
+        };
+        let id = self.file.raw();
+        let mut hashes = vec![(start, hash)];
+        if end > start + piece {
+            for e in self.file_chunks.range((id, start + 1)..(id, end))? {
+                let (k, v) = e?;
+                hashes.push((k.value().1, v.value()));
+            }
+        }
+        let fetched = match prefetched {
+            Some(a) => a
+                .bytes
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the read-ahead thread panicked"))),
+            None => remote.backend.get_range(&remote.key, start..end),
+        };
+        if sequential && end < self.size {
+            let next_end = (end + span.div_ceil(piece) * piece).min(self.size);
+            let (backend, key) = (std::sync::Arc::clone(&remote.backend), remote.key.clone());
+            let ahead = std::thread::Builder::new()
+                .name("recfiles-read-ahead".into())
+                .spawn(move || backend.get_range(&key, end..next_end));
+            if let Ok(bytes) = ahead {
+                let remote = self
+                    .remote
+                    .as_mut()
+                    .expect("called for remote content only");
+                remote.ahead = Some(Ahead {
+                    start: end,
+                    end: next_end,
+                    bytes,
+                });
+            }
+        }
+        let remote = self
+            .remote
+            .as_mut()
+            .expect("called for remote content only");
+        remote.next = end;
+        let remote = self
+            .remote
+            .as_ref()
+            .expect("called for remote content only");
+        let bytes = match fetched {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let what = format!(
+                    "object {} is missing from location {:?}",
+                    remote.key, remote.location
+                );
+                return Err(self.damaged(start, &what));
+            }
+            Err(e) => return Err(super::remote::backend_error(&remote.location, e)),
+        };
+        let mismatch = |at: u64| {
+            format!(
+                "object {} in location {:?} does not match the chunk hash at byte {at}",
+                remote.key, remote.location
+            )
+        };
+        if bytes.len() as u64 != end - start {
+            let what = mismatch(start);
+            return Err(self.damaged(start, &what));
+        }
+        for (i, (at, h)) in hashes.iter().enumerate() {
+            let next = hashes.get(i + 1).map_or(end, |n| n.0);
+            let (a, b) = ((at - start) as usize, (next - start) as usize);
+            if next != (at + piece).min(self.size) || blake3::hash(&bytes[a..b]).as_bytes() != h {
+                let what = mismatch(*at);
+                return Err(self.damaged(*at, &what));
+            }
+        }
+        let current = self.current.insert(Current {
+            start,
+            held: Held::Owned(bytes),
             skip: 0,
         });
         Ok(current.bytes())
@@ -224,7 +385,7 @@ impl FileReader {
         let skip = value.value().len() - inline.len();
         let current = self.current.insert(Current {
             start: 0,
-            guard: value,
+            held: Held::Engine(value),
             skip,
         });
         Ok(current.bytes())
@@ -238,18 +399,55 @@ impl FileReader {
     }
 }
 
-/// Bytes loaded through the engine and kept for the reads that follow.
+/// The most bytes of content in another location one request fetches for a read (a
+/// sequential reader's large buffer is served in requests this big).
+const REMOTE_SPAN: u64 = 8 * 1024 * 1024;
+
+/// Bytes loaded and kept for the reads that follow.
 struct Current {
     /// Offset in the file of the first byte.
     start: u64,
-    guard: OwnedAccessGuard<&'static [u8]>,
+    held: Held,
     /// Bytes of the stored value before the content (the file row, for inline content).
     skip: usize,
 }
 
+/// Where loaded bytes are held: in the engine's page, or (fetched from another location) in
+/// memory of the reader's own.
+enum Held {
+    Engine(OwnedAccessGuard<&'static [u8]>),
+    Owned(Vec<u8>),
+}
+
+/// A file's content in another location.
+struct Remote {
+    backend: std::sync::Arc<dyn super::ContentBackend>,
+    /// The object's key there.
+    key: String,
+    location: String,
+    /// Bytes per chunk hash (the last chunk may be shorter).
+    chunk_size: u64,
+    /// Where the last fetch ended (a read starting there is sequential).
+    next: u64,
+    /// The span after it, being fetched for a sequential reader.
+    ahead: Option<Ahead>,
+}
+
+/// A span of the object requested ahead of the reader: its bytes are checked like any other
+/// when (and if) the reader gets to them.
+struct Ahead {
+    start: u64,
+    end: u64,
+    bytes: std::thread::JoinHandle<io::Result<Vec<u8>>>,
+}
+
 impl Current {
     fn bytes(&self) -> &[u8] {
-        &self.guard.value()[self.skip..]
+        let all = match &self.held {
+            Held::Engine(g) => g.value(),
+            Held::Owned(v) => v.as_slice(),
+        };
+        &all[self.skip..]
     }
 }
 

@@ -343,7 +343,8 @@ impl Store {
         let (blake3, md5) = digests.finish();
         drop(snap);
 
-        self.write(|tx| {
+        let mut landed: Option<(crate::ids::FileId, String)> = None;
+        let out = self.write(|tx| {
             let now_mp =
                 multipart_row(&tx.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
             let bucket = BucketId::from_raw(now_mp.bucket);
@@ -369,6 +370,7 @@ impl Store {
             };
             let now = tx.now;
             let file = adopt_assembled(&mut tx.t, &content, &row.storage_class, now)?;
+            landed = Some((file.0, row.location.clone()));
             let u = upload.raw();
             tx.t.parts
                 .write()?
@@ -381,7 +383,18 @@ impl Store {
                 version: version.clone(),
             });
             then(tx, version)
-        })
+        })?;
+        // Parts are staged in the store file; a bucket whose content lives elsewhere gets the
+        // assembled content moved there. Should that fail, the version stands and its content
+        // stays, readable, in the store file (a later `migrate_file` moves it).
+        if let Some((file, location)) = landed
+            && self
+                .read(|r| r.cfg.remotes.backend_of(&r.t, &location))?
+                .is_some()
+        {
+            let _ = self.migrate_file(file, &location, &mut |_, _| {});
+        }
+        Ok(out)
     }
 
     /// Aborts an upload (see [`WriteTx::abort_multipart`]).

@@ -6,12 +6,13 @@ use super::{
     Bucket, BucketOptions, FilesQuery, ListOptions, ObjectVersion, PutOptions, SyncChange,
     validate_key,
 };
+use crate::content::remote::{register_remote, upload_stream};
 use crate::content::staging::{adopt, stage};
 use crate::content::write::Clamped;
 use crate::content::{FileInstance, FileReader};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, FileId, VersionId};
-use crate::storage::{Store, WriteTx};
+use crate::storage::{Store, View, WriteTx};
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 
@@ -89,13 +90,28 @@ impl Store {
     ) -> Result<T> {
         validate_key(key, self.inner.cfg.max_key_len)?;
         // Refuse early what the final transaction would refuse anyway.
-        let limits = self.read(|r| {
+        let (limits, remote) = self.read(|r| {
             let b = r
                 .bucket_with_deleted(bucket)?
                 .ok_or(Error::BucketNotFound { bucket })?;
             check_writable(&b)?;
-            limits_for(&b, opts.size)
+            let remote = r.cfg.remotes.backend_of(&r.t, &b.location)?;
+            Ok((
+                limits_for(&b, opts.size)?,
+                remote.map(|be| (b.location, be)),
+            ))
         })?;
+        if let Some((location, backend)) = remote {
+            return self.put_remote(
+                bucket,
+                key,
+                reader,
+                opts,
+                limits,
+                (&location, backend),
+                then,
+            );
+        }
         let batch = self.inner.cfg.staging_batch_bytes as u64;
         let mut reader = reader;
         let head = read_up_to(&mut reader, batch + 1)?;
@@ -118,6 +134,42 @@ impl Store {
         })?;
         staged.committed();
         Ok(out)
+    }
+
+    /// [`Store::put_object_then`] into a bucket whose content lives in another location: the
+    /// content is uploaded there first, outside any transaction, then one short transaction
+    /// refers to it. A failure before the commit leaves at most an unreferenced object, which
+    /// [`Store::gc_location`] collects.
+    #[allow(clippy::too_many_arguments)]
+    fn put_remote<T>(
+        &self,
+        bucket: BucketId,
+        key: &str,
+        mut reader: impl Read,
+        opts: &PutOptions,
+        limits: crate::content::StreamLimits,
+        (location, backend): (&str, std::sync::Arc<dyn crate::content::ContentBackend>),
+        then: impl FnOnce(&mut WriteTx<'_>, ObjectVersion) -> Result<T>,
+    ) -> Result<T> {
+        let pass = self.inner.cfg.remotes.upload_pass();
+        let up = upload_stream(
+            backend.as_ref(),
+            location,
+            &mut reader,
+            limits,
+            self.inner.cfg.md5 || opts.md5.is_some(),
+            crate::content::remote::REMOTE_CHUNK,
+            &|digest| check_declared(digest, opts),
+            &|h| self.read(|r| Ok(r.t.remote_objects()?.get((location, *h))?.is_some())),
+        )?;
+        self.write(move |tx| {
+            tx.t.after_commit.passes.push(pass);
+            let row = tx.writable_bucket(bucket)?;
+            limits_for(&row, None)?.check_running(up.size)?;
+            let file = register_remote(&mut tx.t, location, &up, &row.storage_class, tx.now)?;
+            let version = tx.append_version(bucket, key, Some(file), opts.mimetype.clone())?;
+            then(tx, version)
+        })
     }
 
     /// The live head of `key`.

@@ -64,7 +64,7 @@ const PAGE: u64 = 4096;
 
 const HEADER_MAGIC: [u8; 8] = *b"recfjrnl";
 /// Magic of a batch summed with CRC-32 (the first 4 bytes of its checksum field; the other 12
-/// are zero). Written since format 5's journal.
+/// are zero). The only kind written now.
 const BATCH_MAGIC: [u8; 8] = *b"recfbcrc";
 /// Magic of a batch summed with blake3 (16 bytes), as earlier builds wrote them: a store they
 /// left with a journal to replay still opens.

@@ -33,8 +33,12 @@ use crate::error::Result;
 use crate::ids::Timestamp;
 
 /// The on-disk format this build writes and reads (see docs/FORMAT.md, which says what each
-/// version changed). Older stores are refused with `Error::FormatTooOld`.
-pub const FORMAT_VERSION: u32 = 4;
+/// version changed). A store of format 4 is upgraded when opened for writing; older ones are
+/// refused with `Error::FormatTooOld`.
+pub const FORMAT_VERSION: u32 = 5;
+
+/// The oldest format this build opens (upgrading it to [`FORMAT_VERSION`]).
+pub(crate) const OLDEST_FORMAT: u32 = 4;
 
 /// The immutable settings of an open store, fixed by its builder.
 #[derive(Debug, Clone)]
@@ -62,6 +66,8 @@ pub(crate) struct Config {
     pub quick_repair: bool,
     /// The application's callbacks on changes.
     pub hooks: std::sync::Arc<crate::hooks::Hooks>,
+    /// Not a setting: the content backends of locations outside the store file.
+    pub remotes: std::sync::Arc<crate::content::Remotes>,
 }
 
 /// Values the layers above the engine keep with an open store, one per type, created on first

@@ -92,6 +92,8 @@ pub struct StoreBuilder {
     journal_bytes: u64,
     repair: Option<RepairHook>,
     cfg: Config,
+    /// [`StoreBuilder::location_backend`]'s backends, by location name.
+    backends: std::collections::HashMap<String, Arc<dyn crate::content::ContentBackend>>,
 }
 
 /// The caller's [`StoreBuilder::on_repair`] callback.
@@ -125,7 +127,9 @@ impl Default for StoreBuilder {
                 read_only: false,
                 quick_repair: false,
                 hooks: Default::default(),
+                remotes: Arc::new(crate::content::Remotes::new(Default::default())),
             },
+            backends: Default::default(),
         }
     }
 }
@@ -213,6 +217,20 @@ impl StoreBuilder {
     /// [`StoreBuilder::on_repair`] reports.
     pub fn quick_repair(mut self, on: bool) -> Self {
         self.cfg.quick_repair = on;
+        self
+    }
+
+    /// The object store that holds the content of location `name` (whatever its URI), for an
+    /// application that builds its own backend rather than letting an `s3://` URI configure
+    /// one from the environment. Credentials stay in the backend: the store file only holds
+    /// the location's name and URI.
+    pub fn location_backend(
+        mut self,
+        name: &str,
+        backend: Arc<dyn crate::content::ContentBackend>,
+    ) -> Self {
+        self.backends.insert(name.to_string(), backend);
+        self.cfg.remotes = Arc::new(crate::content::Remotes::new(self.backends.clone()));
         self
     }
 
@@ -481,7 +499,7 @@ fn plain_redb(path: &Path) -> Error {
     match found {
         Some(found) => Error::FormatTooOld {
             found,
-            oldest: FORMAT_VERSION,
+            oldest: super::OLDEST_FORMAT,
         },
         None => Error::NotAStore {
             detail: "a redb database that is not a recfiles store".into(),
@@ -657,10 +675,21 @@ impl Store {
                 found,
                 supported: FORMAT_VERSION,
             }),
+            // Format 4 lacks only the two tables of content in other locations (created at
+            // every open): it is upgraded by recording the new version. Read-only, it is read
+            // as it is (it has no such content).
+            Some(4) if self.inner.cfg.read_only => Ok(Found::Store),
+            Some(4) => self.write(|tx| {
+                tx.t.create_all()?;
+                tx.t.meta
+                    .write()?
+                    .insert("format_version", super::enc(&FORMAT_VERSION)?.as_slice())?;
+                Ok(Found::Store)
+            }),
             // Older formats are laid out differently (docs/FORMAT.md); this build cannot read them.
             Some(found) if found < FORMAT_VERSION => Err(Error::FormatTooOld {
                 found,
-                oldest: FORMAT_VERSION,
+                oldest: super::OLDEST_FORMAT,
             }),
             Some(_) => Ok(Found::Store),
             None if has_tables => Err(Error::NotAStore {
@@ -685,7 +714,10 @@ impl Store {
         durability: Durability,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        let (out, events) = self.inner.contain(|| self.write_contained(durability, f))?;
+        let (out, events, after) = self.inner.contain(|| self.write_contained(durability, f))?;
+        if !after.is_empty() {
+            self.inner.cfg.remotes.after_commit(self, after);
+        }
         // Durable (or as durable as asked): the application may hear of it now, outside the
         // transaction and the engine's boundary, so a hook can neither undo the commit nor
         // hold the writer.
@@ -700,7 +732,7 @@ impl Store {
         &self,
         durability: Durability,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
-    ) -> Result<(T, Vec<crate::hooks::Event>)> {
+    ) -> Result<(T, Vec<crate::hooks::Event>, crate::content::AfterCommit)> {
         let grouped = durability == Durability::Immediate && self.inner.cfg.journal.is_some();
         let _writer = grouped.then(|| self.inner.group.enter());
         let mut txn = self.inner.begin_write()?;
@@ -708,7 +740,7 @@ impl Store {
             Durability::Immediate => redb::Durability::Immediate,
             Durability::Eventual => redb::Durability::None,
         })?;
-        let (outcome, events) = {
+        let (outcome, (events, after)) = {
             let mut tx = WriteTx {
                 t: WTables::open(&txn),
                 cfg: &self.inner.cfg,
@@ -720,7 +752,8 @@ impl Store {
             // say) is therefore caught here, the transaction aborted cleanly, and the panic
             // resumed.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)));
-            (outcome, std::mem::take(&mut tx.events))
+            let after = std::mem::take(&mut tx.t.after_commit);
+            (outcome, (std::mem::take(&mut tx.events), after))
         };
         match outcome {
             Ok(Ok(out)) => {
@@ -743,7 +776,7 @@ impl Store {
                     }
                     _ => txn.commit()?,
                 }
-                Ok((out, events))
+                Ok((out, events, after))
             }
             Ok(Err(e)) => Err(e),
             Err(panic) => {

@@ -71,6 +71,9 @@ macro_rules! tables {
         #[allow(dead_code)]
         pub struct WTables<'t> {
             $( pub(crate) $field: Lazy<'t, $k, $v>, )*
+            /// What to do once the transaction has committed (content to delete from other
+            /// locations, uploads to let go of).
+            pub(crate) after_commit: crate::content::AfterCommit,
         }
 
         /// Every table of one read snapshot, each opened when first used. Owns the snapshot.
@@ -83,7 +86,10 @@ macro_rules! tables {
 
         impl<'t> WTables<'t> {
             pub(crate) fn open(txn: &'t WriteTransaction) -> WTables<'t> {
-                WTables { $( $field: Lazy::new(txn, defs::$field), )* }
+                WTables {
+                    $( $field: Lazy::new(txn, defs::$field), )*
+                    after_commit: Default::default(),
+                }
             }
 
             /// Opens every table, creating those the store lacks. Run at every open, so a read
@@ -176,6 +182,12 @@ tables! {
     chunks: u128 => &'static [u8];
     /// Chunk hash → (chunk id, number of `file_chunks` and `staged_chunks` rows naming it).
     chunk_index: Hash => (u128, u64);
+    /// File id → name of the location holding the file's content, for content that is not in
+    /// the store file (since format 5).
+    remote_files: u128 => &'static str;
+    /// (location name, blake3 of a content) → how many files keep that content as the
+    /// location's object (since format 5).
+    remote_objects: (&'static str, Hash) => u64;
     /// Staging id → bincode `StagingRow` (an upload in progress, or the content of a part).
     staging: u128 => &'static [u8];
     /// (staging id, byte offset) → chunk hash: chunks written by a staged upload.

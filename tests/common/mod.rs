@@ -6,6 +6,9 @@ use recfiles::{Bucket, FilesQuery, ObjectVersion, Result};
 use std::collections::BTreeMap;
 use std::io::Read;
 
+#[cfg(feature = "s3")]
+pub mod garage;
+
 /// A store with small chunks and staging batches so multi-chunk and staged paths run on
 /// kilobytes instead of megabytes.
 pub fn small_store() -> Store {
