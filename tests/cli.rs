@@ -665,3 +665,42 @@ fn verify_no_record_names_damage_and_leaves_the_file_unchanged() {
     let report: Value = serde_json::from_slice(&scoped.stdout).unwrap();
     assert_eq!(report["damaged"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn ingest_puts_a_new_bucket_or_record_in_the_location_asked_for() {
+    let env = Env::new();
+    {
+        let store = Store::open(env.store()).unwrap();
+        store
+            .write(|tx| tx.create_location("archive", "file:///srv/archive", false))
+            .unwrap();
+        store.close().unwrap();
+    }
+    env.write("d/a.txt", b"a");
+    let d = env.path("d");
+    let d = d.to_str().unwrap();
+    let locations = |env: &Env| -> Vec<String> {
+        env.json(&["ls"])["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["location"].as_str().unwrap().to_string())
+            .collect()
+    };
+    env.json(&["ingest", d]);
+    env.json(&["ingest", d, "--location", "archive"]);
+    env.json(&["ingest", d, "--new-record", "--location", "archive"]);
+    let mut found = locations(&env);
+    found.sort();
+    assert_eq!(found, ["archive", "archive", "default"]);
+    // A location that does not exist: one line, and no bucket or record made.
+    let out = env.run(&["ingest", d, "--location", "nowhere"]);
+    assert_one_line_error(&out, "nowhere");
+    let out = env.run(&["ingest", d, "--new-record", "--location", "nowhere"]);
+    assert_one_line_error(&out, "nowhere");
+    assert_eq!(locations(&env).len(), 3);
+    assert_eq!(
+        env.json(&["records"])["records"].as_array().unwrap().len(),
+        1
+    );
+}

@@ -178,6 +178,11 @@ pub struct IngestArgs {
     /// The new record's JSON body.
     #[arg(long, requires = "new_record")]
     metadata: Option<String>,
+    /// The location of the new bucket (or the new record's bucket), by name: e.g. one whose
+    /// content lives on an S3-compatible cluster (a binary built with the `s3` feature).
+    /// Default: the store's default location.
+    #[arg(long, conflicts_with_all = ["bucket", "record"])]
+    location: Option<String>,
     /// Files read and stored at once (small files are also committed together, up to 256 or
     /// 4 MiB per commit; each file is still all there or absent).
     #[arg(long, default_value_t = 1)]
@@ -399,8 +404,8 @@ fn ls(
                 .map_err(err)?
                 .len();
             docs.push(json!({
-                "id": b.id.to_string(), "objects": objects, "size": b.size,
-                "locked": b.locked, "quota_size": b.quota_size,
+                "id": b.id.to_string(), "location": b.location, "objects": objects,
+                "size": b.size, "locked": b.locked, "quota_size": b.quota_size,
                 "max_file_size": b.max_file_size, "created": b.created.to_rfc3339(),
             }));
             rows.push(vec![
@@ -1171,9 +1176,13 @@ fn ingest_dest(store: &Store, args: &IngestArgs) -> Result<(Dest, String), Strin
             Some(m) => serde_json::from_str(m).map_err(|e| format!("--metadata: {e}"))?,
             None => json!({}),
         };
+        let opts = recfiles::RecordOptions {
+            bucket: Some(new_bucket_options(args)),
+            ..recfiles::RecordOptions::default()
+        };
         let (record, recid) = store
             .write(|tx| {
-                let record = tx.create_record(body)?;
+                let record = tx.create_record_with(body, &opts)?;
                 let pid = tx.mint_recid(record.id())?;
                 Ok((record, pid.pid_value))
             })
@@ -1182,10 +1191,18 @@ fn ingest_dest(store: &Store, args: &IngestArgs) -> Result<(Dest, String), Strin
         return Ok((Dest::Record(record.id()), format!("record recid:{recid}")));
     }
     let bucket = store
-        .create_bucket(&BucketOptions::default())
+        .create_bucket(&new_bucket_options(args))
         .map_err(err)?;
     eprintln!("created bucket {}", bucket.id);
     Ok((Dest::Bucket(bucket.id), format!("bucket {}", bucket.id)))
+}
+
+/// The options of a bucket `ingest` creates: `--location`, else the defaults.
+fn new_bucket_options(args: &IngestArgs) -> BucketOptions {
+    BucketOptions {
+        location: args.location.clone(),
+        ..BucketOptions::default()
+    }
 }
 
 fn check_unlocked(store: &Store, bucket: BucketId) -> Result<(), String> {
