@@ -699,9 +699,9 @@ impl Store {
             }
         }
 
-        crate::records::check::check_invariants(t, &mut p)?;
-        crate::records_files::check::check_links(t, &mut p)?;
-        crate::records_files::check::check_files_lists(t, &mut p)?;
+        let records = crate::records::check::check_invariants(t, &mut p)?;
+        crate::records_files::check::check_links(&records, &buckets, &mut p);
+        crate::records_files::check::check_files_lists(t, &records, &mut p)?;
 
         Ok(p)
     }

@@ -14,7 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Appends one line to `p` per violated record invariant: revisions `0..=current` without
 /// gaps and the current one equal to the record row; PIDs and their reverse index naming
 /// existing records. (The links between records and buckets are `records_files::check`'s.)
-pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
+/// Returns every record's row, for the checks that follow.
+pub(crate) fn check_invariants(
+    t: &RTables,
+    p: &mut Vec<Problem>,
+) -> Result<BTreeMap<u128, RecordRow>> {
     let mut records: BTreeMap<u128, RecordRow> = BTreeMap::new();
     for e in t.records()?.iter()? {
         let (k, v) = e?;
@@ -134,7 +138,7 @@ pub(crate) fn check_invariants(t: &RTables, p: &mut Vec<Problem>) -> Result<()> 
             ),
         ));
     }
-    Ok(())
+    Ok(records)
 }
 
 #[cfg(test)]

@@ -9,47 +9,38 @@ use crate::files::rows::BucketRow;
 use crate::files::{ListOptions, for_each_head};
 use crate::ids::RecordId;
 use crate::records::{FILES_FIELD, RecordRow, to_record};
-use crate::storage::{RTables, View, dec};
-use redb::ReadableTable;
+use crate::storage::RTables;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Appends a problem to `p` per broken link between a record and its bucket: each must
 /// name the other, and both must exist.
-pub(crate) fn check_links(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
-    let mut records: BTreeMap<u128, RecordRow> = BTreeMap::new();
-    for e in t.records()?.iter()? {
-        let (k, v) = e?;
-        records.insert(k.value(), dec(v.value(), "records")?);
-    }
-    // Links between records and buckets: each side names the other. One pass over the
-    // buckets, then each record's link is looked up in what it found.
-    let mut owners: BTreeMap<u128, Option<u128>> = BTreeMap::new();
-    for e in t.buckets()?.iter()? {
-        let (k, v) = e?;
-        let b: BucketRow = dec(v.value(), "buckets")?;
-        owners.insert(k.value(), b.record);
+pub(crate) fn check_links(
+    records: &BTreeMap<u128, RecordRow>,
+    buckets: &BTreeMap<u128, BucketRow>,
+    p: &mut Vec<Problem>,
+) {
+    // Each bucket naming a record is looked up among the records, then each record's link
+    // among the buckets.
+    for (&id, b) in buckets {
         let Some(owner) = b.record else { continue };
-        if records.get(&owner).and_then(|r| r.bucket) != Some(k.value()) {
+        if records.get(&owner).and_then(|r| r.bucket) != Some(id) {
             p.push(Problem::new(
                 Invariant::RecordBucket,
-                [bucket(k.value()), record(owner)],
-                format!(
-                    "bucket {:x} names record {owner:x}, which does not link it back",
-                    k.value()
-                ),
+                [bucket(id), record(owner)],
+                format!("bucket {id:x} names record {owner:x}, which does not link it back"),
             ));
         }
     }
-    for (id, row) in &records {
+    for (id, row) in records {
         let Some(linked) = row.bucket else { continue };
-        match owners.get(&linked) {
+        match buckets.get(&linked).map(|b| b.record) {
             None => p.push(Problem::new(
                 Invariant::RecordBucket,
                 [record(*id), bucket(linked)],
                 format!("record {id:x} links missing bucket {linked:x}"),
             )),
-            Some(owner) if *owner != Some(*id) => p.push(Problem::new(
+            Some(owner) if owner != Some(*id) => p.push(Problem::new(
                 Invariant::RecordBucket,
                 [record(*id), bucket(linked)],
                 format!("record {id:x} links bucket {linked:x}, which does not name it back"),
@@ -57,8 +48,6 @@ pub(crate) fn check_links(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
             Some(_) => {}
         }
     }
-
-    Ok(())
 }
 
 /// Appends one line to `p` per live record whose `_files` disagrees with its bucket: an entry
@@ -67,19 +56,17 @@ pub(crate) fn check_links(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
 /// `version_id` are not those of the key's head. A record without `_files` (its files never
 /// listed in its body), a soft-deleted one and one whose body does not read back (which
 /// `records::check` reports) are not checked.
-pub(crate) fn check_files_lists(t: &RTables, p: &mut Vec<Problem>) -> Result<()> {
-    let mut linked: Vec<(u128, RecordRow)> = Vec::new();
-    for e in t.records()?.iter()? {
-        let (k, v) = e?;
-        let row: RecordRow = dec(v.value(), "records")?;
-        if !row.deleted && row.bucket.is_some() {
-            linked.push((k.value(), row));
-        }
-    }
-    for (id, row) in linked {
-        let Some(bucket) = row.bucket else { continue };
+pub(crate) fn check_files_lists(
+    t: &RTables,
+    records: &BTreeMap<u128, RecordRow>,
+    p: &mut Vec<Problem>,
+) -> Result<()> {
+    for (&id, row) in records {
+        let Some(bucket) = row.bucket.filter(|_| !row.deleted) else {
+            continue;
+        };
         // A body that does not read back is the record invariants' to report.
-        let record = match to_record(t, RecordId::from_raw(id), &row) {
+        let record = match to_record(t, RecordId::from_raw(id), row) {
             Ok(record) => record,
             Err(Error::Corruption { .. }) => continue,
             Err(e) => return Err(e),
