@@ -1,6 +1,8 @@
 //! The `recfiles` command line, run as a built binary: each subcommand's output and exit code,
 //! `--json` parsed back, errors as one line on stderr, and an ingest interrupted by SIGINT.
 
+mod cli_support;
+use cli_support::content;
 use recfiles::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -91,26 +93,10 @@ impl Env {
     }
 }
 
-/// Deterministic bytes that differ between seeds (no two 64-byte windows repeat in practice).
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// An error: a non-zero exit, exactly one line on stderr, no panic.
 fn assert_one_line_error(out: &Output, contains: &str) {
-    assert!(!out.status.success());
+    cli_support::assert_one_line_error(out, contains);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "stderr: {err}");
-    assert!(err.starts_with("recfiles: "), "stderr: {err}");
-    assert!(err.contains(contains), "stderr {err:?} lacks {contains:?}");
     assert!(!err.contains("panicked"), "stderr: {err}");
 }
 

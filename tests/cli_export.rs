@@ -3,6 +3,8 @@
 //! bytes; a damaged export, or one whose ids the store holds already, is refused with one line
 //! and the store is left as it was.
 
+mod cli_support;
+use cli_support::{assert_one_line_error, content};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,27 +40,6 @@ fn stats(store: &Path) -> Value {
         assert!(map.remove(layout).is_some(), "stats --json lacks {layout}");
     }
     s
-}
-
-fn assert_one_line_error(out: &Output, contains: &str) {
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "stderr: {err}");
-    assert!(err.starts_with("recfiles: "), "stderr: {err}");
-    assert!(err.contains(contains), "stderr {err:?} lacks {contains:?}");
-}
-
-/// Deterministic bytes that differ between seeds.
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn write(path: &Path, bytes: &[u8]) {
