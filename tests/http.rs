@@ -2,7 +2,8 @@
 //! binary), a real client (ureq) or a raw socket.
 #![cfg(feature = "http")]
 
-use recfiles::http::{Access, Config, ServeOptions, router, serve};
+mod http_support;
+use recfiles::http::{Access, Config, ServeOptions, router};
 use recfiles::prelude::*;
 use recfiles::{MultipartLimits, TokenScope};
 use serde_json::{Value, json};
@@ -50,34 +51,19 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(&dir);
         let app = router(store.clone(), config(&store));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let opts = ServeOptions {
-                    shutdown_grace: Duration::from_secs(5),
-                    header_read_timeout: Duration::from_secs(1),
-                    max_connections,
-                };
-                serve(listener, app, opts, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
+        let running = http_support::spawn(
+            app,
+            ServeOptions {
+                shutdown_grace: Duration::from_secs(5),
+                header_read_timeout: Duration::from_secs(1),
+                max_connections,
+            },
+        );
         Server {
-            addr: addr_rx.recv().unwrap(),
+            addr: running.addr,
             store,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            stop: Some(running.stop),
+            thread: Some(running.thread),
             _dir: dir,
         }
     }

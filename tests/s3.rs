@@ -3,6 +3,7 @@
 #![cfg(feature = "s3")]
 
 mod common;
+mod http_support;
 use common::garage::Garage;
 use common::*;
 use recfiles::prelude::*;
@@ -459,7 +460,7 @@ fn the_server_stopped_mid_upload_is_a_typed_error_and_nothing_is_referenced() {
 /// socket and a real client.
 #[test]
 fn the_http_server_serves_buckets_on_the_cluster() {
-    use recfiles::http::{Config, ServeOptions, router, serve};
+    use recfiles::http::{Config, ServeOptions, router};
     let Some(g) = Garage::start(&[BUCKET]) else {
         return;
     };
@@ -474,31 +475,15 @@ fn the_http_server_serves_buckets_on_the_cluster() {
                 .map(|_| ())
         })
         .unwrap();
-    let app = router(store.clone(), Config::default());
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let opts = ServeOptions {
-                shutdown_grace: Duration::from_secs(5),
-                header_read_timeout: Duration::from_secs(5),
-                max_connections: 64,
-            };
-            serve(listener, app, opts, async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    let addr = addr_rx.recv().unwrap();
+    let running = http_support::spawn(
+        router(store.clone(), Config::default()),
+        ServeOptions {
+            shutdown_grace: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 64,
+        },
+    );
+    let addr = running.addr;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -544,8 +529,8 @@ fn the_http_server_serves_buckets_on_the_cluster() {
     );
     assert_eq!(status, 206);
     assert_eq!(body, &data[1_000_000..1_000_100]);
-    let _ = stop_tx.send(());
-    server.join().unwrap();
+    let _ = running.stop.send(());
+    running.thread.join().unwrap();
     assert_consistent(&store);
 }
 
