@@ -6,7 +6,13 @@
 //! cargo bench --features bench-sqlite --bench concurrent               # 1,600 records per run
 //! cargo bench --features bench-sqlite --bench concurrent -- --quick    # 320, CI smoke size
 //! cargo bench --features bench-sqlite --bench concurrent -- --records 4000 --reps 5
+//! cargo bench --features bench-sqlite --bench concurrent -- --threads 1,8   # only these (ratios vs the first)
+//! cargo bench --features bench-sqlite --bench concurrent -- --no-sync      # commits' CPU alone
 //! ```
+//!
+//! `--no-sync` commits without waiting for the disk on both sides (recfiles
+//! `Durability::Eventual`, SQLite `synchronous=OFF`): what is left is the work each commit does
+//! while it holds the writer, which bounds how far sharing syncs can scale.
 //!
 //! The SQLite baseline is what a user of the Python stack runs today, in SQLite instead of
 //! PostgreSQL: per record one transaction inserting the record (`records_metadata`), its first
@@ -20,7 +26,7 @@
 //! Timings are printed, never asserted; each figure is the median of `--reps` runs, the two
 //! systems alternating.
 
-use recfiles::prelude::*;
+use recfiles::{Durability, StoreBuilder};
 use rusqlite::{Connection, params};
 use serde_json::json;
 use std::path::Path;
@@ -67,8 +73,15 @@ fn timed(
     })
 }
 
-fn recfiles_run(dir: &Path, threads: usize, total: usize) -> Res<Duration> {
-    let store = Store::open(dir.join("store.redb"))?;
+fn recfiles_run(dir: &Path, threads: usize, total: usize, sync: bool) -> Res<Duration> {
+    let durability = if sync {
+        Durability::Immediate
+    } else {
+        Durability::Eventual
+    };
+    let store = StoreBuilder::new()
+        .durability(durability)
+        .open(dir.join("store.redb"))?;
     timed(threads, total, |t, i| {
         store.write(|tx| {
             let mut record =
@@ -111,20 +124,20 @@ CREATE TABLE files_object (bucket_id TEXT NOT NULL REFERENCES files_bucket (id),
 CREATE INDEX ix_files_object__mimetype ON files_object (_mimetype);
 ";
 
-fn sqlite_connection(path: &Path) -> Res<Connection> {
+fn sqlite_connection(path: &Path, sync: bool) -> Res<Connection> {
     let c = Connection::open(path)?;
     c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "FULL")?;
+    c.pragma_update(None, "synchronous", if sync { "FULL" } else { "OFF" })?;
     c.pragma_update(None, "cache_size", -65536)?;
     c.busy_timeout(Duration::from_secs(60))?;
     Ok(c)
 }
 
-fn sqlite_run(dir: &Path, threads: usize, total: usize) -> Res<Duration> {
+fn sqlite_run(dir: &Path, threads: usize, total: usize, sync: bool) -> Res<Duration> {
     let path = dir.join("invenio.sqlite");
-    sqlite_connection(&path)?.execute_batch(INVENIO_SCHEMA)?;
+    sqlite_connection(&path, sync)?.execute_batch(INVENIO_SCHEMA)?;
     let conns: Vec<std::sync::Mutex<Connection>> = (0..threads)
-        .map(|_| sqlite_connection(&path).map(std::sync::Mutex::new))
+        .map(|_| sqlite_connection(&path, sync).map(std::sync::Mutex::new))
         .collect::<Res<_>>()?;
     timed(threads, total, |t, i| {
         let mut c = conns[t].lock().map_err(|_| "poisoned")?;
@@ -184,21 +197,34 @@ fn main() -> Res<()> {
             .and_then(|v| v.parse::<usize>().ok())
     };
     let quick = args.iter().any(|a| a == "--quick");
+    let sync = !args.iter().any(|a| a == "--no-sync");
     let total = value("--records").unwrap_or(if quick { 320 } else { 1600 });
     let reps = value("--reps").unwrap_or(if quick { 1 } else { 3 });
-    println!("durable record creation, {total} records per run, median of {reps} runs");
+    let threads_list: Vec<usize> = match args.iter().position(|a| a == "--threads") {
+        Some(i) => args
+            .get(i + 1)
+            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_default(),
+        None => THREADS.to_vec(),
+    };
+    let kind = if sync {
+        "durable"
+    } else {
+        "unsynced (--no-sync)"
+    };
+    println!("{kind} record creation, {total} records per run, median of {reps} runs");
     println!(
         "{:>8} {:>14} {:>14} {:>10} {:>12}",
-        "threads", "recfiles/s", "sqlite/s", "ratio", "vs 1 thread"
+        "threads", "recfiles/s", "sqlite/s", "ratio", "vs first"
     );
     let mut single = None;
-    for threads in THREADS {
+    for threads in threads_list {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..reps {
             let dir = tempfile::tempdir()?;
-            ours.push(total as f64 / recfiles_run(dir.path(), threads, total)?.as_secs_f64());
+            ours.push(total as f64 / recfiles_run(dir.path(), threads, total, sync)?.as_secs_f64());
             let dir = tempfile::tempdir()?;
-            theirs.push(total as f64 / sqlite_run(dir.path(), threads, total)?.as_secs_f64());
+            theirs.push(total as f64 / sqlite_run(dir.path(), threads, total, sync)?.as_secs_f64());
         }
         let (ours, theirs) = (median(ours), median(theirs));
         let base = *single.get_or_insert(ours);

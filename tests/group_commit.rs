@@ -147,3 +147,50 @@ fn a_lone_durable_commit_costs_one_sync_with_quick_repair() {
         .unwrap();
     assert_eq!(common::read_all(&reopened, b.id, "k49"), b"small");
 }
+
+/// Writers that stop at different times (each thread makes its own number of commits) must
+/// all return: a waiter holds its shared sync back only while another writer is still inside
+/// a transaction, and one that already returned must not count as inside. Run over a real
+/// file, rounds of threads with uneven loads; a hang fails the test at the watchdog instead of
+/// stalling the suite.
+#[test]
+fn writers_leaving_at_different_times_never_strand_a_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.redb")).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let mut made = Vec::new();
+            for round in 0..6usize {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..THREADS)
+                        .map(|t| {
+                            let store = store.clone();
+                            // Thread t makes t + 1 + round commits: they run out one by one.
+                            s.spawn(move || {
+                                (0..t + 1 + round)
+                                    .map(|i| {
+                                        let body = json!({"title": format!("{round}/{t}/{i}")});
+                                        store.create_record(body).unwrap().id()
+                                    })
+                                    .collect::<Vec<_>>()
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        made.extend(h.join().unwrap());
+                    }
+                });
+            }
+            done.send(made).unwrap();
+        })
+    };
+    // A watchdog, not a wait standing in for a result: the rounds take seconds.
+    let made = finished
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("durable writers hung waiting for a shared sync");
+    worker.join().unwrap();
+    assert_eq!(store.records(&made).unwrap().len(), made.len());
+    common::assert_consistent(&store);
+}

@@ -734,7 +734,7 @@ impl Store {
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<(T, Vec<crate::hooks::Event>, crate::content::AfterCommit)> {
         let grouped = durability == Durability::Immediate && self.inner.cfg.journal.is_some();
-        let _writer = grouped.then(|| self.inner.group.enter());
+        let mut writer = grouped.then(|| self.inner.group.enter());
         let mut txn = self.inner.begin_write()?;
         txn.set_durability(match durability {
             Durability::Immediate => redb::Durability::Immediate,
@@ -757,21 +757,22 @@ impl Store {
         };
         match outcome {
             Ok(Ok(out)) => {
-                match &self.inner.cfg.journal {
+                let crowded = writer.as_mut().filter(|w| w.crowded());
+                match (&self.inner.cfg.journal, crowded) {
                     // The journal starts the disk on the commit's batch and returns; redb then
                     // finishes its commit (freeing pages of earlier ones) while the disk works,
                     // and the wait for durability comes last.
-                    Some(journal) if grouped && self.inner.group.crowded() => {
+                    (Some(journal), Some(writer)) => {
                         // Others are writing: commit now, share a sync with them.
                         txn.set_durability(redb::Durability::None)?;
                         txn.commit()?;
-                        self.inner.group.wait_durable(|| {
+                        writer.wait_durable(|| {
                             let mut empty = self.inner.begin_write()?;
                             empty.set_durability(redb::Durability::Immediate)?;
                             commit_durably(journal.as_ref(), empty, self.inner.cfg.quick_repair)
                         })?;
                     }
-                    Some(journal) if durability == Durability::Immediate => {
+                    (Some(journal), None) if durability == Durability::Immediate => {
                         commit_durably(journal.as_ref(), txn, self.inner.cfg.quick_repair)?;
                     }
                     _ => txn.commit()?,
