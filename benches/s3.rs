@@ -12,6 +12,7 @@
 //! Needs the `garage` binary (`cargo install --locked garage`).
 
 #[path = "../tests/common/garage.rs"]
+#[allow(dead_code)] // the bench uses one node; the three-node cluster is for the tests
 mod garage;
 
 use object_store::path::Path as ObjectPath;
