@@ -824,3 +824,108 @@ fn an_s3_location_is_configured_from_the_environment_and_by_settings() {
     let b = store.buckets().unwrap()[0].id;
     assert_eq!(read_all(&store, b, "f"), bytes(11, 9 << 20));
 }
+
+/// `recfiles serve --location cluster`: the buckets the API creates keep their content on the
+/// cluster, configured from the `AWS_*` environment; a real server process, a real client.
+#[test]
+fn serve_with_an_s3_location_creates_buckets_whose_content_is_on_the_cluster() {
+    use std::io::BufRead;
+    let Some(g) = Garage::start(&[BUCKET]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .write(|tx| {
+                tx.create_location("cluster", &format!("s3://{BUCKET}/serve"), false)
+                    .map(|_| ())
+            })
+            .unwrap();
+        store.close().unwrap();
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_recfiles"))
+        .args(["serve", "--store"])
+        .arg(&path)
+        .args(["--bind", "127.0.0.1:0", "--location", "cluster"])
+        .env("AWS_ENDPOINT", &g.endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", common::garage::REGION)
+        .env("AWS_ACCESS_KEY_ID", common::garage::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", common::garage::SECRET)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(log.read_line(&mut line).unwrap() > 0, "serve exited");
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let call = |method: &str, path: &str, range: Option<&str>, body: &[u8]| {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        let mut resp = agent.run(req.body(body.to_vec()).unwrap()).unwrap();
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap();
+        (status, body)
+    };
+    let (status, body) = call("POST", "/api/files", None, b"");
+    assert_eq!(status, 200);
+    let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = bytes(16, 11 << 20); // a multipart upload to the cluster
+    let (status, _) = call("PUT", &format!("/api/files/{id}/big.bin"), None, &data);
+    assert_eq!(status, 200);
+    let (status, body) = call("GET", &format!("/api/files/{id}/big.bin"), None, b"");
+    assert_eq!((status, body == data), (200, true));
+    let (status, body) = call(
+        "GET",
+        &format!("/api/files/{id}/big.bin"),
+        Some("bytes=9000000-9000099"),
+        b"",
+    );
+    assert_eq!(
+        (status, body.as_slice()),
+        (206, &data[9_000_000..9_000_100])
+    );
+    let backend = g.backend(BUCKET, "serve");
+    assert_eq!(objects(backend.as_ref()), vec![key_of_bytes(&data)]);
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(child.wait().unwrap().success());
+    let store = Store::builder()
+        .location_backend("cluster", backend)
+        .open(&path)
+        .unwrap();
+    let b = id.parse().unwrap();
+    assert_eq!(store.bucket(b).unwrap().unwrap().location, "cluster");
+    assert_eq!(
+        store.stats().unwrap().chunks,
+        0,
+        "no content in the store file"
+    );
+    assert_eq!(read_all(&store, b, "big.bin"), data);
+    assert_consistent(&store);
+}
