@@ -268,8 +268,18 @@ impl Garage {
             binary,
             _dir: dir,
         };
-        g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", id]);
-        g.cli(&["layout", "apply", "--version", "1"]);
+        // A node that answers `node id` may still refuse layout changes for a moment (seen
+        // under heavy load): retried until it takes them.
+        for args in [
+            &["layout", "assign", "-z", "dc1", "-c", "1G", id][..],
+            &["layout", "apply", "--version", "1"][..],
+        ] {
+            until_ok(
+                "garage layout",
+                || g.node.log(),
+                || try_cli(&g.binary, &g.node.config, args),
+            );
+        }
         create_key_and_buckets(&g.binary, &g.node, buckets);
         Some(g)
     }
@@ -340,7 +350,17 @@ impl Cluster {
                 },
             );
         }
-        c.cli(0, &["layout", "apply", "--version", "1"]);
+        until_ok(
+            "garage layout apply",
+            || c.nodes[0].log(),
+            || {
+                try_cli(
+                    &c.binary,
+                    &c.nodes[0].config,
+                    &["layout", "apply", "--version", "1"],
+                )
+            },
+        );
         create_key_and_buckets(&c.binary, &c.nodes[0], buckets);
         for i in 0..3 {
             for b in buckets {
