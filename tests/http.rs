@@ -1706,3 +1706,103 @@ fn unsafe_sigterm(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// The locations of the store's buckets, sorted.
+fn bucket_locations(store: &Store) -> Vec<String> {
+    let mut found: Vec<String> = store
+        .buckets()
+        .unwrap()
+        .into_iter()
+        .map(|b| b.location)
+        .collect();
+    found.sort();
+    found
+}
+
+fn with_archive_location(store: &Store) {
+    store
+        .write(|tx| tx.create_location("archive", "file:///srv/archive", false))
+        .unwrap();
+}
+
+#[test]
+fn buckets_created_over_http_go_to_the_servers_location() {
+    let s = Server::with(|store| {
+        with_archive_location(store);
+        Config {
+            bucket_location: Some("archive".into()),
+            ..Config::default()
+        }
+    });
+    let b = s.bucket();
+    let rec = s.record(json!({"title": "t"}));
+    assert_eq!(bucket_locations(&s.store), ["archive", "archive"]);
+    // Both are ordinary buckets for the rest of the API.
+    assert_eq!(s.put(&format!("/api/files/{b}/k"), b"bytes").status, 200);
+    assert_eq!(s.get(&format!("/api/files/{b}/k")).body, b"bytes");
+    let recid = rec["id"].as_str().unwrap();
+    let r = s.put(&format!("/api/records/{recid}/files/f"), b"more");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn post_files_ignores_its_body_and_uses_the_default_location() {
+    let s = Server::with(|store| {
+        with_archive_location(store);
+        Config::default()
+    });
+    let r = s.post("/api/files", br#"{"location": "archive"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.record(json!({}));
+    assert_eq!(bucket_locations(&s.store), ["default", "default"]);
+}
+
+#[test]
+fn the_binary_creates_buckets_in_its_location_and_refuses_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        with_archive_location(&store);
+        store.close().unwrap();
+    }
+    let (mut child, addr, _err) = spawn_binary(&path, &["--location", "archive"]);
+    let post = |path: &str| {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        raw_status(addr, req.as_bytes(), false)
+    };
+    assert_eq!(post("/api/files"), Some(200));
+    assert_eq!(post("/api/records"), Some(201));
+    unsafe_sigterm(child.0.id());
+    assert!(child.0.wait().unwrap().success());
+    let store = Store::open(&path).unwrap();
+    assert_eq!(bucket_locations(&store), ["archive", "archive"]);
+    store.close().unwrap();
+
+    // An unknown location: one line, the server never listens, nothing is created.
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_recfiles"))
+            .args(["serve", "--store"])
+            .arg(&path)
+            .args(["--bind", "127.0.0.1:0", "--location", "nowhere"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = String::new();
+    for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // A server that starts anyway fails the test here rather than hang it.
+        assert!(!line.contains("http://"), "it served: {line}");
+        err.push_str(&line);
+        err.push('\n');
+    }
+    assert!(!child.0.wait().unwrap().success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("nowhere"), "{err}");
+    let store = Store::open(&path).unwrap();
+    assert_eq!(bucket_locations(&store).len(), 2);
+}

@@ -11,7 +11,7 @@ mod store_cmds;
 
 use clap::{Parser, Subcommand};
 use recfiles::http::{Access, Config, ServeOptions};
-use recfiles::{MultipartLimits, Store, StoreBuilder, TokenScope};
+use recfiles::{FilesQuery, MultipartLimits, Store, StoreBuilder, TokenScope};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,6 +85,11 @@ struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
+    /// The location of the buckets created over HTTP (`POST /files`, a new record's bucket),
+    /// by name: e.g. one whose content lives on an S3-compatible cluster (a binary built with
+    /// the `s3` feature). Default: the store's default location.
+    #[arg(long)]
+    location: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -218,6 +223,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         limits.max_parts = v;
     }
     let store = open(&args.store, limits)?;
+    if let Some(name) = &args.location
+        && store
+            .read(|r| r.location(name))
+            .map_err(|e| e.to_string())?
+            .is_none()
+    {
+        return Err(format!(
+            "--location {name:?}: the store has no such location (`recfiles ls --json` lists \
+             each bucket's; an application creates locations)"
+        ));
+    }
     let access = Access::from_store(&store).map_err(|e| e.to_string())?;
     if matches!(access, Access::Open) && !args.bind.ip().is_loopback() {
         return Err(format!(
@@ -232,6 +248,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         api_prefix: args.api_prefix,
         ui_prefix: args.ui_prefix,
         access: access.clone(),
+        bucket_location: args.location,
     };
     let app = recfiles::http::router(store.clone(), config);
     let opts = ServeOptions {

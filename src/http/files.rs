@@ -20,8 +20,8 @@ use super::send::send_file;
 use super::{AppState, blocking};
 use crate::records_files::list_in_files;
 use crate::{
-    Bucket, BucketId, BucketOptions, Error, FilesQuery, ListOptions, ObjectVersion, PartOptions,
-    PutOptions, RECID, RecordId, RecordsQuery, UploadId, VersionId, WriteTx,
+    Bucket, BucketId, Error, FilesQuery, ListOptions, ObjectVersion, PartOptions, PutOptions,
+    RECID, RecordId, RecordsQuery, UploadId, VersionId, WriteTx,
 };
 
 type St = State<Arc<AppState>>;
@@ -132,12 +132,14 @@ const LISTING_MAX: usize = 1000;
 
 // ---- /files --------------------------------------------------------------------------------
 
-/// `POST /files`: a bucket in the default location (200, as Invenio).
+/// `POST /files`: a bucket in the default location, or the server's configured one (200, as
+/// Invenio; the body is ignored).
 pub(crate) async fn create_bucket(State(st): St, req: Request) -> Result<Response, ApiError> {
     negotiate(req.headers())?;
     let q = Query::parse(req.uri().query());
     let store = st.store.clone();
-    let b = blocking(move || store.create_bucket(&BucketOptions::default())).await?;
+    let opts = st.new_bucket();
+    let b = blocking(move || store.create_bucket(&opts)).await?;
     let base = format!("{}{}/files/{}", origin(req.headers()), st.api, b.id);
     Ok(json_response(
         StatusCode::OK,

@@ -11,7 +11,7 @@
 //!
 //! | route | methods |
 //! |---|---|
-//! | `/files` | POST: a bucket in the default location |
+//! | `/files` | POST: a bucket in the default location (or [`Config::bucket_location`]) |
 //! | `/files/<bucket>` | GET, HEAD (`?versions`, `?uploads`, `?versions&with_deleted`), PATCH, DELETE |
 //! | `/files/<bucket>/<key>` | GET, HEAD, PUT, POST, DELETE (single uploads, versions, multipart) |
 //! | `/records` | GET (paginated by recid), POST |
@@ -82,6 +82,10 @@ pub struct Config {
     pub ui_prefix: String,
     /// Who may call the API.
     pub access: Access,
+    /// The location of the buckets the API creates (`POST /files` and a new record's bucket),
+    /// by name; `None` for the store's default location. Invenio's `POST /files` has no way
+    /// to ask for a location, so the server decides (e.g. `recfiles serve --location`).
+    pub bucket_location: Option<String>,
 }
 
 impl Default for Config {
@@ -90,6 +94,7 @@ impl Default for Config {
             api_prefix: "/api".into(),
             ui_prefix: String::new(),
             access: Access::Open,
+            bucket_location: None,
         }
     }
 }
@@ -108,6 +113,18 @@ pub(crate) struct AppState {
     pub(crate) store: Store,
     pub(crate) api: String,
     pub(crate) access: Access,
+    /// See [`Config::bucket_location`].
+    pub(crate) bucket_location: Option<String>,
+}
+
+impl AppState {
+    /// The options of a bucket the API creates.
+    pub(crate) fn new_bucket(&self) -> crate::BucketOptions {
+        crate::BucketOptions {
+            location: self.bucket_location.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Runs a store call on the blocking pool.
@@ -128,6 +145,7 @@ pub fn router(store: Store, config: Config) -> Router {
         store,
         api: api.clone(),
         access: config.access,
+        bucket_location: config.bucket_location,
     });
     let table = routes::table();
     let openapi = Arc::new(routes::openapi(&table, &api, &ui));

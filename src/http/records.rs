@@ -144,7 +144,10 @@ pub(crate) async fn create(State(st): St, req: Request) -> Result<Response, ApiE
     body.remove(BUCKET_FIELD);
     body.remove(FILES_FIELD);
     let opts = if with_bucket {
-        RecordOptions::default()
+        RecordOptions {
+            bucket: Some(st.new_bucket()),
+            ..RecordOptions::default()
+        }
     } else {
         RecordOptions::without_bucket()
     };
