@@ -584,7 +584,7 @@ fn conflicts<V: crate::storage::View>(
 ) -> Result<()> {
     let clash = |what: &'static str, id: String| Err(Error::ImportConflict { what, id });
     for r in &set.records {
-        if v.records()?.get(r.id.raw())?.is_some() {
+        if record_row(v, r.id)?.is_some() {
             return clash("record", r.id.to_string());
         }
         for p in &r.pids {
@@ -597,7 +597,7 @@ fn conflicts<V: crate::storage::View>(
         }
     }
     for b in &set.buckets {
-        if v.buckets()?.get(b.id.raw())?.is_some() {
+        if bucket_row(v, b.id.raw())?.is_some() {
             return clash("bucket", b.id.to_string());
         }
         for ver in &b.versions {

@@ -133,7 +133,7 @@ impl WriteTx<'_> {
     }
 
     pub(crate) fn put_bucket_row(&mut self, id: u128, row: &BucketRow) -> Result<()> {
-        self.t.buckets.write()?.insert(id, enc(row)?.as_slice())?;
+        self.t.deferred_buckets.put(id, row.clone());
         Ok(())
     }
 
@@ -259,6 +259,7 @@ impl WriteTx<'_> {
                 self.t.bucket_tags.write()?.retain(|k, _| k.0 != raw)?;
             }
         }
+        self.t.deferred_buckets.forget(raw);
         self.t.buckets.write()?.remove(raw)?;
         Ok(row.record)
     }

@@ -25,7 +25,7 @@ pub(crate) use direct::{Direct, DirectRead};
 pub(crate) use open::Inner;
 pub use open::{Durability, MultipartLimits, ReadVerification, SalvageReport, Store, StoreBuilder};
 pub(crate) use open::{Found, naming};
-pub(crate) use tables::{RTables, View, WTables, defs};
+pub(crate) use tables::{Hot, RTables, View, WTables, defs, each_row};
 #[cfg(any(test, feature = "testing"))]
 pub use testing::{FaultKind, FaultPlan, FaultyBackend, FileBackend, SimulatedDisk};
 

@@ -751,7 +751,11 @@ impl Store {
             // for repair (its pages leak until the next open). A panic in `f` (a caller's reader,
             // say) is therefore caught here, the transaction aborted cleanly, and the panic
             // resumed.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let out = f(&mut tx)?;
+                tx.t.write_deferred()?;
+                Ok(out)
+            }));
             let after = std::mem::take(&mut tx.t.after_commit);
             (outcome, (std::mem::take(&mut tx.events), after))
         };
