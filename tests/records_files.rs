@@ -871,8 +871,11 @@ fn hard_deleting_a_record_unlocks_and_removes_a_locked_bucket() {
 #[test]
 fn hard_deleting_a_record_keeps_content_shared_with_another_bucket() {
     let store = store();
-    let a = record_with(&store, &["same"]);
-    let b = record_with(&store, &["same"]);
+    // Over 16 KiB: deduplicated (smaller inline content is stored per file).
+    let content = vec![7u8; 20_000];
+    let (mut a, mut b) = (record_with(&store, &[]), record_with(&store, &[]));
+    put(&store, &mut a, "same", &content);
+    put(&store, &mut b, "same", &content);
     let file = files(&store, &a).get("same").unwrap().file_id().unwrap();
     store.remove_record(a.id()).unwrap();
     assert_eq!(store.file(file).unwrap().unwrap().references, 1);

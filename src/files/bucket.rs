@@ -325,7 +325,12 @@ impl WriteTx<'_> {
                 }
                 continue;
             }
-            let same = d.as_ref().is_some_and(|d| d.file_id == obj.file_id);
+            // Identical: the same file, or the same content (Invenio compares checksums; small
+            // files with the same content are separate files, docs/FORMAT.md).
+            let same = d.as_ref().is_some_and(|d| {
+                d.file_id == obj.file_id
+                    || (d.checksum.is_some() && d.checksum == obj.checksum && d.size == obj.size)
+            });
             if !same {
                 let added = self.copy_into(&obj, dest, &obj.key, true)?;
                 changes.push(SyncChange::Added(added));
