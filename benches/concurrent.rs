@@ -26,8 +26,10 @@
 //! Timings are printed, never asserted; each figure is the median of `--reps` runs, the two
 //! systems alternating.
 
+#[path = "common/invenio_sqlite.rs"]
+mod invenio;
 use recfiles::{Durability, StoreBuilder};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Barrier;
@@ -94,90 +96,23 @@ fn recfiles_run(dir: &Path, threads: usize, total: usize, sync: bool) -> Res<Dur
     })
 }
 
-const INVENIO_SCHEMA: &str = "
-CREATE TABLE records_metadata (id TEXT PRIMARY KEY, json TEXT, created TEXT NOT NULL,
-    updated TEXT NOT NULL, version_id INTEGER NOT NULL);
-CREATE TABLE records_metadata_version (id TEXT NOT NULL, json TEXT, created TEXT,
-    updated TEXT, version_id INTEGER NOT NULL, transaction_id INTEGER NOT NULL,
-    end_transaction_id INTEGER, operation_type INTEGER NOT NULL,
-    PRIMARY KEY (id, transaction_id));
-CREATE INDEX ix_records_metadata_version_transaction_id
-    ON records_metadata_version (transaction_id);
-CREATE INDEX ix_records_metadata_version_end_transaction_id
-    ON records_metadata_version (end_transaction_id);
-CREATE INDEX ix_records_metadata_version_operation_type
-    ON records_metadata_version (operation_type);
-CREATE TABLE files_bucket (id TEXT PRIMARY KEY, default_location INTEGER NOT NULL,
-    default_storage_class TEXT NOT NULL, size INTEGER NOT NULL, quota_size INTEGER,
-    max_file_size INTEGER, locked INTEGER NOT NULL, deleted INTEGER NOT NULL,
-    created TEXT NOT NULL, updated TEXT NOT NULL);
-CREATE TABLE records_buckets (record_id TEXT NOT NULL REFERENCES records_metadata (id),
-    bucket_id TEXT NOT NULL REFERENCES files_bucket (id), PRIMARY KEY (record_id, bucket_id));
-CREATE TABLE files_files (id TEXT PRIMARY KEY, uri TEXT UNIQUE, storage_class TEXT,
-    size INTEGER, checksum TEXT, readable INTEGER NOT NULL, writable INTEGER NOT NULL,
-    last_check_at TEXT, last_check INTEGER NOT NULL, created TEXT NOT NULL,
-    updated TEXT NOT NULL, content BLOB);
-CREATE TABLE files_object (bucket_id TEXT NOT NULL REFERENCES files_bucket (id),
-    key TEXT NOT NULL, version_id TEXT NOT NULL UNIQUE, file_id TEXT REFERENCES files_files (id),
-    _mimetype TEXT, is_head INTEGER NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL,
-    PRIMARY KEY (bucket_id, key, version_id));
-CREATE INDEX ix_files_object__mimetype ON files_object (_mimetype);
-";
-
-fn sqlite_connection(path: &Path, sync: bool) -> Res<Connection> {
-    let c = Connection::open(path)?;
-    c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", if sync { "FULL" } else { "OFF" })?;
-    c.pragma_update(None, "cache_size", -65536)?;
-    c.busy_timeout(Duration::from_secs(60))?;
-    Ok(c)
-}
-
 fn sqlite_run(dir: &Path, threads: usize, total: usize, sync: bool) -> Res<Duration> {
     let path = dir.join("invenio.sqlite");
-    sqlite_connection(&path, sync)?.execute_batch(INVENIO_SCHEMA)?;
+    invenio::create(&path)?;
     let conns: Vec<std::sync::Mutex<Connection>> = (0..threads)
-        .map(|_| sqlite_connection(&path, sync).map(std::sync::Mutex::new))
+        .map(|_| -> Res<_> {
+            let c = invenio::connection(&path)?;
+            if !sync {
+                c.pragma_update(None, "synchronous", "OFF")?;
+            }
+            Ok(std::sync::Mutex::new(c))
+        })
         .collect::<Res<_>>()?;
     timed(threads, total, |t, i| {
         let mut c = conns[t].lock().map_err(|_| "poisoned")?;
-        let now = "2026-12-07T12:00:00.000000";
-        let (record, bucket, file, version) = (
-            uuid::Uuid::now_v7().to_string(),
-            uuid::Uuid::now_v7().to_string(),
-            uuid::Uuid::now_v7().to_string(),
-            uuid::Uuid::now_v7().to_string(),
-        );
-        let body = json!({"title": format!("record {i}"), "thread": t, "_bucket": bucket,
-            "_files": [{"key": "data.bin", "bucket": bucket, "version_id": version,
-                        "file_id": file, "size": 1024, "checksum": "md5:0"}]})
-        .to_string();
         // IMMEDIATE takes the write lock up front, as a PostgreSQL writer would its rows.
         let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO records_metadata VALUES (?1, ?2, ?3, ?3, 1)",
-            params![record, body, now],
-        )?;
-        tx.execute(
-            "INSERT INTO records_metadata_version VALUES (?1, ?2, ?3, ?3, 1, ?4, NULL, 0)",
-            params![record, body, now, i as i64],
-        )?;
-        tx.execute(
-            "INSERT INTO files_bucket VALUES (?1, 1, 'S', 1024, NULL, NULL, 0, 0, ?2, ?2)",
-            params![bucket, now],
-        )?;
-        tx.execute(
-            "INSERT INTO records_buckets VALUES (?1, ?2)",
-            params![record, bucket],
-        )?;
-        tx.execute(
-            "INSERT INTO files_files VALUES (?1, ?2, 'S', 1024, 'md5:0', 1, 0, NULL, 1, ?3, ?3, ?4)",
-            params![file, format!("/data/{file}"), now, payload(i)],
-        )?;
-        tx.execute(
-            "INSERT INTO files_object VALUES (?1, 'data.bin', ?2, ?3, 'application/octet-stream', 1, ?4, ?4)",
-            params![bucket, version, file, now],
-        )?;
+        invenio::insert_record(&tx, i, t, &payload(i))?;
         tx.commit()?;
         Ok(())
     })

@@ -5,6 +5,7 @@
 //! cargo bench --bench ingest                     # full size: 1 GiB large file
 //! cargo bench --bench ingest -- --quick          # small sizes, CI smoke test
 //! cargo bench --bench ingest -- --size-mib 256 --json figures.json
+//! cargo bench --bench ingest -- --only-b --durable 1000 --batched 10000   # workload b alone
 //! ```
 //!
 //! Timings are never asserted: the machine is shared and noisy. Each figure is printed beside
@@ -17,6 +18,8 @@
 //! process that already touched other data) cannot promise on every kernel. The child's put is
 //! also the timed put of workload a, so the store it leaves behind serves workloads d and e.
 
+#[path = "common/invenio_sqlite.rs"]
+mod invenio;
 #[path = "common/reads.rs"]
 mod reads_common;
 use reads_common::{offsets, read_all};
@@ -51,6 +54,8 @@ struct Opts {
     record_files: usize,
     ranges: usize,
     reps: usize,
+    /// Run workload b alone (`--only-b`): for profiling and repeated record-creation runs.
+    only_b: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -60,6 +65,9 @@ fn parse_args() -> Result<Opts, String> {
     let mut json = None;
     let mut dir = None;
     let mut reps: Option<usize> = None;
+    let mut only_b = false;
+    let mut durable: Option<usize> = None;
+    let mut batched: Option<usize> = None;
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
@@ -77,6 +85,15 @@ fn parse_args() -> Result<Opts, String> {
                 )
             }
             "--json" => json = Some(PathBuf::from(value()?)),
+            "--only-b" => only_b = true,
+            "--durable" | "--batched" => {
+                let v = value()?;
+                let n = Some(v.parse().map_err(|_| format!("{a}: not a number: {v}"))?);
+                match a {
+                    "--durable" => durable = n,
+                    _ => batched = n,
+                }
+            }
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--reps" => {
                 let v = value()?;
@@ -99,14 +116,15 @@ fn parse_args() -> Result<Opts, String> {
         size: size_mib * MIB,
         json,
         dir,
-        small_records: if quick { 300 } else { 10_000 },
-        batched_records: if quick { 2_000 } else { 10_000 },
+        small_records: durable.unwrap_or(if quick { 300 } else { 10_000 }),
+        batched_records: batched.unwrap_or(if quick { 2_000 } else { 10_000 }),
         record_files: if quick { 300 } else { 1_000 },
         ranges: 1_000,
         // Five: the first large put of a run is often several times slower than the others
         // (for whichever system it falls on), and a median of three is then one slow put away
         // from a wrong figure.
         reps: reps.unwrap_or(if quick { 3 } else { 5 }).max(1),
+        only_b,
     })
 }
 
@@ -420,6 +438,98 @@ fn sqlite_small_records(
     Ok(t.elapsed())
 }
 
+/// Records `first..first + n` in Invenio's own tables (`invenio_sqlite`), committed `batch` at
+/// a time.
+fn invenio_small_records(
+    c: &mut Connection,
+    pool: &Pool,
+    first: usize,
+    n: usize,
+    batch: usize,
+) -> Res<Duration> {
+    sync_all();
+    let t = Instant::now();
+    let mut i = first;
+    while i < first + n {
+        let end = (i + batch).min(first + n);
+        let tx = c.transaction()?;
+        for k in i..end {
+            invenio::insert_record(&tx, k, 0, &pool.small(k as u64))?;
+        }
+        tx.commit()?;
+        i = end;
+    }
+    Ok(t.elapsed())
+}
+
+/// Workload b's figures (records per second).
+struct SmallRecords {
+    fs_durable: f64,
+    sqlite_durable: f64,
+    invenio_durable: f64,
+    durable: f64,
+    sqlite_batched: f64,
+    invenio_batched: f64,
+    batched: f64,
+}
+
+/// b: many small records, durable one by one, then batched. The systems take turns in blocks
+/// of a tenth of the records (durable) or of one batch (batched), so a change in the disk's
+/// fsync latency mid-run (it happens on this shared machine) hits them alike.
+fn small_records(o: &Opts, dir: &Path, pool: &Pool) -> Res<SmallRecords> {
+    let per_s = |n: usize, d: Duration| n as f64 / secs(d);
+    let n = o.small_records;
+    let block = (n / 10).max(1);
+    let mut sq = sqlite_open(&dir.join("small.sqlite"))?;
+    let mut inv = invenio::create(&dir.join("invenio.sqlite"))?;
+    let rf_store = store_at(&dir.join("small.redb"));
+    let (mut fs_sd, mut sq_sd) = (Duration::ZERO, Duration::ZERO);
+    let (mut inv_sd, mut rf_sd) = (Duration::ZERO, Duration::ZERO);
+    let fs_dir = dir.join("small-fs");
+    std::fs::create_dir_all(&fs_dir)?;
+    let mut i = 0;
+    while i < n {
+        let m = block.min(n - i);
+        fs_sd += fs_small_durable(&fs_dir, pool, i, m)?;
+        sq_sd += sqlite_small_records(&mut sq, pool, i, m, 1)?;
+        inv_sd += invenio_small_records(&mut inv, pool, i, m, 1)?;
+        rf_sd += recfiles_small_records(&rf_store, pool, i, m, 1)?;
+        i += m;
+    }
+    eprintln!(
+        "b  durable: fs {:.0}/s, sqlite {:.0}/s, sqlite (Invenio tables) {:.0}/s, recfiles {:.0}/s",
+        per_s(n, fs_sd),
+        per_s(n, sq_sd),
+        per_s(n, inv_sd),
+        per_s(n, rf_sd)
+    );
+    let nb = o.batched_records;
+    let (mut sq_b, mut inv_b, mut rf_b) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut i = 0;
+    while i < nb {
+        let m = BATCH.min(nb - i);
+        sq_b += sqlite_small_records(&mut sq, pool, 1_000_000 + i, m, BATCH)?;
+        inv_b += invenio_small_records(&mut inv, pool, 1_000_000 + i, m, BATCH)?;
+        rf_b += recfiles_small_records(&rf_store, pool, 1_000_000 + i, m, BATCH)?;
+        i += m;
+    }
+    eprintln!(
+        "b  batched: sqlite {:.0}/s, sqlite (Invenio tables) {:.0}/s, recfiles {:.0}/s",
+        per_s(nb, sq_b),
+        per_s(nb, inv_b),
+        per_s(nb, rf_b)
+    );
+    Ok(SmallRecords {
+        fs_durable: per_s(n, fs_sd),
+        sqlite_durable: per_s(n, sq_sd),
+        invenio_durable: per_s(n, inv_sd),
+        durable: per_s(n, rf_sd),
+        sqlite_batched: per_s(nb, sq_b),
+        invenio_batched: per_s(nb, inv_b),
+        batched: per_s(nb, rf_b),
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // c. one record with many small files
 
@@ -610,6 +720,20 @@ fn run(o: &Opts) -> Res<()> {
     };
     let dir = tmp.path();
     let pool = Pool::new();
+    if o.only_b {
+        let b = small_records(o, dir, &pool)?;
+        println!(
+            "b only: {} durable, {} batched records; durable {:.0}/s ({:.2}x Invenio-schema sqlite), \
+             batched {:.0}/s ({:.2}x Invenio-schema sqlite)",
+            o.small_records,
+            o.batched_records,
+            b.durable,
+            b.durable / b.invenio_durable,
+            b.batched,
+            b.batched / b.invenio_batched
+        );
+        return Ok(());
+    }
     let size = o.size;
     eprintln!(
         "recfiles ingest bench: large file {} MiB, {} small records, {} batched, {} record files, in {}",
@@ -625,7 +749,6 @@ fn run(o: &Opts) -> Res<()> {
     };
 
     let reps = o.reps;
-    let per_s = |n: usize, d: Duration| n as f64 / secs(d);
 
     // a + f: one large file, `reps` times per system, the systems interleaved (in a rotating
     // order) so that a noisy neighbour weighs on all of them alike; each figure is the median.
@@ -783,51 +906,15 @@ fn run(o: &Opts) -> Res<()> {
         sc.put_mib_s, sc.seq_mib_s, sc.ranges_per_s, sc.fs_ranges_per_s
     );
 
-    // b: many small records, durable one by one, then batched. The systems take turns in
-    // blocks of a tenth of the records, so a change in the disk's fsync latency mid-run (it
-    // happens on this shared machine) hits them alike.
-    let n = o.small_records;
-    let block = (n / 10).max(1);
-    let mut sq = sqlite_open(&dir.join("small.sqlite"))?;
-    let rf_store = store_at(&dir.join("small.redb"));
-    let (mut fs_sd, mut sq_sd, mut rf_sd) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let fs_dir = dir.join("small-fs");
-    std::fs::create_dir_all(&fs_dir)?;
-    let mut i = 0;
-    while i < n {
-        let m = block.min(n - i);
-        fs_sd += fs_small_durable(&fs_dir, &pool, i, m)?;
-        sq_sd += sqlite_small_records(&mut sq, &pool, i, m, 1)?;
-        rf_sd += recfiles_small_records(&rf_store, &pool, i, m, 1)?;
-        i += m;
-    }
-    eprintln!(
-        "b  durable: fs {:.0}/s, sqlite {:.0}/s, recfiles {:.0}/s",
-        per_s(n, fs_sd),
-        per_s(n, sq_sd),
-        per_s(n, rf_sd)
-    );
-    let nb = o.batched_records;
-    let (mut sq_b, mut rf_b) = (Duration::ZERO, Duration::ZERO);
-    let mut i = 0;
-    while i < nb {
-        let m = BATCH.min(nb - i);
-        sq_b += sqlite_small_records(&mut sq, &pool, 1_000_000 + i, m, BATCH)?;
-        rf_b += recfiles_small_records(&rf_store, &pool, 1_000_000 + i, m, BATCH)?;
-        i += m;
-    }
-    eprintln!(
-        "b  batched: sqlite {:.0}/s, recfiles {:.0}/s",
-        per_s(nb, sq_b),
-        per_s(nb, rf_b)
-    );
-    drop(rf_store);
-    drop(sq);
-    put("small_durable_records_per_s", per_s(n, rf_sd));
-    put("fs_small_durable_per_s", per_s(n, fs_sd));
-    put("sqlite_small_durable_per_s", per_s(n, sq_sd));
-    put("small_batched_records_per_s", per_s(nb, rf_b));
-    put("sqlite_small_batched_per_s", per_s(nb, sq_b));
+    let b = small_records(o, dir, &pool)?;
+    let (n, nb) = (o.small_records, o.batched_records);
+    put("small_durable_records_per_s", b.durable);
+    put("fs_small_durable_per_s", b.fs_durable);
+    put("sqlite_small_durable_per_s", b.sqlite_durable);
+    put("invenio_sqlite_small_durable_per_s", b.invenio_durable);
+    put("small_batched_records_per_s", b.batched);
+    put("sqlite_small_batched_per_s", b.sqlite_batched);
+    put("invenio_sqlite_small_batched_per_s", b.invenio_batched);
 
     // c: one record, many small files, then dumps().
     let rec_store = store_at(&dir.join("record.redb"));
@@ -882,6 +969,30 @@ fn run(o: &Opts) -> Res<()> {
             target: ">= 50000/s, > sqlite".into(),
             met: met(f("small_batched_records_per_s") >= 50_000.0
                 && f("small_batched_records_per_s") > f("sqlite_small_batched_per_s")),
+            higher_is_better: true,
+        },
+        Row {
+            name: "b. durable each, vs Invenio-schema SQLite",
+            unit: "records/s",
+            ours: f("small_durable_records_per_s"),
+            fs: None,
+            sqlite: Some(f("invenio_sqlite_small_durable_per_s")),
+            target: ">= 1.3x Invenio sqlite".into(),
+            met: met(
+                f("small_durable_records_per_s") >= 1.3 * f("invenio_sqlite_small_durable_per_s")
+            ),
+            higher_is_better: true,
+        },
+        Row {
+            name: "b. 1000 per tx, vs Invenio-schema SQLite",
+            unit: "records/s",
+            ours: f("small_batched_records_per_s"),
+            fs: None,
+            sqlite: Some(f("invenio_sqlite_small_batched_per_s")),
+            target: ">= 60000/s, >= 4x Invenio sqlite".into(),
+            met: met(f("small_batched_records_per_s") >= 60_000.0
+                && f("small_batched_records_per_s")
+                    >= 4.0 * f("invenio_sqlite_small_batched_per_s")),
             higher_is_better: true,
         },
         Row {

@@ -1,6 +1,7 @@
 //! Opening a store as the layers above the engine need it. `storage` opens the file, replays
 //! its journal, starts the engine and checks the format; this module then makes the store
-//! ready: a new store gets its `meta` rows and its default location, and every store opened
+//! ready: a new store gets its `meta` rows and its default location, a store of an older
+//! format is upgraded, and every store opened
 //! for writing loses what a dead process left half-uploaded, all in one transaction, before
 //! anyone can see the store. It sits above `storage`, `files` and `content`, so `storage`
 //! needs neither.
@@ -73,9 +74,17 @@ fn ready(store: Store, found: Found) -> Result<Store> {
     }
     store.write(|tx| {
         tx.t.create_all()?;
-        if found == Found::Nothing {
-            tx.write_meta()?;
-            crate::files::create_default_location(tx)?;
+        match found {
+            Found::Nothing => {
+                tx.write_meta()?;
+                crate::files::create_default_location(tx)?;
+            }
+            // One transaction: a crash leaves the old format or the new one, never a mix.
+            Found::Older(from) => {
+                crate::content::upgrade_format(&mut tx.t, from)?;
+                tx.write_format_version()?;
+            }
+            Found::Store => {}
         }
         crate::content::clear_abandoned_staging(tx).map(|_| ())
     })?;

@@ -8,7 +8,7 @@ use crate::ids::{BucketId, FileId, RecordId, UploadId, VersionId};
 use crate::storage::View;
 use crate::storage::{Store, dec};
 use redb::ReadableTable;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// What [`Store::check`] found. Empty `problems` means every invariant holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -263,9 +263,14 @@ impl Store {
         let mut files: BTreeMap<u128, FileRow> = BTreeMap::new();
         // The length of each file's inline content (which follows its row in `files`).
         let mut inline: Vec<(u128, u64)> = Vec::new();
+        // Small inline files, which the dedup index leaves out (since format 6).
+        let mut unindexed: HashSet<u128> = HashSet::new();
         for e in t.files()?.iter()? {
             let (k, v) = e?;
             let (row, bytes) = split_file_value(v.value())?;
+            if crate::content::unindexed(row.size, bytes) {
+                unindexed.insert(k.value());
+            }
             files.insert(k.value(), row);
             if !bytes.is_empty() {
                 inline.push((k.value(), bytes.len() as u64));
@@ -526,11 +531,28 @@ impl Store {
         let dedup_key_of = |id: &u128, f: &FileRow| {
             crate::content::remote::dedup_key(remote.get(id).map(String::as_str), &f.blake3)
         };
+        // A store of format 5, read as it is (read-only), still names small inline files.
+        let stored_format = match t.meta()?.get("format_version")? {
+            Some(v) => dec::<u32>(v.value(), "meta.format_version")?,
+            None => crate::FORMAT_VERSION,
+        };
         let mut by_hash: HashMap<Hash, u128> = HashMap::new();
         for e in t.files_by_hash()?.iter()? {
             let (k, v) = e?;
             by_hash.insert(k.value(), v.value());
             match files.get(&v.value()) {
+                Some(_) if stored_format >= 6 && unindexed.contains(&v.value()) => {
+                    p.push(Problem::new(
+                        Invariant::DedupIndex,
+                        [file(v.value())],
+                        format!(
+                            "dedup index {} names file {:x}, a small inline file the index \
+                             leaves out",
+                            hex(&k.value()),
+                            v.value()
+                        ),
+                    ))
+                }
                 Some(f) if dedup_key_of(&v.value(), f) == k.value() => {}
                 _ => p.push(Problem::new(
                     Invariant::DedupIndex,
@@ -642,7 +664,9 @@ impl Store {
             // The index names one file per content and location; after a move, another file
             // with the same content in that location may be the one named.
             let named = by_hash.get(&dedup_key_of(id, f)).and_then(|n| files.get(n));
-            if !named.is_some_and(|n| n.blake3 == f.blake3 && n.size == f.size) {
+            if !unindexed.contains(id)
+                && !named.is_some_and(|n| n.blake3 == f.blake3 && n.size == f.size)
+            {
                 p.push(Problem::new(
                     Invariant::DedupIndex,
                     [file(*id)],

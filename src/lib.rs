@@ -67,7 +67,8 @@
 //!
 //! A [`Store`] is the open file. Buckets hold objects; every put makes a new
 //! [`ObjectVersion`] that becomes the head of its key, and points at a [`FileInstance`]
-//! whose bytes are stored once however often they are uploaded. Reading gives a
+//! whose bytes are stored once however often they are uploaded (files of at most 16 KiB
+//! excepted: they are stored per upload). Reading gives a
 //! [`FileReader`], which is `Read + Seek`.
 //!
 //! ```

@@ -515,7 +515,11 @@ fn validate(set: &ImportSet) -> Result<BTreeMap<FileId, &FileDump>> {
                 }
                 Some(_) => {}
                 None => {
-                    if let Some(other) = hashes.insert(&f.blake3, f.id) {
+                    // Small inline content is stored once per file (docs/FORMAT.md), so a
+                    // store may hold it several times; other content is stored once.
+                    if let Some(other) = hashes.insert(&f.blake3, f.id)
+                        && f.size > crate::content::UNINDEXED_MAX
+                    {
                         return Err(invalid(format!(
                             "files {other} and {} have the same content",
                             f.id
@@ -584,7 +588,7 @@ fn conflicts<V: crate::storage::View>(
 ) -> Result<()> {
     let clash = |what: &'static str, id: String| Err(Error::ImportConflict { what, id });
     for r in &set.records {
-        if v.records()?.get(r.id.raw())?.is_some() {
+        if record_row(v, r.id)?.is_some() {
             return clash("record", r.id.to_string());
         }
         for p in &r.pids {
@@ -597,7 +601,7 @@ fn conflicts<V: crate::storage::View>(
         }
     }
     for b in &set.buckets {
-        if v.buckets()?.get(b.id.raw())?.is_some() {
+        if bucket_row(v, b.id.raw())?.is_some() {
             return clash("bucket", b.id.to_string());
         }
         for ver in &b.versions {
@@ -654,7 +658,17 @@ fn write_set(
             }
         }
     }
+    let mut seen = BTreeSet::new();
     for f in files.values() {
+        // A second file with the same content must stay a file of its own: this store keeps
+        // it so only if it is stored inline (it would deduplicate it otherwise).
+        if !seen.insert(f.blake3.as_str()) && f.size > tx.cfg.chunk_size as u64 {
+            return Err(invalid(format!(
+                "file {} has the content of another file, and at {} bytes this store (chunk \
+                 size {}) would keep only one of them",
+                f.id, f.size, tx.cfg.chunk_size
+            )));
+        }
         let written = match staged.get(&f.id) {
             Some(s) => adopt(tx, s, &f.storage_class)?.0,
             None => {
@@ -723,7 +737,9 @@ fn relabel_file(t: &mut WTables<'_>, from: FileId, to: &FileDump, refcount: u64)
     for (off, h) in chunks {
         t.file_chunks.write()?.insert((to.id.raw(), off), &h)?;
     }
-    t.files_by_hash.write()?.insert(&row.blake3, to.id.raw())?;
+    if !crate::content::unindexed(row.size, inline) {
+        t.files_by_hash.write()?.insert(&row.blake3, to.id.raw())?;
+    }
     let row = FileRow {
         size: row.size,
         blake3: row.blake3,

@@ -112,9 +112,11 @@ fn keys(listing: &Value) -> Vec<String> {
 #[test]
 fn ingest_stores_a_tree_under_relative_keys_and_summarises() {
     let env = Env::new();
-    env.write("src/a.txt", b"alpha");
+    // Over 16 KiB, so the copy is deduplicated (smaller inline files are stored per copy).
+    let alpha = "alpha".repeat(4000);
+    env.write("src/a.txt", alpha.as_bytes());
     env.write("src/sub/b.txt", b"beta");
-    env.write("src/sub/deeper/copy.txt", b"alpha");
+    env.write("src/sub/deeper/copy.txt", alpha.as_bytes());
     std::os::unix::fs::symlink("a.txt", env.path("src/link")).unwrap();
     let src = env.path("src");
     let out = env.run(&["ingest", src.to_str().unwrap(), "--json"]);
@@ -125,9 +127,9 @@ fn ingest_stores_a_tree_under_relative_keys_and_summarises() {
     );
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["files"], 3);
-    assert_eq!(summary["bytes"], 14);
-    // "alpha" is stored once.
-    assert_eq!(summary["stored_bytes"], 9);
+    assert_eq!(summary["bytes"], 40_004);
+    // `alpha` is stored once.
+    assert_eq!(summary["stored_bytes"], 20_004);
     assert_eq!(summary["skipped"], 1);
     assert_eq!(summary["failed"], 0);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -146,7 +148,7 @@ fn ingest_stores_a_tree_under_relative_keys_and_summarises() {
     );
     assert_eq!(
         env.ok(&["cat", &format!("{bucket}/sub/deeper/copy.txt")]),
-        "alpha"
+        alpha
     );
 }
 

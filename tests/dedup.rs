@@ -122,10 +122,10 @@ fn content_that_fits_in_one_chunk_is_stored_inline_and_freed_with_its_file() {
         assert_consistent(&store);
         (b, first)
     };
-    // One file per distinct content (the copy is deduplicated), and only the content longer
-    // than a chunk has chunks: the two small contents live inline, in their file rows (the
-    // consistency check above verified that each file's bytes add up to its size).
-    assert_eq!(rows(&path, "files"), 4);
+    // One file per put (inline content of at most 16 KiB is not deduplicated), and only the
+    // content longer than a chunk has chunks: the small contents live inline, in their file
+    // rows (the consistency check above verified that each file's bytes add up to its size).
+    assert_eq!(rows(&path, "files"), 5);
     assert_eq!(rows(&path, "chunks"), 2);
     assert_eq!(rows(&path, "file_chunks"), 2);
 
@@ -147,4 +147,50 @@ fn content_that_fits_in_one_chunk_is_stored_inline_and_freed_with_its_file() {
     drop(store);
     assert_eq!(rows(&path, "files"), 3);
     assert_eq!(rows(&path, "chunks"), 2);
+}
+
+/// What is deduplicated since format 6: inline content (one chunk at most) of up to 16 KiB is
+/// stored once per put, with no dedup index entry; larger content, inline or chunked, is
+/// stored once however many versions hold it; a copy of a version always shares its file.
+#[test]
+fn small_inline_content_is_stored_per_put_and_larger_content_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup.redb");
+    let (small_files, limit_files, larger_files) = {
+        let store = Store::open(&path).unwrap();
+        let (a, b) = (bucket(&store).id, bucket(&store).id);
+        let file_of = |v: recfiles::ObjectVersion| v.file_id.unwrap();
+        let small = bytes(21, 1024);
+        let limit = bytes(22, 16 * 1024);
+        let larger = bytes(23, 16 * 1024 + 1);
+        let small_files = [
+            file_of(put(&store, a, "small", &small)),
+            file_of(put(&store, b, "small", &small)),
+        ];
+        let limit_files = [
+            file_of(put(&store, a, "limit", &limit)),
+            file_of(put(&store, b, "limit", &limit)),
+        ];
+        let larger_files = [
+            file_of(put(&store, a, "larger", &larger)),
+            file_of(put(&store, b, "larger", &larger)),
+        ];
+        let copy = store
+            .copy_version(
+                store.object(a, "small").unwrap().unwrap().version_id,
+                b,
+                "copy",
+            )
+            .unwrap();
+        assert_eq!(copy.file_id, Some(small_files[0]));
+        assert_eq!(read_all(&store, b, "small"), small);
+        assert_consistent(&store);
+        (small_files, limit_files, larger_files)
+    };
+    assert_ne!(small_files[0], small_files[1]);
+    assert_ne!(limit_files[0], limit_files[1]);
+    assert_eq!(larger_files[0], larger_files[1]);
+    // Only the larger content is in the dedup index.
+    assert_eq!(rows(&path, "files"), 5);
+    assert_eq!(rows(&path, "files_by_hash"), 1);
 }

@@ -10,6 +10,7 @@ const VERSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("versions");
 const CHUNK_INDEX: TableDefinition<[u8; 32], (u128, u64)> = TableDefinition::new("chunk_index");
 const FILES: TableDefinition<u128, &[u8]> = TableDefinition::new("files");
 const OBJECTS: TableDefinition<(u128, &str, u64), &[u8]> = TableDefinition::new("objects");
+const FILES_BY_HASH: TableDefinition<[u8; 32], u128> = TableDefinition::new("files_by_hash");
 
 fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
     let db = common::raw_db_mut(path);
@@ -84,6 +85,31 @@ fn check_reports_a_wrong_chunk_reference_count() {
     assert_eq!(format.engine_ok, None);
     assert!(!format.is_ok());
     drop(held);
+}
+
+/// Small inline files stay out of the dedup index (format 6): an entry naming one is reported.
+#[test]
+fn check_reports_a_small_inline_file_in_the_dedup_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let file = {
+        let store = Store::open(&path).unwrap();
+        let b = bucket(&store);
+        let file = put(&store, b.id, "k", b"twelve bytes").file_id.unwrap();
+        assert_consistent(&store);
+        file
+    };
+    tamper(&path, |tx| {
+        let mut index = tx.open_table(FILES_BY_HASH).unwrap();
+        assert!(index.is_empty().unwrap());
+        let hash = *blake3::hash(b"twelve bytes").as_bytes();
+        index.insert(hash, file.uuid().as_u128()).unwrap();
+    });
+    let report = Store::open(&path).unwrap().check().unwrap();
+    let dedup: Vec<_> = report.breaking(Invariant::DedupIndex).collect();
+    assert_eq!(dedup.len(), 1, "{report:?}");
+    assert!(dedup[0].message.contains("small inline file"), "{report:?}");
+    assert_eq!(dedup[0].subjects, [Subject::File(file)]);
 }
 
 #[test]

@@ -250,11 +250,12 @@ fn removing_a_bucket_aborts_its_uploads() {
 fn a_completed_upload_of_known_content_reuses_the_stored_file() {
     let store = mp_store();
     let b = bucket(&store);
-    let data = bytes(5, 30);
+    // Chunked content (a file of one chunk at most 16 KiB would be stored per upload).
+    let data = bytes(5, 3000);
     let v = put(&store, b.id, "plain", &data);
-    let mp = store.init_multipart(b.id, "multi", 30, 20).unwrap();
-    store.upload_part(mp.id, 0, &data[..20]).unwrap();
-    store.upload_part(mp.id, 1, &data[20..]).unwrap();
+    let mp = store.init_multipart(b.id, "multi", 3000, 2000).unwrap();
+    store.upload_part(mp.id, 0, &data[..2000]).unwrap();
+    store.upload_part(mp.id, 1, &data[2000..]).unwrap();
     let m = store.complete_multipart(mp.id).unwrap();
     assert_eq!(m.file_id, v.file_id);
     assert_consistent(&store);

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use recfiles::prelude::*;
-use recfiles::{Error, FORMAT_VERSION};
+use recfiles::{BucketId, Error, FORMAT_VERSION, FileId};
 use redb::{ReadableDatabase, TableDefinition};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -597,4 +597,159 @@ fn a_format_4_store_is_upgraded_on_open() {
     .unwrap()
     .0;
     assert_eq!(stored, FORMAT_VERSION);
+}
+
+const FILES_BY_HASH: TableDefinition<[u8; 32], u128> = TableDefinition::new("files_by_hash");
+
+fn stored_format(path: &std::path::Path) -> u32 {
+    let db = common::raw_db(path);
+    let tx = db.begin_read().unwrap();
+    let meta = tx.open_table(META).unwrap();
+    bincode::serde::decode_from_slice(
+        meta.get("format_version").unwrap().unwrap().value(),
+        bincode::config::standard(),
+    )
+    .unwrap()
+    .0
+}
+
+/// The dedup index of a closed store: content hash → file id.
+fn dedup_index(path: &std::path::Path) -> Vec<([u8; 32], u128)> {
+    use redb::ReadableTable;
+    let db = common::raw_db(path);
+    let tx = db.begin_read().unwrap();
+    let t = tx.open_table(FILES_BY_HASH).unwrap();
+    t.iter()
+        .unwrap()
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (k.value(), v.value())
+        })
+        .collect()
+}
+
+fn blake3_of(store: &Store, file: FileId) -> [u8; 32] {
+    let text = store.file(file).unwrap().unwrap().checksum;
+    let hex = text.strip_prefix("blake3:").unwrap();
+    std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+}
+
+/// Leaves at `path` a store as a format-5 build wrote it (every file in the dedup index,
+/// small inline ones too): a small file shared by two versions, a larger inline file and a
+/// chunked one. Returns the bucket, the small file and the index as format 6 has it.
+fn format_5_store(path: &std::path::Path) -> (BucketId, FileId, Vec<([u8; 32], u128)>) {
+    let (b, small_file, small_hash) = {
+        let store = Store::open(path).unwrap();
+        let b = bucket(&store).id;
+        let v = put(&store, b, "small", &bytes(31, 1000));
+        // Shared by a copy, as a format-5 build's dedup would have shared it too.
+        let shared = store.copy_version(v.version_id, b, "small copy").unwrap();
+        assert_eq!(shared.file_id, v.file_id);
+        put(&store, b, "inline but larger", &bytes(32, 20_000));
+        put(&store, b, "chunked", &bytes(33, 3 << 20));
+        let small_file = v.file_id.unwrap();
+        (b, small_file, blake3_of(&store, small_file))
+    };
+    let indexed = dedup_index(path);
+    assert_eq!(
+        indexed.len(),
+        2,
+        "the larger inline file and the chunked one"
+    );
+    let db = common::raw_db_mut(path);
+    let tx = db.begin_write().unwrap();
+    {
+        let mut meta = tx.open_table(META).unwrap();
+        let v5 = bincode::serde::encode_to_vec(5u32, bincode::config::standard()).unwrap();
+        meta.insert("format_version", v5.as_slice()).unwrap();
+        let mut index = tx.open_table(FILES_BY_HASH).unwrap();
+        index
+            .insert(small_hash, small_file.uuid().as_u128())
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(db);
+    assert_eq!(stored_format(path), 5);
+    assert_eq!(dedup_index(path).len(), 3);
+    (b, small_file, indexed)
+}
+
+/// A store of format 5 is read as it is when opened read-only, and upgraded when opened for
+/// writing: in the transaction that records format 6, the small inline files leave the dedup
+/// index, the others stay, and everything reads and counts as before.
+#[test]
+fn a_format_5_store_is_upgraded_on_open_and_its_small_files_leave_the_dedup_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let small = bytes(31, 1000);
+    let (b, small_file, indexed) = format_5_store(&path);
+    {
+        let ro = StoreBuilder::new().open_read_only(&path).unwrap();
+        assert_eq!(read_all(&ro, b, "small copy"), small);
+        assert_consistent(&ro);
+    }
+    assert_eq!(stored_format(&path), 5);
+
+    let store = Store::open(&path).unwrap();
+    assert_consistent(&store);
+    assert_eq!(read_all(&store, b, "small"), small);
+    assert_eq!(read_all(&store, b, "chunked"), bytes(33, 3 << 20));
+    assert_eq!(store.file(small_file).unwrap().unwrap().references, 2);
+    // The same small content again is a file of its own now.
+    let again = put(&store, b, "small again", &small);
+    assert_ne!(again.file_id, Some(small_file));
+    // The shared file goes with its last reference.
+    store.delete_object(b, "small").unwrap();
+    let first = store.object_versions(b, "small").unwrap()[1].version_id;
+    store.remove_version(first).unwrap();
+    assert_eq!(store.file(small_file).unwrap().unwrap().references, 1);
+    assert_consistent(&store);
+    drop(store);
+    assert_eq!(stored_format(&path), FORMAT_VERSION);
+    assert_eq!(FORMAT_VERSION, 6);
+    assert_eq!(dedup_index(&path), indexed);
+}
+
+/// A crash anywhere in the open that upgrades a format-5 store leaves format 5 or format 6,
+/// never a mix: the open is cut off at each of its writes and syncs in turn, and both what was
+/// synced and everything written then open read-only (as they are) as a consistent store with
+/// its content (a format-6 store with a small file still in its index fails that check), and
+/// open for writing as a format-6 store with the index format 6 keeps.
+#[test]
+fn an_upgrade_cut_off_at_any_point_leaves_format_5_or_6() {
+    use recfiles::{FaultKind, FaultPlan, FaultyBackend, SimulatedDisk};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let (b, _, indexed) = format_5_store(&path);
+    let image = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.redb");
+    let mut cuts = 0;
+    for kind in [FaultKind::Write, FaultKind::Sync] {
+        for n in 0.. {
+            let plan = FaultPlan::new();
+            let disk = SimulatedDisk::from_image(image.clone());
+            plan.arm(kind, n);
+            drop(StoreBuilder::new().open_backend(FaultyBackend::new(disk.clone(), plan.clone())));
+            if !plan.tripped() {
+                break;
+            }
+            cuts += 1;
+            for left in [disk.durable_image(), disk.written_image()] {
+                std::fs::write(&cut, &left).unwrap();
+                {
+                    let ro = StoreBuilder::new().open_read_only(&cut).unwrap();
+                    assert_consistent(&ro);
+                    assert_eq!(read_all(&ro, b, "small copy"), bytes(31, 1000));
+                }
+                Store::open(&cut).unwrap().close().unwrap();
+                assert_eq!(stored_format(&cut), FORMAT_VERSION);
+                assert_eq!(
+                    dedup_index(&cut),
+                    indexed,
+                    "{kind:?} fault at operation {n}"
+                );
+            }
+        }
+    }
+    assert!(cuts > 2, "the upgrade was cut off at {cuts} points only");
 }

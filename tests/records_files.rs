@@ -2,7 +2,9 @@
 //! (DESIGN.md).
 
 use recfiles::prelude::*;
-use recfiles::{BUCKET_FIELD, Error, FILES_FIELD, FileList, RESERVED_KEYS, RecordFiles};
+use recfiles::{
+    BUCKET_FIELD, Error, FILES_FIELD, FileList, RESERVED_KEYS, RecordFiles, UpdatedListOptions,
+};
 use serde_json::{Value, json};
 
 fn store() -> Store {
@@ -869,8 +871,11 @@ fn hard_deleting_a_record_unlocks_and_removes_a_locked_bucket() {
 #[test]
 fn hard_deleting_a_record_keeps_content_shared_with_another_bucket() {
     let store = store();
-    let a = record_with(&store, &["same"]);
-    let b = record_with(&store, &["same"]);
+    // Over 16 KiB: deduplicated (smaller inline content is stored per file).
+    let content = vec![7u8; 20_000];
+    let (mut a, mut b) = (record_with(&store, &[]), record_with(&store, &[]));
+    put(&store, &mut a, "same", &content);
+    put(&store, &mut b, "same", &content);
     let file = files(&store, &a).get("same").unwrap().file_id().unwrap();
     store.remove_record(a.id()).unwrap();
     assert_eq!(store.file(file).unwrap().unwrap().references, 1);
@@ -1314,4 +1319,47 @@ fn a_record_file_version_is_found_on_a_read_snapshot() {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut snap.open_file_object(&v1).unwrap(), &mut text).unwrap();
     assert_eq!(text, "a.txt");
+}
+
+/// A write transaction keeps the record and bucket rows it changes until it commits (each is
+/// written once); until then every read inside it sees them: single lookups, the bucket list
+/// and the by-update listing, for rows new in the transaction and for stored ones it changed.
+#[test]
+fn a_write_transaction_sees_the_record_and_bucket_rows_it_has_not_written_yet() {
+    let store = store();
+    let old = store.create_record(json!({"title": "stored"})).unwrap();
+    let old_bucket = store.record_bucket(old.id()).unwrap().unwrap();
+    let (id, bucket) = store
+        .write(|tx| {
+            let mut record = tx.create_record(json!({"title": "new"}))?;
+            let mut files = tx.record_files(&mut record)?;
+            files.put("data.bin", &b"twelve bytes"[..])?;
+            let bucket = files.bucket();
+            files.commit()?;
+            assert_eq!(tx.record(record.id())?.unwrap().revision_id(), 1);
+            assert_eq!(tx.bucket(bucket)?.unwrap().size, 12);
+            // A stored row changed in this transaction, and a new one, both listed.
+            let mut stored = tx.record(old.id())?.unwrap();
+            tx.commit_record(&mut stored)?;
+            let buckets = tx.buckets()?;
+            let sizes: Vec<(BucketId, u64)> = buckets.iter().map(|b| (b.id, b.size)).collect();
+            assert_eq!(sizes, [(old_bucket, 0), (bucket, 12)]);
+            let page = tx.list_records_by_update(&UpdatedListOptions::default())?;
+            let listed: Vec<(RecordId, u64)> = page
+                .records
+                .iter()
+                .map(|r| (r.id(), r.revision_id()))
+                .collect();
+            assert_eq!(listed.len(), 2, "{listed:?}");
+            assert!(listed.contains(&(record.id(), 1)), "{listed:?}");
+            assert!(listed.contains(&(old.id(), 1)), "{listed:?}");
+            Ok((record.id(), bucket))
+        })
+        .unwrap();
+    // And they were written when it committed.
+    let record = store.record(id).unwrap().unwrap();
+    assert_eq!(record.revision_id(), 1);
+    assert_eq!(store.bucket(bucket).unwrap().unwrap().size, 12);
+    assert_eq!(store.record(old.id()).unwrap().unwrap().revision_id(), 1);
+    assert_consistent(&store);
 }

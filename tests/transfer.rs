@@ -204,13 +204,19 @@ fn an_import_refuses_ids_the_store_already_holds_and_changes_nothing() {
     assert!(matches!(err, Error::ImportConflict { .. }), "{err:?}");
     assert_same(&dump_all(&source), &set);
 
-    // Content the store holds already, under another file id, clashes too.
+    // Content the store holds already (and deduplicates: over 16 KiB), under another file id,
+    // clashes too.
     let target = small_batch_store();
     let b = target
         .create_bucket(&recfiles::BucketOptions::default())
         .unwrap();
     target
-        .put_object(b.id, "k", &b"second"[..], &recfiles::PutOptions::default())
+        .put_object(
+            b.id,
+            "k",
+            Cursor::new(bytes(1, 200_000)),
+            &recfiles::PutOptions::default(),
+        )
         .unwrap();
     let err = import_from(&target, &set, &data).unwrap_err();
     assert!(

@@ -4,7 +4,8 @@
 //! files contain it (under a time-ordered id, found through `chunk_index`); a file that fits
 //! in one chunk is stored inline instead, right after its row in `files` (no chunk, count or
 //! chunk list, and no row of its own). Files are deduplicated whole by the
-//! blake3 of their content. Small content
+//! blake3 of their content, except inline files of at most 16 KiB (see `UNINDEXED_MAX`).
+//! Small content
 //! is written inside the caller's transaction; large content is *staged* in short transactions
 //! of its own and adopted by the transaction that creates the object version (see
 //! the `staging` module). Readers check chunks against their hash as the store's
@@ -168,6 +169,46 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The largest inline content kept out of the dedup index (since format 6). An entry of
+/// `files_by_hash` sits at a random place in its tree, so each new one costs a leaf (and, in a
+/// small durable commit, the whole path from the root) written; a duplicate of at most 16 KiB
+/// saves no more than that. Larger inline files, chunked files and files in other locations
+/// stay deduplicated.
+pub(crate) const UNINDEXED_MAX: u64 = 16 * 1024;
+
+/// Whether a file of `size` bytes with this inline content is kept out of `files_by_hash`
+/// (inline, and at most [`UNINDEXED_MAX`] bytes).
+pub(crate) fn unindexed(size: u64, inline: &[u8]) -> bool {
+    !inline.is_empty() && size <= UNINDEXED_MAX
+}
+
+/// Brings the content tables of a store of format `from` to this build's format, inside the
+/// transaction that records the new version (so a crash leaves either format, never a mix).
+/// Format 5 kept every file in `files_by_hash`; format 6 keeps small inline files out.
+pub(crate) fn upgrade_format(t: &mut WTables<'_>, from: u32) -> Result<()> {
+    if from > 5 {
+        return Ok(());
+    }
+    let mut gone = Vec::new();
+    {
+        let files = t.files.read()?;
+        for e in t.files_by_hash.read()?.iter()? {
+            let (k, v) = e?;
+            if let Some(g) = files.get(v.value())? {
+                let (row, inline) = split_file_value(g.value())?;
+                if unindexed(row.size, inline) {
+                    gone.push(k.value());
+                }
+            }
+        }
+    }
+    let index = t.files_by_hash.write()?;
+    for k in &gone {
+        index.remove(k)?;
+    }
+    Ok(())
+}
+
 /// A `files` value: the file's row, then its inline content (none for chunked content).
 pub(crate) fn split_file_value(value: &[u8]) -> Result<(FileRow, &[u8])> {
     let (row, used) = dec_head::<FileRow>(value, "files")?;
@@ -234,10 +275,12 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
         return insert_file_row(t, id, &row, &inline);
     }
     t.files.write()?.remove(id.raw())?;
-    let location = remote::file_location(t, id)?;
-    let key = remote::dedup_key(location.as_deref(), &row.blake3);
-    if t.files_by_hash.read()?.get(&key)?.map(|g| g.value()) == Some(id.raw()) {
-        t.files_by_hash.write()?.remove(&key)?;
+    if !unindexed(row.size, &inline) {
+        let location = remote::file_location(t, id)?;
+        let key = remote::dedup_key(location.as_deref(), &row.blake3);
+        if t.files_by_hash.read()?.get(&key)?.map(|g| g.value()) == Some(id.raw()) {
+            t.files_by_hash.write()?.remove(&key)?;
+        }
     }
     // Content in another location: its chunk rows hold hashes only (no chunk references);
     // the object goes once the commit is over, if no other file uses it.
@@ -409,14 +452,19 @@ pub(crate) fn register_file(
 ) -> Result<(FileId, FileRow)> {
     let (blake3, md5) = digest;
     let id = FileId::new();
+    let small = matches!(content, Written::Inline(bytes) if unindexed(size, bytes));
     // The dedup index is keyed by hash, so its entries sit at random places in the tree: the
     // new file claims its hash and learns in the same descent whether a file had it (new
     // content is the common case); a duplicate gives the entry back to the file it found.
-    let previous = t
-        .files_by_hash
-        .write()?
-        .insert(&blake3, id.raw())?
-        .map(|g| FileId::from_raw(g.value()));
+    // Small inline content is not deduplicated at all (see `UNINDEXED_MAX`).
+    let previous = match small {
+        true => None,
+        false => t
+            .files_by_hash
+            .write()?
+            .insert(&blake3, id.raw())?
+            .map(|g| FileId::from_raw(g.value())),
+    };
     if let Some(existing) = previous
         && let Some(existing) = same_content(t, existing, size, md5)?
     {

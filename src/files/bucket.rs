@@ -133,7 +133,7 @@ impl WriteTx<'_> {
     }
 
     pub(crate) fn put_bucket_row(&mut self, id: u128, row: &BucketRow) -> Result<()> {
-        self.t.buckets.write()?.insert(id, enc(row)?.as_slice())?;
+        self.t.deferred_buckets.put(id, row.clone());
         Ok(())
     }
 
@@ -259,6 +259,7 @@ impl WriteTx<'_> {
                 self.t.bucket_tags.write()?.retain(|k, _| k.0 != raw)?;
             }
         }
+        self.t.deferred_buckets.forget(raw);
         self.t.buckets.write()?.remove(raw)?;
         Ok(row.record)
     }
@@ -324,7 +325,12 @@ impl WriteTx<'_> {
                 }
                 continue;
             }
-            let same = d.as_ref().is_some_and(|d| d.file_id == obj.file_id);
+            // Identical: the same file, or the same content (Invenio compares checksums; small
+            // files with the same content are separate files, docs/FORMAT.md).
+            let same = d.as_ref().is_some_and(|d| {
+                d.file_id == obj.file_id
+                    || (d.checksum.is_some() && d.checksum == obj.checksum && d.size == obj.size)
+            });
             if !same {
                 let added = self.copy_into(&obj, dest, &obj.key, true)?;
                 changes.push(SyncChange::Added(added));

@@ -6,7 +6,7 @@ use super::{Bucket, ListOptions, Location, MultipartUpload, ObjectVersion, Part,
 use crate::content::{FileInstance, FileReader, file_instance, get_file_row};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, FileId, UploadId, VersionId};
-use crate::storage::{ReadTx, Snapshot, View, dec, with_view};
+use crate::storage::{Hot, ReadTx, Snapshot, View, dec, each_row, with_view};
 use redb::ReadableTable;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -315,13 +315,13 @@ pub trait FilesQuery: Snapshot {
     fn buckets(&self) -> Result<Vec<Bucket>> {
         with_view!(self, |v| {
             let mut out = Vec::new();
-            for e in v.buckets()?.iter()? {
-                let (k, val) = e?;
-                let r: BucketRow = dec(val.value(), "buckets")?;
+            let deferred = v.deferred(Hot::Buckets);
+            each_row(v.buckets()?, deferred, "buckets", |id, r: BucketRow| {
                 if !r.deleted {
-                    out.push(to_bucket(k.value(), r));
+                    out.push(to_bucket(id, r));
                 }
-            }
+                Ok(())
+            })?;
             Ok(out)
         })
     }

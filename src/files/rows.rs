@@ -3,7 +3,7 @@
 use crate::content::FileRow;
 use crate::error::Result;
 use crate::ids::Timestamp;
-use crate::storage::{View, dec};
+use crate::storage::{Hot, View, dec};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +91,12 @@ pub(crate) struct PartRow {
 }
 
 pub(crate) fn bucket_row<V: View>(v: &V, id: u128) -> Result<Option<BucketRow>> {
+    if let Some(row) = v
+        .deferred(Hot::Buckets)
+        .and_then(|d| d.get::<BucketRow>(id))
+    {
+        return Ok(Some(row.clone()));
+    }
     match v.buckets()?.get(id)? {
         Some(g) => Ok(Some(dec(g.value(), "buckets")?)),
         None => Ok(None),

@@ -270,6 +270,7 @@ impl WriteTx<'_> {
                 .write()?
                 .remove((raw, t.as_str(), v.as_str()))?;
         }
+        self.t.deferred_records.forget(raw);
         self.t.records.write()?.remove(raw)?;
         if let Some(record) = &removed {
             self.after_hooks(|| event(record));
@@ -316,10 +317,7 @@ impl WriteTx<'_> {
             updated: self.now,
             bucket,
         };
-        self.t
-            .records
-            .write()?
-            .insert(id.raw(), crate::storage::enc(&row)?.as_slice())?;
+        self.t.deferred_records.put(id.raw(), row);
         Ok(())
     }
 
@@ -327,10 +325,7 @@ impl WriteTx<'_> {
     pub(crate) fn unlink_record_bucket(&mut self, record: u128) -> Result<()> {
         if let Some(mut row) = record_row(&self.t, RecordId::from_raw(record))? {
             row.bucket = None;
-            self.t
-                .records
-                .write()?
-                .insert(record, crate::storage::enc(&row)?.as_slice())?;
+            self.t.deferred_records.put(record, row);
         }
         Ok(())
     }

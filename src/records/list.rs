@@ -13,7 +13,7 @@ use super::pid::{PidRow, PidStatus, RECID, pid_row};
 use super::{Record, RecordRow, record_row, to_record};
 use crate::error::Result;
 use crate::ids::{RecordId, Timestamp};
-use crate::storage::{View, dec};
+use crate::storage::{Hot, View, dec, each_row};
 use redb::ReadableTable;
 use std::collections::BinaryHeap;
 
@@ -189,24 +189,24 @@ pub(crate) fn list_by_update<V: View>(v: &V, opts: &UpdatedListOptions) -> Resul
     // A max-heap on the listing order's "later" end: newest first means the smallest
     // (updated, id) lies last, so the heap's top is the entry to drop when it overflows.
     let mut best: BinaryHeap<std::cmp::Reverse<UpdateCursor>> = BinaryHeap::new();
-    for e in v.records()?.iter()? {
-        let (k, value) = e?;
-        let row: RecordRow = dec(value.value(), "records")?;
+    let deferred = v.deferred(Hot::Records);
+    each_row(v.records()?, deferred, "records", |id, row: RecordRow| {
         if row.deleted && !opts.with_deleted {
-            continue;
+            return Ok(());
         }
         let at = UpdateCursor {
             updated: row.updated,
-            id: RecordId::from_raw(k.value()),
+            id: RecordId::from_raw(id),
         };
         if opts.after.is_some_and(|after| at >= after) {
-            continue;
+            return Ok(());
         }
         best.push(std::cmp::Reverse(at));
         if best.len() > limit + 1 {
             best.pop();
         }
-    }
+        Ok(())
+    })?;
     let mut order: Vec<UpdateCursor> = best.into_iter().map(|r| r.0).collect();
     order.sort_unstable_by(|a, b| b.cmp(a));
     let more = order.len() > limit;

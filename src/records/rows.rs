@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::ids::{RecordId, Timestamp};
-use crate::storage::{View, dec};
+use crate::storage::{Hot, View, dec};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -33,6 +33,12 @@ pub(crate) struct RevisionRow {
 }
 
 pub(crate) fn record_row<V: View>(v: &V, id: RecordId) -> Result<Option<RecordRow>> {
+    if let Some(row) = v
+        .deferred(Hot::Records)
+        .and_then(|d| d.get::<RecordRow>(id.raw()))
+    {
+        return Ok(Some(row.clone()));
+    }
     match v.records()?.get(id.raw())? {
         Some(g) => Ok(Some(dec(g.value(), "records")?)),
         None => Ok(None),

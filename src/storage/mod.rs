@@ -25,7 +25,7 @@ pub(crate) use direct::{Direct, DirectRead};
 pub(crate) use open::Inner;
 pub use open::{Durability, MultipartLimits, ReadVerification, SalvageReport, Store, StoreBuilder};
 pub(crate) use open::{Found, naming};
-pub(crate) use tables::{RTables, View, WTables, defs};
+pub(crate) use tables::{Hot, RTables, View, WTables, defs, each_row};
 #[cfg(any(test, feature = "testing"))]
 pub use testing::{FaultKind, FaultPlan, FaultyBackend, FileBackend, SimulatedDisk};
 
@@ -33,9 +33,9 @@ use crate::error::Result;
 use crate::ids::Timestamp;
 
 /// The on-disk format this build writes and reads (see docs/FORMAT.md, which says what each
-/// version changed). A store of format 4 is upgraded when opened for writing; older ones are
-/// refused with `Error::FormatTooOld`.
-pub const FORMAT_VERSION: u32 = 5;
+/// version changed). A store of format 4 or 5 is upgraded when opened for writing; older ones
+/// are refused with `Error::FormatTooOld`.
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The oldest format this build opens (upgrading it to [`FORMAT_VERSION`]).
 pub(crate) const OLDEST_FORMAT: u32 = 4;
@@ -190,6 +190,17 @@ impl WriteTx<'_> {
         meta.insert("format_version", enc(&FORMAT_VERSION)?.as_slice())?;
         meta.insert("chunk_size", enc(&chunk_size)?.as_slice())?;
         meta.insert("created", enc(&now)?.as_slice())?;
+        Ok(())
+    }
+}
+
+impl WriteTx<'_> {
+    /// Records this build's format version (the last step of an upgrade, in its transaction).
+    pub(crate) fn write_format_version(&mut self) -> Result<()> {
+        self.t
+            .meta
+            .write()?
+            .insert("format_version", enc(&FORMAT_VERSION)?.as_slice())?;
         Ok(())
     }
 }

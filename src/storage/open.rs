@@ -422,6 +422,9 @@ pub(crate) enum Found {
     Store,
     /// An empty file (or one whose creation never finished): the store is to be created.
     Nothing,
+    /// A store of an older format this build upgrades, opened for writing: the upgrade and
+    /// the new version are to be written in one transaction.
+    Older(u32),
 }
 
 /// Makes the directory entry of a newly created `path` durable (Unix: fsync of its parent
@@ -675,17 +678,16 @@ impl Store {
                 found,
                 supported: FORMAT_VERSION,
             }),
-            // Format 4 lacks only the two tables of content in other locations (created at
-            // every open): it is upgraded by recording the new version. Read-only, it is read
-            // as it is (it has no such content).
-            Some(4) if self.inner.cfg.read_only => Ok(Found::Store),
-            Some(4) => self.write(|tx| {
-                tx.t.create_all()?;
-                tx.t.meta
-                    .write()?
-                    .insert("format_version", super::enc(&FORMAT_VERSION)?.as_slice())?;
-                Ok(Found::Store)
-            }),
+            // Formats 4 and 5 are upgraded by the layers above, in the transaction that
+            // readies the store (see `Found::Older`). Read-only, they are read as they are:
+            // format 4 lacks only the tables of content in other locations (it has no such
+            // content), format 5 has dedup entries this build no longer makes.
+            Some(found) if (super::OLDEST_FORMAT..FORMAT_VERSION).contains(&found) => {
+                match self.inner.cfg.read_only {
+                    true => Ok(Found::Store),
+                    false => Ok(Found::Older(found)),
+                }
+            }
             // Older formats are laid out differently (docs/FORMAT.md); this build cannot read them.
             Some(found) if found < FORMAT_VERSION => Err(Error::FormatTooOld {
                 found,
@@ -751,7 +753,11 @@ impl Store {
             // for repair (its pages leak until the next open). A panic in `f` (a caller's reader,
             // say) is therefore caught here, the transaction aborted cleanly, and the panic
             // resumed.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let out = f(&mut tx)?;
+                tx.t.write_deferred()?;
+                Ok(out)
+            }));
             let after = std::mem::take(&mut tx.t.after_commit);
             (outcome, (std::mem::take(&mut tx.events), after))
         };

@@ -5,7 +5,9 @@ use redb::{
     Key, ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableDefinition, Value,
     WriteTransaction,
 };
+use std::any::Any;
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 
 /// 32-byte blake3 digest, the address of a chunk and the dedup key of a file.
 pub(crate) type Hash = [u8; 32];
@@ -56,6 +58,112 @@ impl<'t, K: Key + 'static, V: Value + 'static> Lazy<'t, K, V> {
     }
 }
 
+/// A row kept decoded until the transaction commits (see [`Deferred`]).
+pub(crate) trait DeferredRow: Any + Send {
+    fn encode(&self) -> Result<Vec<u8>>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: serde::Serialize + Any + Send> DeferredRow for T {
+    fn encode(&self) -> Result<Vec<u8>> {
+        super::enc(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Rows of one `u128`-keyed table that a write transaction changed, kept decoded and written
+/// to the table once, when the transaction commits ([`WTables::write_deferred`]).
+///
+/// A record created with a file in one transaction changes its record row twice (created,
+/// then committed with its `_files`) and its bucket row twice (created, then grown by the
+/// file): kept here, each is encoded and inserted once, and read back in between without a
+/// descent of the tree or a decode. Reads of such a table inside a write transaction go
+/// through [`View::deferred`] first; removals go to the table at once (and drop the row from
+/// here), so a row is either here or in the table as the transaction sees it.
+#[derive(Default)]
+pub(crate) struct Deferred {
+    rows: BTreeMap<u128, Box<dyn DeferredRow>>,
+}
+
+impl Deferred {
+    /// The row of `id` if the transaction changed it (`None`: read the table), as a `T`.
+    pub(crate) fn get<T: Any>(&self, id: u128) -> Option<&T> {
+        self.rows.get(&id).and_then(|r| r.as_any().downcast_ref())
+    }
+
+    /// Sets the row of `id`, to be written when the transaction commits.
+    pub(crate) fn put(&mut self, id: u128, row: impl DeferredRow) {
+        self.rows.insert(id, Box::new(row));
+    }
+
+    /// Forgets the row of `id` (the caller removes it from the table).
+    pub(crate) fn forget(&mut self, id: u128) {
+        self.rows.remove(&id);
+    }
+
+    /// Writes every row kept into `table`, in key order, and empties the set.
+    fn write_into(&mut self, table: &mut Table<'_, u128, &'static [u8]>) -> Result<()> {
+        for (id, row) in std::mem::take(&mut self.rows) {
+            table.insert(id, row.encode()?.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// Calls `f` with every row of a [`Hot`] table as the transaction sees it, in key order: the
+/// table's rows, decoded, with the transaction's deferred rows in their place and among them.
+pub(crate) fn each_row<T, R>(
+    table: &R,
+    deferred: Option<&Deferred>,
+    name: &'static str,
+    mut f: impl FnMut(u128, T) -> Result<()>,
+) -> Result<()>
+where
+    R: ReadableTable<u128, &'static [u8]>,
+    T: serde::de::DeserializeOwned + Any + Clone,
+{
+    let mut kept = deferred
+        .map(|d| d.rows.keys().copied().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .peekable();
+    let take = |id: u128| -> Result<T> {
+        deferred
+            .and_then(|d| d.get::<T>(id))
+            .cloned()
+            .ok_or_else(|| {
+                crate::Error::corrupt(format!("{name}: deferred row {id:x} of another type"))
+            })
+    };
+    for e in table.iter()? {
+        let (k, v) = e?;
+        let id = k.value();
+        while let Some(&d) = kept.peek().filter(|&&d| d < id) {
+            kept.next();
+            f(d, take(d)?)?;
+        }
+        if kept.peek() == Some(&id) {
+            kept.next();
+            f(id, take(id)?)?;
+        } else {
+            f(id, super::dec(v.value(), name)?)?;
+        }
+    }
+    for d in kept {
+        f(d, take(d)?)?;
+    }
+    Ok(())
+}
+
+/// The tables whose rows a write transaction keeps decoded until it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hot {
+    Records,
+    Buckets,
+}
+
 macro_rules! tables {
     ($( $(#[$doc:meta])* $field:ident : $k:ty => $v:ty ;)*) => {
         /// The table definitions, one per table, named as in docs/FORMAT.md.
@@ -74,6 +182,10 @@ macro_rules! tables {
             /// What to do once the transaction has committed (content to delete from other
             /// locations, uploads to let go of).
             pub(crate) after_commit: crate::content::AfterCommit,
+            /// Record rows changed by the transaction, written when it commits.
+            pub(crate) deferred_records: Deferred,
+            /// Bucket rows changed by the transaction, written when it commits.
+            pub(crate) deferred_buckets: Deferred,
         }
 
         /// Every table of one read snapshot, each opened when first used. Owns the snapshot.
@@ -89,7 +201,16 @@ macro_rules! tables {
                 WTables {
                     $( $field: Lazy::new(txn, defs::$field), )*
                     after_commit: Default::default(),
+                    deferred_records: Deferred::default(),
+                    deferred_buckets: Deferred::default(),
                 }
+            }
+
+            /// Writes the rows kept in [`Deferred`] sets to their tables. Run once the
+            /// transaction's work is done, before it commits.
+            pub(crate) fn write_deferred(&mut self) -> Result<()> {
+                self.deferred_records.write_into(self.records.write()?)?;
+                self.deferred_buckets.write_into(self.buckets.write()?)
             }
 
             /// Opens every table, creating those the store lacks. Run at every open, so a read
@@ -102,6 +223,8 @@ macro_rules! tables {
             /// Deletes every row of every table except `meta` (see `WriteTx::clear`).
             #[cfg(any(test, feature = "testing"))]
             pub(crate) fn clear_all_but_meta(&mut self) -> Result<()> {
+                self.deferred_records = Deferred::default();
+                self.deferred_buckets = Deferred::default();
                 $(
                     if stringify!($field) != "meta" {
                         self.$field.write()?.retain(|_, _| false)?;
@@ -130,9 +253,15 @@ macro_rules! tables {
                 type $field: ReadableTable<$k, $v>;
                 fn $field(&self) -> Result<&Self::$field>;
             )*
+            /// The rows of `table` a write transaction changed and has not written yet, which
+            /// take precedence over the table's (none in a read snapshot).
+            fn deferred(&self, table: Hot) -> Option<&Deferred>;
         }
 
         impl View for RTables {
+            fn deferred(&self, _: Hot) -> Option<&Deferred> {
+                None
+            }
             $(
                 type $field = ReadOnlyTable<$k, $v>;
                 fn $field(&self) -> Result<&Self::$field> {
@@ -142,6 +271,12 @@ macro_rules! tables {
         }
 
         impl<'t> View for WTables<'t> {
+            fn deferred(&self, table: Hot) -> Option<&Deferred> {
+                Some(match table {
+                    Hot::Records => &self.deferred_records,
+                    Hot::Buckets => &self.deferred_buckets,
+                })
+            }
             $(
                 type $field = Table<'t, $k, $v>;
                 fn $field(&self) -> Result<&Self::$field> { self.$field.read() }
