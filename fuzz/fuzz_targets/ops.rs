@@ -5,7 +5,9 @@
 //! or the kind of error) must agree and everything observable must be equal (a version's
 //! content byte for byte when it is new, and all content after a `Crash` and at the end of the
 //! input); the store's full check must pass after every `Crash`, and its checks at the end of
-//! each input (see `check_end_of_input`). One disk and
+//! each input (see `check_end_of_input`). `Crash` steps crash on the first input and every
+//! 8th, and are skipped on the others (see `crash_every`; `RECFILES_FUZZ_CRASH_EVERY=1`, the
+//! `ops-crash` mode, crashes on every input). One disk and
 //! store serve the whole process, emptied (`WriteTx::clear`) before each input;
 //! `RECFILES_FUZZ_FRESH=1` makes new ones per input.
 
