@@ -130,7 +130,7 @@ pub(crate) fn stage(
             digester: ScopedJoinHandle<'s, (Hash, Option<[u8; 16]>)>,
             kick: SyncSender<()>,
         },
-        Inline(Digests),
+        Inline(Box<Digests>),
     }
     let digest = std::thread::scope(|s| -> Result<_> {
         let mut hashing = if store.inner.cfg.journal.is_some() {
@@ -164,7 +164,7 @@ pub(crate) fn stage(
                 kick,
             }
         } else {
-            Hashing::Inline(Digests::new(with_md5))
+            Hashing::Inline(Box::new(Digests::new(with_md5)))
         };
         let mut batch: Vec<Arc<Pending>> = Vec::with_capacity(per_batch);
         let mut held: Vec<Arc<Pending>> = Vec::new();
