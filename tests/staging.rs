@@ -236,3 +236,38 @@ fn a_stream_that_trickles_and_is_interrupted_is_stored_exactly() {
     }
     assert_consistent(&store);
 }
+
+#[test]
+fn a_staged_upload_gets_the_same_checksums_in_memory_and_on_a_file() {
+    // An in-memory store hashes a staged upload on the uploading thread, a store on a file on
+    // helper threads: both must give the file its bytes' checksums, and check declared ones.
+    let dir = tempfile::tempdir().unwrap();
+    let on_file = builder().md5(true).open(dir.path().join("s")).unwrap();
+    let in_memory = builder().md5(true).in_memory().unwrap();
+    let data = bytes(7, 70_000);
+    let blake3 = blake3::hash(&data).to_hex().to_string();
+    let mut seen = Vec::new();
+    for store in [&on_file, &in_memory] {
+        let b = bucket(store);
+        let wrong = PutOptions {
+            blake3: Some("0".repeat(64)),
+            ..PutOptions::default()
+        };
+        let refused = store.put_object(b.id, "x", &data[..], &wrong);
+        assert!(
+            matches!(refused, Err(recfiles::Error::ChecksumMismatch { .. })),
+            "{refused:?}"
+        );
+        let right = PutOptions {
+            blake3: Some(blake3.clone()),
+            ..PutOptions::default()
+        };
+        let v = store.put_object(b.id, "x", &data[..], &right).unwrap();
+        let file = store.file(v.file_id.unwrap()).unwrap().unwrap();
+        assert_eq!(read_all(store, b.id, "x"), data);
+        seen.push((file.checksum.clone(), file.md5.clone()));
+        assert_consistent(store);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert!(seen[0].1.is_some(), "md5 is on");
+}

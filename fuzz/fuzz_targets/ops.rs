@@ -5,7 +5,9 @@
 //! or the kind of error) must agree and everything observable must be equal (a version's
 //! content byte for byte when it is new, and all content after a `Crash` and at the end of the
 //! input); the store's full check must pass after every `Crash`, and its checks at the end of
-//! each input (see `check_end_of_input`). One disk and
+//! each input (see `check_end_of_input`). `Crash` steps crash on the first input and every
+//! 8th, and are skipped on the others (see `crash_every`; `RECFILES_FUZZ_CRASH_EVERY=1`, the
+//! `ops-crash` mode, crashes on every input). One disk and
 //! store serve the whole process, emptied (`WriteTx::clear`) before each input;
 //! `RECFILES_FUZZ_FRESH=1` makes new ones per input.
 
@@ -19,9 +21,10 @@ use recfiles::{
 };
 use recfiles_fuzz::{
     Reused, SeenBucket, SeenUpload, SeenVersion, assert_check, check_end_of_input,
-    check_every_step, clear_and, content, kind, observe_some,
+    check_every_step, clear_and, content, crash_every, fresh_store_per_input, kind, observe_some,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const KEYS: [&str; 4] = ["a", "b", "a/b", "ü.txt"];
 const TAG_KEYS: [&str; 3] = ["t", "u", "ü"];
@@ -463,6 +466,10 @@ fn run(ops: Vec<Op>) {
         let store = open(&disk);
         (disk, store)
     });
+    // Whether this input's `Crash` steps crash (see `crash_every`).
+    static INPUTS: AtomicU64 = AtomicU64::new(0);
+    let crashes =
+        INPUTS.fetch_add(1, Ordering::Relaxed) % crash_every() == 0 || fresh_store_per_input();
     let mut m = Model::default();
     let first = clear_and(&store, |tx| tx.create_bucket(&BucketOptions::default()));
     m.buckets.insert(first.id, MBucket::default());
@@ -470,6 +477,9 @@ fn run(ops: Vec<Op>) {
 
     for op in ops.into_iter().take(48) {
         if let Op::Crash = op {
+            if !crashes {
+                continue;
+            }
             disk = SimulatedDisk::from_image(disk.durable_image());
             store = open(&disk);
             // Recovery must leave every invariant holding, not just the state the model sees.
