@@ -58,7 +58,7 @@ for t in "${targets[@]}"; do
     fuzzer="${t%%-*}"
     mode=()
     case "$t" in
-    ops-crash) mode=(env RECFILES_FUZZ_CRASH_EVERY=1) ;;
+    ops-crash) mode=(env RECFILES_FUZZ_CRASH_EVERY=1 RECFILES_FUZZ_JOURNAL_KIB=1024) ;;
     ops | metadata | content) ;;
     *) echo "unknown target $t (ops, ops-crash, metadata, content)" >&2 && exit 2 ;;
     esac

@@ -439,10 +439,23 @@ fn quota(q: Option<u16>) -> Option<u64> {
     q.map(|q| u64::from(q) * 4)
 }
 
+/// The journal region of the fuzzed store: 64 KiB, or `RECFILES_FUZZ_JOURNAL_KIB`. A small one
+/// checkpoints often; a larger one keeps more commits logged (a commit over a quarter of the
+/// region goes in place), so deferred syncs and multi-batch replays get exercised.
+fn journal_size() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var("RECFILES_FUZZ_JOURNAL_KIB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(64 << 10, |kib| kib << 10)
+    })
+}
+
 fn open(disk: &SimulatedDisk) -> Store {
     Store::builder()
         // A small journal: commits are logged, checkpointed and replayed often.
-        .journal_size(64 << 10)
+        .journal_size(journal_size())
         .cache_size(1 << 20)
         .chunk_size(CHUNK)
         .staging_batch(BATCH)
