@@ -408,6 +408,30 @@ fn fs_small_durable(dir: &Path, pool: &Pool, first: usize, n: usize) -> Res<Dura
     Ok(t.elapsed())
 }
 
+/// Runs `insert(tx, k)` for `k` in `first..first + n`, committing `batch` at a time; the time
+/// taken (after the page cache is flushed, as for the other contenders).
+fn sqlite_batches(
+    c: &mut Connection,
+    first: usize,
+    n: usize,
+    batch: usize,
+    mut insert: impl FnMut(&rusqlite::Transaction<'_>, usize) -> rusqlite::Result<()>,
+) -> Res<Duration> {
+    sync_all();
+    let t = Instant::now();
+    let mut i = first;
+    while i < first + n {
+        let end = (i + batch).min(first + n);
+        let tx = c.transaction()?;
+        for k in i..end {
+            insert(&tx, k)?;
+        }
+        tx.commit()?;
+        i = end;
+    }
+    Ok(t.elapsed())
+}
+
 /// Records `first..first + n` as a JSON row plus a blob row, committed `batch` at a time.
 fn sqlite_small_records(
     c: &mut Connection,
@@ -416,26 +440,13 @@ fn sqlite_small_records(
     n: usize,
     batch: usize,
 ) -> Res<Duration> {
-    sync_all();
-    let t = Instant::now();
-    let mut i = first;
-    while i < first + n {
-        let end = (i + batch).min(first + n);
-        let tx = c.transaction()?;
-        {
-            let mut rec = tx.prepare_cached("INSERT INTO records (id, json) VALUES (?, ?)")?;
-            let mut file = tx.prepare_cached(
-                "INSERT INTO files (record_id, key, data) VALUES (?, 'data.bin', ?)",
-            )?;
-            for k in i..end {
-                rec.execute(params![k as i64, record_json(k as u64)])?;
-                file.execute(params![k as i64, pool.small(k as u64)])?;
-            }
-        }
-        tx.commit()?;
-        i = end;
-    }
-    Ok(t.elapsed())
+    sqlite_batches(c, first, n, batch, |tx, k| {
+        tx.prepare_cached("INSERT INTO records (id, json) VALUES (?, ?)")?
+            .execute(params![k as i64, record_json(k as u64)])?;
+        tx.prepare_cached("INSERT INTO files (record_id, key, data) VALUES (?, 'data.bin', ?)")?
+            .execute(params![k as i64, pool.small(k as u64)])?;
+        Ok(())
+    })
 }
 
 /// Records `first..first + n` in Invenio's own tables (`invenio_sqlite`), committed `batch` at
@@ -447,19 +458,9 @@ fn invenio_small_records(
     n: usize,
     batch: usize,
 ) -> Res<Duration> {
-    sync_all();
-    let t = Instant::now();
-    let mut i = first;
-    while i < first + n {
-        let end = (i + batch).min(first + n);
-        let tx = c.transaction()?;
-        for k in i..end {
-            invenio::insert_record(&tx, k, 0, &pool.small(k as u64))?;
-        }
-        tx.commit()?;
-        i = end;
-    }
-    Ok(t.elapsed())
+    sqlite_batches(c, first, n, batch, |tx, k| {
+        invenio::insert_record(tx, k, 0, &pool.small(k as u64))
+    })
 }
 
 /// Workload b's figures (records per second).

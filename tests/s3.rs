@@ -23,6 +23,26 @@ struct Setup {
     local: BucketId,
 }
 
+/// A bucket in the location `cluster` of `store`, the location created at `uri` first if the
+/// store has none of that name.
+fn cluster_bucket(store: &Store, uri: &str) -> BucketId {
+    store
+        .write(|tx| {
+            if tx.location("cluster")?.is_none() {
+                tx.create_location("cluster", uri, false)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    store
+        .create_bucket(&BucketOptions {
+            location: Some("cluster".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .id
+}
+
 fn setup(g: &Garage, prefix: &str, builder: StoreBuilder, path: Option<&std::path::Path>) -> Setup {
     let backend = g.backend(BUCKET, prefix);
     let builder = builder.location_backend("cluster", backend.clone());
@@ -30,22 +50,7 @@ fn setup(g: &Garage, prefix: &str, builder: StoreBuilder, path: Option<&std::pat
         Some(p) => builder.open(p).unwrap(),
         None => builder.in_memory().unwrap(),
     };
-    let uri = format!("s3://{BUCKET}/{prefix}");
-    store
-        .write(|tx| {
-            if tx.location("cluster")?.is_none() {
-                tx.create_location("cluster", &uri, false)?;
-            }
-            Ok(())
-        })
-        .unwrap();
-    let remote = store
-        .create_bucket(&BucketOptions {
-            location: Some("cluster".into()),
-            ..Default::default()
-        })
-        .unwrap()
-        .id;
+    let remote = cluster_bucket(&store, &format!("s3://{BUCKET}/{prefix}"));
     let local = bucket(&store).id;
     Setup {
         store,
@@ -462,19 +467,7 @@ fn store_on(backend: Arc<dyn ContentBackend>, prefix: &str) -> (Store, BucketId)
         .location_backend("cluster", backend)
         .in_memory()
         .unwrap();
-    store
-        .write(|tx| {
-            tx.create_location("cluster", &format!("s3://{BUCKET}/{prefix}"), false)
-                .map(|_| ())
-        })
-        .unwrap();
-    let b = store
-        .create_bucket(&BucketOptions {
-            location: Some("cluster".into()),
-            ..Default::default()
-        })
-        .unwrap()
-        .id;
+    let b = cluster_bucket(&store, &format!("s3://{BUCKET}/{prefix}"));
     (store, b)
 }
 
@@ -696,25 +689,8 @@ fn the_http_server_serves_buckets_on_the_cluster() {
         },
     );
     let addr = running.addr;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
     let call = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
-        let mut req = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("http://{addr}{path}"));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let mut resp = agent.run(req.body(body.to_vec()).unwrap()).unwrap();
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_vec()
-            .unwrap();
+        let (status, _, body) = http_support::call(addr, method, path, headers, body);
         (status, body)
     };
     let (status, body) = call("POST", "/api/files", &[], b"");
@@ -754,19 +730,7 @@ fn child_configured_from_the_environment() {
         return; // only meaningful as the child of the test below
     };
     let store = Store::open(&path).unwrap();
-    store
-        .write(|tx| {
-            tx.create_location("cluster", &format!("s3://{BUCKET}/env"), false)
-                .map(|_| ())
-        })
-        .unwrap();
-    let b = store
-        .create_bucket(&BucketOptions {
-            location: Some("cluster".into()),
-            ..Default::default()
-        })
-        .unwrap()
-        .id;
+    let b = cluster_bucket(&store, &format!("s3://{BUCKET}/env"));
     let data = bytes(11, 9 << 20);
     put(&store, b, "f", &data);
     assert_eq!(read_all(&store, b, "f"), data);

@@ -1,5 +1,5 @@
-//! Serving the REST API on a loopback port from a test: shared by `tests/http.rs` and
-//! `tests/s3.rs`.
+//! Serving the REST API on a loopback port from a test, and calling it over a real socket:
+//! shared by `tests/http.rs` and `tests/s3.rs`.
 
 use recfiles::http::{ServeOptions, serve};
 use std::net::SocketAddr;
@@ -39,4 +39,36 @@ pub fn spawn(app: axum::Router, opts: ServeOptions) -> Running {
         stop,
         thread,
     }
+}
+
+/// One HTTP request to the server at `addr` (redirects not followed, error statuses returned
+/// like any other): its status, headers and body.
+pub fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = agent.run(req.body(body.to_vec()).unwrap()).unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
+    (status, headers, body)
 }
