@@ -209,8 +209,14 @@ macro_rules! tables {
             /// Writes the rows kept in [`Deferred`] sets to their tables. Run once the
             /// transaction's work is done, before it commits.
             pub(crate) fn write_deferred(&mut self) -> Result<()> {
-                self.deferred_records.write_into(self.records.write()?)?;
-                self.deferred_buckets.write_into(self.buckets.write()?)
+                // A transaction that kept no row (most of them) opens neither table.
+                if !self.deferred_records.rows.is_empty() {
+                    self.deferred_records.write_into(self.records.write()?)?;
+                }
+                if !self.deferred_buckets.rows.is_empty() {
+                    self.deferred_buckets.write_into(self.buckets.write()?)?;
+                }
+                Ok(())
             }
 
             /// Opens every table, creating those the store lacks. Run at every open, so a read
