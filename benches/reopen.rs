@@ -4,19 +4,27 @@
 //! cargo bench --bench reopen                      # stores of 256 MiB and 1 GiB
 //! cargo bench --bench reopen -- --sizes 256,4096  # sizes in MiB
 //! cargo bench --bench reopen -- --quick           # 64 MiB, CI smoke size
+//! cargo bench --bench reopen -- --rounds 3        # each size and setting three times
 //! ```
 //!
 //! For each size and each setting of `StoreBuilder::quick_repair`: a store gets one large file
-//! of that size and then 200 durable one-record commits (timed: the throughput figure), and
-//! its file is copied while the store is still open — the bytes a killed process leaves, every
-//! commit having returned. The copy is then opened, timed warm (the copy is in the page cache)
-//! and, when this process may drop the page cache (root on Linux), cold. Printed, never
-//! asserted; the two settings alternate in one run.
+//! of that size and then 200 durable one-record commits (timed: the throughput figure; on Linux
+//! also the bytes the process wrote per commit), and its file is copied while the store is
+//! still open — the bytes a killed process leaves, every commit having returned. The copy is
+//! then opened, timed warm (the copy is in the page cache) and, when this process may drop the
+//! page cache (root on Linux), cold. Printed, never asserted; the two settings alternate.
+//!
+//! Where a reopen's time goes, from the engine's repair progress (`StoreBuilder::on_repair`):
+//! `before` is the open up to the repair (the journal's replay, the header), `verify` the
+//! engine's check of every page's checksum, `walk` its rebuild of the allocator state from
+//! the data tree (which reads every page again), `after` the rest (the system tree, the
+//! repair's commit, the store's own open). A reopen without repair has only `before`.
 
 use recfiles::prelude::*;
 use serde_json::json;
 use std::io::Read;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -46,8 +54,22 @@ fn drop_caches() -> bool {
         && std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
-/// Builds the crashed copy; returns (records per second of the small commits, copy path).
-fn crashed_copy(dir: &Path, mib: u64, quick: bool) -> Res<(f64, std::path::PathBuf)> {
+/// Bytes this process has written so far (Linux `/proc/self/io`, `wchar`), if known.
+fn bytes_written() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The small commits' figures: records per second and bytes written per commit.
+struct Commits {
+    rate: f64,
+    bytes: Option<u64>,
+}
+
+/// Builds the crashed copy; returns the small commits' figures and the copy's path.
+fn crashed_copy(dir: &Path, mib: u64, quick: bool) -> Res<(Commits, std::path::PathBuf)> {
     let path = dir.join(format!("live-{mib}-{quick}.redb"));
     let store = Store::builder().quick_repair(quick).open(&path)?;
     let bucket = store.create_bucket(&BucketOptions::default())?.id;
@@ -57,25 +79,76 @@ fn crashed_copy(dir: &Path, mib: u64, quick: bool) -> Res<(f64, std::path::PathB
     };
     store.put_object(bucket, "large", noise, &PutOptions::default())?;
     let n = 200;
+    let wrote = bytes_written();
     let t = Instant::now();
     for i in 0..n {
         store.create_record(json!({"title": format!("record {i}")}))?;
     }
     let rate = n as f64 / t.elapsed().as_secs_f64();
+    let bytes = bytes_written().zip(wrote).map(|(b, a)| (b - a) / n);
     let copy = dir.join(format!("crashed-{mib}-{quick}.redb"));
     std::fs::copy(&path, &copy)?;
     std::fs::File::open(&copy)?.sync_all()?;
     drop(store);
     std::fs::remove_file(&path)?;
-    Ok((rate, copy))
+    Ok((Commits { rate, bytes }, copy))
 }
 
-fn time_open(path: &Path, quick: bool) -> Res<Duration> {
+/// A timed open: its whole time, and its parts when the engine repaired (see the module docs).
+struct Open {
+    total: Duration,
+    /// before, verify, walk, after.
+    parts: Option<[Duration; 4]>,
+}
+
+impl Open {
+    fn show(&self) -> String {
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        match &self.parts {
+            Some(p) => format!(
+                "{:.1} ms ({:.0}/{:.0}/{:.0}/{:.0})",
+                ms(&self.total),
+                ms(&p[0]),
+                ms(&p[1]),
+                ms(&p[2]),
+                ms(&p[3])
+            ),
+            None => format!("{:.1} ms", ms(&self.total)),
+        }
+    }
+}
+
+fn time_open(path: &Path, quick: bool) -> Res<Open> {
+    let marks: Arc<Mutex<Vec<(f64, Instant)>>> = Arc::default();
+    let seen = Arc::clone(&marks);
     let t = Instant::now();
-    let store = Store::builder().quick_repair(quick).open(path)?;
-    let took = t.elapsed();
+    let store = Store::builder()
+        .quick_repair(quick)
+        .on_repair(move |progress| {
+            if let Ok(mut m) = seen.lock() {
+                m.push((progress, Instant::now()));
+            }
+        })
+        .open(path)?;
+    let end = Instant::now();
     drop(store);
-    Ok(took)
+    let marks = marks.lock().map_err(|_| "poisoned")?.clone();
+    // The engine reports 0.0 at the start of a repair, 0.6 after the checksum pass and 0.9
+    // after the data tree's walk (0.3 only when it had to fall back to an older commit).
+    let at = |p: f64| {
+        marks
+            .iter()
+            .find(|(q, _)| (q - p).abs() < 1e-9)
+            .map(|&(_, i)| i)
+    };
+    let parts = match (at(0.0), at(0.6), at(0.9)) {
+        (Some(a), Some(b), Some(c)) => Some([a - t, b - a, c - b, end - c]),
+        _ => None,
+    };
+    Ok(Open {
+        total: end - t,
+        parts,
+    })
 }
 
 fn main() -> Res<()> {
@@ -89,35 +162,46 @@ fn main() -> Res<()> {
             .map(str::parse)
             .collect::<Result<_, _>>()?,
         None if quick_run => vec![64],
-        None => vec![256, 1024],
+        None => vec![256, 1024, 4096],
+    };
+    let rounds: usize = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => args.get(i + 1).ok_or("--rounds needs a number")?.parse()?,
+        None => 1,
     };
     let dir = tempfile::tempdir()?;
     println!(
-        "{:>9} {:>12} {:>16} {:>14} {:>14}",
-        "store MiB", "quick repair", "durable recs/s", "reopen warm", "reopen cold"
+        "{:>9} {:>12} {:>14} {:>14} {:>38} {:>38}",
+        "store MiB",
+        "quick repair",
+        "durable recs/s",
+        "bytes/commit",
+        "reopen warm (before/verify/walk/after)",
+        "reopen cold (before/verify/walk/after)"
     );
     for mib in sizes {
-        for quick in [true, false] {
-            let (rate, copy) = crashed_copy(dir.path(), mib, quick)?;
+        for quick in std::iter::repeat_n([true, false], rounds).flatten() {
+            let (commits, copy) = crashed_copy(dir.path(), mib, quick)?;
             // Each open repairs, so every timing gets a fresh copy of the crashed file.
             let warm_copy = dir.path().join("warm.redb");
             std::fs::copy(&copy, &warm_copy)?;
             // Written out first (the open's own syncs must not pay for the copy), then read
             // into the page cache.
             std::fs::File::open(&warm_copy)?.sync_all()?;
-            let _ = std::fs::read(&warm_copy)?;
+            std::io::copy(&mut std::fs::File::open(&warm_copy)?, &mut std::io::sink())?;
             let warm = time_open(&warm_copy, quick)?;
             std::fs::remove_file(&warm_copy)?;
             let cold = if drop_caches() {
-                format!("{:.1} ms", time_open(&copy, quick)?.as_secs_f64() * 1e3)
+                time_open(&copy, quick)?.show()
             } else {
                 "n/a".into()
             };
             std::fs::remove_file(&copy)?;
             println!(
-                "{mib:>9} {:>12} {rate:>16.0} {:>11.1} ms {cold:>14}",
+                "{mib:>9} {:>12} {:>14.0} {:>14} {:>38} {cold:>38}",
                 if quick { "on" } else { "off" },
-                warm.as_secs_f64() * 1e3
+                commits.rate,
+                commits.bytes.map_or("n/a".into(), |b| b.to_string()),
+                warm.show(),
             );
         }
     }

@@ -334,6 +334,43 @@ fn with_quick_repair_a_crashed_store_reopens_without_checking_every_page() {
     assert!(!open_counting(crashed, b, &data, true).is_empty());
 }
 
+/// Images of a store (a 300 KB put, small commits, then `Store::checkpoint`) killed while
+/// open, as a killed process and as a power cut leave it; with one more small commit after the
+/// checkpoint when `commit_after`.
+fn crashed_after_checkpoint(commit_after: bool) -> ([Vec<u8>; 2], BucketId, Vec<u8>) {
+    use recfiles::SimulatedDisk;
+    let disk = SimulatedDisk::new();
+    let store = Store::builder().open_backend(disk.clone()).unwrap();
+    let b = bucket(&store);
+    let data = common::content(7, 300_000);
+    store
+        .put_object(b.id, "big", &data[..], &PutOptions::default())
+        .unwrap();
+    for i in 0..5 {
+        put(&store, b.id, &format!("small{i}"), b"after the big one");
+    }
+    store.checkpoint().unwrap();
+    if commit_after {
+        put(&store, b.id, "later", b"after the checkpoint");
+    }
+    let images = [disk.written_image(), disk.durable_image()];
+    drop(store);
+    (images, b.id, data)
+}
+
+/// A checkpoint records the engine's allocator state: a store killed after one, before any
+/// other commit, reopens without the engine's check of every page (as after a clean close),
+/// whether the process was killed or the power cut, with everything committed there. A commit
+/// after the checkpoint brings the full check back (quick repair off).
+#[test]
+fn a_crash_after_a_checkpoint_reopens_without_checking_every_page() {
+    let ([killed, cut], b, data) = crashed_after_checkpoint(false);
+    assert_eq!(open_counting(killed, b, &data, false), Vec::<f64>::new());
+    assert_eq!(open_counting(cut, b, &data, false), Vec::<f64>::new());
+    let ([killed, _], b, data) = crashed_after_checkpoint(true);
+    assert!(!open_counting(killed, b, &data, false).is_empty());
+}
+
 /// A creation cut off anywhere (a power cut or a killed process during the first open of a new
 /// file) leaves a file that opens again, as an empty store: nothing was acknowledged. Covers
 /// each failing write and sync of the creation, reopened from the synced bytes, from everything
