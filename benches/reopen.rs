@@ -12,7 +12,9 @@
 //! also the bytes the process wrote per commit), and its file is copied while the store is
 //! still open — the bytes a killed process leaves, every commit having returned. The copy is
 //! then opened, timed warm (the copy is in the page cache) and, when this process may drop the
-//! page cache (root on Linux), cold. Printed, never asserted; the two settings alternate.
+//! page cache (root on Linux), cold. Then `Store::checkpoint` runs on the live store (timed: it
+//! records the engine's allocator state) and a second copy, killed after it, is opened the same
+//! way. Printed, never asserted; the two settings alternate.
 //!
 //! Where a reopen's time goes, from the engine's repair progress (`StoreBuilder::on_repair`):
 //! `before` is the open up to the repair (the journal's replay, the header), `verify` the
@@ -62,14 +64,21 @@ fn bytes_written() -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// The small commits' figures: records per second and bytes written per commit.
+/// The small commits' figures: records per second and bytes written per commit; and how long
+/// the checkpoint after them took.
 struct Commits {
     rate: f64,
     bytes: Option<u64>,
+    checkpoint: Duration,
 }
 
-/// Builds the crashed copy; returns the small commits' figures and the copy's path.
-fn crashed_copy(dir: &Path, mib: u64, quick: bool) -> Res<(Commits, std::path::PathBuf)> {
+/// Builds the crashed copies, killed after the commits and after the checkpoint that follows
+/// them; returns the figures and the copies' paths.
+fn crashed_copy(
+    dir: &Path,
+    mib: u64,
+    quick: bool,
+) -> Res<(Commits, std::path::PathBuf, std::path::PathBuf)> {
     let path = dir.join(format!("live-{mib}-{quick}.redb"));
     let store = Store::builder().quick_repair(quick).open(&path)?;
     let bucket = store.create_bucket(&BucketOptions::default())?.id;
@@ -89,9 +98,23 @@ fn crashed_copy(dir: &Path, mib: u64, quick: bool) -> Res<(Commits, std::path::P
     let copy = dir.join(format!("crashed-{mib}-{quick}.redb"));
     std::fs::copy(&path, &copy)?;
     std::fs::File::open(&copy)?.sync_all()?;
+    let t = Instant::now();
+    store.checkpoint()?;
+    let checkpoint = t.elapsed();
+    let after = dir.join(format!("checkpointed-{mib}-{quick}.redb"));
+    std::fs::copy(&path, &after)?;
+    std::fs::File::open(&after)?.sync_all()?;
     drop(store);
     std::fs::remove_file(&path)?;
-    Ok((Commits { rate, bytes }, copy))
+    Ok((
+        Commits {
+            rate,
+            bytes,
+            checkpoint,
+        },
+        copy,
+        after,
+    ))
 }
 
 /// A timed open: its whole time, and its parts when the engine repaired (see the module docs).
@@ -170,40 +193,51 @@ fn main() -> Res<()> {
     };
     let dir = tempfile::tempdir()?;
     println!(
-        "{:>9} {:>12} {:>14} {:>14} {:>38} {:>38}",
+        "{:>9} {:>6} {:>8} {:>8} {:>36} {:>38} {:>11} {:>22}",
         "store MiB",
-        "quick repair",
-        "durable recs/s",
-        "bytes/commit",
-        "reopen warm (before/verify/walk/after)",
-        "reopen cold (before/verify/walk/after)"
+        "quick",
+        "recs/s",
+        "B/commit",
+        "killed: warm (before/verify/walk/after)",
+        "killed: cold (before/verify/walk/after)",
+        "checkpoint",
+        "then killed: warm/cold"
     );
     for mib in sizes {
         for quick in std::iter::repeat_n([true, false], rounds).flatten() {
-            let (commits, copy) = crashed_copy(dir.path(), mib, quick)?;
-            // Each open repairs, so every timing gets a fresh copy of the crashed file.
-            let warm_copy = dir.path().join("warm.redb");
-            std::fs::copy(&copy, &warm_copy)?;
-            // Written out first (the open's own syncs must not pay for the copy), then read
-            // into the page cache.
-            std::fs::File::open(&warm_copy)?.sync_all()?;
-            std::io::copy(&mut std::fs::File::open(&warm_copy)?, &mut std::io::sink())?;
-            let warm = time_open(&warm_copy, quick)?;
-            std::fs::remove_file(&warm_copy)?;
-            let cold = if drop_caches() {
-                time_open(&copy, quick)?.show()
-            } else {
-                "n/a".into()
-            };
-            std::fs::remove_file(&copy)?;
+            let (commits, copy, after) = crashed_copy(dir.path(), mib, quick)?;
+            let (warm, cold) = warm_and_cold(dir.path(), &copy, quick)?;
+            let (warm_after, cold_after) = warm_and_cold(dir.path(), &after, quick)?;
             println!(
-                "{mib:>9} {:>12} {:>14.0} {:>14} {:>38} {cold:>38}",
+                "{mib:>9} {:>6} {:>8.0} {:>8} {:>36} {cold:>38} {:>8.1} ms {:>22}",
                 if quick { "on" } else { "off" },
                 commits.rate,
                 commits.bytes.map_or("n/a".into(), |b| b.to_string()),
-                warm.show(),
+                warm,
+                commits.checkpoint.as_secs_f64() * 1e3,
+                format!("{warm_after} / {cold_after}"),
             );
         }
     }
     Ok(())
+}
+
+/// Opens a fresh copy of `crashed` warm, then `crashed` itself cold (if the page cache can be
+/// dropped), and removes it. Each open repairs, so every timing gets its own copy.
+fn warm_and_cold(dir: &Path, crashed: &Path, quick: bool) -> Res<(String, String)> {
+    let warm_copy = dir.join("warm.redb");
+    std::fs::copy(crashed, &warm_copy)?;
+    // Written out first (the open's own syncs must not pay for the copy), then read into the
+    // page cache.
+    std::fs::File::open(&warm_copy)?.sync_all()?;
+    std::io::copy(&mut std::fs::File::open(&warm_copy)?, &mut std::io::sink())?;
+    let warm = time_open(&warm_copy, quick)?.show();
+    std::fs::remove_file(&warm_copy)?;
+    let cold = if drop_caches() {
+        time_open(crashed, quick)?.show()
+    } else {
+        "n/a".into()
+    };
+    std::fs::remove_file(crashed)?;
+    Ok((warm, cold))
 }
