@@ -17,9 +17,12 @@
 //! with only the rows (and the chunk hashes reads are checked against) in the store file: see
 //! the `remote` module and docs/S3.md.
 
+mod embedded;
 mod migrate;
+mod place;
 mod reader;
 pub(crate) mod remote;
+mod remote_read;
 #[cfg(feature = "s3")]
 mod s3;
 pub(crate) mod staging;
