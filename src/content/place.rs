@@ -7,18 +7,22 @@
 //! embedded path (the hot one) stays monomorphic: no dynamic call and no allocation is added
 //! to it.
 //!
-//! Reading: [`Place::open`] gives the file's [`Spans`], which `FileReader` asks for the bytes
-//! at an offset. Releasing and writing are not behind `Place` yet: puts and multipart
-//! completion choose between staging chunks and `remote::upload_stream` themselves, and
-//! `release_file` between chunk references and `remote::detach` (docs/S3.md, *The content
-//! trait*).
+//! - reading: [`Place::open`] gives the file's [`Spans`], which `FileReader` asks for the
+//!   bytes at an offset;
+//! - releasing: [`Place::release`] gives back what a file held at its place once its last
+//!   reference goes (or its content moves away), inside that transaction: the references of
+//!   its embedded chunks, or its use of an object (the object's last user queues its delete
+//!   for after the commit).
+//!
+//! Writing is not behind `Place` yet: puts and multipart completion choose between staging
+//! chunks and `remote::upload_stream` themselves (docs/S3.md, *The content trait*).
 
 use super::Hash;
 use super::embedded::EmbeddedSpans;
 use super::remote_read::RemoteSpans;
 use crate::error::{Error, Result};
 use crate::ids::FileId;
-use crate::storage::Config;
+use crate::storage::{Config, WTables};
 use redb::{ReadOnlyTable, ReadTransaction};
 
 /// Where a file's content lives.
@@ -45,6 +49,22 @@ impl Place {
         }
     }
 
+    /// The place of `file`'s content, inside a write transaction.
+    pub(crate) fn of_file_in(t: &WTables<'_>, file: FileId) -> Result<Place> {
+        Ok(match super::remote::file_location(t, file)? {
+            Some(location) => Place::Remote(location),
+            None => Place::Embedded,
+        })
+    }
+
+    /// The location name, for content in another location.
+    pub(crate) fn location(&self) -> Option<&str> {
+        match self {
+            Place::Embedded => None,
+            Place::Remote(name) => Some(name),
+        }
+    }
+
     /// Opens the content of `file` for reading from the snapshot `txn` (`files`: its `files`
     /// table, already open to find the file's row).
     #[inline]
@@ -60,6 +80,28 @@ impl Place {
             Place::Remote(location) => {
                 Ok(Spans::Remote(RemoteSpans::open(txn, cfg, file, location)?))
             }
+        }
+    }
+
+    /// Gives back what `file` (of blake3 `blake3`) held at this place, once its `file_chunks`
+    /// rows (`hashes`, see [`super::take_chunk_rows`]) are gone: the references of embedded
+    /// chunks, or the file's use of its object (whose delete, for the last user, follows the
+    /// commit). Inline content goes with the file's row, which the caller removes or rewrites.
+    pub(crate) fn release(
+        &self,
+        t: &mut WTables<'_>,
+        file: FileId,
+        blake3: &Hash,
+        hashes: &[Hash],
+    ) -> Result<()> {
+        match self {
+            Place::Embedded => {
+                for h in hashes {
+                    super::release_chunk(t, h)?;
+                }
+                Ok(())
+            }
+            Place::Remote(location) => super::remote::detach(t, file, location, blake3),
         }
     }
 }

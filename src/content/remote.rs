@@ -449,26 +449,24 @@ pub(crate) fn attach(
     Ok(())
 }
 
-/// Undoes [`attach`]; the object's last user queues its delete for after the commit. Returns
-/// whether the file was remote.
-pub(crate) fn detach(t: &mut WTables<'_>, file: FileId, blake3: &Hash) -> Result<bool> {
-    let Some(location) = t
-        .remote_files
-        .write()?
-        .remove(file.raw())?
-        .map(|g| g.value().to_string())
-    else {
-        return Ok(false);
-    };
-    let key = (location.as_str(), *blake3);
+/// Undoes [`attach`] for `file`, a file of `location`; the object's last user queues its
+/// delete for after the commit.
+pub(crate) fn detach(
+    t: &mut WTables<'_>,
+    file: FileId,
+    location: &str,
+    blake3: &Hash,
+) -> Result<()> {
+    t.remote_files.write()?.remove(file.raw())?;
+    let key = (location, *blake3);
     let n = t.remote_objects.read()?.get(key)?.map_or(0, |g| g.value());
     if n > 1 {
         t.remote_objects.write()?.insert(key, n - 1)?;
     } else {
         t.remote_objects.write()?.remove(key)?;
-        t.after_commit.deletes.push((location, *blake3));
+        t.after_commit.deletes.push((location.to_string(), *blake3));
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Registers uploaded content as a file of `location`, or finds the identical file of that
