@@ -186,3 +186,178 @@ impl RemoteSpans {
         damaged(self.file, offset, what)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Files of one location written with different chunk sizes (256 KiB by builds before
+    //! 64 KiB) live side by side: each reads, checks and deduplicates by its own row.
+    use super::super::remote::{REMOTE_CHUNK, register_remote, upload_stream};
+    use super::super::write::StreamLimits;
+    use super::super::{ContentBackend, ContentUpload};
+    use crate::files::{BucketOptions, PutOptions};
+    use crate::ids::BucketId;
+    use crate::storage::Store;
+    use parking_lot::Mutex;
+    use std::collections::HashMap;
+    use std::io;
+    use std::ops::Range;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    #[derive(Debug, Default)]
+    struct Memory(Arc<Mutex<HashMap<String, Vec<u8>>>>);
+
+    struct Upload(Arc<Mutex<HashMap<String, Vec<u8>>>>, String, Vec<u8>);
+
+    impl ContentUpload for Upload {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.2.extend_from_slice(bytes);
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> io::Result<()> {
+            self.0.lock().insert(self.1, self.2);
+            Ok(())
+        }
+        fn abort(self: Box<Self>) {}
+    }
+
+    impl ContentBackend for Memory {
+        fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
+            self.0.lock().insert(key.to_string(), bytes);
+            Ok(())
+        }
+        fn start_upload(&self, key: &str) -> io::Result<Box<dyn ContentUpload>> {
+            Ok(Box::new(Upload(
+                Arc::clone(&self.0),
+                key.into(),
+                Vec::new(),
+            )))
+        }
+        fn get_range(&self, key: &str, range: Range<u64>) -> io::Result<Vec<u8>> {
+            let objects = self.0.lock();
+            let o = objects.get(key).ok_or(io::ErrorKind::NotFound)?;
+            let end = (range.end as usize).min(o.len());
+            Ok(o[(range.start as usize).min(end)..end].to_vec())
+        }
+        fn size(&self, key: &str) -> io::Result<Option<u64>> {
+            Ok(self.0.lock().get(key).map(|o| o.len() as u64))
+        }
+        fn copy(&self, from: &str, to: &str) -> io::Result<()> {
+            let mut objects = self.0.lock();
+            let o = objects.get(from).ok_or(io::ErrorKind::NotFound)?.clone();
+            objects.insert(to.to_string(), o);
+            Ok(())
+        }
+        fn delete(&self, key: &str) -> io::Result<()> {
+            self.0.lock().remove(key);
+            Ok(())
+        }
+        fn list(&self, prefix: &str) -> io::Result<Vec<(String, SystemTime)>> {
+            let objects = self.0.lock();
+            let keys = objects.keys().filter(|k| k.starts_with(prefix));
+            Ok(keys.map(|k| (k.clone(), SystemTime::now())).collect())
+        }
+    }
+
+    fn content(seed: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[2] ^ seed)
+            .collect()
+    }
+
+    /// Puts `data` as `key` the way a build with `chunk_size` chunks did.
+    fn put_chunked(
+        store: &Store,
+        backend: &Memory,
+        b: BucketId,
+        key: &str,
+        data: &[u8],
+        chunk_size: usize,
+    ) {
+        let limits = StreamLimits {
+            declared: None,
+            cap: None,
+        };
+        let up = upload_stream(
+            backend,
+            "remote",
+            &mut &data[..],
+            limits,
+            false,
+            chunk_size,
+            &|_| Ok(()),
+            &|_| Ok(false),
+        )
+        .unwrap();
+        store
+            .write(|tx| {
+                let file = register_remote(&mut tx.t, "remote", &up, "S", tx.now)?;
+                tx.append_version(b, key, Some(file), None).map(|_| ())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn files_of_256_kib_and_64_kib_chunks_share_a_location() {
+        let objects = Arc::new(Mutex::new(HashMap::new()));
+        let store = Store::builder()
+            .location_backend("remote", Arc::new(Memory(Arc::clone(&objects))))
+            .in_memory()
+            .unwrap();
+        store
+            .write(|tx| tx.create_location("remote", "s3://m/x", false).map(|_| ()))
+            .unwrap();
+        let opts = BucketOptions {
+            location: Some("remote".into()),
+            ..Default::default()
+        };
+        let b = store.create_bucket(&opts).unwrap().id;
+        let backend = Memory(Arc::clone(&objects));
+        let old = content(1, 3 * 256 * 1024 + 99);
+        put_chunked(&store, &backend, b, "old", &old, 256 * 1024);
+        let new = content(2, 5 * REMOTE_CHUNK + 7);
+        let v_new = store
+            .put_object(b, "new", &new[..], &PutOptions::default())
+            .unwrap();
+        let old_file = store.object(b, "old").unwrap().unwrap().file_id.unwrap();
+        assert_eq!(
+            store.file(old_file).unwrap().unwrap().chunk_size,
+            256 * 1024
+        );
+        let new_file = v_new.file_id.unwrap();
+        assert_eq!(
+            store.file(new_file).unwrap().unwrap().chunk_size as usize,
+            REMOTE_CHUNK
+        );
+        for (key, data, piece) in [("old", &old, 256 * 1024), ("new", &new, REMOTE_CHUNK)] {
+            for b0 in (piece..data.len()).step_by(piece) {
+                for (at, len) in [(b0 - 1, 2), (b0 - 3, piece + 6), (b0, 1)] {
+                    let got = store
+                        .open_object(b, key)
+                        .unwrap()
+                        .read_range(at as u64, len)
+                        .unwrap();
+                    assert_eq!(
+                        got,
+                        &data[at..(at + len).min(data.len())],
+                        "{key} {at}+{len}"
+                    );
+                }
+            }
+        }
+        // The same content put now deduplicates onto the file of 256 KiB chunks.
+        let again = store
+            .put_object(b, "again", &old[..], &PutOptions::default())
+            .unwrap();
+        assert_eq!(again.file_id, Some(old_file));
+        assert!(store.verify_file(old_file).unwrap());
+        assert!(store.verify_file(new_file).unwrap());
+        assert!(store.check().unwrap().is_ok());
+        // Its object goes with the last of its references.
+        assert_eq!(objects.lock().len(), 2);
+        store.delete_object(b, "old").unwrap();
+        store.remove_bucket(b).unwrap();
+        assert!(store.check().unwrap().is_ok());
+        assert_eq!(objects.lock().len(), 0);
+    }
+}
