@@ -103,11 +103,25 @@ fn put_get_ranges_dedup_and_delete_on_the_cluster() {
     assert_eq!(objects(s.backend.as_ref()), want);
     assert_eq!(store.stats().unwrap().chunks, 0);
 
-    // Range reads, across chunk boundaries and at the end.
+    // Range reads, across the 64 KiB chunks content on the cluster is hashed in (and the
+    // store file's 1 MiB ones), and at the end.
     let chunk = 1024 * 1024 - 64;
+    let piece = 64 * 1024;
+    assert_eq!(
+        store
+            .file(v_large.file_id.unwrap())
+            .unwrap()
+            .unwrap()
+            .chunk_size,
+        piece as u32
+    );
     let mut r = store.open_object(s.remote, "large").unwrap();
     for (at, len) in [
         (0, 10),
+        (piece - 1, 2),
+        (piece, piece),
+        (5 * piece - 3, piece + 6),
+        (7 * piece + 1, 64 * 1024),
         (chunk - 5, 10),
         (3 * chunk + 1, 2 * chunk),
         (large.len() - 7, 100),

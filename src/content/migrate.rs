@@ -1,13 +1,14 @@
 //! Moving a file's content between locations (Invenio's `migrate_file`) and collecting
 //! objects that nothing refers to any more (`gc_location`).
 
+use super::place::Place;
 use super::remote::{
-    ContentBackend, INCOMING, Uploaded, attach, backend_error, content_key, dedup_key, detach,
+    ContentBackend, INCOMING, Uploaded, attach, backend_error, content_key, dedup_key,
     file_location, put_chunk_rows, upload_stream,
 };
 use super::staging::{stage, staged_chunks};
 use super::write::StreamLimits;
-use super::{FileInstance, FileRow, Hash, get_file_row, insert_file_row, release_chunk};
+use super::{FileInstance, FileRow, Hash, get_file_row, insert_file_row, take_chunk_rows};
 use crate::error::{Error, Result};
 use crate::ids::FileId;
 use crate::storage::{Store, View, WTables};
@@ -289,18 +290,13 @@ fn leave(t: &mut WTables<'_>, file: FileId, row: &FileRow, from: Option<&str>) -
     if t.files_by_hash.read()?.get(&key)?.map(|g| g.value()) == Some(file.raw()) {
         t.files_by_hash.write()?.remove(&key)?;
     }
-    let id = file.raw();
-    let mut hashes = Vec::new();
-    for e in t.file_chunks.read()?.range((id, 0)..=(id, u64::MAX))? {
-        hashes.push(e?.1.value());
-    }
-    t.file_chunks
-        .write()?
-        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
-    if !detach(t, file, &row.blake3)? {
-        for h in hashes {
-            release_chunk(t, &h)?;
-        }
+    let hashes = take_chunk_rows(t, file)?;
+    let place = match from {
+        Some(location) => Place::Remote(location.to_string()),
+        None => Place::Embedded,
+    };
+    place.release(t, file, &row.blake3, &hashes)?;
+    if place == Place::Embedded {
         // Inline content goes with the row's tail.
         insert_file_row(t, file, row, &[])?;
     }

@@ -16,10 +16,19 @@
 //! files' content in an object store instead, one object per content named by its blake3,
 //! with only the rows (and the chunk hashes reads are checked against) in the store file: see
 //! the `remote` module and docs/S3.md.
+//!
+//! Where one file's content lives is a `place::Place`: the store file (`embedded`) or a
+//! location's backend (`remote`, `remote_read`). Reading (`Place::open`, giving the spans a
+//! [`FileReader`] reads) and releasing (`Place::release`) go through it, dispatched by a `match`
+//! so the store file's path stays monomorphic; writing does not yet (puts, multipart completion
+//! and migration choose between `staging`/`write` and `remote::upload_stream` themselves).
 
+mod embedded;
 mod migrate;
+mod place;
 mod reader;
 pub(crate) mod remote;
+mod remote_read;
 #[cfg(feature = "s3")]
 mod s3;
 pub(crate) mod staging;
@@ -267,7 +276,8 @@ pub(crate) fn retain_file(t: &mut WTables<'_>, id: FileId, now: Timestamp) -> Re
 }
 
 /// Drops one reference; the last one frees the file row (with its inline content), its chunk
-/// list and every chunk no other file uses, in the same transaction.
+/// list and what it held at its place (see [`place::Place::release`]), in the same
+/// transaction.
 pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
     let (mut row, inline) = read_file_value(t, id)?;
     if row.refcount > 1 {
@@ -275,36 +285,31 @@ pub(crate) fn release_file(t: &mut WTables<'_>, id: FileId) -> Result<()> {
         return insert_file_row(t, id, &row, &inline);
     }
     t.files.write()?.remove(id.raw())?;
+    let place = place::Place::of_file_in(t, id)?;
     if !unindexed(row.size, &inline) {
-        let location = remote::file_location(t, id)?;
-        let key = remote::dedup_key(location.as_deref(), &row.blake3);
+        let key = remote::dedup_key(place.location(), &row.blake3);
         if t.files_by_hash.read()?.get(&key)?.map(|g| g.value()) == Some(id.raw()) {
             t.files_by_hash.write()?.remove(&key)?;
         }
     }
-    // Content in another location: its chunk rows hold hashes only (no chunk references);
-    // the object goes once the commit is over, if no other file uses it.
-    let remote = remote::detach(t, id, &row.blake3)?;
-    let hashes: Vec<Hash> = {
-        let mut out = Vec::new();
-        for e in t
-            .file_chunks
-            .read()?
-            .range((id.raw(), 0)..=(id.raw(), u64::MAX))?
-        {
-            out.push(e?.1.value());
-        }
-        out
-    };
+    let hashes = take_chunk_rows(t, id)?;
+    place.release(t, id, &row.blake3, &hashes)
+}
+
+/// Removes a file's `file_chunks` rows and returns the hashes they held, in order.
+pub(crate) fn take_chunk_rows(t: &mut WTables<'_>, id: FileId) -> Result<Vec<Hash>> {
+    let mut hashes = Vec::new();
+    for e in t
+        .file_chunks
+        .read()?
+        .range((id.raw(), 0)..=(id.raw(), u64::MAX))?
+    {
+        hashes.push(e?.1.value());
+    }
     t.file_chunks
         .write()?
         .retain_in((id.raw(), 0)..=(id.raw(), u64::MAX), |_, _| false)?;
-    if !remote {
-        for h in hashes {
-            release_chunk(t, &h)?;
-        }
-    }
-    Ok(())
+    Ok(hashes)
 }
 
 /// Takes one reference to a chunk, storing its bytes if no chunk with that hash exists yet.

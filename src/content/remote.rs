@@ -8,8 +8,8 @@
 //! object and files with the same content in one location share it. The store file keeps, for
 //! each such file, the blake3 of each chunk-sized piece of its content (`file_chunks`, as for
 //! embedded content), the location it lives in (`remote_files`), and, for each object, how
-//! many files use it (`remote_objects`). Reads are ranged requests, one chunk at a time, each
-//! checked against its hash before a byte is returned.
+//! many files use it (`remote_objects`). Reads are ranged requests for the chunks a read
+//! touches, each checked against its hash before a byte is returned (`remote_read`).
 //!
 //! Ordering gives the guarantees across the boundary: content is uploaded before the commit
 //! that refers to it, and an object is deleted only after the commit that dropped its last
@@ -327,10 +327,13 @@ pub(crate) struct Uploaded {
     pub chunk_size: u32,
 }
 
-/// Bytes of content in another location per chunk hash kept in the store file: a read
-/// fetches and checks whole chunks, so a small range read costs at most two of them, and the
-/// hashes of a file take 32 bytes per chunk (128 KiB per GiB) in the file and while uploading.
-pub(crate) const REMOTE_CHUNK: usize = 256 * 1024;
+/// Bytes of content in another location per chunk hash kept in the store file (each file's
+/// row keeps the size it was written with, so files of 256 KiB chunks from earlier builds read
+/// as before). A read can only return checked bytes, so it fetches and hashes the whole chunks
+/// it touches: with 64 KiB a random 64 KiB range costs about 128 KiB (about 320 KiB with the
+/// 256 KiB chunks used before, which kept range reads at 0.75x the cluster's own client). The
+/// hashes of a file take 32 bytes per chunk (512 KiB per GiB) in the file and while uploading.
+pub(crate) const REMOTE_CHUNK: usize = 64 * 1024;
 
 /// Content up to this size is sent in one request, under its final name; larger content is
 /// streamed as a multipart upload to a temporary name and copied to its final one on the
@@ -446,26 +449,24 @@ pub(crate) fn attach(
     Ok(())
 }
 
-/// Undoes [`attach`]; the object's last user queues its delete for after the commit. Returns
-/// whether the file was remote.
-pub(crate) fn detach(t: &mut WTables<'_>, file: FileId, blake3: &Hash) -> Result<bool> {
-    let Some(location) = t
-        .remote_files
-        .write()?
-        .remove(file.raw())?
-        .map(|g| g.value().to_string())
-    else {
-        return Ok(false);
-    };
-    let key = (location.as_str(), *blake3);
+/// Undoes [`attach`] for `file`, a file of `location`; the object's last user queues its
+/// delete for after the commit.
+pub(crate) fn detach(
+    t: &mut WTables<'_>,
+    file: FileId,
+    location: &str,
+    blake3: &Hash,
+) -> Result<()> {
+    t.remote_files.write()?.remove(file.raw())?;
+    let key = (location, *blake3);
     let n = t.remote_objects.read()?.get(key)?.map_or(0, |g| g.value());
     if n > 1 {
         t.remote_objects.write()?.insert(key, n - 1)?;
     } else {
         t.remote_objects.write()?.remove(key)?;
-        t.after_commit.deletes.push((location, *blake3));
+        t.after_commit.deletes.push((location.to_string(), *blake3));
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Registers uploaded content as a file of `location`, or finds the identical file of that

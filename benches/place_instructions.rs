@@ -1,0 +1,145 @@
+//! Instruction counts of the store file's content paths behind `content::place` (reads and
+//! releases), for callgrind: the work measured sits in `measure_reads` and `measure_release`,
+//! so setup is left out with `--toggle-collect`. Timings are not printed; count instructions:
+//!
+//! ```text
+//! cargo bench --bench place_instructions --no-run
+//! valgrind --tool=callgrind --toggle-collect='*measure_reads*' target/release/deps/place_instructions-… reads DIR
+//! valgrind --tool=callgrind --toggle-collect='*measure_release*' target/release/deps/place_instructions-… release
+//! ```
+//!
+//! `reads DIR`: an 8 MiB file and 2,000 files of 3,000 bytes in a store file in DIR, reopened,
+//! read once (so `ReadVerification::Once` has checked every chunk), then 20,000 reads of 512
+//! bytes and 200 of 64 KiB at pseudo-random offsets, and 2,000 opens and reads of the small
+//! files. `release`: 1,500 files (every third of 40,000 bytes, in 4 KiB chunks; the rest
+//! 3,000 bytes, inline) in an in-memory store, then all their versions removed in one
+//! transaction.
+
+use recfiles::VersionId;
+use recfiles::prelude::*;
+use std::io::Read;
+
+fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[inline(never)]
+fn measure_reads(store: &Store, b: BucketId, smalls: &[String]) -> u64 {
+    let mut sum = 0u64;
+    // Small reads at pseudo-random offsets of a large chunked file.
+    let mut r = store.open_object(b, "large").unwrap();
+    let size = r.len();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut buf = [0u8; 512];
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = r.read_range_into(x % (size - 512), &mut buf).unwrap();
+        sum += u64::from(buf[n - 1]);
+    }
+    // 64 KiB ranges.
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        sum += r.read_range(x % (size - 65536), 65536).unwrap()[100] as u64;
+    }
+    // Opening and reading small inline files.
+    for k in smalls {
+        let mut r = store.open_object(b, k).unwrap();
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).unwrap();
+        sum += v.len() as u64;
+    }
+    sum
+}
+
+#[inline(never)]
+fn measure_release(store: &Store, versions: &[VersionId]) {
+    store
+        .write(|tx| {
+            for v in versions {
+                tx.remove_version(*v)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn reads(dir: &str) {
+    let path = std::path::Path::new(&dir).join("s.redb");
+    let _ = std::fs::remove_file(&path);
+    let smalls: Vec<String> = (0..2000).map(|i| format!("small{i}")).collect();
+    let b = {
+        let store = Store::open(&path).unwrap();
+        let b = store.create_bucket(&BucketOptions::default()).unwrap().id;
+        store
+            .put_object(b, "large", &data(1, 8 << 20)[..], &PutOptions::default())
+            .unwrap();
+        store
+            .write(|tx| {
+                for (i, k) in smalls.iter().enumerate() {
+                    tx.put_object(b, k, &data(i as u64 + 10, 3000)[..], &PutOptions::default())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        b
+    };
+    let store = Store::open(&path).unwrap();
+    // Warm: every chunk checked once (ReadVerification::Once), then measured.
+    let mut all = Vec::new();
+    store
+        .open_object(b, "large")
+        .unwrap()
+        .read_to_end(&mut all)
+        .unwrap();
+    println!("{}", measure_reads(&store, b, &smalls));
+}
+
+fn release() {
+    let store = Store::builder()
+        .chunk_size(4096)
+        .staging_batch(64 * 1024)
+        .in_memory()
+        .unwrap();
+    let b = store.create_bucket(&BucketOptions::default()).unwrap().id;
+    let mut versions = Vec::new();
+    store
+        .write(|tx| {
+            for i in 0..1500u64 {
+                // inline small files (unindexed), and chunked files of 10 chunks
+                let len = if i % 3 == 0 { 40_000 } else { 3000 };
+                let v = tx.put_object(
+                    b,
+                    &format!("k{i}"),
+                    &data(i + 1, len)[..],
+                    &PutOptions::default(),
+                )?;
+                versions.push(v.version_id);
+            }
+            Ok(())
+        })
+        .unwrap();
+    measure_release(&store, &versions);
+    println!("{}", store.stats().unwrap().chunks);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("reads") => reads(args.get(2).map_or("/tmp", String::as_str)),
+        Some("release") => release(),
+        _ => eprintln!("usage: place_instructions reads DIR | release (see the file's docs)"),
+    }
+}

@@ -1,0 +1,170 @@
+//! Content in the store file, read back: the embedded place's [`super::place::Spans`].
+//!
+//! Chunks are checked against their hash as the store's [`ReadVerification`] says: with
+//! `Always` every chunk a read loads is hashed first; with `Once` (the default) a chunk is
+//! hashed the first time the open store loads it from the file, and later reads of it, by any
+//! reader of that store, read the needed bytes straight from the same place in the file
+//! (`storage::direct`); `Never` hashes nothing. Inline content (a file that fits in one chunk)
+//! is always read through the engine and, unless `Never`, checked against the file's own
+//! blake3 each time a reader loads it.
+
+use super::Hash;
+use super::place::{Stored, chunk_at, copy_from, damaged};
+use crate::error::{Error, Result};
+use crate::ids::FileId;
+use crate::storage::{Config, Direct, DirectRead, ReadVerification};
+use redb::{OwnedAccessGuard, ReadOnlyTable, ReadTransaction};
+use std::sync::Arc;
+
+/// A file's content in the store file, open for reading.
+pub(crate) struct EmbeddedSpans {
+    file: FileId,
+    mode: ReadVerification,
+    direct: Option<Arc<Direct>>,
+    /// The file's blake3, which inline content is checked against.
+    checksum: Hash,
+    /// Whether the content is stored inline, after the file's row, rather than as chunks.
+    inline: bool,
+    files: ReadOnlyTable<u128, &'static [u8]>,
+    file_chunks: ReadOnlyTable<(u128, u64), Hash>,
+    chunk_index: ReadOnlyTable<Hash, (u128, u64)>,
+    chunks: ReadOnlyTable<u128, &'static [u8]>,
+    // The chunk last loaded through the engine: its offset in the file and its checked bytes,
+    // held in place in the engine's page (no copy) for as long as reads stay inside it. For
+    // inline content, the guard holds the file's row too, and the bytes start after it.
+    current: Option<Current>,
+}
+
+/// Bytes loaded through the engine and kept for the reads that follow.
+struct Current {
+    /// Offset in the file of the first byte.
+    start: u64,
+    held: OwnedAccessGuard<&'static [u8]>,
+    /// Bytes of the stored value before the content (the file row, for inline content).
+    skip: usize,
+}
+
+impl Current {
+    fn bytes(&self) -> &[u8] {
+        &self.held.value()[self.skip..]
+    }
+}
+
+impl EmbeddedSpans {
+    /// Opens `file`'s content from the snapshot `txn`, whose `files` table is open already.
+    #[inline]
+    pub(crate) fn open(
+        txn: &ReadTransaction,
+        cfg: &Config,
+        file: &Stored,
+        files: ReadOnlyTable<u128, &'static [u8]>,
+    ) -> Result<EmbeddedSpans> {
+        Ok(EmbeddedSpans {
+            file: file.file,
+            mode: cfg.verify_reads,
+            direct: cfg.direct.clone(),
+            checksum: file.blake3,
+            inline: file.inline,
+            files,
+            file_chunks: txn.open_table(crate::storage::defs::file_chunks)?,
+            chunk_index: txn.open_table(crate::storage::defs::chunk_index)?,
+            chunks: txn.open_table(crate::storage::defs::chunks)?,
+            current: None,
+        })
+    }
+
+    /// See [`super::place::Spans::read_at`].
+    #[inline]
+    pub(crate) fn read_at(&mut self, pos: u64, out: &mut [u8]) -> Result<usize> {
+        if let Some(c) = &self.current {
+            let (start, b) = (c.start, c.bytes());
+            if start <= pos && pos < start + b.len() as u64 {
+                return Ok(copy_from(b, (pos - start) as usize, out));
+            }
+        }
+        if self.inline {
+            let bytes = self.load_inline()?;
+            if pos >= bytes.len() as u64 {
+                return Err(self.damaged(pos, "inline content is shorter than the file"));
+            }
+            return Ok(copy_from(bytes, pos as usize, out));
+        }
+        let (start, hash) = chunk_at(&self.file_chunks, self.file, pos)?;
+        if self.mode != ReadVerification::Always
+            && let Some(direct) = &self.direct
+        {
+            match direct.read(&hash, pos - start, out)? {
+                DirectRead::Done(n) => return Ok(n),
+                DirectRead::Beyond => return Err(self.damaged(pos, "gap between chunks")),
+                DirectRead::Unknown => {}
+            }
+        }
+        let bytes = self.load(start, hash)?;
+        if pos >= start + bytes.len() as u64 {
+            return Err(self.damaged(pos, "gap between chunks"));
+        }
+        Ok(copy_from(bytes, (pos - start) as usize, out))
+    }
+
+    /// Loads chunk `hash` (at `start` in the file) through the engine, checks it as the store's
+    /// [`ReadVerification`] says, makes it current and returns its bytes.
+    fn load(&mut self, start: u64, hash: Hash) -> Result<&[u8]> {
+        self.current = None;
+        let learn = self.mode != ReadVerification::Always;
+        let Some(id) = self.chunk_index.get(&hash)?.map(|g| g.value().0) else {
+            return Err(self.damaged(start, "chunk is missing"));
+        };
+        let watch = self.direct.as_deref().filter(|_| learn).map(Direct::watch);
+        let bytes = match self.chunks.get_owned(id)? {
+            Some(g) => g,
+            None => return Err(self.damaged(start, "chunk is missing")),
+        };
+        let located = watch.as_ref().and_then(|w| w.find(bytes.value()));
+        if self.mode != ReadVerification::Never && blake3::hash(bytes.value()).as_bytes() != &hash {
+            if let Some(d) = &self.direct {
+                d.forget(&hash);
+            }
+            return Err(self.damaged(start, "chunk bytes do not match their hash"));
+        }
+        if let (Some(w), Some(loc), Some(d)) = (&watch, located, &self.direct)
+            && d.confirms(loc, bytes.value())
+        {
+            w.learn(hash, loc);
+        }
+        drop(watch);
+        let current = self.current.insert(Current {
+            start,
+            held: bytes,
+            skip: 0,
+        });
+        Ok(current.bytes())
+    }
+
+    /// Loads the file's inline content through the engine, checks it against the file's
+    /// blake3 (unless `Never`), makes it current and returns it.
+    fn load_inline(&mut self) -> Result<&[u8]> {
+        self.current = None;
+        let Some(value) = self.files.get_owned(self.file.raw())? else {
+            return Err(self.damaged(0, "inline content is missing"));
+        };
+        let inline = super::split_file_value(value.value())?.1;
+        if inline.is_empty() {
+            return Err(self.damaged(0, "inline content is missing"));
+        }
+        if self.mode != ReadVerification::Never && blake3::hash(inline).as_bytes() != &self.checksum
+        {
+            return Err(self.damaged(0, "inline content does not match the file's hash"));
+        }
+        let skip = value.value().len() - inline.len();
+        let current = self.current.insert(Current {
+            start: 0,
+            held: value,
+            skip,
+        });
+        Ok(current.bytes())
+    }
+
+    fn damaged(&self, offset: u64, what: &str) -> Error {
+        damaged(self.file, offset, what)
+    }
+}

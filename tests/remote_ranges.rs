@@ -1,0 +1,276 @@
+//! Range reads of content in another location, at the edges of the chunks its hashes cover:
+//! every way a remote file is made (one request, a streamed upload, a multipart upload
+//! completed into the location, a file moved there) reads back the right bytes around every
+//! chunk boundary, with one request per read. The backend here is an in-memory map so the
+//! byte arithmetic is checked on every run; `tests/s3.rs` checks the same against Garage.
+
+mod common;
+use common::*;
+use recfiles::prelude::*;
+use recfiles::{ContentBackend, ContentUpload, Error, FileReader, MultipartLimits};
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+/// The chunk size of content in another location (docs/S3.md, docs/FORMAT.md).
+const REMOTE_CHUNK: usize = 64 * 1024;
+
+/// Objects in memory, counting the ranged reads made of them.
+#[derive(Debug, Default)]
+struct Memory {
+    objects: parking_lot::Mutex<HashMap<String, Vec<u8>>>,
+    gets: AtomicUsize,
+}
+
+struct MemoryUpload {
+    to: Arc<Memory>,
+    key: String,
+    bytes: Vec<u8>,
+}
+
+impl ContentUpload for MemoryUpload {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.to.objects.lock().insert(self.key, self.bytes);
+        Ok(())
+    }
+    fn abort(self: Box<Self>) {}
+}
+
+/// The backend handed to the store: a handle on the shared [`Memory`].
+#[derive(Debug)]
+struct MemoryBackend(Arc<Memory>);
+
+impl ContentBackend for MemoryBackend {
+    fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
+        self.0.objects.lock().insert(key.to_string(), bytes);
+        Ok(())
+    }
+    fn start_upload(&self, key: &str) -> io::Result<Box<dyn ContentUpload>> {
+        Ok(Box::new(MemoryUpload {
+            to: Arc::clone(&self.0),
+            key: key.to_string(),
+            bytes: Vec::new(),
+        }))
+    }
+    fn get_range(&self, key: &str, range: Range<u64>) -> io::Result<Vec<u8>> {
+        self.0.gets.fetch_add(1, Ordering::SeqCst);
+        let objects = self.0.objects.lock();
+        let o = objects.get(key).ok_or(io::ErrorKind::NotFound)?;
+        let end = (range.end as usize).min(o.len());
+        Ok(o[(range.start as usize).min(end)..end].to_vec())
+    }
+    fn size(&self, key: &str) -> io::Result<Option<u64>> {
+        Ok(self.0.objects.lock().get(key).map(|o| o.len() as u64))
+    }
+    fn copy(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut objects = self.0.objects.lock();
+        let o = objects.get(from).ok_or(io::ErrorKind::NotFound)?.clone();
+        objects.insert(to.to_string(), o);
+        Ok(())
+    }
+    fn delete(&self, key: &str) -> io::Result<()> {
+        self.0.objects.lock().remove(key);
+        Ok(())
+    }
+    fn list(&self, prefix: &str) -> io::Result<Vec<(String, SystemTime)>> {
+        Ok(self
+            .0
+            .objects
+            .lock()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .map(|k| (k.clone(), SystemTime::now()))
+            .collect())
+    }
+}
+
+/// A store whose location `remote` keeps its content in `memory`, with a bucket there.
+fn remote_store(memory: &Arc<Memory>) -> (Store, BucketId) {
+    let store = Store::builder()
+        .location_backend("remote", Arc::new(MemoryBackend(Arc::clone(memory))))
+        .multipart_limits(MultipartLimits {
+            min_part_size: 10,
+            max_part_size: 64 << 20,
+            max_parts: 100,
+            expires: std::time::Duration::from_secs(3600),
+        })
+        .in_memory()
+        .unwrap();
+    store
+        .write(|tx| {
+            tx.create_location("remote", "s3://memory/x", false)
+                .map(|_| ())
+        })
+        .unwrap();
+    let b = store
+        .create_bucket(&BucketOptions {
+            location: Some("remote".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .id;
+    (store, b)
+}
+
+/// Ranges around every chunk boundary of a file of `len` bytes, and at its end.
+fn boundary_ranges(len: usize) -> Vec<(usize, usize)> {
+    let c = REMOTE_CHUNK;
+    let mut out = vec![(0, 1), (0, c), (0, c + 1), (len - 1, 1), (len - 5, 100)];
+    for b in (c..len).step_by(c) {
+        out.extend([
+            (b - 1, 1),
+            (b - 1, 2),
+            (b, 1),
+            (b, c),
+            (b - 3, c + 6),
+            (b + 1, 2 * c),
+            (b - c / 2, 64 * 1024),
+        ]);
+    }
+    out
+}
+
+/// Checks every boundary range of `data` through fresh readers `open` gives (one request
+/// each), then through one reader kept across them (which may read ahead on a thread of its
+/// own, so its requests are not counted), and a sequential read in odd buffers.
+fn assert_ranges(memory: &Memory, data: &[u8], mut open: impl FnMut() -> FileReader) {
+    let ranges = boundary_ranges(data.len());
+    let want = |at: usize, len: usize| &data[at..(at + len).min(data.len())];
+    for &(at, len) in &ranges {
+        let before = memory.gets.load(Ordering::SeqCst);
+        let got = open().read_range(at as u64, len).unwrap();
+        assert_eq!(
+            got,
+            want(at, len),
+            "range {at}+{len} through a fresh reader"
+        );
+        assert_eq!(
+            memory.gets.load(Ordering::SeqCst) - before,
+            1,
+            "range {at}+{len}: one request"
+        );
+    }
+    let mut kept = open();
+    for &(at, len) in &ranges {
+        let got = kept.read_range(at as u64, len).unwrap();
+        assert_eq!(got, want(at, len), "range {at}+{len} through a kept reader");
+    }
+    let mut all = Vec::new();
+    let mut r = open();
+    let mut buf = vec![0; 7777];
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+    assert!(all == data, "sequential read in 7,777-byte buffers");
+}
+
+#[test]
+fn remote_content_is_hashed_in_64_kib_chunks() {
+    let memory = Arc::new(Memory::default());
+    let (store, b) = remote_store(&memory);
+    let v = put(&store, b, "f", &bytes(1, 3 * REMOTE_CHUNK + 10));
+    let file = store.file(v.file_id.unwrap()).unwrap().unwrap();
+    assert_eq!(file.chunk_size as usize, REMOTE_CHUNK);
+}
+
+#[test]
+fn range_reads_at_chunk_boundaries_of_content_put_in_one_request() {
+    let memory = Arc::new(Memory::default());
+    let (store, b) = remote_store(&memory);
+    let data = bytes(2, 10 * REMOTE_CHUNK + 1234);
+    put(&store, b, "f", &data);
+    assert_ranges(&memory, &data, || store.open_object(b, "f").unwrap());
+    assert_consistent(&store);
+}
+
+#[test]
+fn range_reads_at_chunk_boundaries_of_streamed_content() {
+    let memory = Arc::new(Memory::default());
+    let (store, b) = remote_store(&memory);
+    // Over 8 MiB: a streamed (multipart) upload, then a copy to the final name.
+    let data = bytes(3, (9 << 20) + 777);
+    put(&store, b, "f", &data);
+    assert_ranges(&memory, &data, || store.open_object(b, "f").unwrap());
+    assert_consistent(&store);
+}
+
+#[test]
+fn range_reads_at_chunk_boundaries_after_a_multipart_upload_into_the_location() {
+    let memory = Arc::new(Memory::default());
+    let (store, b) = remote_store(&memory);
+    let data = bytes(4, 5 * REMOTE_CHUNK + 99);
+    let part = 100_000;
+    let mp = store
+        .init_multipart(b, "mp", data.len() as u64, part as u64)
+        .unwrap();
+    for (n, piece) in data.chunks(part).enumerate() {
+        store.upload_part(mp.id, n as u32, piece).unwrap();
+    }
+    let v = store.complete_multipart(mp.id).unwrap();
+    let file = store.file(v.file_id.unwrap()).unwrap().unwrap();
+    assert_eq!(
+        file.chunk_size as usize, REMOTE_CHUNK,
+        "moved to the location"
+    );
+    assert_ranges(&memory, &data, || store.open_object(b, "mp").unwrap());
+    assert!(store.verify_file(file.id).unwrap());
+    assert_consistent(&store);
+}
+
+#[test]
+fn range_reads_at_chunk_boundaries_after_moves_into_and_out_of_the_location() {
+    let memory = Arc::new(Memory::default());
+    let (store, _) = remote_store(&memory);
+    let local = bucket(&store).id;
+    let data = bytes(5, 7 * REMOTE_CHUNK + 5);
+    let file = put(&store, local, "f", &data).file_id.unwrap();
+    let embedded_chunk = store.file(file).unwrap().unwrap().chunk_size;
+
+    let moved = store.migrate_file(file, "remote", &mut |_, _| {}).unwrap();
+    assert_eq!(moved.chunk_size as usize, REMOTE_CHUNK);
+    assert_ranges(&memory, &data, || store.open_file(file).unwrap());
+    assert!(store.verify_file(file).unwrap());
+    assert_consistent(&store);
+
+    let back = store.migrate_file(file, "default", &mut |_, _| {}).unwrap();
+    assert_eq!(back.chunk_size, embedded_chunk);
+    assert_eq!(read_all(&store, local, "f"), data);
+    assert!(store.verify_file(file).unwrap());
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_byte_altered_after_a_chunk_boundary_fails_only_reads_of_that_chunk() {
+    let memory = Arc::new(Memory::default());
+    let (store, b) = remote_store(&memory);
+    let data = bytes(6, 4 * REMOTE_CHUNK);
+    put(&store, b, "f", &data);
+    for o in memory.objects.lock().values_mut() {
+        o[2 * REMOTE_CHUNK] ^= 1;
+    }
+    let mut r = store.open_object(b, "f").unwrap();
+    let before = 2 * REMOTE_CHUNK - 10;
+    assert_eq!(
+        r.read_range(before as u64, 10).unwrap(),
+        &data[before..before + 10]
+    );
+    match store
+        .open_object(b, "f")
+        .unwrap()
+        .read_range(before as u64, 11)
+    {
+        Err(Error::Corruption { .. }) => {}
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
