@@ -144,13 +144,19 @@ fn measure_puts(store: &Store, b: BucketId) {
     let body = |i: u64, len: usize| data(if i % 10 == 9 { i - 1 } else { i } + 1, len);
     let o = PutOptions::default();
     for i in 0..600u64 {
-        store.put_object(b, &format!("s{i}"), &body(i, 3000)[..], &o).unwrap();
+        store
+            .put_object(b, &format!("s{i}"), &body(i, 3000)[..], &o)
+            .unwrap();
     }
     for i in 0..150u64 {
-        store.put_object(b, &format!("m{i}"), &body(i, 40_000)[..], &o).unwrap();
+        store
+            .put_object(b, &format!("m{i}"), &body(i, 40_000)[..], &o)
+            .unwrap();
     }
     for i in 0..40u64 {
-        store.put_object(b, &format!("l{i}"), &body(i, 200_000)[..], &o).unwrap();
+        store
+            .put_object(b, &format!("l{i}"), &body(i, 200_000)[..], &o)
+            .unwrap();
     }
     store
         .write(|tx| {
@@ -179,6 +185,8 @@ fn main() {
         Some("reads") => reads(args.get(2).map_or("/tmp", String::as_str)),
         Some("release") => release(),
         Some("puts") => puts(),
-        _ => eprintln!("usage: place_instructions reads DIR | release | puts (see the file's docs)"),
+        _ => {
+            eprintln!("usage: place_instructions reads DIR | release | puts (see the file's docs)")
+        }
     }
 }
