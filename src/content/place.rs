@@ -199,9 +199,11 @@ pub(crate) enum Staged {
     Embedded(StagedContent),
     /// An object uploaded to a location under its content address; `pass` (held until the
     /// adopting transaction commits) keeps a collection of the location from taking it first.
+    // `up` is boxed to keep the enum small: moving it around the embedded put would
+    // otherwise copy the uploaded variant's size each time.
     Remote {
         location: String,
-        up: Uploaded,
+        up: Box<Uploaded>,
         pass: Option<UploadPass>,
     },
 }
@@ -256,7 +258,7 @@ impl Place {
                 )?;
                 Ok(Staged::Remote {
                     location: location.clone(),
-                    up,
+                    up: Box::new(up),
                     pass: Some(pass),
                 })
             }
@@ -312,7 +314,7 @@ impl Place {
                 )?;
                 let mut staged = Staged::Remote {
                     location: location.clone(),
-                    up,
+                    up: Box::new(up),
                     pass: Some(pass),
                 };
                 staged.adopt(tx, class)
