@@ -6,6 +6,7 @@
 //! cargo bench --bench place_instructions --no-run
 //! valgrind --tool=callgrind --toggle-collect='*measure_reads*' target/release/deps/place_instructions-… reads DIR
 //! valgrind --tool=callgrind --toggle-collect='*measure_release*' target/release/deps/place_instructions-… release
+//! valgrind --tool=callgrind --toggle-collect='*measure_puts*' target/release/deps/place_instructions-… puts
 //! ```
 //!
 //! `reads DIR`: an 8 MiB file and 2,000 files of 3,000 bytes in a store file in DIR, reopened,
@@ -13,7 +14,10 @@
 //! bytes and 200 of 64 KiB at pseudo-random offsets, and 2,000 opens and reads of the small
 //! files. `release`: 1,500 files (every third of 40,000 bytes, in 4 KiB chunks; the rest
 //! 3,000 bytes, inline) in an in-memory store, then all their versions removed in one
-//! transaction.
+//! transaction. `puts`: in an in-memory store (4 KiB chunks, 64 KiB staging batch), 600
+//! `Store::put_object` of 3,000 bytes and 150 of 40,000 bytes (one transaction each), 40 of
+//! 200,000 bytes (staged, then adopted), and 1,000 `WriteTx::put_object` of 3,000 bytes in one
+//! transaction; every tenth body repeats an earlier one (deduplicated).
 
 use recfiles::VersionId;
 use recfiles::prelude::*;
@@ -135,11 +139,54 @@ fn release() {
     println!("{}", store.stats().unwrap().chunks);
 }
 
+#[inline(never)]
+fn measure_puts(store: &Store, b: BucketId) {
+    let body = |i: u64, len: usize| data(if i % 10 == 9 { i - 1 } else { i } + 1, len);
+    let o = PutOptions::default();
+    for i in 0..600u64 {
+        store
+            .put_object(b, &format!("s{i}"), &body(i, 3000)[..], &o)
+            .unwrap();
+    }
+    for i in 0..150u64 {
+        store
+            .put_object(b, &format!("m{i}"), &body(i, 40_000)[..], &o)
+            .unwrap();
+    }
+    for i in 0..40u64 {
+        store
+            .put_object(b, &format!("l{i}"), &body(i, 200_000)[..], &o)
+            .unwrap();
+    }
+    store
+        .write(|tx| {
+            for i in 0..1000u64 {
+                tx.put_object(b, &format!("t{i}"), &body(i + 5000, 3000)[..], &o)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn puts() {
+    let store = Store::builder()
+        .chunk_size(4096)
+        .staging_batch(64 * 1024)
+        .in_memory()
+        .unwrap();
+    let b = store.create_bucket(&BucketOptions::default()).unwrap().id;
+    measure_puts(&store, b);
+    println!("{}", store.stats().unwrap().chunks);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("reads") => reads(args.get(2).map_or("/tmp", String::as_str)),
         Some("release") => release(),
-        _ => eprintln!("usage: place_instructions reads DIR | release (see the file's docs)"),
+        Some("puts") => puts(),
+        _ => {
+            eprintln!("usage: place_instructions reads DIR | release | puts (see the file's docs)")
+        }
     }
 }

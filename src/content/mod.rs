@@ -19,9 +19,13 @@
 //!
 //! Where one file's content lives is a `place::Place`: the store file (`embedded`) or a
 //! location's backend (`remote`, `remote_read`). Reading (`Place::open`, giving the spans a
-//! [`FileReader`] reads) and releasing (`Place::release`) go through it, dispatched by a `match`
-//! so the store file's path stays monomorphic; writing does not yet (puts, multipart completion
-//! and migration choose between `staging`/`write` and `remote::upload_stream` themselves).
+//! [`FileReader`] reads), releasing (`Place::release`) and putting an object's content go
+//! through it, dispatched by a `match` so the store file's path stays monomorphic: a put
+//! outside a transaction stages the bytes at their place (`Place::stage`, giving a
+//! `place::Staged`) and the transaction that creates the version adopts them
+//! (`Staged::adopt`); a put inside the caller's transaction writes them there
+//! (`Place::write_in`). Multipart completion and migration do not yet: they choose between
+//! `staging`/`write` and `remote::upload_stream` themselves.
 
 mod embedded;
 mod migrate;
@@ -36,6 +40,7 @@ mod verify;
 pub(crate) mod write;
 
 pub use migrate::GcReport;
+pub(crate) use place::{Place, Staged};
 pub use reader::FileReader;
 pub(crate) use remote::{AfterCommit, Remotes};
 pub use remote::{ContentBackend, ContentUpload};

@@ -12,18 +12,28 @@
 //! - releasing: [`Place::release`] gives back what a file held at its place once its last
 //!   reference goes (or its content moves away), inside that transaction: the references of
 //!   its embedded chunks, or its use of an object (the object's last user queues its delete
-//!   for after the commit).
+//!   for after the commit);
+//! - putting an object's content: [`Place::stage`] streams it into the place outside any
+//!   transaction (chunks staged in the store file, or the object uploaded under its content
+//!   address; small embedded content is only held in memory) and the transaction that creates
+//!   the version calls [`Staged::adopt`] (the staged chunks become the file's, or the object is
+//!   registered; identical content already there is deduplicated either way); dropped without
+//!   adoption, staged chunks are discarded. [`Place::write_in`] does the same inside the
+//!   caller's transaction (`WriteTx::put_object`).
 //!
-//! Writing is not behind `Place` yet: puts and multipart completion choose between staging
+//! Not behind `Place` yet: multipart completion and migration, which choose between staging
 //! chunks and `remote::upload_stream` themselves (docs/S3.md, *The content trait*).
 
-use super::Hash;
 use super::embedded::EmbeddedSpans;
+use super::remote::{REMOTE_CHUNK, UploadPass, Uploaded, register_remote, upload_stream};
 use super::remote_read::RemoteSpans;
+use super::staging::{self, StagedContent};
+use super::{ContentBackend, ContentDigest, FileRow, Hash, StreamLimits, write_stream};
 use crate::error::{Error, Result};
 use crate::ids::FileId;
-use crate::storage::{Config, WTables};
-use redb::{ReadOnlyTable, ReadTransaction};
+use crate::storage::{Config, Store, View, WTables, WriteTx};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
+use std::io::Read;
 
 /// Where a file's content lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,4 +184,199 @@ pub(crate) fn copy_from(bytes: &[u8], from: usize, out: &mut [u8]) -> usize {
     let n = (bytes.len() - from).min(out.len());
     out[..n].copy_from_slice(&bytes[from..from + n]);
     n
+}
+
+/// Content streamed into its place ahead of the transaction that makes it a file
+/// ([`Place::stage`]), waiting for that transaction to [`Staged::adopt`] it. Dropped without
+/// [`Staged::committed`] (the transaction failed or was refused), chunks staged in the store
+/// file are discarded; an object uploaded to a location stays unreferenced until
+/// `Store::gc_location` collects it, as it always has.
+pub(crate) enum Staged {
+    /// Embedded content no larger than the staging batch, held in memory: the transaction
+    /// writes it itself (`WriteTx::put_object`), as one transaction always has.
+    Held(Vec<u8>),
+    /// Chunks staged in the store file under a staging id (their own short transactions).
+    Embedded(StagedContent),
+    /// An object uploaded to a location under its content address; `pass` (held until the
+    /// adopting transaction commits) keeps a collection of the location from taking it first.
+    // `up` is boxed to keep the enum small: moving it around the embedded put would
+    // otherwise copy the uploaded variant's size each time.
+    Remote {
+        location: String,
+        up: Box<Uploaded>,
+        pass: Option<UploadPass>,
+    },
+}
+
+impl Place {
+    /// Streams `reader` into this place outside any transaction, within `limits`, computing
+    /// md5 too when `with_md5`. `check` sees the digests once the last byte is in (for a
+    /// location, before the object is made visible under its content address); a refusal
+    /// discards what was staged. `backend` is the location's, for [`Place::Remote`].
+    /// Embedded content up to the store's staging batch comes back [`Staged::Held`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn stage(
+        &self,
+        store: &Store,
+        backend: Option<&dyn ContentBackend>,
+        reader: &mut dyn Read,
+        limits: StreamLimits,
+        with_md5: bool,
+        check: &dyn Fn(&ContentDigest) -> Result<()>,
+    ) -> Result<Staged> {
+        match (self, backend) {
+            (Place::Embedded, _) => {
+                let batch = store.inner.cfg.staging_batch_bytes as u64;
+                let head = read_up_to(reader, batch + 1)?;
+                if head.len() as u64 <= batch {
+                    return Ok(Staged::Held(head));
+                }
+                let mut chained = std::io::Cursor::new(head).chain(reader);
+                let staged = staging::stage(store, &mut chained, limits, with_md5)?;
+                // On a refusal the staged chunks are discarded when `staged` drops.
+                check(&staged.digest)?;
+                Ok(Staged::Embedded(staged))
+            }
+            (Place::Remote(location), Some(backend)) => {
+                let pass = store.inner.cfg.remotes.upload_pass();
+                let up = upload_stream(
+                    backend,
+                    location,
+                    reader,
+                    limits,
+                    with_md5,
+                    REMOTE_CHUNK,
+                    check,
+                    &|h| {
+                        store.read(|r| {
+                            Ok(r.t
+                                .remote_objects()?
+                                .get((location.as_str(), *h))?
+                                .is_some())
+                        })
+                    },
+                )?;
+                Ok(Staged::Remote {
+                    location: location.clone(),
+                    up: Box::new(up),
+                    pass: Some(pass),
+                })
+            }
+            (Place::Remote(location), None) => Err(no_backend(location)),
+        }
+    }
+
+    /// Streams `reader` into this place as a file, inside the caller's transaction (the
+    /// content commits or rolls back with it): the store file writes its chunks or inline bytes
+    /// there; a location gets the object first, which this transaction then refers to (holding
+    /// the upload's pass until it is over). Identical content already at the place is
+    /// deduplicated either way; the caller's reference is taken.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        backend: Option<&dyn ContentBackend>,
+        reader: &mut dyn Read,
+        limits: StreamLimits,
+        with_md5: bool,
+        check: &dyn Fn(&ContentDigest) -> Result<()>,
+        class: &str,
+    ) -> Result<(FileId, FileRow)> {
+        match (self, backend) {
+            (Place::Embedded, _) => write_stream(
+                &mut tx.t,
+                tx.cfg.chunk_size,
+                with_md5,
+                reader,
+                limits,
+                check,
+                class,
+                tx.now,
+            ),
+            (Place::Remote(location), Some(backend)) => {
+                let pass = tx.cfg.remotes.upload_pass();
+                let up = upload_stream(
+                    backend,
+                    location,
+                    reader,
+                    limits,
+                    with_md5,
+                    REMOTE_CHUNK,
+                    check,
+                    &|h| {
+                        Ok(tx
+                            .t
+                            .remote_objects
+                            .read()?
+                            .get((location.as_str(), *h))?
+                            .is_some())
+                    },
+                )?;
+                let mut staged = Staged::Remote {
+                    location: location.clone(),
+                    up: Box::new(up),
+                    pass: Some(pass),
+                };
+                staged.adopt(tx, class)
+            }
+            (Place::Remote(location), None) => Err(no_backend(location)),
+        }
+    }
+}
+
+impl Staged {
+    /// The content's size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Staged::Held(bytes) => bytes.len() as u64,
+            Staged::Embedded(s) => s.size,
+            Staged::Remote { up, .. } => up.size,
+        }
+    }
+
+    /// Makes the staged content a file inside the transaction that creates its object
+    /// version, or finds the identical file already stored at the place (dedup by blake3, as
+    /// [`super::register_file`] does) and drops the staged copy; either way the caller's
+    /// reference is taken. Staged chunks become the file's; an uploaded object is registered
+    /// and attached, the upload's pass released after the commit. [`Staged::Held`] content is
+    /// written by the caller (`WriteTx::put_object`), never adopted.
+    pub(crate) fn adopt(&mut self, tx: &mut WriteTx<'_>, class: &str) -> Result<(FileId, FileRow)> {
+        match self {
+            Staged::Held(_) => Err(Error::InvalidOperation {
+                reason: "held content is written, not adopted",
+            }),
+            Staged::Embedded(staged) => staging::adopt(tx, staged, class),
+            Staged::Remote { location, up, pass } => {
+                if let Some(pass) = pass.take() {
+                    tx.t.after_commit.passes.push(pass);
+                }
+                register_remote(&mut tx.t, location, up, class, tx.now)
+            }
+        }
+    }
+
+    /// Marks the content as adopted by a committed transaction: staged chunks are kept.
+    pub(crate) fn committed(self) {
+        if let Staged::Embedded(staged) = self {
+            staged.committed();
+        }
+    }
+}
+
+fn no_backend(location: &str) -> Error {
+    Error::ContentBackend {
+        location: location.to_string(),
+        detail: "the location has no backend in this store".to_string(),
+    }
+}
+
+/// Reads at most `limit` bytes, growing the buffer only as data arrives (a small file costs a
+/// small buffer).
+fn read_up_to(reader: &mut dyn Read, limit: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    super::write::Clamped(reader)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|source| Error::UploadStream { source })?;
+    Ok(out)
 }

@@ -3,11 +3,8 @@
 use super::query::version_by_id;
 use super::rows::*;
 use super::{Bucket, FilesQuery, ObjectVersion, validate_key, validate_tag};
-use crate::content::remote::{register_remote, upload_stream};
 use crate::content::write::Cap;
-use crate::content::{
-    FileRow, StreamLimits, get_file_row, release_file, retain_file, write_stream,
-};
+use crate::content::{FileRow, Place, StreamLimits, get_file_row, release_file, retain_file};
 use crate::error::{Error, Result, shorten};
 use crate::hooks::Event;
 use crate::ids::{BucketId, FileId, VersionId};
@@ -213,35 +210,19 @@ impl WriteTx<'_> {
     ) -> Result<(FileId, FileRow, BucketRow)> {
         let (row, stored) = self.writable_bucket_with_row(bucket)?;
         let limits = limits_for(&row, opts.size)?;
-        if let Some(backend) = self.cfg.remotes.backend_of(&self.t, &row.location)? {
-            // Content for another location goes there first; this transaction then refers
-            // to it (and holds the upload's pass until it is over).
-            let pass = self.cfg.remotes.upload_pass();
-            let location = row.location.as_str();
-            let up = upload_stream(
-                backend.as_ref(),
-                location,
-                reader,
-                limits,
-                self.cfg.md5 || opts.md5.is_some(),
-                crate::content::remote::REMOTE_CHUNK,
-                &|digest| check_declared(digest, opts),
-                &|h| Ok(self.t.remote_objects.read()?.get((location, *h))?.is_some()),
-            )?;
-            self.t.after_commit.passes.push(pass);
-            let (file, file_row) =
-                register_remote(&mut self.t, location, &up, &row.storage_class, self.now)?;
-            return Ok((file, file_row, stored));
-        }
-        let (file, file_row) = write_stream(
-            &mut self.t,
-            self.cfg.chunk_size,
-            self.cfg.md5 || opts.md5.is_some(),
+        let backend = self.cfg.remotes.backend_of(&self.t, &row.location)?;
+        let place = match backend {
+            Some(_) => Place::Remote(row.location.clone()),
+            None => Place::Embedded,
+        };
+        let (file, file_row) = place.write_in(
+            self,
+            backend.as_deref(),
             reader,
             limits,
+            self.cfg.md5 || opts.md5.is_some(),
             &|digest| check_declared(digest, opts),
             &row.storage_class,
-            self.now,
         )?;
         Ok((file, file_row, stored))
     }

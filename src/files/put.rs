@@ -6,13 +6,10 @@ use super::{
     Bucket, BucketOptions, FilesQuery, ListOptions, ObjectVersion, PutOptions, SyncChange,
     validate_key,
 };
-use crate::content::remote::{register_remote, upload_stream};
-use crate::content::staging::{adopt, stage};
-use crate::content::write::Clamped;
-use crate::content::{FileInstance, FileReader};
+use crate::content::{FileInstance, FileReader, Place, Staged};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, FileId, VersionId};
-use crate::storage::{Store, View, WriteTx};
+use crate::storage::{Store, WriteTx};
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 
@@ -90,86 +87,50 @@ impl Store {
     ) -> Result<T> {
         validate_key(key, self.inner.cfg.max_key_len)?;
         // Refuse early what the final transaction would refuse anyway.
-        let (limits, remote) = self.read(|r| {
+        let (limits, place, backend) = self.read(|r| {
             let b = r
                 .bucket_with_deleted(bucket)?
                 .ok_or(Error::BucketNotFound { bucket })?;
             check_writable(&b)?;
-            let remote = r.cfg.remotes.backend_of(&r.t, &b.location)?;
-            Ok((
-                limits_for(&b, opts.size)?,
-                remote.map(|be| (b.location, be)),
-            ))
+            let backend = r.cfg.remotes.backend_of(&r.t, &b.location)?;
+            let limits = limits_for(&b, opts.size)?;
+            let place = match backend {
+                Some(_) => Place::Remote(b.location),
+                None => Place::Embedded,
+            };
+            Ok((limits, place, backend))
         })?;
-        if let Some((location, backend)) = remote {
-            return self.put_remote(
-                bucket,
-                key,
-                reader,
-                opts,
-                limits,
-                (&location, backend),
-                then,
-            );
-        }
-        let batch = self.inner.cfg.staging_batch_bytes as u64;
+        // The content goes to its place first, outside any transaction (a location's object
+        // under its content address, the store file's chunks staged in short transactions of
+        // their own); then one short transaction adopts it. A failure before that commit
+        // discards staged chunks (when `staged` drops) and leaves at most an unreferenced
+        // object, which [`Store::gc_location`] collects.
         let mut reader = reader;
-        let head = read_up_to(&mut reader, batch + 1)?;
-        if head.len() as u64 <= batch {
+        let with_md5 = self.inner.cfg.md5 || opts.md5.is_some();
+        let mut staged = place.stage(
+            self,
+            backend.as_deref(),
+            &mut reader,
+            limits,
+            with_md5,
+            &|digest| check_declared(digest, opts),
+        )?;
+        if let Staged::Held(head) = staged {
+            // Small embedded content: written by the one transaction that creates the version.
             return self.write(|tx| {
                 let version = tx.put_object(bucket, key, Cursor::new(head), opts)?;
                 then(tx, version)
             });
         }
-        let mut chained = Cursor::new(head).chain(reader);
-        let with_md5 = self.inner.cfg.md5 || opts.md5.is_some();
-        let staged = stage(self, &mut chained, limits, with_md5)?;
         let out = self.write(|tx| {
             let row = tx.writable_bucket(bucket)?;
-            limits_for(&row, None)?.check_running(staged.size)?;
-            check_declared(&staged.digest, opts)?;
-            let file = adopt(tx, &staged, &row.storage_class)?;
+            limits_for(&row, None)?.check_running(staged.size())?;
+            let file = staged.adopt(tx, &row.storage_class)?;
             let version = tx.append_version(bucket, key, Some(file), opts.mimetype.clone())?;
             then(tx, version)
         })?;
         staged.committed();
         Ok(out)
-    }
-
-    /// [`Store::put_object_then`] into a bucket whose content lives in another location: the
-    /// content is uploaded there first, outside any transaction, then one short transaction
-    /// refers to it. A failure before the commit leaves at most an unreferenced object, which
-    /// [`Store::gc_location`] collects.
-    #[allow(clippy::too_many_arguments)]
-    fn put_remote<T>(
-        &self,
-        bucket: BucketId,
-        key: &str,
-        mut reader: impl Read,
-        opts: &PutOptions,
-        limits: crate::content::StreamLimits,
-        (location, backend): (&str, std::sync::Arc<dyn crate::content::ContentBackend>),
-        then: impl FnOnce(&mut WriteTx<'_>, ObjectVersion) -> Result<T>,
-    ) -> Result<T> {
-        let pass = self.inner.cfg.remotes.upload_pass();
-        let up = upload_stream(
-            backend.as_ref(),
-            location,
-            &mut reader,
-            limits,
-            self.inner.cfg.md5 || opts.md5.is_some(),
-            crate::content::remote::REMOTE_CHUNK,
-            &|digest| check_declared(digest, opts),
-            &|h| self.read(|r| Ok(r.t.remote_objects()?.get((location, *h))?.is_some())),
-        )?;
-        self.write(move |tx| {
-            tx.t.after_commit.passes.push(pass);
-            let row = tx.writable_bucket(bucket)?;
-            limits_for(&row, None)?.check_running(up.size)?;
-            let file = register_remote(&mut tx.t, location, &up, &row.storage_class, tx.now)?;
-            let version = tx.append_version(bucket, key, Some(file), opts.mimetype.clone())?;
-            then(tx, version)
-        })
     }
 
     /// The live head of `key`.
@@ -246,15 +207,4 @@ impl Store {
     pub fn open_file(&self, id: FileId) -> Result<FileReader> {
         self.snapshot()?.open_file(id)
     }
-}
-
-/// Reads at most `limit` bytes, growing the buffer only as data arrives (a small file costs a
-/// small buffer).
-fn read_up_to(reader: &mut dyn Read, limit: u64) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    Clamped(reader)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|source| Error::UploadStream { source })?;
-    Ok(out)
 }
