@@ -67,11 +67,17 @@ fn a_store_left_idle_reopens_after_a_kill_without_checking_every_page() {
     let (store, b, data) = written(&path, false);
     assert_eq!(store.idle_checkpoints().delay, Some(Duration::from_secs(1)));
     store.advance_idle_clock(Duration::from_secs(1));
-    assert!(store.wait_idle_checkpoints(1, PATIENCE), "no idle checkpoint");
+    assert!(
+        store.wait_idle_checkpoints(1, PATIENCE),
+        "no idle checkpoint"
+    );
     let stats = store.idle_checkpoints();
     assert_eq!((stats.done, stats.failed), (1, 0), "{stats:?}");
     let copy = killed(&path);
-    assert!(!reopen_repaired(&copy, b, &data), "a kill while idle needed the full check");
+    assert!(
+        !reopen_repaired(&copy, b, &data),
+        "a kill while idle needed the full check"
+    );
     drop(store);
 }
 
@@ -102,7 +108,10 @@ fn the_default_checkpoints_a_quiet_file_store_on_the_real_clock() {
     let store = Store::open(&path).unwrap();
     let b = bucket(&store);
     put(&store, b.id, "k", b"v");
-    assert!(store.wait_idle_checkpoints(1, PATIENCE), "no idle checkpoint");
+    assert!(
+        store.wait_idle_checkpoints(1, PATIENCE),
+        "no idle checkpoint"
+    );
     assert_eq!(store.idle_checkpoints().failed, 0);
 }
 
@@ -122,10 +131,17 @@ fn a_stream_of_commits_longer_than_the_delay_gets_no_checkpoint_until_it_stops()
     for i in 0..200 {
         put(&store, b.id, &format!("k{i}"), b"streamed");
         store.advance_idle_clock(Duration::from_millis(100));
-        assert_eq!(store.idle_checkpoints().done, 0, "checkpointed mid-stream at {i}");
+        assert_eq!(
+            store.idle_checkpoints().done,
+            0,
+            "checkpointed mid-stream at {i}"
+        );
     }
     store.advance_idle_clock(Duration::from_secs(1));
-    assert!(store.wait_idle_checkpoints(1, PATIENCE), "no checkpoint after the stream");
+    assert!(
+        store.wait_idle_checkpoints(1, PATIENCE),
+        "no checkpoint after the stream"
+    );
     store.advance_idle_clock(Duration::from_secs(10));
     // A second one would need a commit; give a wrong one the chance to show.
     assert!(!store.wait_idle_checkpoints(2, Duration::from_millis(300)));
@@ -168,7 +184,10 @@ fn no_idle_checkpoint_runs_after_close() {
     store.close().unwrap();
     clone.advance_idle_clock(Duration::from_secs(60));
     assert!(!clone.wait_idle_checkpoints(1, Duration::from_millis(300)));
-    assert_eq!(clone.idle_checkpoints().done + clone.idle_checkpoints().failed, 0);
+    assert_eq!(
+        clone.idle_checkpoints().done + clone.idle_checkpoints().failed,
+        0
+    );
     assert!(matches!(clone.checkpoint(), Err(Error::Closed)));
 }
 
