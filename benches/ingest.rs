@@ -239,8 +239,14 @@ fn vm_kib(field: &str) -> Option<u64> {
         .ok()
 }
 
+/// The store the workloads write; `RECFILES_BENCH_IDLE=off` turns its idle checkpoints off
+/// (`StoreBuilder::idle_checkpoint(None)`), to compare with the default (on, 1 s).
 fn store_at(path: &Path) -> Store {
-    Store::open(path).expect("open store")
+    let mut builder = Store::builder();
+    if std::env::var("RECFILES_BENCH_IDLE").is_ok_and(|v| v == "off") {
+        builder = builder.idle_checkpoint(None);
+    }
+    builder.open(path).expect("open store")
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;

@@ -155,8 +155,8 @@ pub use records_files::{
 };
 pub use stats::{SpaceStats, StoreStats};
 pub use storage::{
-    Backend, Durability, FORMAT_VERSION, MultipartLimits, ReadTx, ReadVerification, SalvageReport,
-    Snapshot, Store, StoreBuilder, WriteTx,
+    Backend, Durability, FORMAT_VERSION, IdleCheckpoints, MultipartLimits, ReadTx,
+    ReadVerification, SalvageReport, Snapshot, Store, StoreBuilder, WriteTx,
 };
 #[cfg(feature = "testing")]
 pub use storage::{FaultKind, FaultPlan, FaultyBackend, FileBackend, SimulatedDisk};

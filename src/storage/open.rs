@@ -2,6 +2,7 @@
 
 use super::backend::{Adapter, Backend};
 use super::direct::{Direct, Tap};
+use super::idle::IdleCheckpoints;
 use super::journal::{Journal, JournalControl, JournalError, deferring_sync};
 use super::{Config, FORMAT_VERSION, ReadTx, WTables, WriteTx, dec};
 use crate::error::{Error, Result};
@@ -9,6 +10,7 @@ use crate::ids::Timestamp;
 use redb::ReadableDatabase;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How final commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,6 +93,10 @@ pub struct StoreBuilder {
     cache_size: usize,
     journal_bytes: u64,
     repair: Option<RepairHook>,
+    /// [`StoreBuilder::idle_checkpoint`]: unset is on for a file, off on other backends.
+    idle: Option<Option<Duration>>,
+    /// The idle thread reads a clock the test moves (`testing`).
+    idle_clock_by_hand: bool,
     cfg: Config,
     /// [`StoreBuilder::location_backend`]'s backends, by location name.
     backends: std::collections::HashMap<String, Arc<dyn crate::content::ContentBackend>>,
@@ -112,6 +118,8 @@ impl Default for StoreBuilder {
             cache_size: 64 * 1024 * 1024,
             journal_bytes: super::journal::DEFAULT_REGION,
             repair: None,
+            idle: None,
+            idle_clock_by_hand: false,
             cfg: Config {
                 chunk_size: 1024 * 1024 - 64,
                 md5: false,
@@ -220,6 +228,37 @@ impl StoreBuilder {
     /// [`StoreBuilder::on_repair`] reports.
     pub fn quick_repair(mut self, on: bool) -> Self {
         self.cfg.quick_repair = on;
+        self
+    }
+
+    /// Checkpoints the store (as [`Store::checkpoint`] does) once it has been idle for `delay`
+    /// after a commit; `None` never does. Default: on, 1 second, for a store opened on a file
+    /// ([`StoreBuilder::open`]); off in memory and on a [`Backend`] given to
+    /// [`StoreBuilder::open_backend`] unless set here; never on a store opened read-only or
+    /// salvaged.
+    ///
+    /// Why: a store killed after a checkpoint, before its next commit, reopens without the
+    /// engine's check of every page (milliseconds instead of seconds per few GiB; see
+    /// docs/RELIABILITY.md), so an idle app or server that loses its power or its process
+    /// reopens fast. A steady stream of commits never triggers it: only `delay` with no commit
+    /// does, and then once until the next commit. One second leaves a crash mid-burst to the
+    /// full check, but is long past the gaps inside a burst of work (so a burst gets one
+    /// checkpoint, not several) and short next to how long an idle app stays idle; each
+    /// checkpoint writes the allocator state (about 64 KiB per GiB of store) and syncs once.
+    /// A failed background checkpoint is counted in [`Store::idle_checkpoints`]; the next
+    /// commit reports a real I/O problem as usual. One thread per open store waits for this;
+    /// closing or dropping the store stops it.
+    pub fn idle_checkpoint(mut self, delay: Option<Duration>) -> Self {
+        self.idle = Some(delay);
+        self
+    }
+
+    /// Test machinery: the idle checkpoint's clock moves only by
+    /// [`Store::advance_idle_clock`].
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn idle_clock_by_hand(mut self) -> Self {
+        self.idle_clock_by_hand = true;
         self
     }
 
@@ -345,7 +384,8 @@ impl StoreBuilder {
                 .with_file(hints)
                 .with_database_magic(&REDB_MAGIC),
         );
-        self.start(Direct::new(journal.clone()), Some(journal))
+        let idle = self.idle.unwrap_or(Some(DEFAULT_IDLE_CHECKPOINT));
+        self.start(Direct::new(journal.clone()), Some(journal), idle)
             .map_err(named)
     }
 
@@ -369,7 +409,7 @@ impl StoreBuilder {
         let journal = Arc::new(journal);
         self.cfg.read_only = true;
         let (store, _) = self
-            .start(Direct::new(journal.clone()), Some(journal.clone()))
+            .start(Direct::new(journal.clone()), Some(journal.clone()), None)
             .map_err(naming(path))?;
         Ok((
             store,
@@ -383,7 +423,7 @@ impl StoreBuilder {
     pub(crate) fn open_memory(self) -> Result<(Store, Found)> {
         self.validate()?;
         let backend = Adapter(Box::new(super::MemoryBackend::new()));
-        self.start(Direct::new(Arc::new(backend)), None)
+        self.start(Direct::new(Arc::new(backend)), None, None)
     }
 
     /// The engine-level part of [`StoreBuilder::open_backend`].
@@ -393,14 +433,22 @@ impl StoreBuilder {
             Journal::new(Adapter(Box::new(backend)), self.journal_bytes)
                 .with_database_magic(&REDB_MAGIC),
         );
-        self.start(Direct::new(journal.clone()), Some(journal))
+        let idle = self.idle.flatten();
+        self.start(Direct::new(journal.clone()), Some(journal), idle)
     }
 
     fn start(
         mut self,
         (direct, tap): (Arc<Direct>, Tap),
         journal: Option<Arc<dyn JournalControl>>,
+        idle: Option<Duration>,
     ) -> Result<(Store, Found)> {
+        // Nothing to checkpoint in memory, nothing to write read-only.
+        let idle = idle.filter(|_| journal.is_some() && !self.cfg.read_only);
+        let clock = match self.idle_clock_by_hand {
+            true => super::idle::Clock::Manual(Duration::ZERO),
+            false => super::idle::Clock::Real(std::time::Instant::now()),
+        };
         // A damaged file can make the engine panic while it opens, or while the store reads
         // its format: that is a corrupt store, not a crash of the caller.
         let poison = Arc::clone(&self.cfg.poison);
@@ -411,7 +459,7 @@ impl StoreBuilder {
                 .map_err(open_error)?;
             self.cfg.direct = Some(direct);
             self.cfg.journal = journal;
-            let store = Store::from_engine(db, self.cfg);
+            let store = Store::from_engine(db, self.cfg, idle.map(|d| (d, clock)))?;
             let found = store.check_format()?;
             Ok((store, found))
         })
@@ -472,6 +520,9 @@ pub struct SalvageReport {
     /// it, or a lost header); `None` when the store opened whole.
     pub lost: Option<String>,
 }
+
+/// [`StoreBuilder::idle_checkpoint`]'s default for a store on a file.
+const DEFAULT_IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
 /// The largest journal region a builder accepts.
 const MAX_JOURNAL: u64 = super::journal::MAX_REGION;
@@ -560,6 +611,8 @@ pub(crate) struct Inner {
     pub(crate) cfg: Config,
     /// Concurrent durable writers sharing syncs (see `storage::group`).
     group: super::group::GroupCommit,
+    /// Told of each commit, when idle checkpoints are on (see `storage::idle`).
+    idle: Option<super::idle::Idle>,
 }
 
 impl Inner {
@@ -610,6 +663,31 @@ impl Inner {
         self.cfg.poison.contain(f)
     }
 
+    /// [`Store::checkpoint`].
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let Some(journal) = &self.cfg.journal else {
+            return match self.db.read().as_ref() {
+                Some(_) => Ok(()),
+                None => Err(Error::Closed),
+            };
+        };
+        if !self.cfg.read_only {
+            // An empty commit with quick repair: redb writes its allocator state, in two phases
+            // whose syncs the journal folds into one batch (as for any quick-repair commit).
+            self.contain(|| {
+                let mut txn = self.begin_write()?;
+                txn.set_durability(redb::Durability::Immediate)?;
+                commit_durably(journal.as_ref(), txn, true)
+            })?;
+        }
+        // Held through the checkpoint: a close waits for it, and none runs on a closed file.
+        let open = self.db.read();
+        if open.is_none() {
+            return Err(Error::Closed);
+        }
+        journal.checkpoint().map_err(Error::Io)
+    }
+
     /// The database to itself, if no other thread is starting a transaction right now (and
     /// the store is open).
     pub(crate) fn db_exclusive(
@@ -623,6 +701,9 @@ impl Inner {
 /// content. Cheap to clone; clones share the same open file and may be used from many threads.
 #[derive(Clone)]
 pub struct Store {
+    /// The idle checkpoint's thread, stopped when the last handle drops (before `inner`, which
+    /// the thread only holds weakly).
+    idle_thread: Option<Arc<super::idle::IdleThread>>,
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -640,14 +721,26 @@ impl Store {
         StoreBuilder::new()
     }
 
-    fn from_engine(db: redb::Database, cfg: Config) -> Store {
-        Store {
-            inner: Arc::new(Inner {
-                db: parking_lot::RwLock::new(Some(db)),
-                cfg,
-                group: Default::default(),
-            }),
-        }
+    fn from_engine(
+        db: redb::Database,
+        cfg: Config,
+        idle: Option<(Duration, super::idle::Clock)>,
+    ) -> Result<Store> {
+        let idle = idle.map(|(delay, clock)| super::idle::Idle::new(delay, clock));
+        let inner = Arc::new(Inner {
+            db: parking_lot::RwLock::new(Some(db)),
+            cfg,
+            group: Default::default(),
+            idle: idle.clone(),
+        });
+        let idle_thread = match idle {
+            Some(idle) => Some(Arc::new(super::idle::Idle::start(
+                Arc::downgrade(&inner),
+                idle,
+            )?)),
+            None => None,
+        };
+        Ok(Store { idle_thread, inner })
     }
 
     /// Whether the store was opened for reading only.
@@ -786,6 +879,9 @@ impl Store {
                     }
                     _ => txn.commit()?,
                 }
+                if let Some(idle) = &self.inner.idle {
+                    idle.committed();
+                }
                 Ok((out, events, after))
             }
             Ok(Err(e)) => Err(e),
@@ -821,6 +917,10 @@ impl Store {
     /// commit) may return [`Error::CommitUnknown`]: a close that succeeds has made its commit
     /// durable with everything else, but that thread cannot know; a reopen shows it.
     pub fn close(self) -> Result<()> {
+        // No idle checkpoint after the close: one under way finishes first.
+        if let Some(idle) = &self.idle_thread {
+            idle.stop();
+        }
         let Some(db) = self.inner.db.write().take() else {
             return Err(Error::Closed);
         };
@@ -865,26 +965,37 @@ impl Store {
     /// the writer, so not from inside a write closure on the same thread. An in-memory store
     /// has no journal and nothing to do; a read-only one only has its journal checkpointed.
     pub fn checkpoint(&self) -> Result<()> {
-        let Some(journal) = &self.inner.cfg.journal else {
-            return match self.inner.db.read().as_ref() {
-                Some(_) => Ok(()),
-                None => Err(Error::Closed),
-            };
-        };
-        if !self.inner.cfg.read_only {
-            // An empty commit with quick repair: redb writes its allocator state, in two phases
-            // whose syncs the journal folds into one batch (as for any quick-repair commit).
-            self.inner.contain(|| {
-                let mut txn = self.inner.begin_write()?;
-                txn.set_durability(redb::Durability::Immediate)?;
-                commit_durably(journal.as_ref(), txn, true)
-            })?;
+        self.inner.checkpoint()
+    }
+
+    /// What the idle checkpoints ([`StoreBuilder::idle_checkpoint`]) have done since the
+    /// store opened: how many succeeded and failed, and the last failure.
+    pub fn idle_checkpoints(&self) -> IdleCheckpoints {
+        self.inner
+            .idle
+            .as_ref()
+            .map(super::idle::Idle::stats)
+            .unwrap_or_default()
+    }
+
+    /// Test machinery: moves the idle checkpoint's clock (made with
+    /// [`StoreBuilder::idle_clock_by_hand`]) forward by `by`.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn advance_idle_clock(&self, by: Duration) {
+        if let Some(idle) = &self.inner.idle {
+            idle.advance(by);
         }
-        // Held through the checkpoint: a close waits for it, and none runs on a closed file.
-        let open = self.inner.db.read();
-        if open.is_none() {
-            return Err(Error::Closed);
+    }
+
+    /// Test machinery: waits until the idle checkpoints attempted (done or failed) reach
+    /// `attempts`, for at most `timeout`; whether they did.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn wait_idle_checkpoints(&self, attempts: u64, timeout: Duration) -> bool {
+        match &self.inner.idle {
+            Some(idle) => idle.wait_attempts(attempts, timeout),
+            None => attempts == 0,
         }
-        journal.checkpoint().map_err(Error::Io)
     }
 }
