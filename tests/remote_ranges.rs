@@ -274,3 +274,38 @@ fn a_byte_altered_after_a_chunk_boundary_fails_only_reads_of_that_chunk() {
         other => panic!("expected corruption, got {other:?}"),
     }
 }
+
+#[test]
+fn identical_content_in_two_buckets_of_the_location_is_one_file_and_one_object() {
+    let memory = Arc::new(Memory::default());
+    let (store, first) = remote_store(&memory);
+    let second = store
+        .create_bucket(&BucketOptions {
+            location: Some("remote".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .id;
+    let data = bytes(3, 2 * REMOTE_CHUNK + 5);
+    let a = put(&store, first, "a", &data);
+    let b = put(&store, second, "b", &data);
+    assert_eq!(
+        a.file_id, b.file_id,
+        "the second put reuses the first one's file"
+    );
+    assert_eq!(memory.objects.lock().len(), 1, "one object holds both");
+    assert_consistent(&store);
+    // The object goes with its last reference, not before.
+    store.remove_version(a.version_id).unwrap();
+    assert_eq!(
+        memory.objects.lock().len(),
+        1,
+        "still referenced by the second bucket"
+    );
+    store.remove_version(b.version_id).unwrap();
+    assert!(
+        memory.objects.lock().is_empty(),
+        "freed with its last reference"
+    );
+    assert_consistent(&store);
+}
