@@ -23,15 +23,8 @@ fn written(path: &Path, off: bool) -> (Store, BucketId, Vec<u8>) {
         builder = builder.idle_checkpoint(None);
     }
     let store = builder.open(path).unwrap();
-    let b = bucket(&store);
-    let data = common::content(7, 300_000);
-    store
-        .put_object(b.id, "big", &data[..], &PutOptions::default())
-        .unwrap();
-    for i in 0..5 {
-        put(&store, b.id, &format!("small{i}"), b"after the big one");
-    }
-    (store, b.id, data)
+    let (b, data) = common::big_then_small(&store);
+    (store, b, data)
 }
 
 /// A copy of the store file as it is while the store is open: what a killed process leaves.

@@ -276,18 +276,11 @@ fn crashed_and_closed(quick: bool) -> (Vec<u8>, Vec<u8>, BucketId, Vec<u8>) {
         .quick_repair(quick)
         .open_backend(disk.clone())
         .unwrap();
-    let b = bucket(&store);
-    let data = common::content(7, 300_000);
-    store
-        .put_object(b.id, "big", &data[..], &PutOptions::default())
-        .unwrap();
-    for i in 0..5 {
-        put(&store, b.id, &format!("small{i}"), b"after the big one");
-    }
+    let (b, data) = common::big_then_small(&store);
     // A crash: the bytes as they are while the store is still open (every call was durable).
     let crashed = disk.written_image();
     drop(store);
-    (crashed, disk.written_image(), b.id, data)
+    (crashed, disk.written_image(), b, data)
 }
 
 /// Opens `image`, checks its content and consistency, and returns what `on_repair` reported.
@@ -341,21 +334,14 @@ fn crashed_after_checkpoint(commit_after: bool) -> ([Vec<u8>; 2], BucketId, Vec<
     use recfiles::SimulatedDisk;
     let disk = SimulatedDisk::new();
     let store = Store::builder().open_backend(disk.clone()).unwrap();
-    let b = bucket(&store);
-    let data = common::content(7, 300_000);
-    store
-        .put_object(b.id, "big", &data[..], &PutOptions::default())
-        .unwrap();
-    for i in 0..5 {
-        put(&store, b.id, &format!("small{i}"), b"after the big one");
-    }
+    let (b, data) = common::big_then_small(&store);
     store.checkpoint().unwrap();
     if commit_after {
-        put(&store, b.id, "later", b"after the checkpoint");
+        put(&store, b, "later", b"after the checkpoint");
     }
     let images = [disk.written_image(), disk.durable_image()];
     drop(store);
-    (images, b.id, data)
+    (images, b, data)
 }
 
 /// A checkpoint records the engine's allocator state: a store killed after one, before any

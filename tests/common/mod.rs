@@ -25,6 +25,20 @@ pub fn bucket(store: &Store) -> Bucket {
         .expect("bucket")
 }
 
+/// The reopen tests' workload: a bucket, a 300,000-byte file (staged, so several commits),
+/// then five small puts after it. Returns the bucket and the big file's bytes.
+pub fn big_then_small(store: &Store) -> (BucketId, Vec<u8>) {
+    let b = bucket(store);
+    let data = content(7, 300_000);
+    store
+        .put_object(b.id, "big", &data[..], &PutOptions::default())
+        .unwrap();
+    for i in 0..5 {
+        put(store, b.id, &format!("small{i}"), b"after the big one");
+    }
+    (b.id, data)
+}
+
 pub fn put(store: &Store, b: BucketId, key: &str, data: &[u8]) -> ObjectVersion {
     store
         .put_object(b, key, data, &PutOptions::default())
