@@ -75,15 +75,13 @@ pub(crate) fn stage(
 ) -> Result<StagedContent> {
     let cfg = &store.inner.cfg;
     let id = crate::ids::UploadId::new().raw();
-    let started = Timestamp::now();
-    store.write_with(Durability::Eventual, |tx| {
-        let row = StagingRow {
-            started,
-            owner: StagingOwner::Upload,
-            size: 0,
-        };
-        tx.t.staging.write()?.insert(id, enc(&row)?.as_slice())?;
-        Ok(())
+    // The staging row goes in with the first batch (below), in the same transaction: staged
+    // chunks never exist without it, and a stream that ends or fails before its first batch
+    // leaves nothing behind. (It used to be a transaction of its own before the first batch.)
+    let row = enc(&StagingRow {
+        started: Timestamp::now(),
+        owner: StagingOwner::Upload,
+        size: 0,
     })?;
     let mut staged = StagedContent {
         id,
@@ -203,6 +201,9 @@ pub(crate) fn stage(
                 break;
             }
             store.write_with(Durability::Eventual, |tx| {
+                if offset == 0 {
+                    tx.t.staging.write()?.insert(id, row.as_slice())?;
+                }
                 for chunk in &batch {
                     let address = chunk.address();
                     store_chunk(&mut tx.t, &address, &chunk.bytes)?;
@@ -364,8 +365,8 @@ pub fn clear_abandoned_staging(tx: &mut WriteTx<'_>) -> Result<usize> {
             abandoned.push(k.value());
         }
     }
-    // Staged chunks whose staging row never committed (the row and the batch are separate
-    // transactions) are orphans too.
+    // Staged chunks without a staging row are orphans too: stores written before the row went
+    // in with the first batch could commit a batch whose row never committed.
     let mut orphan_ids = Vec::new();
     for e in tx.t.staged_chunks.read()?.iter()? {
         let id = e?.0.value().0;
