@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use recfiles::prelude::*;
+use recfiles::{FilesQuery, MultipartLimits};
 use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use std::io::Read;
 use std::path::Path;
@@ -102,6 +103,61 @@ fn an_upload_abandoned_by_a_dead_process_is_cleared_on_reopen() {
         50_000u64.div_ceil(4096),
         "only the kept file's chunks remain (the witness is stored inline)"
     );
+}
+
+#[test]
+fn a_part_upload_killed_before_its_first_batch_leaves_no_staging_row() {
+    // A part's bytes are staged as they arrive, and the staging row goes in with the first
+    // batch of chunks: a process that dies while that batch is still being read has committed
+    // nothing for the part (the row used to be committed before the first byte was read).
+    let limits = MultipartLimits {
+        min_part_size: 1024,
+        ..MultipartLimits::default()
+    };
+    if let Ok(path) = std::env::var("RECFILES_TEST_STAGING_EARLY_CHILD") {
+        let store = builder().multipart_limits(limits).open(&path).unwrap();
+        let b = store.buckets().unwrap()[0].id;
+        let up = store.init_multipart(b, "parts", 200_000, 100_000).unwrap();
+        let reader = DiesMidway {
+            given: 0,
+            // Less than a staging batch (16 KiB): no batch of the part is written yet.
+            die_at: 10_000,
+            store: store.clone(),
+            bucket: b,
+        };
+        let _ = store.upload_part(up.id, 0, reader);
+        unreachable!("the reader ends the process");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    {
+        let store = builder().open(&path).unwrap();
+        bucket(&store);
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_part_upload_killed_before_its_first_batch_leaves_no_staging_row",
+            "--nocapture",
+        ])
+        .env("RECFILES_TEST_STAGING_EARLY_CHILD", &path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Read before a reopen could clear what the child left.
+    assert_eq!(
+        raw_counts(&path),
+        (0, 0, 0),
+        "(staging rows, staged chunks, chunks) the dead part left"
+    );
+    let store = builder().multipart_limits(limits).open(&path).unwrap();
+    assert_consistent(&store);
+    let b = store.buckets().unwrap()[0].id;
+    assert_eq!(read_all(&store, b, "witness"), b"durable");
+    let snap = store.snapshot().unwrap();
+    let up = snap.multipart_uploads(b).unwrap();
+    assert_eq!(up.len(), 1, "the upload itself was committed");
+    assert!(snap.parts(up[0].id).unwrap().is_empty(), "no part");
 }
 
 #[test]
