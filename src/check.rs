@@ -238,7 +238,11 @@ impl Store {
     pub fn compact(&self) -> Result<bool> {
         self.inner.contain(|| match self.inner.db_exclusive() {
             Some(mut db) => match db.compact() {
-                Ok(done) => Ok(done),
+                Ok(done) => {
+                    // Compaction commits like any writer: an idle checkpoint follows it.
+                    self.inner.committed();
+                    Ok(done)
+                }
                 Err(redb::CompactionError::TransactionInProgress) => Ok(false),
                 Err(e) => Err(e.into()),
             },

@@ -238,3 +238,39 @@ fn a_failed_idle_checkpoint_is_counted_not_raised() {
     let _ = store.write(|_| Ok(()));
     let _ = store.read(|_| Ok(()));
 }
+
+/// Compaction commits like a writer does: once the store has been idle for the delay after it,
+/// an idle checkpoint follows, and a kill then reopens without the engine's full check.
+#[test]
+fn compaction_is_followed_by_an_idle_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let (store, b, data) = written(&path, false);
+    store.advance_idle_clock(Duration::from_secs(1));
+    assert!(
+        store.wait_idle_checkpoints(1, PATIENCE),
+        "no idle checkpoint"
+    );
+    // Free some space, let that be checkpointed too, then compact.
+    put(&store, b, "spare", &bytes(9, 200_000));
+    let spare = store.object(b, "spare").unwrap().expect("spare");
+    store.remove_version(spare.version_id).unwrap();
+    store.advance_idle_clock(Duration::from_secs(1));
+    assert!(
+        store.wait_idle_checkpoints(2, PATIENCE),
+        "no idle checkpoint"
+    );
+    store.compact().unwrap();
+    store.advance_idle_clock(Duration::from_secs(1));
+    assert!(
+        store.wait_idle_checkpoints(3, PATIENCE),
+        "no idle checkpoint after the compaction"
+    );
+    assert_eq!(store.idle_checkpoints().failed, 0);
+    let copy = killed(&path);
+    assert!(
+        !reopen_repaired(&copy, b, &data),
+        "a kill after the compaction's idle checkpoint needed the full check"
+    );
+    drop(store);
+}

@@ -626,6 +626,13 @@ impl Inner {
         }
     }
 
+    /// Tells the idle checkpoint (when on) that a commit happened: its delay starts again.
+    pub(crate) fn committed(&self) {
+        if let Some(idle) = &self.idle {
+            idle.committed();
+        }
+    }
+
     pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
         self.cfg.poison.check()?;
         if self.cfg.read_only {
@@ -879,9 +886,7 @@ impl Store {
                     }
                     _ => txn.commit()?,
                 }
-                if let Some(idle) = &self.inner.idle {
-                    idle.committed();
-                }
+                self.inner.committed();
                 Ok((out, events, after))
             }
             Ok(Err(e)) => Err(e),
