@@ -25,13 +25,19 @@
 //! chunks and `remote::upload_stream` themselves (docs/S3.md, *The content trait*).
 
 use super::embedded::EmbeddedSpans;
-use super::remote::{REMOTE_CHUNK, UploadPass, Uploaded, register_remote, upload_stream};
+use super::remote::{
+    REMOTE_CHUNK, UploadPass, Uploaded, attach, dedup_key, put_chunk_rows, register_remote,
+    upload_stream,
+};
 use super::remote_read::RemoteSpans;
-use super::staging::{self, StagedContent};
-use super::{ContentBackend, ContentDigest, FileRow, Hash, StreamLimits, write_stream};
+use super::staging::{self, Assembled, Parts, PartsReader, StagedContent};
+use super::{
+    ContentBackend, ContentDigest, Digests, FileRow, Hash, StreamLimits, insert_file_row,
+    write_stream,
+};
 use crate::error::{Error, Result};
 use crate::ids::FileId;
-use crate::storage::{Config, Store, View, WTables, WriteTx};
+use crate::storage::{Config, ReadTx, Store, View, WTables, WriteTx};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 use std::io::Read;
 
@@ -187,9 +193,11 @@ pub(crate) fn copy_from(bytes: &[u8], from: usize, out: &mut [u8]) -> usize {
 }
 
 /// Content streamed into its place ahead of the transaction that makes it a file
-/// ([`Place::stage`]), waiting for that transaction to [`Staged::adopt`] it. Dropped without
-/// [`Staged::committed`] (the transaction failed or was refused), chunks staged in the store
-/// file are discarded; an object uploaded to a location stays unreferenced until
+/// ([`Place::stage`], [`Place::stage_parts`], [`Place::stage_copy`]), waiting for that
+/// transaction to adopt it ([`Staged::adopt`] as a new file, [`Staged::adopt_as`] as the
+/// content of a file that moves). Dropped without [`Staged::committed`] (the transaction failed
+/// or was refused), chunks staged in the store file are discarded, a multipart upload's parts
+/// stay as they were, and an object uploaded to a location stays unreferenced until
 /// `Store::gc_location` collects it, as it always has.
 pub(crate) enum Staged {
     /// Embedded content no larger than the staging batch, held in memory: the transaction
@@ -197,18 +205,58 @@ pub(crate) enum Staged {
     Held(Vec<u8>),
     /// Chunks staged in the store file under a staging id (their own short transactions).
     Embedded(StagedContent),
-    /// An object uploaded to a location under its content address; `pass` (held until the
-    /// adopting transaction commits) keeps a collection of the location from taking it first.
-    // `up` is boxed to keep the enum small: moving it around the embedded put would
-    // otherwise copy the uploaded variant's size each time.
-    Remote {
-        location: String,
-        up: Box<Uploaded>,
-        pass: Option<UploadPass>,
-    },
+    /// A multipart upload's parts, staged in the store file, laid end to end: the adoption
+    /// makes their chunks the file's (boxed, as only a completion allocates it).
+    Parts(Box<InStoreParts>),
+    /// An object uploaded to a location under its content address.
+    // Boxed to keep the enum small: moving it around the embedded put would otherwise copy the
+    // uploaded variant's size each time.
+    Remote(Box<Uploading>),
+}
+
+/// Parts staged in the store file, assembled ([`Staged::Parts`]).
+pub(crate) struct InStoreParts {
+    sources: Vec<(u128, u64)>,
+    size: u64,
+    digest: ContentDigest,
+    chunk_size: u32,
+}
+
+/// An object uploaded to a location, not yet referred to ([`Staged::Remote`]).
+pub(crate) struct Uploading {
+    location: String,
+    up: Uploaded,
+    /// Held until the adopting transaction commits: keeps a collection of the location from
+    /// taking the object first.
+    pass: Option<UploadPass>,
+    /// Staging ids the content was read from (a multipart upload's parts), given up by the
+    /// adopting transaction.
+    consumed: Vec<u128>,
 }
 
 impl Place {
+    /// The place of the content of location `name` in `v`, with its backend.
+    pub(crate) fn of_location<V: View>(
+        v: &V,
+        cfg: &Config,
+        name: &str,
+    ) -> Result<(Place, Option<std::sync::Arc<dyn ContentBackend>>)> {
+        let backend = cfg.remotes.backend_of(v, name)?;
+        let place = match backend {
+            Some(_) => Place::Remote(name.to_string()),
+            None => Place::Embedded,
+        };
+        Ok((place, backend))
+    }
+
+    /// The place a file's content is in, from its location (`None`: the store file).
+    pub(crate) fn from_location(location: Option<String>) -> Place {
+        match location {
+            Some(name) => Place::Remote(name),
+            None => Place::Embedded,
+        }
+    }
+
     /// Streams `reader` into this place outside any transaction, within `limits`, computing
     /// md5 too when `with_md5`. `check` sees the digests once the last byte is in (for a
     /// location, before the object is made visible under its content address); a refusal
@@ -247,23 +295,122 @@ impl Place {
                     with_md5,
                     REMOTE_CHUNK,
                     check,
-                    &|h| {
-                        store.read(|r| {
-                            Ok(r.t
-                                .remote_objects()?
-                                .get((location.as_str(), *h))?
-                                .is_some())
-                        })
-                    },
+                    &|h| known_object(store, location, h),
                 )?;
-                Ok(Staged::Remote {
-                    location: location.clone(),
-                    up: Box::new(up),
-                    pass: Some(pass),
-                })
+                Ok(Staged::uploaded(location, up, pass, Vec::new()))
             }
             (Place::Remote(location), None) => Err(no_backend(location)),
         }
+    }
+
+    /// Stages a multipart upload's `parts` (read from the snapshot `snap`, each chunk checked)
+    /// as one content at this place, outside any transaction, computing md5 too when
+    /// `with_md5`: in the store file, where the parts already are, their chunks are only
+    /// hashed end to end; a location gets the assembled content uploaded under its content
+    /// address (identical content the location holds is not sent again). The parts stay as
+    /// they are until the adopting transaction commits.
+    pub(crate) fn stage_parts(
+        &self,
+        store: &Store,
+        backend: Option<&dyn ContentBackend>,
+        snap: &ReadTx,
+        parts: &Parts,
+        with_md5: bool,
+    ) -> Result<Staged> {
+        let mut reader = parts.reader(&snap.t)?;
+        let failed = |reader: &mut PartsReader<'_, _>, e: Error| reader.failure().unwrap_or(e);
+        match (self, backend) {
+            (Place::Embedded, _) => {
+                let mut digests = Digests::new(with_md5);
+                let mut buf = vec![0; store.inner.cfg.chunk_size];
+                loop {
+                    let n = match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(source) => {
+                            return Err(failed(&mut reader, Error::UploadStream { source }));
+                        }
+                    };
+                    digests.update(&buf[..n]);
+                }
+                Ok(Staged::Parts(Box::new(InStoreParts {
+                    sources: parts.sources(),
+                    size: parts.size,
+                    digest: digests.finish(),
+                    chunk_size: store.inner.cfg.chunk_size as u32,
+                })))
+            }
+            (Place::Remote(location), Some(backend)) => {
+                let pass = store.inner.cfg.remotes.upload_pass();
+                let limits = StreamLimits {
+                    declared: Some(parts.size),
+                    cap: None,
+                };
+                let up = upload_stream(
+                    backend,
+                    location,
+                    &mut reader,
+                    limits,
+                    with_md5,
+                    REMOTE_CHUNK,
+                    &|_| Ok(()),
+                    &|h| known_object(store, location, h),
+                )
+                .map_err(|e| failed(&mut reader, e))?;
+                let consumed = parts.parts.iter().map(|&(_, id, _)| id).collect();
+                Ok(Staged::uploaded(location, up, pass, consumed))
+            }
+            (Place::Remote(location), None) => Err(no_backend(location)),
+        }
+    }
+
+    /// Copies the content of `file` (its row `row`, its bytes read from `source`) into this
+    /// place for a move, outside any transaction, reporting the bytes done so far and the
+    /// total to `progress`; what arrived is checked against the file's blake3 before it can
+    /// be adopted. The store file stages chunks (never holding the content in memory); a
+    /// location uploads the object, or checks a complete one already there instead of sending
+    /// it again (an interrupted move resumes).
+    pub(crate) fn stage_copy(
+        &self,
+        store: &Store,
+        backend: Option<&dyn ContentBackend>,
+        (file, row): (FileId, &FileRow),
+        source: &mut dyn Read,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Staged> {
+        match (self, backend) {
+            (Place::Embedded, _) => {
+                let limits = StreamLimits {
+                    declared: Some(row.size),
+                    cap: None,
+                };
+                let mut counted = Counting::new(source, row.size, progress);
+                let staged = staging::stage(store, &mut counted, limits, row.md5.is_some())?;
+                if staged.digest.0 != row.blake3 {
+                    return Err(changed_on_the_way(file));
+                }
+                Ok(Staged::Embedded(staged))
+            }
+            (Place::Remote(location), Some(backend)) => {
+                let pass = store.inner.cfg.remotes.upload_pass();
+                let up = super::remote::copy_in(backend, location, file, row, source, progress)?;
+                Ok(Staged::uploaded(location, up, pass, Vec::new()))
+            }
+            (Place::Remote(location), None) => Err(no_backend(location)),
+        }
+    }
+
+    /// Takes the content of `file` (its row `row`) out of this place inside the transaction,
+    /// for a move: the dedup index no longer names it here, its chunk rows go, and its
+    /// chunks or its use of the object are released ([`Place::release`]). Inline bytes go when
+    /// the adoption rewrites the file's row ([`Staged::adopt_as`]).
+    pub(crate) fn leave(&self, t: &mut WTables<'_>, file: FileId, row: &FileRow) -> Result<()> {
+        let key = dedup_key(self.location(), &row.blake3);
+        if t.files_by_hash.read()?.get(&key)?.map(|g| g.value()) == Some(file.raw()) {
+            t.files_by_hash.write()?.remove(&key)?;
+        }
+        let hashes = super::take_chunk_rows(t, file)?;
+        self.release(t, file, &row.blake3, &hashes)
     }
 
     /// Streams `reader` into this place as a file, inside the caller's transaction (the
@@ -312,12 +459,7 @@ impl Place {
                             .is_some())
                     },
                 )?;
-                let mut staged = Staged::Remote {
-                    location: location.clone(),
-                    up: Box::new(up),
-                    pass: Some(pass),
-                };
-                staged.adopt(tx, class)
+                Staged::uploaded(location, up, pass, Vec::new()).adopt(tx, class)
             }
             (Place::Remote(location), None) => Err(no_backend(location)),
         }
@@ -325,34 +467,95 @@ impl Place {
 }
 
 impl Staged {
+    fn uploaded(location: &str, up: Uploaded, pass: UploadPass, consumed: Vec<u128>) -> Staged {
+        Staged::Remote(Box::new(Uploading {
+            location: location.to_string(),
+            up,
+            pass: Some(pass),
+            consumed,
+        }))
+    }
+
     /// The content's size in bytes.
     pub(crate) fn size(&self) -> u64 {
         match self {
             Staged::Held(bytes) => bytes.len() as u64,
             Staged::Embedded(s) => s.size,
-            Staged::Remote { up, .. } => up.size,
+            Staged::Parts(p) => p.size,
+            Staged::Remote(r) => r.up.size,
         }
     }
 
     /// Makes the staged content a file inside the transaction that creates its object
     /// version, or finds the identical file already stored at the place (dedup by blake3, as
     /// [`super::register_file`] does) and drops the staged copy; either way the caller's
-    /// reference is taken. Staged chunks become the file's; an uploaded object is registered
-    /// and attached, the upload's pass released after the commit. [`Staged::Held`] content is
-    /// written by the caller (`WriteTx::put_object`), never adopted.
+    /// reference is taken. Staged chunks (or parts) become the file's; an uploaded object is
+    /// registered and attached, the parts it was read from given up, the upload's pass
+    /// released after the commit. [`Staged::Held`] content is written by the caller
+    /// (`WriteTx::put_object`), never adopted.
     pub(crate) fn adopt(&mut self, tx: &mut WriteTx<'_>, class: &str) -> Result<(FileId, FileRow)> {
         match self {
-            Staged::Held(_) => Err(Error::InvalidOperation {
-                reason: "held content is written, not adopted",
-            }),
+            Staged::Held(_) => Err(held_is_written()),
             Staged::Embedded(staged) => staging::adopt(tx, staged, class),
-            Staged::Remote { location, up, pass } => {
-                if let Some(pass) = pass.take() {
-                    tx.t.after_commit.passes.push(pass);
-                }
-                register_remote(&mut tx.t, location, up, class, tx.now)
+            Staged::Parts(p) => {
+                let content = Assembled {
+                    sources: &p.sources,
+                    size: p.size,
+                    digest: p.digest,
+                    chunk_size: p.chunk_size,
+                };
+                let now = tx.now;
+                staging::adopt_assembled(&mut tx.t, &content, class, now)
+            }
+            Staged::Remote(r) => {
+                r.take_pass(&mut tx.t);
+                let file = register_remote(&mut tx.t, &r.location, &r.up, class, tx.now)?;
+                r.give_up_sources(&mut tx.t)?;
+                Ok(file)
             }
         }
+    }
+
+    /// Makes the staged content the content of the existing `file` (its row `row`, whose
+    /// content [`Place::leave`] took out of its old place in this transaction): the file keeps
+    /// its id, checksums and references; its row is rewritten with the chunk size of its new
+    /// place, and it becomes the file the dedup index names for its content there unless
+    /// another file is named already.
+    pub(crate) fn adopt_as(
+        &mut self,
+        tx: &mut WriteTx<'_>,
+        file: FileId,
+        row: &FileRow,
+    ) -> Result<()> {
+        let t = &mut tx.t;
+        let mut moved = row.clone();
+        let location = match self {
+            Staged::Held(_) => return Err(held_is_written()),
+            Staged::Embedded(staged) => {
+                staging::move_into_file(t, &[(staged.id, 0)], file)?;
+                moved.chunk_size = staged.chunk_size;
+                None
+            }
+            Staged::Parts(p) => {
+                staging::move_into_file(t, &p.sources, file)?;
+                moved.chunk_size = p.chunk_size;
+                None
+            }
+            Staged::Remote(r) => {
+                r.take_pass(t);
+                put_chunk_rows(t, file, &r.up)?;
+                attach(t, file, &r.location, &row.blake3)?;
+                r.give_up_sources(t)?;
+                moved.chunk_size = r.up.chunk_size;
+                Some(r.location.as_str())
+            }
+        };
+        insert_file_row(t, file, &moved, &[])?;
+        let key = dedup_key(location, &row.blake3);
+        if t.files_by_hash.read()?.get(&key)?.is_none() {
+            t.files_by_hash.write()?.insert(&key, file.raw())?;
+        }
+        Ok(())
     }
 
     /// Marks the content as adopted by a committed transaction: staged chunks are kept.
@@ -360,6 +563,70 @@ impl Staged {
         if let Staged::Embedded(staged) = self {
             staged.committed();
         }
+    }
+}
+
+impl Uploading {
+    /// The upload's pass goes with the transaction, released once it is over.
+    fn take_pass(&mut self, t: &mut WTables<'_>) {
+        if let Some(pass) = self.pass.take() {
+            t.after_commit.passes.push(pass);
+        }
+    }
+
+    /// Releases the staged chunks the content was read from.
+    fn give_up_sources(&self, t: &mut WTables<'_>) -> Result<()> {
+        for id in &self.consumed {
+            staging::discard(t, *id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether location `location` already holds an object of this content that a file refers to.
+fn known_object(store: &Store, location: &str, h: &Hash) -> Result<bool> {
+    store.read(|r| Ok(r.t.remote_objects()?.get((location, *h))?.is_some()))
+}
+
+fn held_is_written() -> Error {
+    Error::InvalidOperation {
+        reason: "held content is written, not adopted",
+    }
+}
+
+/// The error of content that no longer matches its file's blake3 when copied for a move.
+pub(crate) fn changed_on_the_way(file: FileId) -> Error {
+    Error::Corruption {
+        file: Some(file),
+        detail: format!("file {file}: the content copied does not match the file's blake3"),
+    }
+}
+
+/// A reader that reports how many bytes it has given, and of how many.
+pub(crate) struct Counting<'p, R: Read> {
+    inner: R,
+    done: u64,
+    total: u64,
+    progress: &'p mut dyn FnMut(u64, u64),
+}
+
+impl<'p, R: Read> Counting<'p, R> {
+    pub(crate) fn new(inner: R, total: u64, progress: &'p mut dyn FnMut(u64, u64)) -> Self {
+        Counting {
+            inner,
+            done: 0,
+            total,
+            progress,
+        }
+    }
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        (self.progress)(self.done, self.total);
+        Ok(n)
     }
 }
 

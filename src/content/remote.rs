@@ -509,3 +509,116 @@ pub(crate) fn put_chunk_rows(t: &mut WTables<'_>, id: FileId, up: &Uploaded) -> 
     }
     Ok(())
 }
+
+/// Copies the content of `file` (its row `row`, its bytes from `source`) to `location` for a
+/// move there, reporting the bytes done to `progress`, and checks what arrived against the
+/// file's blake3 and size. A complete object already under the content address (a move
+/// interrupted after its upload, or another file's content) is read back and checked instead
+/// of being sent again; a corrupt one is refused, never taken for the content.
+pub(crate) fn copy_in(
+    backend: &dyn ContentBackend,
+    location: &str,
+    file: FileId,
+    row: &FileRow,
+    source: &mut dyn Read,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Uploaded> {
+    let key = content_key(&row.blake3);
+    let limits = StreamLimits {
+        declared: Some(row.size),
+        cap: None,
+    };
+    let present = backend.size(&key).map_err(|e| backend_error(location, e))?;
+    let up = if present == Some(row.size) {
+        let mut remote = ObjectReader {
+            backend,
+            key: &key,
+            at: 0,
+            size: row.size,
+            location,
+        };
+        let mut counted = super::place::Counting::new(&mut remote, row.size, progress);
+        hash_stream(&mut counted, limits, row.md5.is_some()).map_err(|e| match e {
+            Error::UploadStream { source } => backend_error(location, source),
+            other => other,
+        })?
+    } else {
+        let mut counted = super::place::Counting::new(source, row.size, progress);
+        let same = |d: &ContentDigest| match d.0 == row.blake3 {
+            true => Ok(()),
+            false => Err(super::place::changed_on_the_way(file)),
+        };
+        upload_stream(
+            backend,
+            location,
+            &mut counted,
+            limits,
+            row.md5.is_some(),
+            REMOTE_CHUNK,
+            &same,
+            &|_| Ok(false),
+        )?
+    };
+    if up.digest.0 != row.blake3 || up.size != row.size {
+        return Err(super::place::changed_on_the_way(file));
+    }
+    // The object is where the commit will say it is, whole.
+    match backend.size(&key).map_err(|e| backend_error(location, e))? {
+        Some(n) if n == row.size => Ok(up),
+        other => Err(Error::ContentBackend {
+            location: location.to_string(),
+            detail: format!(
+                "object {key} holds {other:?} bytes after the upload, not {}",
+                row.size
+            ),
+        }),
+    }
+}
+
+/// The chunk hashes and digests of content already in place.
+fn hash_stream(reader: &mut dyn Read, limits: StreamLimits, with_md5: bool) -> Result<Uploaded> {
+    let mut src = ChunkSource::new(reader, limits, REMOTE_CHUNK);
+    let mut digests = Digests::new(with_md5);
+    let mut chunks = Vec::new();
+    let mut buf = Vec::new();
+    while src.next_chunk(&mut buf)? {
+        if !buf.is_empty() {
+            digests.update(&buf);
+            chunks.push(*blake3::hash(&buf).as_bytes());
+        }
+    }
+    Ok(Uploaded {
+        size: src.total,
+        digest: digests.finish(),
+        chunks,
+        chunk_size: REMOTE_CHUNK as u32,
+    })
+}
+
+/// Reads an object sequentially, in ranged requests.
+struct ObjectReader<'a> {
+    backend: &'a dyn ContentBackend,
+    key: &'a str,
+    at: u64,
+    size: u64,
+    location: &'a str,
+}
+
+impl Read for ObjectReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (self.size - self.at).min(buf.len() as u64);
+        if n == 0 {
+            return Ok(0);
+        }
+        let bytes = self.backend.get_range(self.key, self.at..self.at + n)?;
+        if bytes.len() as u64 != n {
+            return Err(io::Error::other(format!(
+                "location {:?}: object {} is shorter than expected",
+                self.location, self.key
+            )));
+        }
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        self.at += n;
+        Ok(bytes.len())
+    }
+}
