@@ -19,13 +19,17 @@
 //! a delete takes it alone and checks again that the object is still unreferenced), so a
 //! delete can never remove an object an upload is about to refer to.
 
+use super::place::{ContentPlace, Spans, Staged, Stored};
+use super::remote_read::RemoteSpans;
+use super::staging::Parts;
 use super::write::{ChunkSource, StreamLimits};
 use super::{ContentDigest, Digests, FileRow, Hash, hex, insert_file_row, retain_file};
 use crate::error::{Error, Result};
 use crate::ids::{FileId, Timestamp};
-use crate::storage::{View, WTables};
+use crate::storage::{Config, ReadTx, Store, View, WTables, WriteTx};
 use parking_lot::{Condvar, Mutex};
 use redb::ReadableTable;
+use redb::{ReadOnlyTable, ReadTransaction};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::ops::Range;
@@ -426,6 +430,159 @@ pub(crate) fn backend_error(location: &str, e: io::Error) -> Error {
     Error::ContentBackend {
         location: location.to_string(),
         detail: e.to_string(),
+    }
+}
+
+/// A location as a place of content: one object of its backend per content, under its
+/// content address. `backend` is the location's, looked up by the caller; reading looks it up
+/// itself, and putting without one fails with [`Error::ContentBackend`].
+#[derive(Clone, Copy)]
+pub(crate) struct Remote<'a> {
+    location: &'a str,
+    backend: Option<&'a dyn ContentBackend>,
+}
+
+impl<'a> Remote<'a> {
+    #[inline]
+    pub(crate) fn new(location: &'a str, backend: Option<&'a dyn ContentBackend>) -> Self {
+        Remote { location, backend }
+    }
+
+    fn backend(&self) -> Result<&'a dyn ContentBackend> {
+        self.backend.ok_or_else(|| Error::ContentBackend {
+            location: self.location.to_string(),
+            detail: "the location has no backend in this store".to_string(),
+        })
+    }
+
+    /// Whether the location already holds an object of this content that a file refers to.
+    fn known(&self, store: &Store, h: &Hash) -> Result<bool> {
+        store.read(|r| Ok(r.t.remote_objects()?.get((self.location, *h))?.is_some()))
+    }
+}
+
+impl ContentPlace for Remote<'_> {
+    fn open(
+        &self,
+        txn: &ReadTransaction,
+        cfg: &Config,
+        file: &Stored,
+        _files: ReadOnlyTable<u128, &'static [u8]>,
+    ) -> Result<Spans> {
+        let spans = RemoteSpans::open(txn, cfg, file, self.location.to_string())?;
+        Ok(Spans::Remote(spans))
+    }
+
+    fn release(
+        &self,
+        t: &mut WTables<'_>,
+        file: FileId,
+        blake3: &Hash,
+        _hashes: &[Hash],
+    ) -> Result<()> {
+        detach(t, file, self.location, blake3)
+    }
+
+    /// The object is uploaded under its content address (not sent again when the location
+    /// holds it already), holding an upload pass until the adopting transaction is over, so a
+    /// collection of the location cannot take it before the commit.
+    fn stage(
+        &self,
+        store: &Store,
+        reader: &mut dyn Read,
+        limits: StreamLimits,
+        with_md5: bool,
+        check: &dyn Fn(&ContentDigest) -> Result<()>,
+    ) -> Result<Staged> {
+        let backend = self.backend()?;
+        let pass = store.inner.cfg.remotes.upload_pass();
+        let up = upload_stream(
+            backend,
+            self.location,
+            reader,
+            limits,
+            with_md5,
+            REMOTE_CHUNK,
+            check,
+            &|h| self.known(store, h),
+        )?;
+        Ok(Staged::uploaded(self.location, up, pass, Vec::new()))
+    }
+
+    /// The parts, read back from the store file, are uploaded as one object; the adopting
+    /// transaction gives them up.
+    fn stage_parts(
+        &self,
+        store: &Store,
+        snap: &ReadTx,
+        parts: &Parts,
+        with_md5: bool,
+    ) -> Result<Staged> {
+        let backend = self.backend()?;
+        let mut reader = parts.reader(&snap.t)?;
+        let pass = store.inner.cfg.remotes.upload_pass();
+        let limits = StreamLimits {
+            declared: Some(parts.size),
+            cap: None,
+        };
+        let up = upload_stream(
+            backend,
+            self.location,
+            &mut reader,
+            limits,
+            with_md5,
+            REMOTE_CHUNK,
+            &|_| Ok(()),
+            &|h| self.known(store, h),
+        )
+        .map_err(|e| reader.failure().unwrap_or(e))?;
+        let consumed = parts.parts.iter().map(|&(_, id, _)| id).collect();
+        Ok(Staged::uploaded(self.location, up, pass, consumed))
+    }
+
+    fn stage_copy(
+        &self,
+        store: &Store,
+        (file, row): (FileId, &FileRow),
+        source: &mut dyn Read,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Staged> {
+        let backend = self.backend()?;
+        let pass = store.inner.cfg.remotes.upload_pass();
+        let up = copy_in(backend, self.location, file, row, source, progress)?;
+        Ok(Staged::uploaded(self.location, up, pass, Vec::new()))
+    }
+
+    /// The object is uploaded first, then registered in the caller's transaction.
+    fn write_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        reader: &mut dyn Read,
+        limits: StreamLimits,
+        with_md5: bool,
+        check: &dyn Fn(&ContentDigest) -> Result<()>,
+        class: &str,
+    ) -> Result<(FileId, FileRow)> {
+        let backend = self.backend()?;
+        let pass = tx.cfg.remotes.upload_pass();
+        let up = upload_stream(
+            backend,
+            self.location,
+            reader,
+            limits,
+            with_md5,
+            REMOTE_CHUNK,
+            check,
+            &|h| {
+                Ok(tx
+                    .t
+                    .remote_objects
+                    .read()?
+                    .get((self.location, *h))?
+                    .is_some())
+            },
+        )?;
+        Staged::uploaded(self.location, up, pass, Vec::new()).adopt(tx, class)
     }
 }
 
