@@ -210,7 +210,7 @@ impl WriteTx<'_> {
     ) -> Result<(FileId, FileRow, BucketRow)> {
         let (row, stored) = self.writable_bucket_with_row(bucket)?;
         let limits = limits_for(&row, opts.size)?;
-        let (place, backend) = Place::of_location(&self.t, &self.cfg, &row.location)?;
+        let (place, backend) = Place::of_location(&self.t, self.cfg, &row.location)?;
         let (file, file_row) = place.write_in(
             self,
             backend.as_deref(),
