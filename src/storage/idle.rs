@@ -163,6 +163,7 @@ impl Idle {
     }
 
     /// Moves a manual clock forward by `by` (a real clock is left alone).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn advance(&self, by: Duration) {
         let mut st = self.0.state.lock();
         if let Clock::Manual(t) = st.clock {
@@ -173,6 +174,7 @@ impl Idle {
     }
 
     /// Waits until `done + failed` reaches `attempts`, or `timeout` passed; whether it did.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn wait_attempts(&self, attempts: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut st = self.0.state.lock();
