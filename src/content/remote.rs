@@ -11,6 +11,10 @@
 //! many files use it (`remote_objects`). Reads are ranged requests for the chunks a read
 //! touches, each checked against its hash before a byte is returned (`remote_read`).
 //!
+//! [`Remote`] is this place's implementation of the content trait
+//! ([`super::place::ContentPlace`]): staging uploads the object before the commit that adopts
+//! it, whether it is a put, a multipart upload's parts or a moving file's content.
+//!
 //! Ordering gives the guarantees across the boundary: content is uploaded before the commit
 //! that refers to it, and an object is deleted only after the commit that dropped its last
 //! reference. A crash in between leaves objects nothing refers to, which [`crate::Store::gc_location`]

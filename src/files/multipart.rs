@@ -289,8 +289,11 @@ impl Store {
     }
 
     /// Completes an upload: every part must be there. The parts become one file (or the
-    /// identical file already stored) and a new head version; the reservation turns into the
-    /// file's size. Any failure leaves the upload as it was, to be retried or aborted.
+    /// identical file already stored at the bucket's location) and a new head version; the
+    /// reservation turns into the file's size. In a bucket whose location keeps its content in
+    /// an object store, the assembled parts are uploaded there first, as one object, before
+    /// the commit. Any failure leaves the upload as it was, to be retried or aborted (an
+    /// object already uploaded is left for [`Store::gc_location`]).
     pub fn complete_multipart(&self, upload: UploadId) -> Result<ObjectVersion> {
         self.complete_multipart_then(upload, |_, version| Ok(version))
     }
