@@ -410,3 +410,35 @@ fn a_move_into_the_store_file_refused_at_its_commit_leaves_no_staged_chunks() {
     );
     assert_consistent(&store);
 }
+
+#[test]
+fn a_move_into_the_location_refused_at_its_commit_leaves_only_what_gc_reclaims() {
+    let memory = Arc::new(Memory::default());
+    let (store, _) = remote_store(&memory);
+    let local = bucket(&store).id;
+    let data = bytes(10, 3 * REMOTE_CHUNK + 1);
+    let v = put(&store, local, "f", &data);
+    let file = v.file_id.unwrap();
+    // Once its bytes are read, the file's only version goes: the move's commit finds no file.
+    let other = store.clone();
+    let mut removed = false;
+    let err = store
+        .migrate_file(file, "remote", &mut |done, total| {
+            if done == total && !removed {
+                removed = true;
+                other.remove_version(v.version_id).unwrap();
+            }
+        })
+        .unwrap_err();
+    assert!(removed);
+    assert!(matches!(err, Error::FileNotFound { .. }), "{err:?}");
+    assert!(store.file(file).unwrap().is_none());
+    assert_eq!(store.stats().unwrap().chunks, 0, "the file's chunks went with it");
+    assert_consistent(&store);
+    // The object uploaded for the move is referred to by nothing.
+    let gc = store
+        .gc_location("remote", std::time::Duration::ZERO)
+        .unwrap();
+    assert_eq!(gc.deleted as usize, gc.listed as usize);
+    assert!(memory.objects.lock().is_empty());
+}
