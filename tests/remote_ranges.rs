@@ -433,7 +433,11 @@ fn a_move_into_the_location_refused_at_its_commit_leaves_only_what_gc_reclaims()
     assert!(removed);
     assert!(matches!(err, Error::FileNotFound { .. }), "{err:?}");
     assert!(store.file(file).unwrap().is_none());
-    assert_eq!(store.stats().unwrap().chunks, 0, "the file's chunks went with it");
+    assert_eq!(
+        store.stats().unwrap().chunks,
+        0,
+        "the file's chunks went with it"
+    );
     assert_consistent(&store);
     // The object uploaded for the move is referred to by nothing.
     let gc = store
