@@ -2,7 +2,9 @@
 //! every way a remote file is made (one request, a streamed upload, a multipart upload
 //! completed into the location, a file moved there) reads back the right bytes around every
 //! chunk boundary, with one request per read. The backend here is an in-memory map so the
-//! byte arithmetic is checked on every run; `tests/s3.rs` checks the same against Garage.
+//! byte arithmetic is checked on every run; `tests/s3.rs` checks the same against Garage. The
+//! same backend checks how content reaches the location: dedup, and multipart completions and
+//! moves refused at their commit.
 
 mod common;
 use common::*;
@@ -308,4 +310,139 @@ fn identical_content_in_two_buckets_of_the_location_is_one_file_and_one_object()
         "freed with its last reference"
     );
     assert_consistent(&store);
+}
+
+#[test]
+fn a_multipart_upload_completed_into_the_location_reuses_the_file_of_identical_content() {
+    let memory = Arc::new(Memory::default());
+    let (store, b) = remote_store(&memory);
+    let data = bytes(7, 3 * REMOTE_CHUNK + 17);
+    let plain = put(&store, b, "plain", &data);
+    let part = 100_000;
+    let mp = store
+        .init_multipart(b, "multi", data.len() as u64, part as u64)
+        .unwrap();
+    for (n, piece) in data.chunks(part).enumerate() {
+        store.upload_part(mp.id, n as u32, piece).unwrap();
+    }
+    let multi = store.complete_multipart(mp.id).unwrap();
+    assert_eq!(
+        multi.file_id, plain.file_id,
+        "the completion reuses the file"
+    );
+    assert_eq!(memory.objects.lock().len(), 1, "one object holds both");
+    assert_eq!(
+        store.stats().unwrap().chunks,
+        0,
+        "the parts' chunks are given up"
+    );
+    assert_eq!(read_all(&store, b, "multi"), data);
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_multipart_completion_refused_at_its_commit_keeps_the_upload_and_leaves_only_what_gc_reclaims()
+{
+    let memory = Arc::new(Memory::default());
+    let (store, b) = remote_store(&memory);
+    let data = bytes(8, 2 * REMOTE_CHUNK + 3);
+    let part = 100_000;
+    let mp = store
+        .init_multipart(b, "mp", data.len() as u64, part as u64)
+        .unwrap();
+    for (n, piece) in data.chunks(part).enumerate() {
+        store.upload_part(mp.id, n as u32, piece).unwrap();
+    }
+    store.set_bucket_locked(b, true).unwrap();
+    assert!(matches!(
+        store.complete_multipart(mp.id),
+        Err(Error::BucketLocked { .. })
+    ));
+    assert_eq!(
+        store.read(|r| r.parts(mp.id)).unwrap().len(),
+        2,
+        "the parts stay"
+    );
+    assert!(store.object(b, "mp").unwrap().is_none());
+    assert_consistent(&store);
+    // What the refused completion uploaded is referred to by nothing.
+    let gc = store
+        .gc_location("remote", std::time::Duration::ZERO)
+        .unwrap();
+    assert_eq!(gc.deleted as usize, gc.listed as usize);
+    assert!(memory.objects.lock().is_empty());
+
+    store.set_bucket_locked(b, false).unwrap();
+    store.complete_multipart(mp.id).unwrap();
+    assert_eq!(read_all(&store, b, "mp"), data);
+    assert_eq!(store.stats().unwrap().chunks, 0, "the parts are given up");
+    assert_eq!(memory.objects.lock().len(), 1);
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_move_into_the_store_file_refused_at_its_commit_leaves_no_staged_chunks() {
+    let memory = Arc::new(Memory::default());
+    let (store, b) = remote_store(&memory);
+    let data = bytes(9, 3 * REMOTE_CHUNK + 1);
+    let file = put(&store, b, "f", &data).file_id.unwrap();
+    // Once its bytes are copied, another move takes the file first: this one's commit finds
+    // the file gone from where the move found it and is refused.
+    let other = store.clone();
+    let mut moved_meanwhile = false;
+    let err = store
+        .migrate_file(file, "default", &mut |done, total| {
+            if done == total && !moved_meanwhile {
+                moved_meanwhile = true;
+                other.migrate_file(file, "default", &mut |_, _| {}).unwrap();
+            }
+        })
+        .unwrap_err();
+    assert!(moved_meanwhile);
+    assert!(matches!(err, Error::InvalidOperation { .. }), "{err:?}");
+    // The other move stands; this one's staged chunks are gone (the check counts every
+    // staging row and chunk reference).
+    assert_eq!(read_all(&store, b, "f"), data);
+    assert!(store.verify_file(file).unwrap());
+    assert!(
+        memory.objects.lock().is_empty(),
+        "the object left with the file"
+    );
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_move_into_the_location_refused_at_its_commit_leaves_only_what_gc_reclaims() {
+    let memory = Arc::new(Memory::default());
+    let (store, _) = remote_store(&memory);
+    let local = bucket(&store).id;
+    let data = bytes(10, 3 * REMOTE_CHUNK + 1);
+    let v = put(&store, local, "f", &data);
+    let file = v.file_id.unwrap();
+    // Once its bytes are read, the file's only version goes: the move's commit finds no file.
+    let other = store.clone();
+    let mut removed = false;
+    let err = store
+        .migrate_file(file, "remote", &mut |done, total| {
+            if done == total && !removed {
+                removed = true;
+                other.remove_version(v.version_id).unwrap();
+            }
+        })
+        .unwrap_err();
+    assert!(removed);
+    assert!(matches!(err, Error::FileNotFound { .. }), "{err:?}");
+    assert!(store.file(file).unwrap().is_none());
+    assert_eq!(
+        store.stats().unwrap().chunks,
+        0,
+        "the file's chunks went with it"
+    );
+    assert_consistent(&store);
+    // The object uploaded for the move is referred to by nothing.
+    let gc = store
+        .gc_location("remote", std::time::Duration::ZERO)
+        .unwrap();
+    assert_eq!(gc.deleted as usize, gc.listed as usize);
+    assert!(memory.objects.lock().is_empty());
 }

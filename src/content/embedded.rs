@@ -1,4 +1,10 @@
-//! Content in the store file, read back: the embedded place's [`super::place::Spans`].
+//! Content in the store file: the embedded place ([`Embedded`], a [`ContentPlace`]), and its
+//! content read back ([`EmbeddedSpans`]).
+//!
+//! Putting content here stages it in chunks, in short transactions of their own
+//! ([`super::staging`]), or writes it inside the caller's transaction ([`super::write`]); a
+//! multipart upload's parts are already staged chunks, which completion only hashes end to
+//! end and adopts.
 //!
 //! Chunks are checked against their hash as the store's [`ReadVerification`] says: with
 //! `Always` every chunk a read loads is hashed first; with `Once` (the default) a chunk is
@@ -8,13 +14,156 @@
 //! is always read through the engine and, unless `Never`, checked against the file's own
 //! blake3 each time a reader loads it.
 
-use super::Hash;
-use super::place::{Stored, chunk_at, copy_from, damaged};
+use super::place::{
+    ContentPlace, Counting, InStoreParts, Spans, Staged, Stored, changed_on_the_way, chunk_at,
+    copy_from, damaged,
+};
+use super::staging::{self, Parts};
+use super::{ContentDigest, Digests, FileRow, Hash, StreamLimits, write_stream};
 use crate::error::{Error, Result};
 use crate::ids::FileId;
-use crate::storage::{Config, Direct, DirectRead, ReadVerification};
+use crate::storage::{
+    Config, Direct, DirectRead, ReadTx, ReadVerification, Store, WTables, WriteTx,
+};
 use redb::{OwnedAccessGuard, ReadOnlyTable, ReadTransaction};
+use std::io::Read;
 use std::sync::Arc;
+
+/// The store file as a place of content: chunks (stored once, counted) or inline bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Embedded;
+
+impl ContentPlace for Embedded {
+    #[inline]
+    fn open(
+        &self,
+        txn: &ReadTransaction,
+        cfg: &Config,
+        file: &Stored,
+        files: ReadOnlyTable<u128, &'static [u8]>,
+    ) -> Result<Spans> {
+        Ok(Spans::Embedded(EmbeddedSpans::open(txn, cfg, file, files)?))
+    }
+
+    #[inline]
+    fn release(
+        &self,
+        t: &mut WTables<'_>,
+        _file: FileId,
+        _blake3: &Hash,
+        hashes: &[Hash],
+    ) -> Result<()> {
+        for h in hashes {
+            super::release_chunk(t, h)?;
+        }
+        Ok(())
+    }
+
+    /// Content up to the store's staging batch is only held in memory ([`Staged::Held`]),
+    /// for the transaction that creates the version to write, as one transaction always has.
+    #[inline]
+    fn stage(
+        &self,
+        store: &Store,
+        reader: &mut dyn Read,
+        limits: StreamLimits,
+        with_md5: bool,
+        check: &dyn Fn(&ContentDigest) -> Result<()>,
+    ) -> Result<Staged> {
+        let batch = store.inner.cfg.staging_batch_bytes as u64;
+        let head = read_up_to(reader, batch + 1)?;
+        if head.len() as u64 <= batch {
+            return Ok(Staged::Held(head));
+        }
+        let mut chained = std::io::Cursor::new(head).chain(reader);
+        let staged = staging::stage(store, &mut chained, limits, with_md5)?;
+        // On a refusal the staged chunks are discarded when `staged` drops.
+        check(&staged.digest)?;
+        Ok(Staged::Embedded(staged))
+    }
+
+    /// The parts are staged chunks already: they are only read back (each chunk checked) and
+    /// hashed end to end; the adoption makes them the file's.
+    fn stage_parts(
+        &self,
+        store: &Store,
+        snap: &ReadTx,
+        parts: &Parts,
+        with_md5: bool,
+    ) -> Result<Staged> {
+        let mut reader = parts.reader(&snap.t)?;
+        let mut digests = Digests::new(with_md5);
+        let mut buf = vec![0; store.inner.cfg.chunk_size];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => digests.update(&buf[..n]),
+                Err(source) => {
+                    return Err(reader.failure().unwrap_or(Error::UploadStream { source }));
+                }
+            }
+        }
+        Ok(Staged::Parts(Box::new(InStoreParts {
+            sources: parts.sources(),
+            size: parts.size,
+            digest: digests.finish(),
+            chunk_size: store.inner.cfg.chunk_size as u32,
+        })))
+    }
+
+    /// Staged in chunks whatever the size (a move never holds the content in memory).
+    fn stage_copy(
+        &self,
+        store: &Store,
+        (file, row): (FileId, &FileRow),
+        source: &mut dyn Read,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Staged> {
+        let limits = StreamLimits {
+            declared: Some(row.size),
+            cap: None,
+        };
+        let mut counted = Counting::new(source, row.size, progress);
+        let staged = staging::stage(store, &mut counted, limits, row.md5.is_some())?;
+        if staged.digest.0 != row.blake3 {
+            return Err(changed_on_the_way(file));
+        }
+        Ok(Staged::Embedded(staged))
+    }
+
+    #[inline]
+    fn write_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        reader: &mut dyn Read,
+        limits: StreamLimits,
+        with_md5: bool,
+        check: &dyn Fn(&ContentDigest) -> Result<()>,
+        class: &str,
+    ) -> Result<(FileId, FileRow)> {
+        write_stream(
+            &mut tx.t,
+            tx.cfg.chunk_size,
+            with_md5,
+            reader,
+            limits,
+            check,
+            class,
+            tx.now,
+        )
+    }
+}
+
+/// Reads at most `limit` bytes, growing the buffer only as data arrives (a small file costs a
+/// small buffer).
+fn read_up_to(reader: &mut dyn Read, limit: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    super::write::Clamped(reader)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|source| Error::UploadStream { source })?;
+    Ok(out)
+}
 
 /// A file's content in the store file, open for reading.
 pub(crate) struct EmbeddedSpans {

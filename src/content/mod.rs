@@ -18,14 +18,15 @@
 //! the `remote` module and docs/S3.md.
 //!
 //! Where one file's content lives is a `place::Place`: the store file (`embedded`) or a
-//! location's backend (`remote`, `remote_read`). Reading (`Place::open`, giving the spans a
-//! [`FileReader`] reads), releasing (`Place::release`) and putting an object's content go
-//! through it, dispatched by a `match` so the store file's path stays monomorphic: a put
-//! outside a transaction stages the bytes at their place (`Place::stage`, giving a
-//! `place::Staged`) and the transaction that creates the version adopts them
-//! (`Staged::adopt`); a put inside the caller's transaction writes them there
-//! (`Place::write_in`). Multipart completion and migration do not yet: they choose between
-//! `staging`/`write` and `remote::upload_stream` themselves.
+//! location's backend (`remote`, `remote_read`), each an implementation of the crate's
+//! content trait, `place::ContentPlace`, to which `Place` hands every call with a `match` so
+//! the store file's path stays monomorphic. Reading (`Place::open`, giving the spans a
+//! [`FileReader`] reads), releasing (`Place::release`) and putting content go through it: a
+//! put outside a transaction, a multipart completion and a move stage the bytes at their
+//! place (`Place::stage`, `Place::stage_parts`, `Place::stage_copy`, giving a
+//! `place::Staged`) and the committing transaction adopts them (`Staged::adopt`, or
+//! `Staged::adopt_as` for the file that moves); a put inside the caller's transaction writes
+//! them there (`Place::write_in`).
 
 mod embedded;
 mod migrate;

@@ -11,6 +11,10 @@
 //! many files use it (`remote_objects`). Reads are ranged requests for the chunks a read
 //! touches, each checked against its hash before a byte is returned (`remote_read`).
 //!
+//! [`Remote`] is this place's implementation of the content trait
+//! ([`super::place::ContentPlace`]): staging uploads the object before the commit that adopts
+//! it, whether it is a put, a multipart upload's parts or a moving file's content.
+//!
 //! Ordering gives the guarantees across the boundary: content is uploaded before the commit
 //! that refers to it, and an object is deleted only after the commit that dropped its last
 //! reference. A crash in between leaves objects nothing refers to, which [`crate::Store::gc_location`]
@@ -19,13 +23,17 @@
 //! a delete takes it alone and checks again that the object is still unreferenced), so a
 //! delete can never remove an object an upload is about to refer to.
 
+use super::place::{ContentPlace, Spans, Staged, Stored};
+use super::remote_read::RemoteSpans;
+use super::staging::Parts;
 use super::write::{ChunkSource, StreamLimits};
 use super::{ContentDigest, Digests, FileRow, Hash, hex, insert_file_row, retain_file};
 use crate::error::{Error, Result};
 use crate::ids::{FileId, Timestamp};
-use crate::storage::{View, WTables};
+use crate::storage::{Config, ReadTx, Store, View, WTables, WriteTx};
 use parking_lot::{Condvar, Mutex};
 use redb::ReadableTable;
+use redb::{ReadOnlyTable, ReadTransaction};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::ops::Range;
@@ -429,6 +437,159 @@ pub(crate) fn backend_error(location: &str, e: io::Error) -> Error {
     }
 }
 
+/// A location as a place of content: one object of its backend per content, under its
+/// content address. `backend` is the location's, looked up by the caller; reading looks it up
+/// itself, and putting without one fails with [`Error::ContentBackend`].
+#[derive(Clone, Copy)]
+pub(crate) struct Remote<'a> {
+    location: &'a str,
+    backend: Option<&'a dyn ContentBackend>,
+}
+
+impl<'a> Remote<'a> {
+    #[inline]
+    pub(crate) fn new(location: &'a str, backend: Option<&'a dyn ContentBackend>) -> Self {
+        Remote { location, backend }
+    }
+
+    fn backend(&self) -> Result<&'a dyn ContentBackend> {
+        self.backend.ok_or_else(|| Error::ContentBackend {
+            location: self.location.to_string(),
+            detail: "the location has no backend in this store".to_string(),
+        })
+    }
+
+    /// Whether the location already holds an object of this content that a file refers to.
+    fn known(&self, store: &Store, h: &Hash) -> Result<bool> {
+        store.read(|r| Ok(r.t.remote_objects()?.get((self.location, *h))?.is_some()))
+    }
+}
+
+impl ContentPlace for Remote<'_> {
+    fn open(
+        &self,
+        txn: &ReadTransaction,
+        cfg: &Config,
+        file: &Stored,
+        _files: ReadOnlyTable<u128, &'static [u8]>,
+    ) -> Result<Spans> {
+        let spans = RemoteSpans::open(txn, cfg, file, self.location.to_string())?;
+        Ok(Spans::Remote(spans))
+    }
+
+    fn release(
+        &self,
+        t: &mut WTables<'_>,
+        file: FileId,
+        blake3: &Hash,
+        _hashes: &[Hash],
+    ) -> Result<()> {
+        detach(t, file, self.location, blake3)
+    }
+
+    /// The object is uploaded under its content address (not sent again when the location
+    /// holds it already), holding an upload pass until the adopting transaction is over, so a
+    /// collection of the location cannot take it before the commit.
+    fn stage(
+        &self,
+        store: &Store,
+        reader: &mut dyn Read,
+        limits: StreamLimits,
+        with_md5: bool,
+        check: &dyn Fn(&ContentDigest) -> Result<()>,
+    ) -> Result<Staged> {
+        let backend = self.backend()?;
+        let pass = store.inner.cfg.remotes.upload_pass();
+        let up = upload_stream(
+            backend,
+            self.location,
+            reader,
+            limits,
+            with_md5,
+            REMOTE_CHUNK,
+            check,
+            &|h| self.known(store, h),
+        )?;
+        Ok(Staged::uploaded(self.location, up, pass, Vec::new()))
+    }
+
+    /// The parts, read back from the store file, are uploaded as one object; the adopting
+    /// transaction gives them up.
+    fn stage_parts(
+        &self,
+        store: &Store,
+        snap: &ReadTx,
+        parts: &Parts,
+        with_md5: bool,
+    ) -> Result<Staged> {
+        let backend = self.backend()?;
+        let mut reader = parts.reader(&snap.t)?;
+        let pass = store.inner.cfg.remotes.upload_pass();
+        let limits = StreamLimits {
+            declared: Some(parts.size),
+            cap: None,
+        };
+        let up = upload_stream(
+            backend,
+            self.location,
+            &mut reader,
+            limits,
+            with_md5,
+            REMOTE_CHUNK,
+            &|_| Ok(()),
+            &|h| self.known(store, h),
+        )
+        .map_err(|e| reader.failure().unwrap_or(e))?;
+        let consumed = parts.parts.iter().map(|&(_, id, _)| id).collect();
+        Ok(Staged::uploaded(self.location, up, pass, consumed))
+    }
+
+    fn stage_copy(
+        &self,
+        store: &Store,
+        (file, row): (FileId, &FileRow),
+        source: &mut dyn Read,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Staged> {
+        let backend = self.backend()?;
+        let pass = store.inner.cfg.remotes.upload_pass();
+        let up = copy_in(backend, self.location, file, row, source, progress)?;
+        Ok(Staged::uploaded(self.location, up, pass, Vec::new()))
+    }
+
+    /// The object is uploaded first, then registered in the caller's transaction.
+    fn write_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        reader: &mut dyn Read,
+        limits: StreamLimits,
+        with_md5: bool,
+        check: &dyn Fn(&ContentDigest) -> Result<()>,
+        class: &str,
+    ) -> Result<(FileId, FileRow)> {
+        let backend = self.backend()?;
+        let pass = tx.cfg.remotes.upload_pass();
+        let up = upload_stream(
+            backend,
+            self.location,
+            reader,
+            limits,
+            with_md5,
+            REMOTE_CHUNK,
+            check,
+            &|h| {
+                Ok(tx
+                    .t
+                    .remote_objects
+                    .read()?
+                    .get((self.location, *h))?
+                    .is_some())
+            },
+        )?;
+        Staged::uploaded(self.location, up, pass, Vec::new()).adopt(tx, class)
+    }
+}
+
 /// Records that `file` keeps its content (with blake3 `blake3`) in `location`: one more file
 /// uses the object.
 pub(crate) fn attach(
@@ -508,4 +669,117 @@ pub(crate) fn put_chunk_rows(t: &mut WTables<'_>, id: FileId, up: &Uploaded) -> 
         table.insert((id.raw(), i as u64 * u64::from(up.chunk_size)), h)?;
     }
     Ok(())
+}
+
+/// Copies the content of `file` (its row `row`, its bytes from `source`) to `location` for a
+/// move there, reporting the bytes done to `progress`, and checks what arrived against the
+/// file's blake3 and size. A complete object already under the content address (a move
+/// interrupted after its upload, or another file's content) is read back and checked instead
+/// of being sent again; a corrupt one is refused, never taken for the content.
+pub(crate) fn copy_in(
+    backend: &dyn ContentBackend,
+    location: &str,
+    file: FileId,
+    row: &FileRow,
+    source: &mut dyn Read,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Uploaded> {
+    let key = content_key(&row.blake3);
+    let limits = StreamLimits {
+        declared: Some(row.size),
+        cap: None,
+    };
+    let present = backend.size(&key).map_err(|e| backend_error(location, e))?;
+    let up = if present == Some(row.size) {
+        let mut remote = ObjectReader {
+            backend,
+            key: &key,
+            at: 0,
+            size: row.size,
+            location,
+        };
+        let mut counted = super::place::Counting::new(&mut remote, row.size, progress);
+        hash_stream(&mut counted, limits, row.md5.is_some()).map_err(|e| match e {
+            Error::UploadStream { source } => backend_error(location, source),
+            other => other,
+        })?
+    } else {
+        let mut counted = super::place::Counting::new(source, row.size, progress);
+        let same = |d: &ContentDigest| match d.0 == row.blake3 {
+            true => Ok(()),
+            false => Err(super::place::changed_on_the_way(file)),
+        };
+        upload_stream(
+            backend,
+            location,
+            &mut counted,
+            limits,
+            row.md5.is_some(),
+            REMOTE_CHUNK,
+            &same,
+            &|_| Ok(false),
+        )?
+    };
+    if up.digest.0 != row.blake3 || up.size != row.size {
+        return Err(super::place::changed_on_the_way(file));
+    }
+    // The object is where the commit will say it is, whole.
+    match backend.size(&key).map_err(|e| backend_error(location, e))? {
+        Some(n) if n == row.size => Ok(up),
+        other => Err(Error::ContentBackend {
+            location: location.to_string(),
+            detail: format!(
+                "object {key} holds {other:?} bytes after the upload, not {}",
+                row.size
+            ),
+        }),
+    }
+}
+
+/// The chunk hashes and digests of content already in place.
+fn hash_stream(reader: &mut dyn Read, limits: StreamLimits, with_md5: bool) -> Result<Uploaded> {
+    let mut src = ChunkSource::new(reader, limits, REMOTE_CHUNK);
+    let mut digests = Digests::new(with_md5);
+    let mut chunks = Vec::new();
+    let mut buf = Vec::new();
+    while src.next_chunk(&mut buf)? {
+        if !buf.is_empty() {
+            digests.update(&buf);
+            chunks.push(*blake3::hash(&buf).as_bytes());
+        }
+    }
+    Ok(Uploaded {
+        size: src.total,
+        digest: digests.finish(),
+        chunks,
+        chunk_size: REMOTE_CHUNK as u32,
+    })
+}
+
+/// Reads an object sequentially, in ranged requests.
+struct ObjectReader<'a> {
+    backend: &'a dyn ContentBackend,
+    key: &'a str,
+    at: u64,
+    size: u64,
+    location: &'a str,
+}
+
+impl Read for ObjectReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (self.size - self.at).min(buf.len() as u64);
+        if n == 0 {
+            return Ok(0);
+        }
+        let bytes = self.backend.get_range(self.key, self.at..self.at + n)?;
+        if bytes.len() as u64 != n {
+            return Err(io::Error::other(format!(
+                "location {:?}: object {} is shorter than expected",
+                self.location, self.key
+            )));
+        }
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        self.at += n;
+        Ok(bytes.len())
+    }
 }

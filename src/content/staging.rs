@@ -13,7 +13,7 @@ use super::{
 };
 use crate::error::Result;
 use crate::ids::{FileId, Timestamp};
-use crate::storage::{Durability, Store, WTables, WriteTx, dec, enc};
+use crate::storage::{Durability, Store, View, WTables, WriteTx, dec, enc};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -314,7 +314,23 @@ pub(crate) fn adopt_assembled(
         return Ok((existing, retain_file(t, existing, now)?));
     }
     let file = FileId::new();
-    for (id, base) in content.sources {
+    move_into_file(t, content.sources, file)?;
+    let mut row = FileRow::new(content.size, content.digest, content.chunk_size, class, now);
+    row.refcount = 1;
+    insert_file_row(t, file, &row, &[])?;
+    t.files_by_hash.write()?.insert(&blake3, file.raw())?;
+    Ok((file, row))
+}
+
+/// Makes the chunks staged under `sources` (each staging id with the file offset its bytes
+/// start at) the chunk rows of the existing `file`, removing the staging rows; the file's chunk
+/// rows take over the staged rows' references. (A file whose content moves into the store file.)
+pub(crate) fn move_into_file(
+    t: &mut WTables<'_>,
+    sources: &[(u128, u64)],
+    file: FileId,
+) -> Result<()> {
+    for (id, base) in sources {
         for (off, h) in staged_chunks(t.staged_chunks.read()?, *id)? {
             t.file_chunks.write()?.insert((file.raw(), base + off), h)?;
         }
@@ -323,11 +339,98 @@ pub(crate) fn adopt_assembled(
             .retain_in((*id, 0)..=(*id, u64::MAX), |_, _| false)?;
         t.staging.write()?.remove(*id)?;
     }
-    let mut row = FileRow::new(content.size, content.digest, content.chunk_size, class, now);
-    row.refcount = 1;
-    insert_file_row(t, file, &row, &[])?;
-    t.files_by_hash.write()?.insert(&blake3, file.raw())?;
-    Ok((file, row))
+    Ok(())
+}
+
+/// The parts of a multipart upload, staged in the store file, in order: each part's number,
+/// staging id and the offset of its first byte in the assembled content.
+pub(crate) struct Parts {
+    pub upload: crate::ids::UploadId,
+    pub parts: Vec<(u32, u128, u64)>,
+    pub size: u64,
+}
+
+impl Parts {
+    /// Each part's staging id with the offset its bytes start at.
+    pub(crate) fn sources(&self) -> Vec<(u128, u64)> {
+        self.parts.iter().map(|&(_, id, base)| (id, base)).collect()
+    }
+
+    /// The assembled content, read from the snapshot `v`.
+    pub(crate) fn reader<'v, V: View>(&self, v: &'v V) -> Result<PartsReader<'v, V>> {
+        let mut chunks = Vec::new();
+        for &(n, id, _) in &self.parts {
+            for (_, h) in staged_chunks(v.staged_chunks()?, id)? {
+                chunks.push((n, h));
+            }
+        }
+        Ok(PartsReader {
+            v,
+            upload: self.upload,
+            chunks: chunks.into_iter(),
+            current: Vec::new(),
+            at: 0,
+            failed: None,
+        })
+    }
+}
+
+/// The bytes of a multipart upload's parts end to end, each chunk checked against its hash
+/// before it is handed out. A lost or altered chunk fails the read; [`PartsReader::failure`]
+/// then gives the typed error.
+pub(crate) struct PartsReader<'v, V: View> {
+    v: &'v V,
+    upload: crate::ids::UploadId,
+    chunks: std::vec::IntoIter<(u32, Hash)>,
+    current: Vec<u8>,
+    at: usize,
+    failed: Option<crate::error::Error>,
+}
+
+impl<V: View> PartsReader<'_, V> {
+    /// The error behind a failed read, if the parts (not the reader's caller) were at fault.
+    pub(crate) fn failure(&mut self) -> Option<crate::error::Error> {
+        self.failed.take()
+    }
+
+    fn load(&mut self, n: u32, h: &Hash) -> Result<()> {
+        let upload = self.upload;
+        let stored = match super::chunk_id(self.v, h)? {
+            Some(id) => self.v.chunks()?.get(id)?,
+            None => None,
+        };
+        let bytes = stored.ok_or_else(|| {
+            crate::error::Error::corrupt(format!("part {n} of upload {upload} lost a chunk"))
+        })?;
+        let bytes = bytes.value();
+        if blake3::hash(bytes).as_bytes() != h {
+            return Err(crate::error::Error::corrupt(format!(
+                "part {n} of upload {upload}: chunk bytes do not match their hash"
+            )));
+        }
+        self.current.clear();
+        self.current.extend_from_slice(bytes);
+        self.at = 0;
+        Ok(())
+    }
+}
+
+impl<V: View> Read for PartsReader<'_, V> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.current.len() {
+            let Some((n, h)) = self.chunks.next() else {
+                return Ok(0);
+            };
+            if let Err(e) = self.load(n, &h) {
+                let text = e.to_string();
+                self.failed = Some(e);
+                return Err(std::io::Error::other(text));
+            }
+        }
+        let n = super::place::copy_from(&self.current, self.at, buf);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Gives staged content to a multipart part.

@@ -6,13 +6,10 @@
 use super::object::{PutOptions, check_declared, limits_for};
 use super::rows::*;
 use super::validate_key;
-use crate::content::staging::{
-    Assembled, adopt_assembled, claim_for_part, discard, stage, staged_chunks,
-};
-use crate::content::{Digests, StreamLimits};
+use crate::content::staging::{Parts, claim_for_part, discard, stage};
+use crate::content::{Place, StreamLimits};
 use crate::error::{Error, Result};
 use crate::ids::{BucketId, Timestamp, UploadId};
-use crate::storage::View;
 use crate::storage::{Store, WriteTx, enc};
 use crate::{FilesQuery, ObjectVersion};
 use redb::ReadableTable;
@@ -292,8 +289,11 @@ impl Store {
     }
 
     /// Completes an upload: every part must be there. The parts become one file (or the
-    /// identical file already stored) and a new head version; the reservation turns into the
-    /// file's size. Any failure leaves the upload as it was, to be retried or aborted.
+    /// identical file already stored at the bucket's location) and a new head version; the
+    /// reservation turns into the file's size. In a bucket whose location keeps its content in
+    /// an object store, the assembled parts are uploaded there first, as one object, before
+    /// the commit. Any failure leaves the upload as it was, to be retried or aborted (an
+    /// object already uploaded is left for [`Store::gc_location`]).
     pub fn complete_multipart(&self, upload: UploadId) -> Result<ObjectVersion> {
         self.complete_multipart_then(upload, |_, version| Ok(version))
     }
@@ -304,16 +304,31 @@ impl Store {
         upload: UploadId,
         then: impl FnOnce(&mut WriteTx<'_>, ObjectVersion) -> Result<T>,
     ) -> Result<T> {
-        // Hash the assembled content on a snapshot, outside the writer.
+        // The assembled content goes to the bucket's place first, outside the writer, read
+        // from the parts on a snapshot: hashed where the parts are (the store file), or
+        // uploaded to the bucket's location. Then one transaction adopts it.
         let snap = self.snapshot()?;
         let mp =
             multipart_row(&snap.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
+        let bucket = BucketId::from_raw(mp.bucket);
+        let location = snap
+            .bucket_with_deleted(bucket)?
+            .ok_or(Error::BucketNotFound { bucket })?
+            .location;
+        let (place, backend) = Place::of_location(&snap.t, &snap.cfg, &location)?;
         let last = last_part(mp.size, mp.part_size);
         let mut missing = Vec::new();
-        let mut parts: Vec<(u32, PartRow)> = Vec::new();
+        let mut parts = Parts {
+            upload,
+            parts: Vec::new(),
+            size: mp.size,
+        };
         for n in 0..=last {
             match part_row(&snap.t, upload.raw(), n)? {
-                Some(p) => parts.push((n, p)),
+                Some(p) => {
+                    let base = part_range(mp.size, mp.part_size, n).0;
+                    parts.parts.push((n, p.staging, base));
+                }
                 None if missing.len() < 100 => missing.push(n),
                 None => {}
             }
@@ -321,56 +336,26 @@ impl Store {
         if !missing.is_empty() {
             return Err(Error::MultipartMissingParts { missing });
         }
-        let mut digests = Digests::new(self.inner.cfg.md5);
-        for (n, p) in &parts {
-            for (_, h) in staged_chunks(snap.t.staged_chunks()?, p.staging)? {
-                let stored = match crate::content::chunk_id(&snap.t, &h)? {
-                    Some(id) => snap.t.chunks()?.get(id)?,
-                    None => None,
-                };
-                let bytes = stored.ok_or_else(|| {
-                    Error::corrupt(format!("part {n} of upload {upload} lost a chunk"))
-                })?;
-                let bytes = bytes.value();
-                if blake3::hash(bytes).as_bytes() != &h {
-                    return Err(Error::corrupt(format!(
-                        "part {n} of upload {upload}: chunk bytes do not match their hash"
-                    )));
-                }
-                digests.update(bytes);
-            }
-        }
-        let (blake3, md5) = digests.finish();
+        let mut staged =
+            place.stage_parts(self, backend.as_deref(), &snap, &parts, self.inner.cfg.md5)?;
         drop(snap);
 
-        let mut landed: Option<(crate::ids::FileId, String)> = None;
         let out = self.write(|tx| {
             let now_mp =
                 multipart_row(&tx.t, upload.raw())?.ok_or(Error::MultipartNotFound { upload })?;
             let bucket = BucketId::from_raw(now_mp.bucket);
             let row = tx.writable_bucket(bucket)?;
-            // A part re-sent since the snapshot makes the hash stale: refuse, the caller retries.
-            for (n, p) in &parts {
-                match part_row(&tx.t, upload.raw(), *n)? {
-                    Some(cur) if cur.staging == p.staging => {}
+            // A part re-sent since the snapshot makes what was staged stale: refuse, the
+            // caller retries.
+            for &(n, staging, _) in &parts.parts {
+                match part_row(&tx.t, upload.raw(), n)? {
+                    Some(cur) if cur.staging == staging => {}
                     _ => {
-                        return Err(Error::MultipartMissingParts { missing: vec![*n] });
+                        return Err(Error::MultipartMissingParts { missing: vec![n] });
                     }
                 }
             }
-            let sources: Vec<(u128, u64)> = parts
-                .iter()
-                .map(|(n, p)| (p.staging, part_range(mp.size, mp.part_size, *n).0))
-                .collect();
-            let content = Assembled {
-                sources: &sources,
-                size: mp.size,
-                digest: (blake3, md5),
-                chunk_size: self.inner.cfg.chunk_size as u32,
-            };
-            let now = tx.now;
-            let file = adopt_assembled(&mut tx.t, &content, &row.storage_class, now)?;
-            landed = Some((file.0, row.location.clone()));
+            let file = staged.adopt(tx, &row.storage_class)?;
             let u = upload.raw();
             tx.t.parts
                 .write()?
@@ -384,16 +369,7 @@ impl Store {
             });
             then(tx, version)
         })?;
-        // Parts are staged in the store file; a bucket whose content lives elsewhere gets the
-        // assembled content moved there. Should that fail, the version stands and its content
-        // stays, readable, in the store file (a later `migrate_file` moves it).
-        if let Some((file, location)) = landed
-            && self
-                .read(|r| r.cfg.remotes.backend_of(&r.t, &location))?
-                .is_some()
-        {
-            let _ = self.migrate_file(file, &location, &mut |_, _| {});
-        }
+        staged.committed();
         Ok(out)
     }
 

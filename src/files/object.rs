@@ -210,11 +210,7 @@ impl WriteTx<'_> {
     ) -> Result<(FileId, FileRow, BucketRow)> {
         let (row, stored) = self.writable_bucket_with_row(bucket)?;
         let limits = limits_for(&row, opts.size)?;
-        let backend = self.cfg.remotes.backend_of(&self.t, &row.location)?;
-        let place = match backend {
-            Some(_) => Place::Remote(row.location.clone()),
-            None => Place::Embedded,
-        };
+        let (place, backend) = Place::of_location(&self.t, self.cfg, &row.location)?;
         let (file, file_row) = place.write_in(
             self,
             backend.as_deref(),

@@ -92,12 +92,8 @@ impl Store {
                 .bucket_with_deleted(bucket)?
                 .ok_or(Error::BucketNotFound { bucket })?;
             check_writable(&b)?;
-            let backend = r.cfg.remotes.backend_of(&r.t, &b.location)?;
             let limits = limits_for(&b, opts.size)?;
-            let place = match backend {
-                Some(_) => Place::Remote(b.location),
-                None => Place::Embedded,
-            };
+            let (place, backend) = Place::of_location(&r.t, &r.cfg, &b.location)?;
             Ok((limits, place, backend))
         })?;
         // The content goes to its place first, outside any transaction (a location's object
