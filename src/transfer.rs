@@ -17,11 +17,13 @@
 //!
 //! Not part of a dump: API tokens (secrets stay with their store), multipart uploads in
 //! progress, and how content is laid out (chunk size, inline or chunked), which the importing
-//! store decides.
+//! store decides. Content of a bucket in a location this store reaches goes to that location
+//! (uploaded before the import's transaction, which then refers to it), as a put there does.
 
 use crate::content::staging::{StagedContent, adopt, stage};
 use crate::content::{
-    FileRow, StreamLimits, get_file_row, hex, insert_file_row, split_file_value, write_stream,
+    ContentBackend, FileRow, Place, Staged, StreamLimits, get_file_row, hex, insert_file_row,
+    split_file_value, write_stream,
 };
 use crate::error::{Error, Result};
 use crate::files::rows::{BucketRow, FileContent, LocationRow, ObjectRow, VersionLoc, bucket_row};
@@ -385,7 +387,9 @@ pub struct ImportReport {
 }
 
 /// Writes `set` into `store` with its ids and timestamps, in one transaction; `content` opens
-/// the bytes of a file when the import needs them (once per file). Content is checked against
+/// the bytes of a file when the import needs them (once per file). A file of a bucket in a
+/// location the store reaches is uploaded there first (see [`remote_places`]); an import
+/// refused after that leaves the object unreferenced, for [`Store::gc_location`]. Content is checked against
 /// the file's size, blake3 and md5 as it streams in; a mismatch, an error of `content`'s
 /// reader ([`Error::UploadStream`]), an inconsistent set ([`Error::InvalidImport`]) or anything
 /// already in the store ([`Error::ImportConflict`]) refuses the whole import and leaves the
@@ -397,11 +401,30 @@ pub fn import(
 ) -> Result<ImportReport> {
     let files = validate(set)?;
     store.read(|r| conflicts(&r.t, set, &files))?;
-    // Large content is staged first (its own short transactions), as a large put does.
+    let places = store.read(|r| remote_places(r, set))?;
+    // Content for a location is uploaded there first, and large content for the store file
+    // staged (its own short transactions), as a put does.
     let batch = store.inner.cfg.staging_batch_bytes as u64;
     let mut staged: BTreeMap<FileId, StagedContent> = BTreeMap::new();
+    let mut remote: BTreeMap<FileId, Staged> = BTreeMap::new();
     for f in files.values() {
-        if f.size > batch {
+        if let Some((place, backend)) = places.get(&f.id) {
+            let mut reader = open(content, f)?;
+            let limits = StreamLimits {
+                declared: Some(f.size),
+                cap: None,
+            };
+            let check = |d: &([u8; 32], Option<[u8; 16]>)| check_digest(f, d);
+            let s = place.stage(
+                store,
+                Some(backend.as_ref()),
+                &mut reader,
+                limits,
+                f.md5.is_some(),
+                &check,
+            )?;
+            remote.insert(f.id, s);
+        } else if f.size > batch {
             let mut reader = open(content, f)?;
             let limits = StreamLimits {
                 declared: Some(f.size),
@@ -414,12 +437,60 @@ pub fn import(
     }
     let report = store.write(|tx| {
         conflicts(&tx.t, set, &files)?;
-        write_set(tx, set, &files, &staged, content)
+        write_set(tx, set, &files, &staged, &mut remote, content)
     })?;
     for s in staged.into_values() {
         s.committed();
     }
+    for s in remote.into_values() {
+        s.committed();
+    }
     Ok(report)
+}
+
+/// Where the content of the set's files goes when it is not the store file: a file goes to the
+/// location of the first bucket of the set holding a version of it, if this store reaches
+/// that location (a backend given to the builder, or one made from its `s3://` URI); a bucket
+/// in a location keeps its content there, imported or not. The location's URI is the set's
+/// (an existing location has the same one, or the import is refused as a conflict).
+fn remote_places(
+    r: &ReadTx,
+    set: &ImportSet,
+) -> Result<BTreeMap<FileId, (Place, std::sync::Arc<dyn ContentBackend>)>> {
+    let mut places = BTreeMap::new();
+    let mut decided = BTreeSet::new();
+    for b in &set.buckets {
+        let uri = match set.store.locations.iter().find(|l| l.name == b.location) {
+            Some(l) => Some(l.uri.clone()),
+            None => {
+                r.t.locations()?
+                    .get(b.location.as_str())?
+                    .map(|g| dec::<LocationRow>(g.value(), "locations"))
+                    .transpose()?
+                    .map(|l| l.uri)
+            }
+        };
+        let backend = match uri {
+            Some(uri) => r.cfg.remotes.backend(&b.location, &uri)?,
+            None => None,
+        };
+        for v in &b.versions {
+            let Some(f) = &v.file else { continue };
+            if !decided.insert(f.id) {
+                continue;
+            }
+            if let Some(backend) = &backend {
+                places.insert(
+                    f.id,
+                    (
+                        Place::Remote(b.location.clone()),
+                        std::sync::Arc::clone(backend),
+                    ),
+                );
+            }
+        }
+    }
+    Ok(places)
 }
 
 fn open(
@@ -645,6 +716,7 @@ fn write_set(
     set: &ImportSet,
     files: &BTreeMap<FileId, &FileDump>,
     staged: &BTreeMap<FileId, StagedContent>,
+    remote: &mut BTreeMap<FileId, Staged>,
     content: &mut dyn FnMut(&FileDump) -> std::io::Result<Box<dyn Read>>,
 ) -> Result<ImportReport> {
     let mut report = ImportReport::default();
@@ -668,6 +740,29 @@ fn write_set(
                  size {}) would keep only one of them",
                 f.id, f.size, tx.cfg.chunk_size
             )));
+        }
+        let refcount = refs.get(&f.id).copied().unwrap_or(0);
+        if let Some(s) = remote.get_mut(&f.id) {
+            // Uploaded to its location already: the file takes the dump's id and attributes
+            // there (the chunk size is the location's).
+            let row = FileRow {
+                size: f.size,
+                blake3: parse_hex(&f.blake3, "blake3")?,
+                md5: f.md5.as_deref().map(|m| parse_hex(m, "md5")).transpose()?,
+                readable: f.readable,
+                writable: f.writable,
+                last_check: f.last_check,
+                last_check_at: f.last_check_at,
+                chunk_size: 0,
+                refcount,
+                storage_class: f.storage_class.clone(),
+                created: f.created,
+                updated: f.updated,
+            };
+            s.adopt_as(tx, f.id, &row)?;
+            report.files += 1;
+            report.bytes += f.size;
+            continue;
         }
         let written = match staged.get(&f.id) {
             Some(s) => adopt(tx, s, &f.storage_class)?.0,
@@ -693,7 +788,7 @@ fn write_set(
                 .0
             }
         };
-        relabel_file(&mut tx.t, written, f, refs.get(&f.id).copied().unwrap_or(0))?;
+        relabel_file(&mut tx.t, written, f, refcount)?;
         report.files += 1;
         report.bytes += f.size;
     }

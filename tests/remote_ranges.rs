@@ -446,3 +446,75 @@ fn a_move_into_the_location_refused_at_its_commit_leaves_only_what_gc_reclaims()
     assert_eq!(gc.deleted as usize, gc.listed as usize);
     assert!(memory.objects.lock().is_empty());
 }
+
+/// An import puts the content of a bucket in a location into that location, as a put there
+/// does: a store restored from an export keeps its buckets' content where they say it is.
+/// (Imports used to write every file into the store file.)
+#[test]
+fn an_import_puts_the_content_of_a_bucket_in_a_location_there() {
+    use recfiles::transfer::{self, FileDump, ImportSet};
+    let from = Arc::new(Memory::default());
+    let (source, far) = remote_store(&from);
+    let near = source.create_bucket(&BucketOptions::default()).unwrap().id;
+    let large = bytes(4, 2 * REMOTE_CHUNK + 5);
+    put(&source, far, "large", &large);
+    put(&source, far, "small", b"a few bytes");
+    put(&source, near, "here", b"stays in the store file");
+
+    let snap = source.snapshot().unwrap();
+    let mut set = ImportSet {
+        store: transfer::dump_store(&snap).unwrap(),
+        ..ImportSet::default()
+    };
+    for id in transfer::bucket_ids(&snap).unwrap() {
+        set.buckets
+            .push(transfer::dump_bucket(&snap, id).unwrap().unwrap());
+    }
+    let mut content = HashMap::new();
+    for b in &set.buckets {
+        for v in &b.versions {
+            if let Some(f) = &v.file {
+                let mut buf = Vec::new();
+                snap.open_file(f.id).unwrap().read_to_end(&mut buf).unwrap();
+                content.insert(f.id, buf);
+            }
+        }
+    }
+    drop(snap);
+
+    let to = Arc::new(Memory::default());
+    let target = Store::builder()
+        .location_backend("remote", Arc::new(MemoryBackend(Arc::clone(&to))))
+        .in_memory()
+        .unwrap();
+    transfer::import(&target, &set, &mut |f: &FileDump| {
+        Ok(Box::new(io::Cursor::new(content[&f.id].clone())))
+    })
+    .unwrap();
+    assert_consistent(&target);
+    let mut objects: Vec<Vec<u8>> = to.objects.lock().values().cloned().collect();
+    objects.sort();
+    let mut expected = vec![large.clone(), b"a few bytes".to_vec()];
+    expected.sort();
+    assert_eq!(
+        objects, expected,
+        "the location holds the content of its bucket, and only that"
+    );
+    assert_eq!(read_all(&target, far, "large"), large);
+    assert_eq!(read_all(&target, far, "small"), b"a few bytes");
+    assert_eq!(read_all(&target, near, "here"), b"stays in the store file");
+    // Reads of the location's content go to the location.
+    let before = to.gets.load(Ordering::SeqCst);
+    assert_eq!(read_all(&target, far, "large"), large);
+    assert!(to.gets.load(Ordering::SeqCst) > before);
+    // The imported files keep their ids, and the dump of the target is the source's.
+    let again = target.snapshot().unwrap();
+    for b in &set.buckets {
+        assert_eq!(
+            &transfer::dump_bucket(&again, b.id).unwrap().unwrap(),
+            b,
+            "bucket {} imported as it was",
+            b.id
+        );
+    }
+}
