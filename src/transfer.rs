@@ -388,7 +388,8 @@ pub struct ImportReport {
 
 /// Writes `set` into `store` with its ids and timestamps, in one transaction; `content` opens
 /// the bytes of a file when the import needs them (once per file). A file of a bucket in a
-/// location the store reaches is uploaded there first (see [`remote_places`]); an import
+/// location the store reaches is uploaded there first (the first bucket of the set holding a
+/// version of it decides which location); an import
 /// refused after that leaves the object unreferenced, for [`Store::gc_location`]. Content is checked against
 /// the file's size, blake3 and md5 as it streams in; a mismatch, an error of `content`'s
 /// reader ([`Error::UploadStream`]), an inconsistent set ([`Error::InvalidImport`]) or anything
