@@ -389,12 +389,12 @@ pub struct ImportReport {
 /// Writes `set` into `store` with its ids and timestamps, in one transaction; `content` opens
 /// the bytes of a file when the import needs them (once per file). A file of a bucket in a
 /// location the store reaches is uploaded there first (the first bucket of the set holding a
-/// version of it decides which location); an import
-/// refused after that leaves the object unreferenced, for [`Store::gc_location`]. Content is checked against
-/// the file's size, blake3 and md5 as it streams in; a mismatch, an error of `content`'s
-/// reader ([`Error::UploadStream`]), an inconsistent set ([`Error::InvalidImport`]) or anything
-/// already in the store ([`Error::ImportConflict`]) refuses the whole import and leaves the
-/// store unchanged.
+/// version of it decides which location). Content is checked against the file's size, blake3
+/// and md5 as it streams in; a mismatch, an error of `content`'s reader
+/// ([`Error::UploadStream`]), an inconsistent set ([`Error::InvalidImport`]), an unreachable
+/// location ([`Error::LocationUnavailable`]) or anything already in the store
+/// ([`Error::ImportConflict`]) refuses the whole import and leaves the store unchanged (an
+/// object already uploaded stays unreferenced, for [`Store::gc_location`]).
 pub fn import(
     store: &Store,
     set: &ImportSet,
