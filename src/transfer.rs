@@ -449,15 +449,15 @@ pub fn import(
     Ok(report)
 }
 
+/// A location an imported file's content goes to, with its backend.
+type RemotePlace = (Place, std::sync::Arc<dyn ContentBackend>);
+
 /// Where the content of the set's files goes when it is not the store file: a file goes to the
 /// location of the first bucket of the set holding a version of it, if this store reaches
 /// that location (a backend given to the builder, or one made from its `s3://` URI); a bucket
 /// in a location keeps its content there, imported or not. The location's URI is the set's
 /// (an existing location has the same one, or the import is refused as a conflict).
-fn remote_places(
-    r: &ReadTx,
-    set: &ImportSet,
-) -> Result<BTreeMap<FileId, (Place, std::sync::Arc<dyn ContentBackend>)>> {
+fn remote_places(r: &ReadTx, set: &ImportSet) -> Result<BTreeMap<FileId, RemotePlace>> {
     let mut places = BTreeMap::new();
     let mut decided = BTreeSet::new();
     for b in &set.buckets {
