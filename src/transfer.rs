@@ -401,8 +401,8 @@ pub fn import(
     content: &mut dyn FnMut(&FileDump) -> std::io::Result<Box<dyn Read>>,
 ) -> Result<ImportReport> {
     let files = validate(set)?;
-    store.read(|r| conflicts(&r.t, set, &files))?;
     let places = store.read(|r| remote_places(r, set))?;
+    store.read(|r| conflicts(&r.t, set, &files, &places))?;
     // Content for a location is uploaded there first, and large content for the store file
     // staged (its own short transactions), as a put does.
     let batch = store.inner.cfg.staging_batch_bytes as u64;
@@ -437,7 +437,7 @@ pub fn import(
         }
     }
     let report = store.write(|tx| {
-        conflicts(&tx.t, set, &files)?;
+        conflicts(&tx.t, set, &files, &places)?;
         write_set(tx, set, &files, &staged, &mut remote, content)
     })?;
     for s in staged.into_values() {
@@ -652,11 +652,13 @@ fn validate(set: &ImportSet) -> Result<BTreeMap<FileId, &FileDump>> {
     Ok(files)
 }
 
-/// Refuses the import if the store holds anything it would write over.
+/// Refuses the import if the store holds anything it would write over, or content it would
+/// hold twice at the place a file goes to (`places`; the store file otherwise).
 fn conflicts<V: crate::storage::View>(
     v: &V,
     set: &ImportSet,
     files: &BTreeMap<FileId, &FileDump>,
+    places: &BTreeMap<FileId, RemotePlace>,
 ) -> Result<()> {
     let clash = |what: &'static str, id: String| Err(Error::ImportConflict { what, id });
     for r in &set.records {
@@ -687,7 +689,9 @@ fn conflicts<V: crate::storage::View>(
             return clash("file", f.id.to_string());
         }
         let hash = parse_hex::<32>(&f.blake3, "blake3")?;
-        if let Some(g) = v.files_by_hash()?.get(&hash)? {
+        let location = places.get(&f.id).and_then(|(place, _)| place.location());
+        let key = crate::content::remote::dedup_key(location, &hash);
+        if let Some(g) = v.files_by_hash()?.get(&key)? {
             return clash(
                 "file with the content of",
                 format!("{} (as file {})", f.id, FileId::from_raw(g.value())),

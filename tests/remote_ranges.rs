@@ -447,20 +447,21 @@ fn a_move_into_the_location_refused_at_its_commit_leaves_only_what_gc_reclaims()
     assert!(memory.objects.lock().is_empty());
 }
 
-/// An import puts the content of a bucket in a location into that location, as a put there
-/// does: a store restored from an export keeps its buckets' content where they say it is.
-/// (Imports used to write every file into the store file.)
-#[test]
-fn an_import_puts_the_content_of_a_bucket_in_a_location_there() {
-    use recfiles::transfer::{self, FileDump, ImportSet};
+/// The source of the import tests: a store whose location `remote` keeps a large and a small
+/// file, with a bucket in the store file beside it; its dump and each file's content.
+fn import_source() -> (
+    recfiles::transfer::ImportSet,
+    HashMap<recfiles::FileId, Vec<u8>>,
+    BucketId,
+    BucketId,
+) {
+    use recfiles::transfer::{self, ImportSet};
     let from = Arc::new(Memory::default());
     let (source, far) = remote_store(&from);
     let near = source.create_bucket(&BucketOptions::default()).unwrap().id;
-    let large = bytes(4, 2 * REMOTE_CHUNK + 5);
-    put(&source, far, "large", &large);
+    put(&source, far, "large", &bytes(4, 2 * REMOTE_CHUNK + 5));
     put(&source, far, "small", b"a few bytes");
     put(&source, near, "here", b"stays in the store file");
-
     let snap = source.snapshot().unwrap();
     let mut set = ImportSet {
         store: transfer::dump_store(&snap).unwrap(),
@@ -480,17 +481,32 @@ fn an_import_puts_the_content_of_a_bucket_in_a_location_there() {
             }
         }
     }
-    drop(snap);
+    (set, content, far, near)
+}
 
+fn import_into(
+    target: &Store,
+    set: &recfiles::transfer::ImportSet,
+    content: &HashMap<recfiles::FileId, Vec<u8>>,
+) -> recfiles::Result<recfiles::transfer::ImportReport> {
+    recfiles::transfer::import(target, set, &mut |f: &recfiles::transfer::FileDump| {
+        Ok(Box::new(io::Cursor::new(content[&f.id].clone())))
+    })
+}
+
+/// An import puts the content of a bucket in a location into that location, as a put there
+/// does: a store restored from an export keeps its buckets' content where they say it is.
+/// (Imports used to write every file into the store file.)
+#[test]
+fn an_import_puts_the_content_of_a_bucket_in_a_location_there() {
+    let (set, content, far, near) = import_source();
+    let large = bytes(4, 2 * REMOTE_CHUNK + 5);
     let to = Arc::new(Memory::default());
     let target = Store::builder()
         .location_backend("remote", Arc::new(MemoryBackend(Arc::clone(&to))))
         .in_memory()
         .unwrap();
-    transfer::import(&target, &set, &mut |f: &FileDump| {
-        Ok(Box::new(io::Cursor::new(content[&f.id].clone())))
-    })
-    .unwrap();
+    import_into(&target, &set, &content).unwrap();
     assert_consistent(&target);
     let mut objects: Vec<Vec<u8>> = to.objects.lock().values().cloned().collect();
     objects.sort();
@@ -511,10 +527,46 @@ fn an_import_puts_the_content_of_a_bucket_in_a_location_there() {
     let again = target.snapshot().unwrap();
     for b in &set.buckets {
         assert_eq!(
-            &transfer::dump_bucket(&again, b.id).unwrap().unwrap(),
+            &recfiles::transfer::dump_bucket(&again, b.id)
+                .unwrap()
+                .unwrap(),
             b,
             "bucket {} imported as it was",
             b.id
         );
     }
+}
+
+/// Whether an import clashes with content the store already holds depends on where that
+/// content is: the same bytes in the store file do not stop a file going to the location, the
+/// same bytes already in the location (as another file) do, as they would in the store file.
+#[test]
+fn an_import_clashes_only_with_content_already_at_the_place_it_goes_to() {
+    let (set, content, _, _) = import_source();
+    let large = bytes(4, 2 * REMOTE_CHUNK + 5);
+    let to = Arc::new(Memory::default());
+    let target = Store::builder()
+        .location_backend("remote", Arc::new(MemoryBackend(Arc::clone(&to))))
+        .in_memory()
+        .unwrap();
+    let here = target.create_bucket(&BucketOptions::default()).unwrap().id;
+    put(&target, here, "same bytes", &large);
+    import_into(&target, &set, &content).unwrap();
+    assert_consistent(&target);
+    assert_eq!(to.objects.lock().len(), 2);
+
+    let to = Arc::new(Memory::default());
+    let (target, there) = remote_store(&to);
+    put(&target, there, "same bytes", &large);
+    let before = target.stats().unwrap();
+    match import_into(&target, &set, &content) {
+        Err(Error::ImportConflict { what, .. }) => assert_eq!(what, "file with the content of"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        target.stats().unwrap(),
+        before,
+        "a refused import changes nothing"
+    );
+    assert_consistent(&target);
 }
