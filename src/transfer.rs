@@ -401,7 +401,11 @@ pub fn import(
     content: &mut dyn FnMut(&FileDump) -> std::io::Result<Box<dyn Read>>,
 ) -> Result<ImportReport> {
     let files = validate(set)?;
-    let places = store.read(|r| remote_places(r, set))?;
+    // A location clash first: finding the places' backends could fail on it otherwise.
+    let places = store.read(|r| {
+        location_conflicts(&r.t, set)?;
+        remote_places(r, set)
+    })?;
     store.read(|r| conflicts(&r.t, set, &files, &places))?;
     // Content for a location is uploaded there first, and large content for the store file
     // staged (its own short transactions), as a put does.
@@ -705,12 +709,32 @@ fn conflicts<V: crate::storage::View>(
             return clash("different schema at", url.clone());
         }
     }
+    location_conflicts(v, set)
+}
+
+/// Refuses the import if a location of the set has another URI in the store, or would share
+/// its object-store prefix with a location of another name.
+fn location_conflicts<V: crate::storage::View>(v: &V, set: &ImportSet) -> Result<()> {
+    let clash = |what: &'static str, id: String| Err(Error::ImportConflict { what, id });
+    let mut existing = Vec::new();
+    for e in v.locations()?.iter()? {
+        let (k, g) = e?;
+        let row: LocationRow = dec(g.value(), "locations")?;
+        existing.push((k.value().to_string(), row.uri));
+    }
     for l in &set.store.locations {
-        if let Some(g) = v.locations()?.get(l.name.as_str())? {
-            let row: LocationRow = dec(g.value(), "locations")?;
-            if row.uri != l.uri {
+        if let Some((_, uri)) = existing.iter().find(|(n, _)| *n == l.name) {
+            if *uri != l.uri {
                 return clash("location (with another URI)", l.name.clone());
             }
+            continue;
+        }
+        let pairs = existing.iter().map(|(n, u)| (n.as_str(), u.as_str()));
+        if let Some(other) = crate::files::overlapping_location(pairs, &l.name, &l.uri) {
+            return clash(
+                "location with the same object-store prefix",
+                format!("{} (as location {other})", l.name),
+            );
         }
     }
     Ok(())

@@ -64,3 +64,33 @@ fn a_location_with_another_uri_keeps_content_in_the_store_file() {
     assert!(store.stats().unwrap().chunks >= 3);
     assert_consistent(&store);
 }
+
+/// Two locations of one store never keep content under the same object-store prefix, nor one
+/// inside the other: each counts its own users of an object, so a collection or the last
+/// delete of one would remove objects the other refers to. Other URIs may repeat.
+#[test]
+fn two_locations_never_share_an_object_store_prefix() {
+    let store = Store::in_memory().unwrap();
+    let create = |name: &str, uri: &str| store.write(|tx| tx.create_location(name, uri, false));
+    create("cluster", "s3://bucket/recfiles").unwrap();
+    for uri in [
+        "s3://bucket/recfiles",
+        "s3://bucket/recfiles/",
+        "s3://bucket/recfiles/inner",
+        "s3://bucket",
+        "s3://bucket/",
+    ] {
+        match create("other", uri) {
+            Err(recfiles::Error::InvalidOperation { reason }) => {
+                assert!(reason.contains("prefix"), "{reason}")
+            }
+            other => panic!("{uri}: expected a refusal, got {other:?}"),
+        }
+    }
+    // A sibling prefix, another bucket, and URIs that are no object store are fine.
+    create("sibling", "s3://bucket/recfiles-2").unwrap();
+    create("elsewhere", "s3://other-bucket/recfiles").unwrap();
+    create("archive", "file:///srv/archive").unwrap();
+    create("archive-two", "file:///srv/archive").unwrap();
+    assert_consistent(&store);
+}

@@ -569,4 +569,26 @@ fn an_import_clashes_only_with_content_already_at_the_place_it_goes_to() {
         "a refused import changes nothing"
     );
     assert_consistent(&target);
+
+    // A location of another name over the same prefix would share its objects: refused too.
+    let target = Store::builder()
+        .location_backend(
+            "mirror",
+            Arc::new(MemoryBackend(Arc::new(Memory::default()))),
+        )
+        .in_memory()
+        .unwrap();
+    target
+        .write(|tx| {
+            tx.create_location("mirror", "s3://memory/x", false)
+                .map(|_| ())
+        })
+        .unwrap();
+    match import_into(&target, &set, &content) {
+        Err(Error::ImportConflict { what, id }) => {
+            assert_eq!(what, "location with the same object-store prefix");
+            assert!(id.contains("mirror"), "{id}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
 }

@@ -47,6 +47,18 @@ impl WriteTx<'_> {
                 name: name.to_string(),
             });
         }
+        let mut existing = Vec::new();
+        for e in self.t.locations.read()?.iter()? {
+            let (k, v) = e?;
+            let r: LocationRow = dec(v.value(), "locations")?;
+            existing.push((k.value().to_string(), r.uri));
+        }
+        let pairs = existing.iter().map(|(n, u)| (n.as_str(), u.as_str()));
+        if super::overlapping_location(pairs, name, uri).is_some() {
+            return Err(Error::InvalidOperation {
+                reason: "Another location keeps its content under the same object-store prefix.",
+            });
+        }
         if default {
             let mut others = Vec::new();
             for e in self.t.locations.read()?.iter()? {

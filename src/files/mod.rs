@@ -154,6 +154,28 @@ pub fn validate_key(key: &str, max: usize) -> Result<()> {
     }
 }
 
+/// The location (other than `name`) among `locations` (name, URI) whose object-store prefix
+/// is `uri`'s, or contains it, or lies inside it. Two such locations would keep objects
+/// under one prefix while counting their users apart: a collection or the last delete of one
+/// would remove objects the other refers to. Only `s3://` URIs keep content outside the store
+/// file; others never overlap.
+pub(crate) fn overlapping_location<'a>(
+    locations: impl IntoIterator<Item = (&'a str, &'a str)>,
+    name: &str,
+    uri: &str,
+) -> Option<String> {
+    let prefix = |u: &str| {
+        u.strip_prefix("s3://")
+            .map(|p| format!("{}/", p.trim_end_matches('/')))
+    };
+    let mine = prefix(uri)?;
+    locations.into_iter().find_map(|(other, other_uri)| {
+        let theirs = prefix(other_uri)?;
+        (other != name && (mine.starts_with(&theirs) || theirs.starts_with(&mine)))
+            .then(|| other.to_string())
+    })
+}
+
 /// Checks a location name: `^[a-z][a-z0-9-]+$`, 2 to 20 characters.
 pub fn validate_location_name(name: &str) -> Result<()> {
     let b = name.as_bytes();
