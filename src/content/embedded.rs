@@ -82,8 +82,8 @@ impl ContentPlace for Embedded {
         Ok(Staged::Embedded(staged))
     }
 
-    /// The parts are staged chunks already: they are only read back (each chunk checked) and
-    /// hashed end to end; the adoption makes them the file's.
+    /// The parts are staged chunks already: they are only hashed end to end where they are
+    /// stored (each chunk checked, nothing copied); the adoption makes them the file's.
     fn stage_parts(
         &self,
         store: &Store,
@@ -91,18 +91,8 @@ impl ContentPlace for Embedded {
         parts: &Parts,
         with_md5: bool,
     ) -> Result<Staged> {
-        let mut reader = parts.reader(&snap.t)?;
         let mut digests = Digests::new(with_md5);
-        let mut buf = vec![0; store.inner.cfg.chunk_size];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => digests.update(&buf[..n]),
-                Err(source) => {
-                    return Err(reader.failure().unwrap_or(Error::UploadStream { source }));
-                }
-            }
-        }
+        parts.for_each_chunk(&snap.t, |bytes| digests.update(bytes))?;
         Ok(Staged::Parts(Box::new(InStoreParts {
             sources: parts.sources(),
             size: parts.size,

@@ -358,21 +358,61 @@ impl Parts {
 
     /// The assembled content, read from the snapshot `v`.
     pub(crate) fn reader<'v, V: View>(&self, v: &'v V) -> Result<PartsReader<'v, V>> {
+        Ok(PartsReader {
+            v,
+            upload: self.upload,
+            chunks: self.chunks(v)?.into_iter(),
+            current: Vec::new(),
+            at: 0,
+            failed: None,
+        })
+    }
+
+    /// Hands `f` the assembled content chunk by chunk, as the snapshot `v` stores it (no copy),
+    /// each chunk checked against its hash first.
+    pub(crate) fn for_each_chunk<V: View>(&self, v: &V, mut f: impl FnMut(&[u8])) -> Result<()> {
+        for (n, h) in self.chunks(v)? {
+            checked_part_chunk(v, self.upload, n, &h, &mut f)?;
+        }
+        Ok(())
+    }
+
+    /// Each part's number with the hashes of its staged chunks, in order.
+    fn chunks<V: View>(&self, v: &V) -> Result<Vec<(u32, Hash)>> {
         let mut chunks = Vec::new();
         for &(n, id, _) in &self.parts {
             for (_, h) in staged_chunks(v.staged_chunks()?, id)? {
                 chunks.push((n, h));
             }
         }
-        Ok(PartsReader {
-            v,
-            upload: self.upload,
-            chunks: chunks.into_iter(),
-            current: Vec::new(),
-            at: 0,
-            failed: None,
-        })
+        Ok(chunks)
     }
+}
+
+/// Finds the chunk of hash `h` (of part `n` of `upload`) in the snapshot `v`, checks its
+/// bytes against the hash and hands them to `f`: a lost or altered chunk is corruption.
+fn checked_part_chunk<V: View>(
+    v: &V,
+    upload: crate::ids::UploadId,
+    n: u32,
+    h: &Hash,
+    f: &mut dyn FnMut(&[u8]),
+) -> Result<()> {
+    let stored = match super::chunk_id(v, h)? {
+        Some(id) => v.chunks()?.get(id)?,
+        None => None,
+    };
+    let bytes = stored.ok_or_else(|| {
+        crate::error::Error::corrupt(format!("part {n} of upload {upload} lost a chunk"))
+    })?;
+    let bytes = bytes.value();
+    if blake3::hash(bytes).as_bytes() != h {
+        return Err(crate::error::Error::corrupt(format!(
+            "part {n} of upload {upload}: chunk bytes do not match their hash"
+        )));
+    }
+    f(bytes);
+    Ok(())
 }
 
 /// The bytes of a multipart upload's parts end to end, each chunk checked against its hash
@@ -392,27 +432,6 @@ impl<V: View> PartsReader<'_, V> {
     pub(crate) fn failure(&mut self) -> Option<crate::error::Error> {
         self.failed.take()
     }
-
-    fn load(&mut self, n: u32, h: &Hash) -> Result<()> {
-        let upload = self.upload;
-        let stored = match super::chunk_id(self.v, h)? {
-            Some(id) => self.v.chunks()?.get(id)?,
-            None => None,
-        };
-        let bytes = stored.ok_or_else(|| {
-            crate::error::Error::corrupt(format!("part {n} of upload {upload} lost a chunk"))
-        })?;
-        let bytes = bytes.value();
-        if blake3::hash(bytes).as_bytes() != h {
-            return Err(crate::error::Error::corrupt(format!(
-                "part {n} of upload {upload}: chunk bytes do not match their hash"
-            )));
-        }
-        self.current.clear();
-        self.current.extend_from_slice(bytes);
-        self.at = 0;
-        Ok(())
-    }
 }
 
 impl<V: View> Read for PartsReader<'_, V> {
@@ -421,7 +440,13 @@ impl<V: View> Read for PartsReader<'_, V> {
             let Some((n, h)) = self.chunks.next() else {
                 return Ok(0);
             };
-            if let Err(e) = self.load(n, &h) {
+            let current = &mut self.current;
+            current.clear();
+            self.at = 0;
+            let loaded = checked_part_chunk(self.v, self.upload, n, &h, &mut |bytes| {
+                current.extend_from_slice(bytes)
+            });
+            if let Err(e) = loaded {
                 let text = e.to_string();
                 self.failed = Some(e);
                 return Err(std::io::Error::other(text));
