@@ -47,19 +47,9 @@ fn opts() -> Opts {
     }
 }
 
-/// Deterministic pseudo-random bytes, different for each seed.
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+#[path = "common/data.rs"]
+mod common_data;
+use common_data::data;
 
 /// Range reads per turn when recfiles and the client alternate.
 const ROUND: usize = 25;
